@@ -1,0 +1,91 @@
+/* bench_latency.cc — round-trip latency per payload size (16 B .. 16 MiB)
+ * for every transport: the benchmark process is the client, the echo server
+ * is a forked child. Reports mean/p50/p99 of the individually timed calls
+ * and the CPU that client and server burn per call. */
+#include <stdio.h>
+
+#include "harness.h"
+#include "transport.h"
+
+namespace bench {
+namespace {
+
+/* Calls until warmup_ms have passed (at least 3): connections set up,
+ * pages touched, adaptive spin budgets learned, before anything counts. */
+bool latency_warm_up(benchmark::State& state, Conn* c,
+                     const std::vector<unsigned char>& req) {
+  const void* resp;
+  size_t resp_len;
+  std::string err;
+  uint64_t end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
+  for (int n = 0; n < 3 || NowNs() < end; n++) {
+    if (c->Call(req.data(), req.size(), &resp, &resp_len, &err) != 0) {
+      state.SkipWithError(("warm-up: " + err).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+void BM_Latency(benchmark::State& state, const std::string& name) {
+  const size_t len = (size_t)state.range(0);
+  std::string err;
+  auto t = MakeTransport(name);
+  if (!t || !t->Start(1, len, &err)) {
+    state.SkipWithError(t ? err.c_str() : "unknown transport");
+    return;
+  }
+  auto c = t->Connect(0, &err);
+  auto req = MakePayload(len);
+  if (!c) {
+    state.SkipWithError(err.c_str());
+  } else if (latency_warm_up(state, c.get(), req)) {
+    Latency lat((size_t)state.max_iterations);
+    const void* resp = nullptr;
+    size_t resp_len = 0;
+    uint64_t server0 = PeerCpuNs(t->server_pid());
+    uint64_t client0 = ThreadCpuNs();
+    uint64_t wall0 = NowNs();
+    for (auto _ : state) {
+      uint64_t t0 = NowNs();
+      int rc = c->Call(req.data(), len, &resp, &resp_len, &err);
+      uint64_t t1 = NowNs();
+      if (rc != 0 || !ReplyMatches(req.data(), len, resp, resp_len)) {
+        state.SkipWithError(rc ? err.c_str() : "reply differs from request");
+        break;
+      }
+      state.SetIterationTime((double)(t1 - t0) * 1e-9);
+      lat.Add(t1 - t0);
+    }
+    uint64_t wall = NowNs() - wall0;
+    uint64_t client = ThreadCpuNs() - client0;
+    uint64_t server = PeerCpuNs(t->server_pid()) - server0;
+    if (!state.error_occurred()) {
+      lat.Report(state);
+      ReportCpu(state, client, server, wall, lat.count());
+      state.SetBytesProcessed((int64_t)(2 * len * lat.count()));
+      state.SetLabel(name);
+    }
+  }
+  c.reset(); /* close the client before the server goes */
+  t->Stop();
+}
+
+}  // namespace
+}  // namespace bench
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  bench::ParseOptions(&argc, argv);
+  bench::SetUpRuntimeDir();
+  for (const std::string& name : bench::TransportNames()) {
+    auto* b = benchmark::RegisterBenchmark(
+        ("latency/" + name).c_str(),
+        [name](benchmark::State& s) { bench::BM_Latency(s, name); });
+    for (int64_t size : bench::kSizes) b->Arg(size);
+    b->UseManualTime()->Unit(benchmark::kMicrosecond);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,175 @@
+/* bench_throughput.cc — calls per second with 1, 2, 4 and 8 concurrent
+ * client processes against one server process, for a fixed window
+ * (--duration_ms). Reports the total rate, the fewest and most calls any one
+ * client made (starvation shows as a small minimum) and CPU per call. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "transport.h"
+
+namespace bench {
+namespace {
+
+constexpr int kMaxClients = 8;
+constexpr size_t kPayload = 64; /* the size DESIGN.md quotes */
+
+/* Shared by the benchmark process and its client processes. */
+struct Board {
+  uint32_t ready; /* clients connected and warmed up */
+  uint32_t go;    /* set by the parent: start counting */
+  uint32_t stop;  /* set by the parent: stop calling */
+  struct {
+    uint64_t calls;
+    uint64_t cpu_ns;   /* the client process's CPU inside the window */
+    int failed;
+    char err[120];
+  } client[kMaxClients];
+};
+
+uint32_t tp_load(const uint32_t* p) {
+  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* One client process: connect, warm up, wait for go, call until stop. */
+int tp_client(Transport* t, Board* b, int i) {
+  auto& me = b->client[i];
+  auto fail = [&](const std::string& e) {
+    snprintf(me.err, sizeof me.err, "%s", e.c_str());
+    __atomic_store_n(&me.failed, 1, __ATOMIC_RELEASE);
+    return 1;
+  };
+  std::string err;
+  auto c = t->Connect(i, &err);
+  if (!c) return fail(err);
+  auto req = MakePayload(kPayload);
+  const void* resp;
+  size_t resp_len;
+  uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
+  for (int n = 0; n < 3 || NowNs() < warm_end; n++)
+    if (c->Call(req.data(), kPayload, &resp, &resp_len, &err) != 0)
+      return fail("warm-up: " + err);
+  __atomic_add_fetch(&b->ready, 1, __ATOMIC_ACQ_REL);
+  while (!tp_load(&b->go)) usleep(100);
+  uint64_t cpu0 = ProcessCpuNs(), calls = 0;
+  while (!tp_load(&b->stop)) {
+    if (c->Call(req.data(), kPayload, &resp, &resp_len, &err) != 0)
+      return fail(err);
+    if (!ReplyMatches(req.data(), kPayload, resp, resp_len))
+      return fail("reply differs from request");
+    calls++;
+  }
+  me.cpu_ns = ProcessCpuNs() - cpu0;
+  me.calls = calls;
+  return 0;
+}
+
+/* Waits for all clients to be ready; false if one failed or 10 s passed. */
+bool tp_wait_ready(Board* b, int n) {
+  uint64_t deadline = NowNs() + 10ull * 1000000000;
+  while (tp_load(&b->ready) < (uint32_t)n) {
+    for (int i = 0; i < n; i++)
+      if (__atomic_load_n(&b->client[i].failed, __ATOMIC_ACQUIRE)) return false;
+    if (NowNs() > deadline) return false;
+    usleep(1000);
+  }
+  return true;
+}
+
+void BM_Throughput(benchmark::State& state, const std::string& name) {
+  const int n = (int)state.range(0);
+  std::string err;
+  auto t = MakeTransport(name);
+  if (!t || !t->Start(n, kPayload, &err)) {
+    state.SkipWithError(t ? err.c_str() : "unknown transport");
+    return;
+  }
+  void* mem = mmap(nullptr, sizeof(Board), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    state.SkipWithError("mmap");
+    t->Stop();
+    return;
+  }
+  Board* b = new (mem) Board();
+  std::vector<pid_t> kids;
+  for (int i = 0; i < n; i++)
+    kids.push_back(ForkChild([&, i] { return tp_client(t.get(), b, i); }));
+
+  for (auto _ : state) { /* one iteration: the window */
+    if (!tp_wait_ready(b, n)) {
+      state.SkipWithError("a client failed to connect or warm up");
+      break;
+    }
+    uint64_t server0 = PeerCpuNs(t->server_pid());
+    uint64_t wall0 = NowNs();
+    __atomic_store_n(&b->go, 1, __ATOMIC_RELEASE);
+    usleep((useconds_t)g_opts.duration_ms * 1000);
+    __atomic_store_n(&b->stop, 1, __ATOMIC_RELEASE);
+    uint64_t wall = NowNs() - wall0;
+    uint64_t server = PeerCpuNs(t->server_pid()) - server0;
+    state.SetIterationTime((double)wall * 1e-9);
+    /* Clients finish their last call and write their numbers. */
+    for (pid_t& k : kids) {
+      uint64_t deadline = NowNs() + 15ull * 1000000000;
+      while (waitpid(k, nullptr, WNOHANG) == 0 && NowNs() < deadline)
+        usleep(1000);
+      StopChild(k, SIGKILL, 0); /* reaps; kills only if still stuck */
+      k = -1;
+    }
+    uint64_t total = 0, lo = UINT64_MAX, hi = 0, client_cpu = 0;
+    for (int i = 0; i < n; i++) {
+      if (b->client[i].failed) {
+        state.SkipWithError(b->client[i].err);
+        break;
+      }
+      total += b->client[i].calls;
+      lo = std::min(lo, b->client[i].calls);
+      hi = std::max(hi, b->client[i].calls);
+      client_cpu += b->client[i].cpu_ns;
+    }
+    if (state.error_occurred()) break;
+    state.counters["calls_per_s"] = (double)total / ((double)wall * 1e-9);
+    state.counters["clients"] = n;
+    state.counters["min_calls"] = (double)lo;
+    state.counters["max_calls"] = (double)hi;
+    ReportCpu(state, client_cpu, server, wall, total);
+    state.SetItemsProcessed((int64_t)total);
+    state.SetLabel(name);
+  }
+  for (pid_t k : kids) StopChild(k, SIGKILL, 0);
+  t->Stop();
+  munmap(mem, sizeof(Board));
+}
+
+}  // namespace
+}  // namespace bench
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  bench::ParseOptions(&argc, argv);
+  bench::SetUpRuntimeDir();
+  /* Echo throughput at 64 B: the raw futex and spin ping-pongs, a raw Unix
+   * socket, and libsvc over shm and unix. */
+  std::vector<std::string> names = {"futex", "spin", "unix"};
+  for (const std::string& n : bench::TransportNames())
+    if (n == "svc-shm" || n == "svc-unix") names.push_back(n);
+  for (const std::string& name : names) {
+    auto* b = benchmark::RegisterBenchmark(
+        ("throughput/" + name).c_str(),
+        [name](benchmark::State& s) { bench::BM_Throughput(s, name); });
+    for (int clients : {1, 2, 4, 8}) b->Arg(clients);
+    b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+  }
+  /* Issue 6 goes here: a CPU-bound handler ("burn" method of the libsvc
+   * server child, see svc_echo.cc) called by 4 clients against a server
+   * with ServerOptions{.workers = 1} and {.workers = 2}; CPU accounting
+   * must then sum the worker processes, not only server_pid(). */
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,102 @@
+/* harness.h — what every benchmark suite shares: the clock, latency samples
+ * and their percentiles, CPU time of this thread and of a peer process,
+ * forking and reaping helper processes, and the suites' own command line
+ * flags. Nothing here knows about a particular transport. */
+#ifndef SVC_BENCH_HARNESS_H
+#define SVC_BENCH_HARNESS_H
+
+#include <benchmark/benchmark.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+/* ---- options shared by all suites (parsed after Google Benchmark's) ---- */
+
+struct Options {
+  int warmup_ms = 20;      /* calls before the timed loop, per run */
+  int duration_ms = 1000;  /* window of one throughput measurement */
+};
+extern Options g_opts;
+
+/* Consumes --warmup_ms=N and --duration_ms=N from argv; exits with a usage
+ * message on anything it does not know. Call after benchmark::Initialize. */
+void ParseOptions(int* argc, char** argv);
+
+/* Makes a private 0700 directory, exports it as SVC_RUNTIME_DIR so libsvc's
+ * rendezvous sockets land there, and removes it at exit. */
+void SetUpRuntimeDir();
+const std::string& RuntimeDir();
+
+/* A name no other run on this host uses: "<prefix>-<pid>-<counter>". */
+std::string UniqueName(const char* prefix);
+
+/* ---- time ---- */
+
+inline uint64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time (user + system) of the calling thread, ns. */
+uint64_t ThreadCpuNs();
+/* CPU time of the calling process, all threads, ns. */
+uint64_t ProcessCpuNs();
+/* CPU time of another process (all its threads) through its POSIX CPU
+ * clock: nanosecond resolution, unlike the 10 ms ticks of /proc/PID/stat,
+ * which is the fallback. Returns 0 if the process is gone. */
+uint64_t PeerCpuNs(pid_t pid);
+
+/* Round-trip samples of one run; reports mean, p50, p99 and max. */
+class Latency {
+ public:
+  explicit Latency(size_t expected) { ns_.reserve(expected); }
+  void Add(uint64_t ns) { ns_.push_back(ns); }
+  size_t count() const { return ns_.size(); }
+  /* Sets the counters mean_us, p50_us, p99_us, max_us. Sorts the samples. */
+  void Report(benchmark::State& state);
+
+ private:
+  std::vector<uint64_t> ns_;
+};
+
+/* Sets cpu_us_per_call (client + server), client_cpu_us, server_cpu_us and
+ * cores_busy (CPU seconds per wall second: 2.0 means both sides spun). */
+void ReportCpu(benchmark::State& state, uint64_t client_ns, uint64_t server_ns,
+               uint64_t wall_ns, uint64_t calls);
+
+/* ---- helper processes ---- */
+
+/* Forks; the child runs fn and _exits with its return value (it never
+ * returns into the benchmark). Returns the child's pid, or -1. */
+pid_t ForkChild(const std::function<int()>& fn);
+/* Sends sig, waits up to grace_ms, then SIGKILLs, and reaps. Safe on -1. */
+void StopChild(pid_t pid, int sig, int grace_ms);
+
+/* ---- payloads ---- */
+
+/* A buffer of len bytes with a recognisable pattern. */
+std::vector<unsigned char> MakePayload(size_t len);
+/* Checks a reply against the request cheaply (length, first and last
+ * byte), so that no benchmark can "win" by not delivering the bytes. */
+bool ReplyMatches(const void* req, size_t len, const void* resp,
+                  size_t resp_len);
+
+/* Payload sizes every latency suite uses. */
+extern const std::vector<int64_t> kSizes;
+
+/* Full write/read of a stream fd, retrying on EINTR and short counts.
+ * Return 0, or -1 with errno set (0 on EOF for ReadFull). */
+int WriteFull(int fd, const void* p, size_t len);
+int ReadFull(int fd, void* p, size_t len);
+
+}  // namespace bench
+
+#endif

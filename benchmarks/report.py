@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""report.py — turns the suites' Google Benchmark JSON into the report:
+report.md (latency table with ratios to the pipe baseline and the spin
+floor, CPU per call, the issue's targets, the throughput table) and
+latency.dat, the data latency.gp plots.
+
+usage: report.py RESULTS_DIR [--mode quick|full|smoke]
+reads RESULTS_DIR/latency.json and RESULTS_DIR/throughput.json (either may
+be missing), writes RESULTS_DIR/report.md and RESULTS_DIR/latency.dat.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+
+# Report order: the raw baselines, then libsvc.
+ORDER = ["pipe", "unix", "tcp", "futex", "spin", "svc-shm", "svc-unix", "svc-tcp"]
+DESCR = {
+    "pipe": "raw pipe pair",
+    "unix": "raw Unix socketpair",
+    "tcp": "raw TCP loopback, TCP_NODELAY",
+    "futex": "raw shm ping-pong, futex only",
+    "spin": "raw shm ping-pong, spin only (floor)",
+    "svc-shm": "libsvc shm://",
+    "svc-unix": "libsvc unix://",
+    "svc-tcp": "libsvc tcp://",
+}
+
+
+def load(path):
+    """Returns (context, {(suite, transport, arg): run}) from one JSON file;
+    with repetitions, the repetition with the median p50 (or rate) wins."""
+    if not os.path.exists(path):
+        return None, {}
+    with open(path) as f:
+        doc = json.load(f)
+    runs = {}
+    for b in doc.get("benchmarks", []):
+        if b.get("run_type") == "aggregate":
+            continue
+        parts = b.get("run_name", b["name"]).split("/")
+        # suite/transport/arg[/iterations:1][/manual_time]
+        if len(parts) < 3:
+            continue
+        key = (parts[0], parts[1], int(parts[2]))
+        runs.setdefault(key, []).append(b)
+    picked = {}
+    for key, rs in runs.items():
+        good = [r for r in rs if not r.get("error_occurred")]
+        if not good:
+            picked[key] = rs[-1]
+            continue
+        metric = "p50_us" if key[0] == "latency" else "calls_per_s"
+        good.sort(key=lambda r: r.get(metric, 0))
+        picked[key] = good[len(good) // 2]
+    return doc.get("context", {}), picked
+
+
+def human_size(n):
+    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div and n % div == 0:
+            return f"{n // div} {unit}"
+    return f"{n} B"
+
+
+def fmt(v, digits=3):
+    if v is None:
+        return "–"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def header(ctx, mode):
+    out = ["# svc benchmark report", ""]
+    ctx = ctx or {}
+    load_avg = ", ".join(f"{x:.2f}" for x in ctx.get("load_avg", []))
+    out += [
+        f"- date: {ctx.get('date', '?')}, mode: `{mode}`",
+        f"- host: {ctx.get('host_name', platform.node())}, {cpu_model()}, "
+        f"{ctx.get('num_cpus', os.cpu_count())} CPUs at "
+        f"{ctx.get('mhz_per_cpu', '?')} MHz, Linux {platform.release()}",
+        f"- load average when the suite started: {load_avg or '?'}"
+        " (anything well above 0 means other work shared the cores and the"
+        " numbers are not a quiet-machine result)",
+        f"- benchmark library build: {ctx.get('library_build_type', '?')}",
+        "",
+    ]
+    if mode != "full":
+        out += [f"> **{mode} run: too few iterations to quote.** Use "
+                "`ci/bench` (full) on a quiet machine for numbers.", ""]
+    return out
+
+
+def val(run, counter):
+    if not run or run.get("error_occurred"):
+        return None
+    return run.get(counter)
+
+
+def latency_section(lat):
+    sizes = sorted({k[2] for k in lat})
+    present = [t for t in ORDER if any((("latency", t, s) in lat) for s in sizes)]
+    out = [
+        "## Round-trip latency",
+        "",
+        "One client (the benchmark process) and one echo server (a forked",
+        "process); each call is timed on its own. Ratios compare medians",
+        "(p50): `x pipe` is this transport's p50 over the raw pipe's at the",
+        "same size (below 1 = faster than a pipe), `x spin` over the",
+        "spin-only floor's. `CPU/call` is client + server CPU time per call;",
+        "`cores busy` is CPU seconds per wall second (2.0 = both cores",
+        "spinning the whole time).",
+        "",
+        "| size | transport | mean µs | p50 µs | p99 µs | x pipe | x spin | CPU/call µs | cores busy |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in sizes:
+        pipe = val(lat.get(("latency", "pipe", s)), "p50_us")
+        spin = val(lat.get(("latency", "spin", s)), "p50_us")
+        for t in present:
+            r = lat.get(("latency", t, s))
+            if r is None:
+                continue
+            if r.get("error_occurred"):
+                out.append(f"| {human_size(s)} | {t} | error: "
+                           f"{r.get('error_message', '?')} ||||||| ")
+                continue
+            p50 = val(r, "p50_us")
+            name = f"**{t}**" if t.startswith("svc-") else t
+            out.append(
+                f"| {human_size(s)} | {name} | {fmt(val(r, 'mean_us'))} | "
+                f"{fmt(p50)} | {fmt(val(r, 'p99_us'))} | "
+                f"{fmt(ratio(p50, pipe), 2)} | {fmt(ratio(p50, spin), 2)} | "
+                f"{fmt(val(r, 'cpu_us_per_call'))} | "
+                f"{fmt(val(r, 'cores_busy'), 2)} |")
+    out.append("")
+    return out
+
+
+def throughput_section(tp, window_note):
+    keys = sorted(tp, key=lambda k: (ORDER.index(k[1]) if k[1] in ORDER else 99, k[2]))
+    out = [
+        "## Throughput (64 B echo)",
+        "",
+        "N client processes call one server process as fast as they can for",
+        f"a fixed window{window_note}. `min`/`max` are the fewest and most",
+        "calls one client completed: a small `min` is a starved client.",
+        "With more runnable spinners than cores, a naive spinner waits for",
+        "the scheduler's time slice; that is what the `spin` rows show.",
+        "",
+        "| transport | clients | calls/s | min / max calls per client | min/max | CPU/call µs | cores busy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k in keys:
+        r = tp[k]
+        name = f"**{k[1]}**" if k[1].startswith("svc-") else k[1]
+        if r.get("error_occurred"):
+            out.append(f"| {name} | {k[2]} | error: {r.get('error_message', '?')} |||||")
+            continue
+        lo, hi = val(r, "min_calls"), val(r, "max_calls")
+        out.append(
+            f"| {name} | {k[2]} | {fmt(val(r, 'calls_per_s'))} | "
+            f"{fmt(lo)} / {fmt(hi)} | {fmt(ratio(lo, hi), 2)} | "
+            f"{fmt(val(r, 'cpu_us_per_call'))} | {fmt(val(r, 'cores_busy'), 2)} |")
+    out.append("")
+    return out
+
+
+def targets_section(lat, tp):
+    """The targets of issue 4, checked against this run."""
+    def p50(t, s):
+        return val(lat.get(("latency", t, s)), "p50_us")
+
+    def rate(t, n):
+        return val(tp.get(("throughput", t, n)), "calls_per_s")
+
+    rows = []
+
+    def check(what, value, limit, ok):
+        state = "–" if value is None else ("met" if ok(value) else "**missed**")
+        rows.append(f"| {what} | {fmt(value, 3)} | {limit} | {state} |")
+
+    check("svc-shm 64 B p50 / spin 64 B p50", ratio(p50("svc-shm", 64), p50("spin", 64)),
+          "≤ 1.5", lambda v: v <= 1.5)
+    check("pipe 64 B p50 / svc-shm 64 B p50", ratio(p50("pipe", 64), p50("svc-shm", 64)),
+          "≥ 20", lambda v: v >= 20)
+    check("svc-shm 1 MiB p50 / spin 1 MiB p50",
+          ratio(p50("svc-shm", 1 << 20), p50("spin", 1 << 20)), "≤ 1.5", lambda v: v <= 1.5)
+    for kind in ("unix", "tcp"):
+        worst = None
+        for s in sorted({k[2] for k in lat}):
+            r = ratio(p50("svc-" + kind, s), p50(kind, s))
+            if r is not None and (worst is None or r > worst[0]):
+                worst = (r, s)
+        check(f"svc-{kind} / raw {kind}, worst size"
+              + (f" ({human_size(worst[1])})" if worst else ""),
+              worst[0] if worst else None, "≤ 1.25", lambda v: v <= 1.25)
+    for n in (4, 8):
+        check(f"svc-shm / futex calls/s, {n} clients",
+              ratio(rate("svc-shm", n), rate("futex", n)), "≥ 1", lambda v: v >= 1)
+        r = tp.get(("throughput", "svc-shm", n))
+        check(f"svc-shm min/max calls per client, {n} clients",
+              ratio(val(r, "min_calls"), val(r, "max_calls")), "≥ 0.5 (no starvation)",
+              lambda v: v >= 0.5)
+    return ["## Targets (issue 4)", "",
+            "| target | this run | wanted | |", "|---|---:|---|---|"] + rows + [""]
+
+
+def write_dat(lat, path):
+    """One row per size, one column per transport (p50 µs; ? = missing)."""
+    sizes = sorted({k[2] for k in lat})
+    cols = [t for t in ORDER if any(("latency", t, s) in lat for s in sizes)]
+    with open(path, "w") as f:
+        f.write("size " + " ".join(cols) + "\n")
+        for s in sizes:
+            vals = []
+            for t in cols:
+                v = val(lat.get(("latency", t, s)), "p50_us")
+                vals.append("?" if v is None else f"{v:.6g}")
+            f.write(f"{s} " + " ".join(vals) + "\n")
+    return cols
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir")
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("--duration-ms", type=int, default=None)
+    a = ap.parse_args()
+    ctx_l, lat = load(os.path.join(a.dir, "latency.json"))
+    ctx_t, tp = load(os.path.join(a.dir, "throughput.json"))
+    if not lat and not tp:
+        sys.exit(f"report.py: no results in {a.dir}")
+    out = header(ctx_l or ctx_t, a.mode)
+    out += ["Transports: " + "; ".join(f"`{t}` = {DESCR[t]}" for t in ORDER) + ".", ""]
+    if lat:
+        out += targets_section(lat, tp)
+        out += latency_section(lat)
+    if tp:
+        note = f" ({a.duration_ms} ms)" if a.duration_ms else ""
+        out += throughput_section(tp, note)
+    out += ["See docs/benchmarks.md for what each baseline does and how CPU "
+            "is measured. Plot: latency.svg.", ""]
+    with open(os.path.join(a.dir, "report.md"), "w") as f:
+        f.write("\n".join(out))
+    if lat:
+        cols = write_dat(lat, os.path.join(a.dir, "latency.dat"))
+        print(" ".join(cols))  # ci/bench passes the column names to gnuplot
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+/* svc_echo.cc — libsvc under test: an echo server in a forked child
+ * (svc_server_new / svc_server_method / svc_server_listen / svc_server_run)
+ * and clients through svc_call, over shm://, unix:// and tcp://. The echo
+ * handler writes its reply in place with svc_reply_alloc (zero copy on shm). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "transport.h"
+
+#ifndef SVC_BENCH_NO_LIBSVC
+#include "svc.h"
+#endif
+
+namespace bench {
+
+#ifdef SVC_BENCH_NO_LIBSVC
+
+std::unique_ptr<Transport> NewSvcTransport(const std::string&,
+                                           const ServerOptions&) {
+  return nullptr;
+}
+
+#else
+
+namespace {
+
+/* "echo": the reply is the request, copied once into the reply space. */
+int svc_echo_handler(void*, const void* req, size_t len, svc_reply* r) {
+  void* out = svc_reply_alloc(r, len);
+  if (!out) return SVC_ENOMEM;
+  memcpy(out, req, len);
+  return 0;
+}
+
+/* "burn": spends the CPU microseconds named by the request's first 4 bytes
+ * (native order), then replies with the request. For issue 6's CPU-bound
+ * handler benchmark (1 vs 2 worker processes). */
+int svc_burn_handler(void*, const void* req, size_t len, svc_reply* r) {
+  uint32_t us = 0;
+  if (len >= sizeof us) memcpy(&us, req, sizeof us);
+  uint64_t end = ThreadCpuNs() + (uint64_t)us * 1000;
+  while (ThreadCpuNs() < end) {
+  }
+  return svc_reply_set(r, req, len);
+}
+
+std::string svc_err(const char* what, int rc) {
+  return std::string(what) + ": " + svc_strerror(rc);
+}
+
+/* The server child. Reports "OK <url>" or "ERR <why>" on ready_fd once the
+ * listener is bound, so the parent never races the bind. */
+int svc_serve_child(const std::string& scheme, const ServerOptions& opts,
+                    size_t max_len, int ready_fd) {
+  auto report = [&](const std::string& line) {
+    std::string l = line + "\n";
+    WriteFull(ready_fd, l.data(), l.size());
+    close(ready_fd);
+  };
+  if (opts.workers > 0) {
+    std::string w = std::to_string(opts.workers);
+    setenv("SVC_WORKERS_MIN", w.c_str(), 1);
+    setenv("SVC_WORKERS_MAX", w.c_str(), 1);
+  }
+  std::string name = UniqueName("bench");
+  svc_server* s = nullptr;
+  int rc = svc_server_new(name.c_str(), &s);
+  if (rc) {
+    report("ERR " + svc_err("svc_server_new", rc));
+    return 1;
+  }
+  std::string url;
+  if ((rc = svc_server_method(s, "echo", svc_echo_handler, nullptr)) ||
+      (rc = svc_server_method(s, "burn", svc_burn_handler, nullptr))) {
+    report("ERR " + svc_err("svc_server_method", rc));
+    goto fail;
+  }
+  /* Room for the largest payload plus headers. */
+  if (max_len + 4096 > SVC_DEFAULT_MAX_MSG &&
+      (rc = svc_server_set_max_msg(s, max_len + 4096))) {
+    report("ERR " + svc_err("svc_server_set_max_msg", rc));
+    goto fail;
+  }
+  if (scheme == "tcp") {
+    /* A port derived from the pid, and the next ones while taken. */
+    unsigned base = (unsigned)getpid() * 7919u % 40000u;
+    rc = SVC_EADDRINUSE;
+    for (int i = 0; i < 64 && rc == SVC_EADDRINUSE; i++) {
+      url = "tcp://127.0.0.1:" + std::to_string(20000 + (base + (unsigned)i) % 40000u);
+      rc = svc_server_listen(s, url.c_str());
+    }
+  } else {
+    url = scheme == "shm" ? "shm://" + name
+                          : "unix://" + RuntimeDir() + "/" + name + ".sock";
+    rc = svc_server_listen(s, url.c_str());
+  }
+  if (rc) {
+    report("ERR " + svc_err(("svc_server_listen " + url).c_str(), rc));
+    goto fail;
+  }
+  report("OK " + url);
+  rc = svc_server_run(s);
+  svc_server_free(s);
+  return rc ? 1 : 0;
+fail:
+  svc_server_free(s);
+  return 1;
+}
+
+class SvcConn : public Conn {
+ public:
+  explicit SvcConn(svc_client* c) : c_(c) {}
+  ~SvcConn() override { svc_client_close(c_); }
+  int Call(const void* req, size_t len, const void** resp, size_t* resp_len,
+           std::string* err) override {
+    int rc = svc_call(c_, "echo", req, len, resp, resp_len);
+    if (rc) {
+      *err = svc_err("svc_call", rc);
+      return -1;
+    }
+    return 0;
+  }
+
+ private:
+  svc_client* c_;
+};
+
+class SvcTransport : public Transport {
+ public:
+  SvcTransport(const std::string& scheme, const ServerOptions& opts)
+      : scheme_(scheme), opts_(opts) {}
+  ~SvcTransport() override { Stop(); }
+
+  bool Start(int, size_t max_len, std::string* err) override {
+    Stop();
+    max_len_ = max_len;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      *err = std::string("pipe2: ") + strerror(errno);
+      return false;
+    }
+    pid_ = ForkChild([&] {
+      close(fds[0]);
+      return svc_serve_child(scheme_, opts_, max_len, fds[1]);
+    });
+    close(fds[1]);
+    std::string line = ReadLine(fds[0], 10000);
+    close(fds[0]);
+    if (pid_ < 0 || line.compare(0, 3, "OK ") != 0) {
+      *err = pid_ < 0      ? std::string("fork: ") + strerror(errno)
+             : line.empty() ? "server child exited before it listened"
+                            : line.substr(line.find(' ') + 1);
+      Stop();
+      return false;
+    }
+    url_ = line.substr(3);
+    return true;
+  }
+
+  std::unique_ptr<Conn> Connect(int, std::string* err) override {
+    svc_client* c = nullptr;
+    int rc = svc_client_open(url_.c_str(), &c);
+    if (rc) {
+      *err = svc_err(("svc_client_open " + url_).c_str(), rc);
+      return nullptr;
+    }
+    if (max_len_ + 4096 > SVC_DEFAULT_MAX_MSG &&
+        (rc = svc_client_set_max_msg(c, max_len_ + 4096))) {
+      svc_client_close(c);
+      *err = svc_err("svc_client_set_max_msg", rc);
+      return nullptr;
+    }
+    return std::make_unique<SvcConn>(c);
+  }
+
+  pid_t server_pid() const override { return pid_; }
+
+  void Stop() override {
+    /* SIGTERM lets svc_server_run return and remove its socket files. */
+    StopChild(pid_, SIGTERM, 2000);
+    pid_ = -1;
+  }
+
+ private:
+  /* One line from fd, waiting at most timeout_ms in total; "" on EOF. */
+  static std::string ReadLine(int fd, int timeout_ms) {
+    std::string line;
+    uint64_t deadline = NowNs() + (uint64_t)timeout_ms * 1000000;
+    char ch;
+    while (NowNs() < deadline) {
+      struct pollfd p = {fd, POLLIN, 0};
+      int left = (int)((deadline - NowNs()) / 1000000) + 1;
+      if (poll(&p, 1, left) <= 0) continue;
+      ssize_t n = read(fd, &ch, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || ch == '\n') break;
+      line += ch;
+    }
+    return line;
+  }
+
+  std::string scheme_;
+  ServerOptions opts_;
+  size_t max_len_ = 0;
+  pid_t pid_ = -1;
+  std::string url_;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> NewSvcTransport(const std::string& scheme,
+                                           const ServerOptions& opts) {
+  if (scheme != "shm" && scheme != "unix" && scheme != "tcp") return nullptr;
+  return std::make_unique<SvcTransport>(scheme, opts);
+}
+
+#endif /* SVC_BENCH_NO_LIBSVC */
+
+/* The one place that lists the transports. */
+std::vector<std::string> TransportNames() {
+  std::vector<std::string> v = {"pipe", "unix", "tcp", "futex", "spin"};
+#ifndef SVC_BENCH_NO_LIBSVC
+  for (const char* s : {"svc-shm", "svc-unix", "svc-tcp"}) v.push_back(s);
+#endif
+  return v;
+}
+
+std::unique_ptr<Transport> MakeTransport(const std::string& name,
+                                         const ServerOptions& opts) {
+  if (name.compare(0, 4, "svc-") == 0)
+    return NewSvcTransport(name.substr(4), opts);
+  return NewRawTransport(name);
+}
+
+}  // namespace bench

@@ -1,0 +1,135 @@
+/* svc.h — the whole public API of libsvc: call a function in another
+ * process over shared memory (shm://), a Unix socket (unix://) or TCP
+ * (tcp://) with one API. Every function returns 0 or a negative SVC_E* code;
+ * objects are opaque. */
+#ifndef SVC_H
+#define SVC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SVC_BUILDING) && defined(__GNUC__)
+#define SVC_API __attribute__((visibility("default")))
+#else
+#define SVC_API
+#endif
+
+#define SVC_VERSION_MAJOR 0
+#define SVC_VERSION_MINOR 1
+#define SVC_VERSION_PATCH 0
+
+/* Error codes. Values are fixed: they cross the wire in reply frames.
+ * X(name, value, description) */
+#define SVC_ERRNO_MAP(X)                                                       \
+  X(EINVAL, -1, "invalid argument")                                            \
+  X(ENOMEM, -2, "out of memory")                                               \
+  X(ECONNREFUSED, -3, "connection refused (no such service)")                  \
+  X(EPEERGONE, -4, "peer closed the connection or died")                       \
+  X(ETIMEDOUT, -5, "timed out")                                                \
+  X(ENOMETHOD, -6, "no such method")                                           \
+  X(ETOOBIG, -7, "message larger than the maximum message size")               \
+  X(EPROTO, -8, "protocol error (malformed frame)")                            \
+  X(EHANDLER, -9, "handler returned an application error")                     \
+  X(ESYS, -10, "system call failed")                                           \
+  X(EPERM, -11, "permission denied (peer of another user)")                    \
+  X(EADDRINUSE, -12, "address already in use")                                 \
+  X(ESTATE, -13, "operation not valid in this state")
+
+enum svc_errno {
+#define SVC__ERR_ENUM(name, value, text) SVC_##name = (value),
+  SVC_ERRNO_MAP(SVC__ERR_ENUM)
+#undef SVC__ERR_ENUM
+};
+
+/* Names the error ("message larger than ..."); never NULL. */
+SVC_API const char *svc_strerror(int err);
+/* The code's name ("SVC_ETOOBIG"); never NULL. */
+SVC_API const char *svc_err_name(int err);
+/* "MAJOR.MINOR.PATCH" */
+SVC_API const char *svc_version(void);
+
+typedef struct svc_server svc_server;
+typedef struct svc_client svc_client;
+typedef struct svc_reply svc_reply;
+
+/* How a side waits for its peer. ADAPTIVE spins for a budget learned from
+ * recent calls and then sleeps; SPIN spins (still sleeps after 100 ms so a
+ * dead peer is noticed); BLOCK always sleeps. Only shm:// spins. */
+typedef enum svc_wait_policy {
+  SVC_WAIT_ADAPTIVE = 0,
+  SVC_WAIT_SPIN = 1,
+  SVC_WAIT_BLOCK = 2
+} svc_wait_policy;
+
+#define SVC_DEFAULT_MAX_MSG ((size_t)64 << 20) /* 64 MiB */
+#define SVC_METHOD_MAX 255                     /* bytes in a method name */
+
+/* A handler fills *reply and returns 0, or returns a positive application
+ * error code, which the caller receives as SVC_EHANDLER (read the code with
+ * svc_client_handler_code). A negative return is sent as that SVC_E* code.
+ * req is valid only during the call; on shm:// it lies in memory the client
+ * can write, so copy what must not change under you. Handlers run on the
+ * server's threads, several at once. */
+typedef int (*svc_handler)(void *ctx, const void *req, size_t len,
+                           svc_reply *reply);
+
+/* Space for a reply of len bytes that the handler writes in place (on shm://
+ * this is the shared region itself: zero copy). NULL if len exceeds the
+ * maximum message size or memory ran out. Valid until the handler returns. */
+SVC_API void *svc_reply_alloc(svc_reply *r, size_t len);
+/* Copies len bytes as the reply. SVC_ETOOBIG, SVC_ENOMEM. */
+SVC_API int svc_reply_set(svc_reply *r, const void *p, size_t len);
+
+/* ---- server ---- */
+
+/* A server for the service NAME (letters, digits, '.', '_', '-'). */
+SVC_API int svc_server_new(const char *name, svc_server **out);
+/* Registers fn for method (1..255 bytes; the "svc." prefix is reserved).
+ * Before start/run only. */
+SVC_API int svc_server_method(svc_server *s, const char *method,
+                              svc_handler fn, void *ctx);
+/* Adds a listener: shm://NAME, unix:///path or tcp://HOST:PORT. Several are
+ * allowed. Binds now: SVC_EADDRINUSE if another server holds it. */
+SVC_API int svc_server_listen(svc_server *s, const char *url);
+SVC_API int svc_server_set_wait(svc_server *s, svc_wait_policy p);
+SVC_API int svc_server_set_max_msg(svc_server *s, size_t bytes);
+/* By default a shm:// or unix:// peer of another uid is refused. */
+SVC_API int svc_server_set_allow_any_uid(svc_server *s, int allow);
+/* Most threads that serve connections at once (default 64). */
+SVC_API int svc_server_set_max_threads(svc_server *s, int n);
+/* Serves on background threads and returns. */
+SVC_API int svc_server_start(svc_server *s);
+/* Serves until svc_server_stop, SIGTERM or SIGINT, then returns 0. */
+SVC_API int svc_server_run(svc_server *s);
+/* Asks the server to stop; safe from any thread and from a signal handler.
+ * After start, stop waits for the threads. */
+SVC_API void svc_server_stop(svc_server *s);
+/* Stops if needed, closes listeners (removing their socket files). */
+SVC_API void svc_server_free(svc_server *s);
+
+/* ---- client ---- */
+
+/* Connects to url now (SVC_ECONNREFUSED if nothing listens). A client is
+ * used by one thread at a time; open as many as you like. */
+SVC_API int svc_client_open(const char *url, svc_client **out);
+/* Calls method with req; *resp points to the reply, valid until the next
+ * call or close. If the connection was closed between calls (server
+ * restarted, worker retired) the call reconnects first. A call that the
+ * server took and then died in returns SVC_EPEERGONE. */
+SVC_API int svc_call(svc_client *c, const char *method, const void *req,
+                     size_t len, const void **resp, size_t *resp_len);
+/* Per-call timeout in ms; 0 = none (the default). */
+SVC_API int svc_client_set_timeout(svc_client *c, int ms);
+SVC_API int svc_client_set_wait(svc_client *c, svc_wait_policy p);
+SVC_API int svc_client_set_max_msg(svc_client *c, size_t bytes);
+/* The positive code of the last call that failed with SVC_EHANDLER, else 0. */
+SVC_API int svc_client_handler_code(const svc_client *c);
+SVC_API void svc_client_close(svc_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SVC_H */

@@ -1,0 +1,29 @@
+/* internal.h — declarations shared by libsvc's own files (svc__ prefix):
+ * errno translation, clocks and the small helpers every module uses. */
+#ifndef SVC_INTERNAL_H
+#define SVC_INTERNAL_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "svc.h"
+
+/* Largest max message size: lengths are 32-bit on the wire. */
+#define SVC__MAX_MSG_LIMIT ((size_t)UINT32_MAX - 65536)
+
+/* errno -> SVC_E*; the only place this mapping lives. */
+int svc__from_errno(int e);
+
+static inline int64_t svc__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Absolute deadline for a timeout in ms; 0 means none (INT64_MAX). */
+static inline int64_t svc__deadline(int timeout_ms) {
+  return timeout_ms > 0 ? svc__now_ns() + (int64_t)timeout_ms * 1000000
+                        : INT64_MAX;
+}
+
+#endif

@@ -1,0 +1,99 @@
+/* transport.h — the contract every transport implements (shm, and stream for
+ * unix + tcp). client.c and server.c talk only to this table; the registry
+ * in transport.c is the only code that maps a URL scheme to a transport. */
+#ifndef SVC_TRANSPORT_H
+#define SVC_TRANSPORT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svc.h"
+#include "url.h"
+
+typedef struct svc__transport svc__transport;
+
+/* Settings a connection is made with. */
+typedef struct svc__conn_opts {
+  size_t max_payload;     /* largest request or reply payload */
+  svc_wait_policy wait;   /* shm only */
+  int allow_any_uid;      /* server: accept peers of another uid */
+  _Atomic int *spinners;  /* server: shared count of spinning threads */
+  int max_spinners;       /* server: spin only while fewer spin */
+} svc__conn_opts;
+
+/* Base of every transport's connection and listener. fd is what the server
+ * polls: readable means "needs attention" (request, doorbell or hang-up). */
+typedef struct svc__conn {
+  const svc__transport *tp;
+  int fd;
+} svc__conn;
+
+typedef struct svc__listener {
+  const svc__transport *tp;
+  int fd;           /* listening socket, nonblocking */
+  char path[108];   /* socket file to unlink on close, or "" */
+} svc__listener;
+
+/* A reply under construction. The transport provides alloc; svc_reply_alloc
+ * and svc_reply_set go through it. */
+struct svc_reply {
+  void *(*alloc)(svc_reply *r, size_t len); /* NULL: too big / no memory */
+  void *conn;        /* the transport's connection */
+  size_t len;        /* payload length allocated so far */
+  int error;         /* SVC_ETOOBIG / SVC_ENOMEM from a failed alloc */
+};
+
+/* The server's method table, as a transport sees it. Returns the reply
+ * status: 0, a negative SVC_E* code or a positive handler code. method is
+ * a private copy (NUL-terminated); req may live in shared memory. */
+typedef int (*svc__dispatch_fn)(void *ctx, const char *method, const void *req,
+                                size_t len, svc_reply *reply);
+
+/* Result of a client call; payload valid until the next call or close. */
+typedef struct svc__result {
+  int32_t status;       /* reply status (see svc__dispatch_fn) */
+  const void *payload;
+  size_t len;
+  int not_taken;        /* on SVC_EPEERGONE: the server never saw the call */
+} svc__result;
+
+struct svc__transport {
+  const char *scheme;
+
+  /* Client. dial connects (blocking until deadline) and owns the new
+   * connection: SVC_ECONNREFUSED, SVC_EPERM, SVC_ETIMEDOUT, SVC_ENOMEM. */
+  int (*dial)(const svc__url *u, const svc__conn_opts *o, int64_t deadline,
+              svc__conn **out);
+  /* One call; blocks until the reply or deadline. 0 with *res filled;
+   * SVC_EPEERGONE (res->not_taken set when the server never took it: safe
+   * to reconnect and retry), SVC_ETIMEDOUT, SVC_EPROTO, SVC_ETOOBIG (request
+   * over the limit; the connection stays usable). After any other error the
+   * caller closes the connection. */
+  int (*call)(svc__conn *c, const char *method, size_t method_len,
+              const void *req, size_t len, int64_t deadline, svc__result *res);
+
+  /* Server. listen binds now (SVC_EADDRINUSE, SVC_EPERM, SVC_ESYS). */
+  int (*listen)(const svc__url *u, svc__listener **out);
+  /* Takes one pending connection without blocking: 0 with *out, 1 when
+   * none is pending, or an error for that attempt only. */
+  int (*accept)(svc__listener *l, const svc__conn_opts *o, svc__conn **out);
+  /* Serves what is ready on c, calling fn for each request; may spin a
+   * while for the next request (shm). Returns 0 when c went idle (the
+   * server polls c->fd again), or a negative code when c must be closed
+   * (SVC_EPEERGONE: the client left; SVC_EPROTO: it sent garbage). */
+  int (*serve)(svc__conn *c, svc__dispatch_fn fn, void *ctx);
+  /* Asks the client to reconnect before its next call (retiring worker). */
+  void (*goaway)(svc__conn *c);
+  void (*close)(svc__conn *c);
+  void (*unlisten)(svc__listener *l);
+};
+
+/* Registry: the transport for u->scheme, or NULL. */
+const svc__transport *svc__transport_find(const char *scheme);
+
+extern const svc__transport svc__transport_shm;
+extern const svc__transport svc__transport_unix;
+extern const svc__transport svc__transport_tcp;
+
+#endif

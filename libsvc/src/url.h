@@ -1,0 +1,34 @@
+/* url.h — parse the three URL forms (shm://NAME, unix:///path,
+ * tcp://HOST:PORT) and resolve where a shm:// service's rendezvous socket
+ * lives. Pure except svc__runtime_dir, which reads the environment. */
+#ifndef SVC_URL_H
+#define SVC_URL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SVC__NAME_MAX 64   /* service names */
+#define SVC__PATH_MAX 108  /* sizeof(sockaddr_un.sun_path) */
+#define SVC__HOST_MAX 255
+
+typedef struct svc__url {
+  char scheme[8];               /* "shm", "unix" or "tcp" */
+  char name[SVC__NAME_MAX + 1]; /* shm: the service name */
+  char path[SVC__PATH_MAX];     /* unix: the socket path */
+  char host[SVC__HOST_MAX + 1]; /* tcp: name or address, brackets removed */
+  uint16_t port;                /* tcp */
+} svc__url;
+
+/* Parses s into *u. SVC_EINVAL for anything that is not one of the forms
+ * above with valid parts (service name [A-Za-z0-9._-]{1,64} not starting
+ * with '.', absolute socket path under 108 bytes, port 1-65535). */
+int svc__url_parse(const char *s, svc__url *u);
+
+/* 1 if name is a valid service name. */
+int svc__name_valid(const char *name);
+
+/* Directory for shm rendezvous sockets: $SVC_RUNTIME_DIR, else
+ * $XDG_RUNTIME_DIR/svc, else /tmp/svc-$UID. SVC_EINVAL if it does not fit. */
+int svc__runtime_dir(char *out, size_t n);
+
+#endif

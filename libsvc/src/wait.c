@@ -1,0 +1,180 @@
+/* wait.c — adaptive spin-then-sleep (see wait.h). The budget follows how
+ * long waits on this connection take: about twice a typical wait, capped at
+ * SVC__SPIN_MAX_NS, halved when spinning fails or the spinner notices it was
+ * preempted (a sign that spinners outnumber cores), so slow calls and an
+ * oversubscribed machine drift toward pure sleeping. */
+#include "wait.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+#define SPIN_START_NS 20000
+#define PREEMPT_GAP_NS 30000 /* a clock jump this large while spinning */
+#define SLEEP_SLICE_MS 100   /* poll at most this long before re-checking */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+void svc__waiter_init(svc__waiter *w, svc_wait_policy policy) {
+  w->policy = policy;
+  w->budget_ns = policy == SVC_WAIT_SPIN    ? SVC__SPIN_FORCED_NS
+                 : policy == SVC_WAIT_BLOCK ? 0
+                                            : SPIN_START_NS;
+  w->spinners = NULL;
+  w->max_spinners = 0;
+}
+
+static uint32_t budget_for(uint64_t t) {
+  uint64_t want = 2 * t + 2000;
+  return want > SVC__SPIN_MAX_NS ? SVC__SPIN_MAX_NS : (uint32_t)want;
+}
+
+void svc__waiter_learn(svc__waiter *w, int64_t t) {
+  if (w->policy != SVC_WAIT_ADAPTIVE || t < 0)
+    return;
+  if (t < SVC__SPIN_MAX_NS / 2) {
+    /* a slightly longer spin would have caught it */
+    uint32_t want = budget_for((uint64_t)t);
+    if (want > w->budget_ns)
+      w->budget_ns = want;
+  } else {
+    w->budget_ns /= 2;
+  }
+}
+
+/* A spin that caught the change after t ns: track about 2x typical waits. */
+static void learn_spun(svc__waiter *w, int64_t t) {
+  if (w->policy != SVC_WAIT_ADAPTIVE)
+    return;
+  uint32_t b = w->budget_ns - w->budget_ns / 8;
+  uint32_t want = budget_for((uint64_t)t);
+  w->budget_ns = want > b ? want : b;
+}
+
+static int spin_allowed(svc__waiter *w) {
+  if (w->budget_ns == 0)
+    return 0;
+  if (!w->spinners)
+    return 1;
+  if (atomic_fetch_add(w->spinners, 1) < w->max_spinners)
+    return 1;
+  atomic_fetch_sub(w->spinners, 1);
+  return 0;
+}
+
+/* Returns 1 changed, 0 budget out; sets *preempted on a clock jump. */
+static int spin_loop(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
+                     int64_t start, int *preempted) {
+  int64_t last = start, end = start + w->budget_ns;
+  for (;;) {
+    for (int i = 0; i < 32; i++) {
+      if (atomic_load_explicit(seq, memory_order_acquire) != old)
+        return 1;
+      cpu_relax();
+    }
+    int64_t now = svc__now_ns();
+    if (now - last > PREEMPT_GAP_NS && w->policy == SVC_WAIT_ADAPTIVE) {
+      *preempted = 1;
+      return 0;
+    }
+    if (now >= end)
+      return 0;
+    last = now;
+  }
+}
+
+int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old) {
+  if (atomic_load_explicit(seq, memory_order_acquire) != old)
+    return 1;
+  if (!spin_allowed(w))
+    return 0;
+  int preempted = 0;
+  int64_t start = svc__now_ns();
+  int ok = spin_loop(w, seq, old, start, &preempted);
+  if (w->spinners)
+    atomic_fetch_sub(w->spinners, 1);
+  if (ok)
+    learn_spun(w, svc__now_ns() - start);
+  else if (preempted)
+    w->budget_ns /= 2; /* spinners outnumber cores: back off */
+  return ok;
+}
+
+int svc__doorbell_drain(int fd) {
+  char buf[64];
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0)
+      continue;
+    if (n == 0)
+      return SVC_EPEERGONE;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return 0;
+    return SVC_EPEERGONE;
+  }
+}
+
+static int sleep_until(const _Atomic uint32_t *seq, uint32_t old,
+                       _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
+  atomic_store(sleeping, 1); /* seq_cst: pairs with the waker's fence */
+  int rc = 0;
+  while (atomic_load(seq) == old) {
+    int64_t now = svc__now_ns();
+    if (now >= deadline) {
+      rc = SVC_ETIMEDOUT;
+      break;
+    }
+    int64_t left_ms = (deadline - now + 999999) / 1000000;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, left_ms > SLEEP_SLICE_MS ? SLEEP_SLICE_MS
+                                                 : (int)left_ms);
+    if (n < 0 && errno != EINTR) {
+      rc = SVC_ESYS;
+      break;
+    }
+    if (n > 0 && (rc = svc__doorbell_drain(fd)) < 0) {
+      if (atomic_load(seq) != old) /* the reply came before the hang-up */
+        rc = 0;
+      break;
+    }
+  }
+  atomic_store(sleeping, 0);
+  return rc;
+}
+
+int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
+              _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
+  int64_t start = svc__now_ns();
+  if (svc__spin(w, seq, old))
+    return 0;
+  int rc = sleep_until(seq, old, sleeping, fd, deadline);
+  if (rc == 0)
+    svc__waiter_learn(w, svc__now_ns() - start);
+  return rc;
+}
+
+int svc__wake(_Atomic uint32_t *seq, uint32_t val,
+              const _Atomic uint32_t *peer_sleeping, int fd) {
+  atomic_store(seq, val); /* seq_cst: the store is visible before the load */
+  if (!atomic_load(peer_sleeping))
+    return 0;
+  static const char bell = 1;
+  for (;;) {
+    ssize_t n = send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == 1 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
+      return 0; /* a full socket already holds a wake-up */
+    if (n < 0 && errno == EINTR)
+      continue;
+    return SVC_EPEERGONE;
+  }
+}

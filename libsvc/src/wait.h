@@ -1,0 +1,48 @@
+/* wait.h — spin-then-sleep waiting on a sequence counter in shared memory.
+ * The waiter spins (with `pause`) for a budget learned from recent waits,
+ * then says it sleeps and poll()s the connection's socket, which is both the
+ * doorbell and the peer's death notice. The waker makes a syscall only when
+ * the waiter said it sleeps, so two spinning sides make none. */
+#ifndef SVC_WAIT_H
+#define SVC_WAIT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "svc.h"
+
+#define SVC__SPIN_MAX_NS 100000      /* adaptive budget cap: 100 us */
+#define SVC__SPIN_FORCED_NS 50000000 /* SVC_WAIT_SPIN: 50 ms, then sleep */
+
+typedef struct svc__waiter {
+  svc_wait_policy policy;
+  uint32_t budget_ns;  /* current spin budget (adaptive) */
+  _Atomic int *spinners; /* optional: spinning threads sharing the cores */
+  int max_spinners;      /* spin only while *spinners < this */
+} svc__waiter;
+
+void svc__waiter_init(svc__waiter *w, svc_wait_policy policy);
+
+/* Spins until *seq != old or the budget ends. Returns 1 when it changed,
+ * 0 when the budget ran out (or spinning was not allowed). No syscalls. */
+int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old);
+
+/* After a wait that ended in sleep, t ns after it began: lets the budget
+ * grow back when waits are short (the probe that ends pure sleeping). */
+void svc__waiter_learn(svc__waiter *w, int64_t t);
+
+/* Waits until *seq != old: spins, then stores 1 in *sleeping and polls fd
+ * until the deadline (ns, monotonic; INT64_MAX for none). Returns 0,
+ * SVC_EPEERGONE when fd reports hang-up or EOF, SVC_ETIMEDOUT. */
+int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
+              _Atomic uint32_t *sleeping, int fd, int64_t deadline);
+
+/* Publishes val in *seq, then rings fd if the peer said it sleeps. Returns 0
+ * or SVC_EPEERGONE. */
+int svc__wake(_Atomic uint32_t *seq, uint32_t val,
+              const _Atomic uint32_t *peer_sleeping, int fd);
+
+/* Reads pending doorbell bytes without blocking. 0, or SVC_EPEERGONE on EOF. */
+int svc__doorbell_drain(int fd);
+
+#endif
