@@ -4,6 +4,8 @@
  * and the CPU that client and server burn per call. */
 #include <stdio.h>
 
+#include <algorithm>
+
 #include "harness.h"
 #include "transport.h"
 
@@ -12,9 +14,9 @@ namespace {
 
 /* Calls until warmup_ms have passed (at least 3): connections set up,
  * pages touched, adaptive spin budgets learned, before anything counts. */
-bool latency_warm_up(benchmark::State& state, Conn* c,
-                     const std::vector<unsigned char>& req) {
-  const void* resp;
+bool latency_warm_up(benchmark::State &state, Conn *c,
+                     const std::vector<unsigned char> &req) {
+  const void *resp;
   size_t resp_len;
   std::string err;
   uint64_t end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
@@ -27,8 +29,10 @@ bool latency_warm_up(benchmark::State& state, Conn* c,
   return true;
 }
 
-void BM_Latency(benchmark::State& state, const std::string& name) {
+void BM_Latency(benchmark::State &state, const std::string &name) {
   const size_t len = (size_t)state.range(0);
+  Watchdog watchdog("latency/" + name + "/" + std::to_string(len),
+                    (unsigned)g_opts.watchdog_s);
   std::string err;
   auto t = MakeTransport(name);
   if (!t || !t->Start(1, len, &err)) {
@@ -40,11 +44,13 @@ void BM_Latency(benchmark::State& state, const std::string& name) {
   if (!c) {
     state.SkipWithError(err.c_str());
   } else if (latency_warm_up(state, c.get(), req)) {
-    Latency lat((size_t)state.max_iterations);
-    const void* resp = nullptr;
+    /* Room for this run's samples, capped: the buffer grows if needed. */
+    Latency lat((size_t)std::min<benchmark::IterationCount>(
+        state.max_iterations, 1 << 24));
+    const void *resp = nullptr;
     size_t resp_len = 0;
     uint64_t server0 = PeerCpuNs(t->server_pid());
-    uint64_t client0 = ThreadCpuNs();
+    uint64_t client0 = ProcessCpuNs();
     uint64_t wall0 = NowNs();
     for (auto _ : state) {
       uint64_t t0 = NowNs();
@@ -58,7 +64,7 @@ void BM_Latency(benchmark::State& state, const std::string& name) {
       lat.Add(t1 - t0);
     }
     uint64_t wall = NowNs() - wall0;
-    uint64_t client = ThreadCpuNs() - client0;
+    uint64_t client = ProcessCpuNs() - client0;
     uint64_t server = PeerCpuNs(t->server_pid()) - server0;
     if (!state.error_occurred()) {
       lat.Report(state);
@@ -71,18 +77,19 @@ void BM_Latency(benchmark::State& state, const std::string& name) {
   t->Stop();
 }
 
-}  // namespace
-}  // namespace bench
+} // namespace
+} // namespace bench
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);
   bench::ParseOptions(&argc, argv);
   bench::SetUpRuntimeDir();
-  for (const std::string& name : bench::TransportNames()) {
-    auto* b = benchmark::RegisterBenchmark(
+  for (const std::string &name : bench::TransportNames()) {
+    auto *b = benchmark::RegisterBenchmark(
         ("latency/" + name).c_str(),
-        [name](benchmark::State& s) { bench::BM_Latency(s, name); });
-    for (int64_t size : bench::kSizes) b->Arg(size);
+        [name](benchmark::State &s) { bench::BM_Latency(s, name); });
+    for (int64_t size : bench::kSizes)
+      b->Arg(size);
     b->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
   benchmark::RunSpecifiedBenchmarks();

@@ -25,36 +25,38 @@ struct Board {
   uint32_t stop;  /* set by the parent: stop calling */
   struct {
     uint64_t calls;
-    uint64_t cpu_ns;   /* the client process's CPU inside the window */
+    uint64_t cpu_ns; /* the client process's CPU inside the window */
     int failed;
     char err[120];
   } client[kMaxClients];
 };
 
-uint32_t tp_load(const uint32_t* p) {
+uint32_t tp_load(const uint32_t *p) {
   return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 
 /* One client process: connect, warm up, wait for go, call until stop. */
-int tp_client(Transport* t, Board* b, int i) {
-  auto& me = b->client[i];
-  auto fail = [&](const std::string& e) {
+int tp_client(Transport *t, Board *b, int i) {
+  auto &me = b->client[i];
+  auto fail = [&](const std::string &e) {
     snprintf(me.err, sizeof me.err, "%s", e.c_str());
     __atomic_store_n(&me.failed, 1, __ATOMIC_RELEASE);
     return 1;
   };
   std::string err;
   auto c = t->Connect(i, &err);
-  if (!c) return fail(err);
+  if (!c)
+    return fail(err);
   auto req = MakePayload(kPayload);
-  const void* resp;
+  const void *resp;
   size_t resp_len;
   uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
   for (int n = 0; n < 3 || NowNs() < warm_end; n++)
     if (c->Call(req.data(), kPayload, &resp, &resp_len, &err) != 0)
       return fail("warm-up: " + err);
   __atomic_add_fetch(&b->ready, 1, __ATOMIC_ACQ_REL);
-  while (!tp_load(&b->go)) usleep(100);
+  while (!tp_load(&b->go))
+    usleep(100);
   uint64_t cpu0 = ProcessCpuNs(), calls = 0;
   while (!tp_load(&b->stop)) {
     if (c->Call(req.data(), kPayload, &resp, &resp_len, &err) != 0)
@@ -68,41 +70,52 @@ int tp_client(Transport* t, Board* b, int i) {
   return 0;
 }
 
-/* Waits for all clients to be ready; false if one failed or 10 s passed. */
-bool tp_wait_ready(Board* b, int n) {
+/* Waits for all clients to be ready; false with *err if one failed or
+ * 10 s passed. */
+bool tp_wait_ready(Board *b, int n, std::string *err) {
   uint64_t deadline = NowNs() + 10ull * 1000000000;
   while (tp_load(&b->ready) < (uint32_t)n) {
     for (int i = 0; i < n; i++)
-      if (__atomic_load_n(&b->client[i].failed, __ATOMIC_ACQUIRE)) return false;
-    if (NowNs() > deadline) return false;
+      if (__atomic_load_n(&b->client[i].failed, __ATOMIC_ACQUIRE)) {
+        *err = "client " + std::to_string(i) + ": " + b->client[i].err;
+        return false;
+      }
+    if (NowNs() > deadline) {
+      *err = "only " + std::to_string(tp_load(&b->ready)) + " of " +
+             std::to_string(n) + " clients ready after 10 s";
+      return false;
+    }
     usleep(1000);
   }
   return true;
 }
 
-void BM_Throughput(benchmark::State& state, const std::string& name) {
+void BM_Throughput(benchmark::State &state, const std::string &name) {
   const int n = (int)state.range(0);
+  Watchdog watchdog("throughput/" + name + "/" + std::to_string(n),
+                    (unsigned)g_opts.watchdog_s +
+                        (unsigned)g_opts.duration_ms / 1000);
   std::string err;
   auto t = MakeTransport(name);
   if (!t || !t->Start(n, kPayload, &err)) {
     state.SkipWithError(t ? err.c_str() : "unknown transport");
     return;
   }
-  void* mem = mmap(nullptr, sizeof(Board), PROT_READ | PROT_WRITE,
+  void *mem = mmap(nullptr, sizeof(Board), PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     state.SkipWithError("mmap");
     t->Stop();
     return;
   }
-  Board* b = new (mem) Board();
+  Board *b = new (mem) Board();
   std::vector<pid_t> kids;
   for (int i = 0; i < n; i++)
     kids.push_back(ForkChild([&, i] { return tp_client(t.get(), b, i); }));
 
   for (auto _ : state) { /* one iteration: the window */
-    if (!tp_wait_ready(b, n)) {
-      state.SkipWithError("a client failed to connect or warm up");
+    if (!tp_wait_ready(b, n, &err)) {
+      state.SkipWithError(err.c_str());
       break;
     }
     uint64_t server0 = PeerCpuNs(t->server_pid());
@@ -114,7 +127,7 @@ void BM_Throughput(benchmark::State& state, const std::string& name) {
     uint64_t server = PeerCpuNs(t->server_pid()) - server0;
     state.SetIterationTime((double)wall * 1e-9);
     /* Clients finish their last call and write their numbers. */
-    for (pid_t& k : kids) {
+    for (pid_t &k : kids) {
       uint64_t deadline = NowNs() + 15ull * 1000000000;
       while (waitpid(k, nullptr, WNOHANG) == 0 && NowNs() < deadline)
         usleep(1000);
@@ -132,7 +145,8 @@ void BM_Throughput(benchmark::State& state, const std::string& name) {
       hi = std::max(hi, b->client[i].calls);
       client_cpu += b->client[i].cpu_ns;
     }
-    if (state.error_occurred()) break;
+    if (state.error_occurred())
+      break;
     state.counters["calls_per_s"] = (double)total / ((double)wall * 1e-9);
     state.counters["clients"] = n;
     state.counters["min_calls"] = (double)lo;
@@ -141,28 +155,31 @@ void BM_Throughput(benchmark::State& state, const std::string& name) {
     state.SetItemsProcessed((int64_t)total);
     state.SetLabel(name);
   }
-  for (pid_t k : kids) StopChild(k, SIGKILL, 0);
+  for (pid_t k : kids)
+    StopChild(k, SIGKILL, 0);
   t->Stop();
   munmap(mem, sizeof(Board));
 }
 
-}  // namespace
-}  // namespace bench
+} // namespace
+} // namespace bench
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);
   bench::ParseOptions(&argc, argv);
   bench::SetUpRuntimeDir();
   /* Echo throughput at 64 B: the raw futex and spin ping-pongs, a raw Unix
    * socket, and libsvc over shm and unix. */
   std::vector<std::string> names = {"futex", "spin", "unix"};
-  for (const std::string& n : bench::TransportNames())
-    if (n == "svc-shm" || n == "svc-unix") names.push_back(n);
-  for (const std::string& name : names) {
-    auto* b = benchmark::RegisterBenchmark(
+  for (const std::string &n : bench::TransportNames())
+    if (n == "svc-shm" || n == "svc-unix")
+      names.push_back(n);
+  for (const std::string &name : names) {
+    auto *b = benchmark::RegisterBenchmark(
         ("throughput/" + name).c_str(),
-        [name](benchmark::State& s) { bench::BM_Throughput(s, name); });
-    for (int clients : {1, 2, 4, 8}) b->Arg(clients);
+        [name](benchmark::State &s) { bench::BM_Throughput(s, name); });
+    for (int clients : {1, 2, 4, 8})
+      b->Arg(clients);
     b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
   /* Issue 6 goes here: a CPU-bound handler ("burn" method of the libsvc

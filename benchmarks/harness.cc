@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,15 +20,16 @@ namespace bench {
 
 Options g_opts;
 
-const std::vector<int64_t> kSizes = {16,      64,          256,         4 << 10,
+const std::vector<int64_t> kSizes = {16,       64,      256,     4 << 10,
                                      64 << 10, 1 << 20, 16 << 20};
 
 /* ---- options ---- */
 
-static bool harness_int_flag(const char* arg, const char* name, int* out) {
+static bool harness_int_flag(const char *arg, const char *name, int *out) {
   size_t n = strlen(name);
-  if (strncmp(arg, name, n) != 0 || arg[n] != '=') return false;
-  char* end = nullptr;
+  if (strncmp(arg, name, n) != 0 || arg[n] != '=')
+    return false;
+  char *end = nullptr;
   long v = strtol(arg + n + 1, &end, 10);
   if (*end != '\0' || v < 0 || v > 3600 * 1000) {
     fprintf(stderr, "bad value in %s\n", arg);
@@ -37,11 +39,12 @@ static bool harness_int_flag(const char* arg, const char* name, int* out) {
   return true;
 }
 
-void ParseOptions(int* argc, char** argv) {
+void ParseOptions(int *argc, char **argv) {
   int out = 1;
   for (int i = 1; i < *argc; i++) {
     if (harness_int_flag(argv[i], "--warmup_ms", &g_opts.warmup_ms) ||
-        harness_int_flag(argv[i], "--duration_ms", &g_opts.duration_ms))
+        harness_int_flag(argv[i], "--duration_ms", &g_opts.duration_ms) ||
+        harness_int_flag(argv[i], "--watchdog_s", &g_opts.watchdog_s))
       continue;
     argv[out++] = argv[i];
   }
@@ -51,6 +54,8 @@ void ParseOptions(int* argc, char** argv) {
             "unknown argument %s\n"
             "suite options: --warmup_ms=N (calls before timing, default 20)\n"
             "               --duration_ms=N (throughput window, default 1000)\n"
+            "               --watchdog_s=N (kill a run stuck this long, "
+            "default 120)\n"
             "plus Google Benchmark's --benchmark_* flags\n",
             argv[1]);
     exit(2);
@@ -61,8 +66,8 @@ void ParseOptions(int* argc, char** argv) {
 
 static std::string g_runtime_dir;
 
-static int harness_rm_entry(const char* path, const struct stat*, int,
-                            struct FTW*) {
+static int harness_rm_entry(const char *path, const struct stat *, int,
+                            struct FTW *) {
   remove(path);
   return 0;
 }
@@ -75,8 +80,9 @@ static void harness_rm_runtime_dir() {
 }
 
 void SetUpRuntimeDir() {
-  const char* tmp = getenv("TMPDIR");
-  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/svc-bench-XXXXXX";
+  const char *tmp = getenv("TMPDIR");
+  std::string tmpl =
+      std::string(tmp && *tmp ? tmp : "/tmp") + "/svc-bench-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (!mkdtemp(buf.data())) {
@@ -89,9 +95,9 @@ void SetUpRuntimeDir() {
   atexit(harness_rm_runtime_dir);
 }
 
-const std::string& RuntimeDir() { return g_runtime_dir; }
+const std::string &RuntimeDir() { return g_runtime_dir; }
 
-std::string UniqueName(const char* prefix) {
+std::string UniqueName(const char *prefix) {
   static unsigned counter;
   return std::string(prefix) + "-" + std::to_string(getpid()) + "-" +
          std::to_string(counter++);
@@ -101,7 +107,8 @@ std::string UniqueName(const char* prefix) {
 
 static uint64_t harness_clock_ns(clockid_t clk) {
   struct timespec ts;
-  if (clock_gettime(clk, &ts) != 0) return 0;
+  if (clock_gettime(clk, &ts) != 0)
+    return 0;
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -114,13 +121,16 @@ static uint64_t harness_proc_stat_ns(pid_t pid) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0)
+    return 0;
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
-  if (n <= 0) return 0;
+  if (n <= 0)
+    return 0;
   buf[n] = '\0';
-  char* p = strrchr(buf, ')');
-  if (!p) return 0;
+  char *p = strrchr(buf, ')');
+  if (!p)
+    return 0;
   unsigned long long ut = 0, st = 0;
   /* after ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt
    * majflt cmajflt utime(14) stime(15) */
@@ -142,11 +152,13 @@ uint64_t PeerCpuNs(pid_t pid) {
 
 /* ---- reporting ---- */
 
-void Latency::Report(benchmark::State& state) {
-  if (ns_.empty()) return;
+void Latency::Report(benchmark::State &state) {
+  if (ns_.empty())
+    return;
   std::sort(ns_.begin(), ns_.end());
   double sum = 0;
-  for (uint64_t v : ns_) sum += (double)v;
+  for (uint64_t v : ns_)
+    sum += (double)v;
   auto pct = [&](double p) {
     size_t i = (size_t)(p * (double)(ns_.size() - 1) + 0.5);
     return (double)ns_[i] / 1e3;
@@ -157,25 +169,32 @@ void Latency::Report(benchmark::State& state) {
   state.counters["max_us"] = (double)ns_.back() / 1e3;
 }
 
-void ReportCpu(benchmark::State& state, uint64_t client_ns, uint64_t server_ns,
+void ReportCpu(benchmark::State &state, uint64_t client_ns, uint64_t server_ns,
                uint64_t wall_ns, uint64_t calls) {
-  if (calls == 0 || wall_ns == 0) return;
+  if (calls == 0 || wall_ns == 0)
+    return;
   state.counters["cpu_us_per_call"] =
       (double)(client_ns + server_ns) / (double)calls / 1e3;
   state.counters["client_cpu_us"] = (double)client_ns / (double)calls / 1e3;
   state.counters["server_cpu_us"] = (double)server_ns / (double)calls / 1e3;
-  state.counters["cores_busy"] = (double)(client_ns + server_ns) / (double)wall_ns;
+  state.counters["cores_busy"] =
+      (double)(client_ns + server_ns) / (double)wall_ns;
 }
 
 /* ---- helper processes ---- */
 
-pid_t ForkChild(const std::function<int()>& fn) {
+pid_t ForkChild(const std::function<int()> &fn) {
   fflush(stdout);
   fflush(stderr);
+  pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid != 0) return pid; /* parent, or -1 */
+  if (pid != 0)
+    return pid; /* parent, or -1 */
   /* The child must never return into Google Benchmark's loop, nor run the
    * parent's atexit handlers (which would remove the runtime directory). */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+    _exit(1);
+  signal(SIGALRM, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
   int rc = fn();
   fflush(stdout);
@@ -183,12 +202,34 @@ pid_t ForkChild(const std::function<int()>& fn) {
   _exit(rc);
 }
 
+static char g_watch_msg[256];
+
+static void harness_on_alarm(int) {
+  /* async-signal-safe: write and _exit only */
+  ssize_t n = write(2, g_watch_msg, strlen(g_watch_msg));
+  (void)n;
+  _exit(3);
+}
+
+Watchdog::Watchdog(const std::string &what, unsigned seconds) {
+  snprintf(g_watch_msg, sizeof g_watch_msg,
+           "\nwatchdog: %s took over %u s (a lost wake-up or a hung peer?); "
+           "giving up\n",
+           what.c_str(), seconds);
+  signal(SIGALRM, harness_on_alarm);
+  alarm(seconds);
+}
+
+Watchdog::~Watchdog() { alarm(0); }
+
 void StopChild(pid_t pid, int sig, int grace_ms) {
-  if (pid <= 0) return;
+  if (pid <= 0)
+    return;
   kill(pid, sig);
   for (int waited = 0; sig != SIGKILL && waited < grace_ms; waited++) {
     pid_t r = waitpid(pid, nullptr, WNOHANG);
-    if (r == pid || (r < 0 && errno == ECHILD)) return;
+    if (r == pid || (r < 0 && errno == ECHILD))
+      return;
     usleep(1000);
   }
   kill(pid, SIGKILL);
@@ -200,25 +241,29 @@ void StopChild(pid_t pid, int sig, int grace_ms) {
 
 std::vector<unsigned char> MakePayload(size_t len) {
   std::vector<unsigned char> v(len);
-  for (size_t i = 0; i < len; i++) v[i] = (unsigned char)(i * 131 + 7);
+  for (size_t i = 0; i < len; i++)
+    v[i] = (unsigned char)(i * 131 + 7);
   return v;
 }
 
-bool ReplyMatches(const void* req, size_t len, const void* resp,
+bool ReplyMatches(const void *req, size_t len, const void *resp,
                   size_t resp_len) {
-  if (resp_len != len) return false;
-  if (len == 0) return true;
-  const unsigned char* a = (const unsigned char*)req;
-  const unsigned char* b = (const unsigned char*)resp;
+  if (resp_len != len)
+    return false;
+  if (len == 0)
+    return true;
+  const unsigned char *a = (const unsigned char *)req;
+  const unsigned char *b = (const unsigned char *)resp;
   return a[0] == b[0] && a[len - 1] == b[len - 1] && a[len / 2] == b[len / 2];
 }
 
-int WriteFull(int fd, const void* p, size_t len) {
-  const char* c = (const char*)p;
+int WriteFull(int fd, const void *p, size_t len) {
+  const char *c = (const char *)p;
   while (len > 0) {
     ssize_t n = write(fd, c, len);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       return -1;
     }
     c += n;
@@ -227,12 +272,13 @@ int WriteFull(int fd, const void* p, size_t len) {
   return 0;
 }
 
-int ReadFull(int fd, void* p, size_t len) {
-  char* c = (char*)p;
+int ReadFull(int fd, void *p, size_t len) {
+  char *c = (char *)p;
   while (len > 0) {
     ssize_t n = read(fd, c, len);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR)
+        continue;
       return -1;
     }
     if (n == 0) {
@@ -245,4 +291,4 @@ int ReadFull(int fd, void* p, size_t len) {
   return 0;
 }
 
-}  // namespace bench
+} // namespace bench

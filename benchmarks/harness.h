@@ -20,22 +20,24 @@ namespace bench {
 /* ---- options shared by all suites (parsed after Google Benchmark's) ---- */
 
 struct Options {
-  int warmup_ms = 20;      /* calls before the timed loop, per run */
-  int duration_ms = 1000;  /* window of one throughput measurement */
+  int warmup_ms = 20;     /* calls before the timed loop, per run */
+  int duration_ms = 1000; /* window of one throughput measurement */
+  int watchdog_s = 120;   /* longest one benchmark run may take */
 };
 extern Options g_opts;
 
-/* Consumes --warmup_ms=N and --duration_ms=N from argv; exits with a usage
- * message on anything it does not know. Call after benchmark::Initialize. */
-void ParseOptions(int* argc, char** argv);
+/* Consumes --warmup_ms=N, --duration_ms=N and --watchdog_s=N from argv; exits
+ * with a usage message on anything it does not know. Call after
+ * benchmark::Initialize. */
+void ParseOptions(int *argc, char **argv);
 
 /* Makes a private 0700 directory, exports it as SVC_RUNTIME_DIR so libsvc's
  * rendezvous sockets land there, and removes it at exit. */
 void SetUpRuntimeDir();
-const std::string& RuntimeDir();
+const std::string &RuntimeDir();
 
 /* A name no other run on this host uses: "<prefix>-<pid>-<counter>". */
-std::string UniqueName(const char* prefix);
+std::string UniqueName(const char *prefix);
 
 /* ---- time ---- */
 
@@ -56,27 +58,41 @@ uint64_t PeerCpuNs(pid_t pid);
 
 /* Round-trip samples of one run; reports mean, p50, p99 and max. */
 class Latency {
- public:
+public:
   explicit Latency(size_t expected) { ns_.reserve(expected); }
   void Add(uint64_t ns) { ns_.push_back(ns); }
   size_t count() const { return ns_.size(); }
   /* Sets the counters mean_us, p50_us, p99_us, max_us. Sorts the samples. */
-  void Report(benchmark::State& state);
+  void Report(benchmark::State &state);
 
- private:
+private:
   std::vector<uint64_t> ns_;
 };
 
 /* Sets cpu_us_per_call (client + server), client_cpu_us, server_cpu_us and
  * cores_busy (CPU seconds per wall second: 2.0 means both sides spun). */
-void ReportCpu(benchmark::State& state, uint64_t client_ns, uint64_t server_ns,
+void ReportCpu(benchmark::State &state, uint64_t client_ns, uint64_t server_ns,
                uint64_t wall_ns, uint64_t calls);
 
 /* ---- helper processes ---- */
 
 /* Forks; the child runs fn and _exits with its return value (it never
- * returns into the benchmark). Returns the child's pid, or -1. */
-pid_t ForkChild(const std::function<int()>& fn);
+ * returns into the benchmark). The child is killed if the benchmark process
+ * dies, so a crash or the watchdog leaves no process behind. Returns the
+ * child's pid, or -1. */
+pid_t ForkChild(const std::function<int()> &fn);
+
+/* While alive, kills the benchmark process (and with it every helper
+ * process) with a message naming what if it takes longer than seconds: a
+ * lost wake-up must fail CI, not hang it. libsvc clients keep their default
+ * (no timeout), so the watchdog costs the measured calls nothing. */
+class Watchdog {
+public:
+  Watchdog(const std::string &what, unsigned seconds);
+  ~Watchdog();
+  Watchdog(const Watchdog &) = delete;
+  Watchdog &operator=(const Watchdog &) = delete;
+};
 /* Sends sig, waits up to grace_ms, then SIGKILLs, and reaps. Safe on -1. */
 void StopChild(pid_t pid, int sig, int grace_ms);
 
@@ -86,7 +102,7 @@ void StopChild(pid_t pid, int sig, int grace_ms);
 std::vector<unsigned char> MakePayload(size_t len);
 /* Checks a reply against the request cheaply (length, first and last
  * byte), so that no benchmark can "win" by not delivering the bytes. */
-bool ReplyMatches(const void* req, size_t len, const void* resp,
+bool ReplyMatches(const void *req, size_t len, const void *resp,
                   size_t resp_len);
 
 /* Payload sizes every latency suite uses. */
@@ -94,9 +110,9 @@ extern const std::vector<int64_t> kSizes;
 
 /* Full write/read of a stream fd, retrying on EINTR and short counts.
  * Return 0, or -1 with errno set (0 on EOF for ReadFull). */
-int WriteFull(int fd, const void* p, size_t len);
-int ReadFull(int fd, void* p, size_t len);
+int WriteFull(int fd, const void *p, size_t len);
+int ReadFull(int fd, void *p, size_t len);
 
-}  // namespace bench
+} // namespace bench
 
 #endif

@@ -35,36 +35,42 @@ constexpr uint64_t kReplyDeadlineNs = 10ull * 1000 * 1000 * 1000;
  * libsvc's stream transports must do at least this much work. */
 constexpr size_t kHdr = 8;
 
-int raw_writev_full(int fd, const void* payload, size_t len) {
+int raw_writev_full(int fd, const void *payload, size_t len) {
   uint64_t hdr = len;
-  struct iovec iov[2] = {{&hdr, kHdr}, {const_cast<void*>(payload), len}};
+  struct iovec iov[2] = {{&hdr, kHdr}, {const_cast<void *>(payload), len}};
   size_t total = kHdr + len;
   ssize_t n;
-  do n = writev(fd, iov, 2);
+  do
+    n = writev(fd, iov, 2);
   while (n < 0 && errno == EINTR);
-  if (n < 0) return -1;
-  if ((size_t)n == total) return 0;
+  if (n < 0)
+    return -1;
+  if ((size_t)n == total)
+    return 0;
   /* Short write (only large payloads): finish the rest plainly. */
   if ((size_t)n < kHdr &&
-      WriteFull(fd, (char*)&hdr + n, kHdr - (size_t)n) != 0)
+      WriteFull(fd, (char *)&hdr + n, kHdr - (size_t)n) != 0)
     return -1;
   size_t done = (size_t)n > kHdr ? (size_t)n - kHdr : 0;
-  return WriteFull(fd, (const char*)payload + done, len - done);
+  return WriteFull(fd, (const char *)payload + done, len - done);
 }
 
 /* Reads one frame into buf (cap bytes, header included). Returns the
  * payload length, or -1 (EOF, error, or a length over cap). */
-ssize_t raw_read_frame(int fd, unsigned char* buf, size_t cap) {
+ssize_t raw_read_frame(int fd, unsigned char *buf, size_t cap) {
   size_t have = 0, need = kHdr;
   while (have < need) {
     ssize_t n = read(fd, buf + have, need == kHdr ? cap - have : need - have);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return -1;
     have += (size_t)n;
     if (need == kHdr && have >= kHdr) {
       uint64_t len;
       memcpy(&len, buf, kHdr);
-      if (len > cap - kHdr) return -1;
+      if (len > cap - kHdr)
+        return -1;
       need = kHdr + len;
     }
   }
@@ -76,24 +82,27 @@ struct StreamChan {
   int server_rd = -1, server_wr = -1;
 };
 
-void raw_close(int* fd) {
-  if (*fd >= 0) close(*fd);
+void raw_close(int *fd) {
+  if (*fd >= 0)
+    close(*fd);
   *fd = -1;
 }
 
-void raw_close_client_side(StreamChan* c) {
-  if (c->client_wr != c->client_rd) raw_close(&c->client_wr);
+void raw_close_client_side(StreamChan *c) {
+  if (c->client_wr != c->client_rd)
+    raw_close(&c->client_wr);
   raw_close(&c->client_rd);
   c->client_wr = -1;
 }
 
-void raw_close_server_side(StreamChan* c) {
-  if (c->server_wr != c->server_rd) raw_close(&c->server_wr);
+void raw_close_server_side(StreamChan *c) {
+  if (c->server_wr != c->server_rd)
+    raw_close(&c->server_wr);
   raw_close(&c->server_rd);
   c->server_wr = -1;
 }
 
-bool raw_open_pipe(StreamChan* c, std::string* err) {
+bool raw_open_pipe(StreamChan *c, std::string *err) {
   int req[2], rep[2];
   if (pipe2(req, O_CLOEXEC) != 0) {
     *err = std::string("pipe2: ") + strerror(errno);
@@ -107,7 +116,8 @@ bool raw_open_pipe(StreamChan* c, std::string* err) {
   }
   /* A careful user grows the pipes to the allowed maximum (1 MiB by
    * default) so large payloads move in fewer wakeups; best effort. */
-  for (int fd : {req[1], rep[1]}) fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+  for (int fd : {req[1], rep[1]})
+    fcntl(fd, F_SETPIPE_SZ, 1 << 20);
   c->client_wr = req[1];
   c->server_rd = req[0];
   c->server_wr = rep[1];
@@ -115,7 +125,7 @@ bool raw_open_pipe(StreamChan* c, std::string* err) {
   return true;
 }
 
-bool raw_open_unix(StreamChan* c, std::string* err) {
+bool raw_open_unix(StreamChan *c, std::string *err) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     *err = std::string("socketpair: ") + strerror(errno);
@@ -127,7 +137,7 @@ bool raw_open_unix(StreamChan* c, std::string* err) {
 }
 
 /* A real loopback connection: listen on an ephemeral port, connect, accept. */
-bool raw_open_tcp(StreamChan* c, std::string* err) {
+bool raw_open_tcp(StreamChan *c, std::string *err) {
   int one = 1, lfd = -1, cfd = -1, sfd = -1;
   struct sockaddr_in a;
   socklen_t alen = sizeof a;
@@ -135,13 +145,16 @@ bool raw_open_tcp(StreamChan* c, std::string* err) {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (lfd < 0 || bind(lfd, (struct sockaddr*)&a, sizeof a) != 0 ||
-      listen(lfd, 1) != 0 || getsockname(lfd, (struct sockaddr*)&a, &alen) != 0)
+  if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      listen(lfd, 1) != 0 ||
+      getsockname(lfd, (struct sockaddr *)&a, &alen) != 0)
     goto fail;
   cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (cfd < 0 || connect(cfd, (struct sockaddr*)&a, sizeof a) != 0) goto fail;
+  if (cfd < 0 || connect(cfd, (struct sockaddr *)&a, sizeof a) != 0)
+    goto fail;
   sfd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-  if (sfd < 0) goto fail;
+  if (sfd < 0)
+    goto fail;
   if (setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
       setsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
     goto fail;
@@ -152,7 +165,8 @@ bool raw_open_tcp(StreamChan* c, std::string* err) {
 fail:
   *err = std::string("tcp loopback: ") + strerror(errno);
   for (int fd : {lfd, cfd, sfd})
-    if (fd >= 0) close(fd);
+    if (fd >= 0)
+      close(fd);
   return false;
 }
 
@@ -162,18 +176,20 @@ void raw_stream_serve(StreamChan c, size_t max_len) {
   std::vector<unsigned char> in(kHdr + max_len), out(max_len);
   for (;;) {
     ssize_t len = raw_read_frame(c.server_rd, in.data(), in.size());
-    if (len < 0) return;
+    if (len < 0)
+      return;
     memcpy(out.data(), in.data() + kHdr, (size_t)len);
-    if (raw_writev_full(c.server_wr, out.data(), (size_t)len) != 0) return;
+    if (raw_writev_full(c.server_wr, out.data(), (size_t)len) != 0)
+      return;
   }
 }
 
 class StreamConn : public Conn {
- public:
+public:
   StreamConn(int rd, int wr, size_t max_len)
       : rd_(rd), wr_(wr), buf_(kHdr + max_len) {}
-  int Call(const void* req, size_t len, const void** resp, size_t* resp_len,
-           std::string* err) override {
+  int Call(const void *req, size_t len, const void **resp, size_t *resp_len,
+           std::string *err) override {
     if (raw_writev_full(wr_, req, len) != 0) {
       *err = std::string("write: ") + strerror(errno);
       return -1;
@@ -188,12 +204,13 @@ class StreamConn : public Conn {
     return 0;
   }
 
- private:
+private:
   int rd_, wr_;
   std::vector<unsigned char> buf_;
 };
 
-/* ============ shared-memory baselines: futex-only and spin-only ============ */
+/* ============ shared-memory baselines: futex-only and spin-only ============
+ */
 
 /* One region per connection, mapped MAP_SHARED before the fork. Each
  * direction has a sequence counter on its own cache line; the payload
@@ -214,30 +231,30 @@ constexpr size_t kPage = 4096;
 size_t raw_round_page(size_t n) { return (n + kPage - 1) / kPage * kPage; }
 
 struct ShmChan {
-  ShmHdr* hdr = nullptr;
-  unsigned char* req = nullptr;
-  unsigned char* rep = nullptr;
+  ShmHdr *hdr = nullptr;
+  unsigned char *req = nullptr;
+  unsigned char *rep = nullptr;
   size_t map_len = 0;
 };
 
-bool raw_open_shm(ShmChan* c, size_t max_len, std::string* err) {
+bool raw_open_shm(ShmChan *c, size_t max_len, std::string *err) {
   size_t data = raw_round_page(max_len ? max_len : 1);
   c->map_len = kPage + 2 * data;
-  void* p = mmap(nullptr, c->map_len, PROT_READ | PROT_WRITE,
+  void *p = mmap(nullptr, c->map_len, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     *err = std::string("mmap: ") + strerror(errno);
     return false;
   }
   memset(p, 0, c->map_len); /* touch every page now, not during timing */
-  c->hdr = (ShmHdr*)p;
-  c->req = (unsigned char*)p + kPage;
+  c->hdr = (ShmHdr *)p;
+  c->req = (unsigned char *)p + kPage;
   c->rep = c->req + data;
   return true;
 }
 
-long raw_futex(uint32_t* addr, int op, uint32_t val,
-               const struct timespec* ts) {
+long raw_futex(uint32_t *addr, int op, uint32_t val,
+               const struct timespec *ts) {
   /* Not FUTEX_PRIVATE_FLAG: the word is shared between processes. */
   return syscall(SYS_futex, addr, op, val, ts, nullptr, 0);
 }
@@ -254,10 +271,11 @@ inline void raw_cpu_relax() {
  * one cache line moving between two cores); futex mode always sleeps and
  * tells the writer so, so a writer never makes a needless wake syscall.
  * deadline_ns = 0 waits forever. Returns 0, or -1 past the deadline. */
-int raw_shm_wait(ShmDir* d, uint32_t last, bool spin, uint64_t deadline_ns) {
+int raw_shm_wait(ShmDir *d, uint32_t last, bool spin, uint64_t deadline_ns) {
   if (spin) {
     for (uint32_t n = 1;; n++) {
-      if (__atomic_load_n(&d->seq, __ATOMIC_ACQUIRE) != last) return 0;
+      if (__atomic_load_n(&d->seq, __ATOMIC_ACQUIRE) != last)
+        return 0;
       raw_cpu_relax();
       if ((n & 0xfffff) == 0 && deadline_ns && NowNs() > deadline_ns)
         return -1;
@@ -270,14 +288,15 @@ int raw_shm_wait(ShmDir* d, uint32_t last, bool spin, uint64_t deadline_ns) {
     __atomic_store_n(&d->waiting, 1, __ATOMIC_SEQ_CST);
     raw_futex(&d->seq, FUTEX_WAIT, last, deadline_ns ? &second : nullptr);
     if (deadline_ns && NowNs() > deadline_ns) {
-      if (__atomic_load_n(&d->seq, __ATOMIC_ACQUIRE) != last) return 0;
+      if (__atomic_load_n(&d->seq, __ATOMIC_ACQUIRE) != last)
+        return 0;
       return -1;
     }
   }
   return 0;
 }
 
-void raw_shm_post(ShmDir* d, bool spin) {
+void raw_shm_post(ShmDir *d, bool spin) {
   __atomic_fetch_add(&d->seq, 1, __ATOMIC_SEQ_CST);
   if (!spin && __atomic_exchange_n(&d->waiting, 0, __ATOMIC_SEQ_CST))
     raw_futex(&d->seq, FUTEX_WAKE, 1, nullptr);
@@ -290,7 +309,8 @@ void raw_shm_serve(ShmChan c, size_t max_len, bool spin) {
     last++;
     /* Read the length once and check it: the peer may write anything. */
     uint64_t len = __atomic_load_n(&c.hdr->req.len, __ATOMIC_RELAXED);
-    if (len > max_len) return;
+    if (len > max_len)
+      return;
     memcpy(c.rep, c.req, len); /* the echo handler's copy */
     __atomic_store_n(&c.hdr->rep.len, len, __ATOMIC_RELAXED);
     raw_shm_post(&c.hdr->rep, spin);
@@ -298,10 +318,10 @@ void raw_shm_serve(ShmChan c, size_t max_len, bool spin) {
 }
 
 class ShmConn : public Conn {
- public:
+public:
   ShmConn(ShmChan c, bool spin) : c_(c), spin_(spin) {}
-  int Call(const void* req, size_t len, const void** resp, size_t* resp_len,
-           std::string* err) override {
+  int Call(const void *req, size_t len, const void **resp, size_t *resp_len,
+           std::string *err) override {
     memcpy(c_.req, req, len);
     __atomic_store_n(&c_.hdr->req.len, (uint64_t)len, __ATOMIC_RELAXED);
     raw_shm_post(&c_.hdr->req, spin_);
@@ -315,22 +335,23 @@ class ShmConn : public Conn {
     return 0;
   }
 
- private:
+private:
   ShmChan c_;
   bool spin_;
   uint32_t last_ = 0;
 };
 
-/* ================= the transport: channels + server process ================= */
+/* ================= the transport: channels + server process =================
+ */
 
 enum class Kind { kPipe, kUnix, kTcp, kFutex, kSpin };
 
 class RawTransport : public Transport {
- public:
+public:
   explicit RawTransport(Kind k) : kind_(k) {}
   ~RawTransport() override { Stop(); }
 
-  bool Start(int nconn, size_t max_len, std::string* err) override {
+  bool Start(int nconn, size_t max_len, std::string *err) override {
     Stop();
     max_len_ = max_len;
     for (int i = 0; i < nconn; i++)
@@ -344,11 +365,12 @@ class RawTransport : public Transport {
       Stop();
       return false;
     }
-    for (auto& s : streams_) raw_close_server_side(&s);
+    for (auto &s : streams_)
+      raw_close_server_side(&s);
     return true;
   }
 
-  std::unique_ptr<Conn> Connect(int i, std::string* err) override {
+  std::unique_ptr<Conn> Connect(int i, std::string *err) override {
     if (shm()) {
       if (i < 0 || (size_t)i >= shms_.size()) {
         *err = "no such connection";
@@ -369,22 +391,24 @@ class RawTransport : public Transport {
   void Stop() override {
     StopChild(pid_, SIGKILL, 0);
     pid_ = -1;
-    for (auto& s : streams_) {
+    for (auto &s : streams_) {
       raw_close_client_side(&s);
       raw_close_server_side(&s);
     }
     streams_.clear();
-    for (auto& s : shms_) munmap(s.hdr, s.map_len);
+    for (auto &s : shms_)
+      munmap(s.hdr, s.map_len);
     shms_.clear();
   }
 
- private:
+private:
   bool shm() const { return kind_ == Kind::kFutex || kind_ == Kind::kSpin; }
 
-  bool OpenChannel(std::string* err) {
+  bool OpenChannel(std::string *err) {
     if (shm()) {
       ShmChan c;
-      if (!raw_open_shm(&c, max_len_, err)) return false;
+      if (!raw_open_shm(&c, max_len_, err))
+        return false;
       shms_.push_back(c);
       return true;
     }
@@ -392,24 +416,29 @@ class RawTransport : public Transport {
     bool ok = kind_ == Kind::kPipe   ? raw_open_pipe(&c, err)
               : kind_ == Kind::kUnix ? raw_open_unix(&c, err)
                                      : raw_open_tcp(&c, err);
-    if (ok) streams_.push_back(c);
+    if (ok)
+      streams_.push_back(c);
     return ok;
   }
 
   /* The server process: one connection is served on the main thread, more
    * on one thread each (as libsvc's server does). */
   int Serve() {
-    for (auto& s : streams_) raw_close_client_side(&s);
+    for (auto &s : streams_)
+      raw_close_client_side(&s);
     std::vector<std::function<void()>> loops;
-    for (auto& s : streams_)
+    for (auto &s : streams_)
       loops.push_back([s, this] { raw_stream_serve(s, max_len_); });
-    for (auto& s : shms_)
+    for (auto &s : shms_)
       loops.push_back(
           [s, this] { raw_shm_serve(s, max_len_, kind_ == Kind::kSpin); });
     std::vector<std::thread> threads;
-    for (size_t i = 1; i < loops.size(); i++) threads.emplace_back(loops[i]);
-    if (!loops.empty()) loops[0]();
-    for (auto& t : threads) t.join();
+    for (size_t i = 1; i < loops.size(); i++)
+      threads.emplace_back(loops[i]);
+    if (!loops.empty())
+      loops[0]();
+    for (auto &t : threads)
+      t.join();
     return 0;
   }
 
@@ -420,15 +449,20 @@ class RawTransport : public Transport {
   std::vector<ShmChan> shms_;
 };
 
-}  // namespace
+} // namespace
 
-std::unique_ptr<Transport> NewRawTransport(const std::string& kind) {
-  if (kind == "pipe") return std::make_unique<RawTransport>(Kind::kPipe);
-  if (kind == "unix") return std::make_unique<RawTransport>(Kind::kUnix);
-  if (kind == "tcp") return std::make_unique<RawTransport>(Kind::kTcp);
-  if (kind == "futex") return std::make_unique<RawTransport>(Kind::kFutex);
-  if (kind == "spin") return std::make_unique<RawTransport>(Kind::kSpin);
+std::unique_ptr<Transport> NewRawTransport(const std::string &kind) {
+  if (kind == "pipe")
+    return std::make_unique<RawTransport>(Kind::kPipe);
+  if (kind == "unix")
+    return std::make_unique<RawTransport>(Kind::kUnix);
+  if (kind == "tcp")
+    return std::make_unique<RawTransport>(Kind::kTcp);
+  if (kind == "futex")
+    return std::make_unique<RawTransport>(Kind::kFutex);
+  if (kind == "spin")
+    return std::make_unique<RawTransport>(Kind::kSpin);
   return nullptr;
 }
 
-}  // namespace bench
+} // namespace bench

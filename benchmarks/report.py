@@ -33,8 +33,13 @@ def load(path):
     with repetitions, the repetition with the median p50 (or rate) wins."""
     if not os.path.exists(path):
         return None, {}
-    with open(path) as f:
-        doc = json.load(f)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except ValueError:
+        # A suite killed by its watchdog leaves its JSON unterminated.
+        print(f"report.py: {path} is incomplete; skipped", file=sys.stderr)
+        return None, {}
     runs = {}
     for b in doc.get("benchmarks", []):
         if b.get("run_type") == "aggregate":
@@ -65,11 +70,14 @@ def human_size(n):
 
 
 def fmt(v, digits=3):
+    """3 significant digits, thousands separated, never an exponent."""
     if v is None:
         return "–"
-    if v >= 1000:
+    if abs(v) >= 10 ** (digits - 1):
         return f"{v:,.0f}"
-    return f"{v:.{digits}g}"
+    if v == 0:
+        return "0"
+    return f"{v:.{digits}g}" if abs(v) >= 1e-3 else "<0.001"
 
 
 def ratio(a, b):
@@ -89,7 +97,7 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
-def header(ctx, mode):
+def header(ctx, mode, build_type):
     out = ["# svc benchmark report", ""]
     ctx = ctx or {}
     load_avg = ", ".join(f"{x:.2f}" for x in ctx.get("load_avg", []))
@@ -101,7 +109,9 @@ def header(ctx, mode):
         f"- load average when the suite started: {load_avg or '?'}"
         " (anything well above 0 means other work shared the cores and the"
         " numbers are not a quiet-machine result)",
-        f"- benchmark library build: {ctx.get('library_build_type', '?')}",
+        f"- suites built as CMake `{build_type}`; calls are timed by hand"
+        " (clock_gettime around each call), so the \"library was built as"
+        " DEBUG\" line from Debian's libbenchmark does not affect them",
         "",
     ]
     if mode != "full":
@@ -157,7 +167,8 @@ def latency_section(lat):
 
 
 def throughput_section(tp, window_note):
-    keys = sorted(tp, key=lambda k: (ORDER.index(k[1]) if k[1] in ORDER else 99, k[2]))
+    order = ["futex", "spin", "svc-shm", "unix", "svc-unix"]
+    keys = sorted(tp, key=lambda k: (order.index(k[1]) if k[1] in order else 99, k[2]))
     out = [
         "## Throughput (64 B echo)",
         "",
@@ -245,12 +256,14 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--mode", default="full")
     ap.add_argument("--duration-ms", type=int, default=None)
+    ap.add_argument("--build-type", default="?")
     a = ap.parse_args()
     ctx_l, lat = load(os.path.join(a.dir, "latency.json"))
     ctx_t, tp = load(os.path.join(a.dir, "throughput.json"))
     if not lat and not tp:
-        sys.exit(f"report.py: no results in {a.dir}")
-    out = header(ctx_l or ctx_t, a.mode)
+        print(f"report.py: no results in {a.dir}", file=sys.stderr)
+        return
+    out = header(ctx_l or ctx_t, a.mode, a.build_type)
     out += ["Transports: " + "; ".join(f"`{t}` = {DESCR[t]}" for t in ORDER) + ".", ""]
     if lat:
         out += targets_section(lat, tp)

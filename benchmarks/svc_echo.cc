@@ -22,8 +22,8 @@ namespace bench {
 
 #ifdef SVC_BENCH_NO_LIBSVC
 
-std::unique_ptr<Transport> NewSvcTransport(const std::string&,
-                                           const ServerOptions&) {
+std::unique_ptr<Transport> NewSvcTransport(const std::string &,
+                                           const ServerOptions &) {
   return nullptr;
 }
 
@@ -32,9 +32,10 @@ std::unique_ptr<Transport> NewSvcTransport(const std::string&,
 namespace {
 
 /* "echo": the reply is the request, copied once into the reply space. */
-int svc_echo_handler(void*, const void* req, size_t len, svc_reply* r) {
-  void* out = svc_reply_alloc(r, len);
-  if (!out) return SVC_ENOMEM;
+int svc_echo_handler(void *, const void *req, size_t len, svc_reply *r) {
+  void *out = svc_reply_alloc(r, len);
+  if (!out)
+    return SVC_ENOMEM;
   memcpy(out, req, len);
   return 0;
 }
@@ -42,24 +43,25 @@ int svc_echo_handler(void*, const void* req, size_t len, svc_reply* r) {
 /* "burn": spends the CPU microseconds named by the request's first 4 bytes
  * (native order), then replies with the request. For issue 6's CPU-bound
  * handler benchmark (1 vs 2 worker processes). */
-int svc_burn_handler(void*, const void* req, size_t len, svc_reply* r) {
+int svc_burn_handler(void *, const void *req, size_t len, svc_reply *r) {
   uint32_t us = 0;
-  if (len >= sizeof us) memcpy(&us, req, sizeof us);
+  if (len >= sizeof us)
+    memcpy(&us, req, sizeof us);
   uint64_t end = ThreadCpuNs() + (uint64_t)us * 1000;
   while (ThreadCpuNs() < end) {
   }
   return svc_reply_set(r, req, len);
 }
 
-std::string svc_err(const char* what, int rc) {
+std::string svc_err(const char *what, int rc) {
   return std::string(what) + ": " + svc_strerror(rc);
 }
 
 /* The server child. Reports "OK <url>" or "ERR <why>" on ready_fd once the
  * listener is bound, so the parent never races the bind. */
-int svc_serve_child(const std::string& scheme, const ServerOptions& opts,
+int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
                     size_t max_len, int ready_fd) {
-  auto report = [&](const std::string& line) {
+  auto report = [&](const std::string &line) {
     std::string l = line + "\n";
     WriteFull(ready_fd, l.data(), l.size());
     close(ready_fd);
@@ -70,7 +72,7 @@ int svc_serve_child(const std::string& scheme, const ServerOptions& opts,
     setenv("SVC_WORKERS_MAX", w.c_str(), 1);
   }
   std::string name = UniqueName("bench");
-  svc_server* s = nullptr;
+  svc_server *s = nullptr;
   int rc = svc_server_new(name.c_str(), &s);
   if (rc) {
     report("ERR " + svc_err("svc_server_new", rc));
@@ -93,7 +95,8 @@ int svc_serve_child(const std::string& scheme, const ServerOptions& opts,
     unsigned base = (unsigned)getpid() * 7919u % 40000u;
     rc = SVC_EADDRINUSE;
     for (int i = 0; i < 64 && rc == SVC_EADDRINUSE; i++) {
-      url = "tcp://127.0.0.1:" + std::to_string(20000 + (base + (unsigned)i) % 40000u);
+      url = "tcp://127.0.0.1:" +
+            std::to_string(20000 + (base + (unsigned)i) % 40000u);
       rc = svc_server_listen(s, url.c_str());
     }
   } else {
@@ -115,11 +118,11 @@ fail:
 }
 
 class SvcConn : public Conn {
- public:
-  explicit SvcConn(svc_client* c) : c_(c) {}
+public:
+  explicit SvcConn(svc_client *c) : c_(c) {}
   ~SvcConn() override { svc_client_close(c_); }
-  int Call(const void* req, size_t len, const void** resp, size_t* resp_len,
-           std::string* err) override {
+  int Call(const void *req, size_t len, const void **resp, size_t *resp_len,
+           std::string *err) override {
     int rc = svc_call(c_, "echo", req, len, resp, resp_len);
     if (rc) {
       *err = svc_err("svc_call", rc);
@@ -128,17 +131,17 @@ class SvcConn : public Conn {
     return 0;
   }
 
- private:
-  svc_client* c_;
+private:
+  svc_client *c_;
 };
 
 class SvcTransport : public Transport {
- public:
-  SvcTransport(const std::string& scheme, const ServerOptions& opts)
+public:
+  SvcTransport(const std::string &scheme, const ServerOptions &opts)
       : scheme_(scheme), opts_(opts) {}
   ~SvcTransport() override { Stop(); }
 
-  bool Start(int, size_t max_len, std::string* err) override {
+  bool Start(int, size_t max_len, std::string *err) override {
     Stop();
     max_len_ = max_len;
     int fds[2];
@@ -154,7 +157,7 @@ class SvcTransport : public Transport {
     std::string line = ReadLine(fds[0], 10000);
     close(fds[0]);
     if (pid_ < 0 || line.compare(0, 3, "OK ") != 0) {
-      *err = pid_ < 0      ? std::string("fork: ") + strerror(errno)
+      *err = pid_ < 0       ? std::string("fork: ") + strerror(errno)
              : line.empty() ? "server child exited before it listened"
                             : line.substr(line.find(' ') + 1);
       Stop();
@@ -164,8 +167,8 @@ class SvcTransport : public Transport {
     return true;
   }
 
-  std::unique_ptr<Conn> Connect(int, std::string* err) override {
-    svc_client* c = nullptr;
+  std::unique_ptr<Conn> Connect(int, std::string *err) override {
+    svc_client *c = nullptr;
     int rc = svc_client_open(url_.c_str(), &c);
     if (rc) {
       *err = svc_err(("svc_client_open " + url_).c_str(), rc);
@@ -188,7 +191,7 @@ class SvcTransport : public Transport {
     pid_ = -1;
   }
 
- private:
+private:
   /* One line from fd, waiting at most timeout_ms in total; "" on EOF. */
   static std::string ReadLine(int fd, int timeout_ms) {
     std::string line;
@@ -197,10 +200,13 @@ class SvcTransport : public Transport {
     while (NowNs() < deadline) {
       struct pollfd p = {fd, POLLIN, 0};
       int left = (int)((deadline - NowNs()) / 1000000) + 1;
-      if (poll(&p, 1, left) <= 0) continue;
+      if (poll(&p, 1, left) <= 0)
+        continue;
       ssize_t n = read(fd, &ch, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || ch == '\n') break;
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0 || ch == '\n')
+        break;
       line += ch;
     }
     return line;
@@ -213,11 +219,12 @@ class SvcTransport : public Transport {
   std::string url_;
 };
 
-}  // namespace
+} // namespace
 
-std::unique_ptr<Transport> NewSvcTransport(const std::string& scheme,
-                                           const ServerOptions& opts) {
-  if (scheme != "shm" && scheme != "unix" && scheme != "tcp") return nullptr;
+std::unique_ptr<Transport> NewSvcTransport(const std::string &scheme,
+                                           const ServerOptions &opts) {
+  if (scheme != "shm" && scheme != "unix" && scheme != "tcp")
+    return nullptr;
   return std::make_unique<SvcTransport>(scheme, opts);
 }
 
@@ -227,16 +234,17 @@ std::unique_ptr<Transport> NewSvcTransport(const std::string& scheme,
 std::vector<std::string> TransportNames() {
   std::vector<std::string> v = {"pipe", "unix", "tcp", "futex", "spin"};
 #ifndef SVC_BENCH_NO_LIBSVC
-  for (const char* s : {"svc-shm", "svc-unix", "svc-tcp"}) v.push_back(s);
+  for (const char *s : {"svc-shm", "svc-unix", "svc-tcp"})
+    v.push_back(s);
 #endif
   return v;
 }
 
-std::unique_ptr<Transport> MakeTransport(const std::string& name,
-                                         const ServerOptions& opts) {
+std::unique_ptr<Transport> MakeTransport(const std::string &name,
+                                         const ServerOptions &opts) {
   if (name.compare(0, 4, "svc-") == 0)
     return NewSvcTransport(name.substr(4), opts);
   return NewRawTransport(name);
 }
 
-}  // namespace bench
+} // namespace bench

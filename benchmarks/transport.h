@@ -16,14 +16,14 @@ namespace bench {
 
 /* The client side of one connection; used by one thread of one process. */
 class Conn {
- public:
+public:
   virtual ~Conn() = default;
   /* One blocking round trip: sends len bytes to the echo server and points
    * *resp at the len-byte reply, valid until the next call. The request is
    * written to the peer and the reply written back: no transport may skip
    * either copy. Returns 0, or -1 with a message in *err. */
-  virtual int Call(const void* req, size_t len, const void** resp,
-                   size_t* resp_len, std::string* err) = 0;
+  virtual int Call(const void *req, size_t len, const void **resp,
+                   size_t *resp_len, std::string *err) = 0;
 };
 
 /* How the libsvc server child runs (issue 6 adds worker processes). */
@@ -32,16 +32,16 @@ struct ServerOptions {
 };
 
 class Transport {
- public:
+public:
   virtual ~Transport() = default;
   /* Forks the server process, ready for nconn connections of at most
    * max_len bytes each way. Returns false with *err set on failure (and
    * leaves nothing running). */
-  virtual bool Start(int nconn, size_t max_len, std::string* err) = 0;
+  virtual bool Start(int nconn, size_t max_len, std::string *err) = 0;
   /* In the process that will make the calls (the benchmark itself, or a
    * forked client process): connection i, 0 <= i < nconn. nullptr + *err
    * on failure. */
-  virtual std::unique_ptr<Conn> Connect(int i, std::string* err) = 0;
+  virtual std::unique_ptr<Conn> Connect(int i, std::string *err) = 0;
   /* The server process, for CPU accounting; -1 before Start. */
   virtual pid_t server_pid() const = 0;
   /* Kills and reaps the server and frees what Start made. Idempotent. */
@@ -53,14 +53,14 @@ class Transport {
  * built with SVC_BENCH_NO_LIBSVC). */
 std::vector<std::string> TransportNames();
 /* nullptr for an unknown name. */
-std::unique_ptr<Transport> MakeTransport(const std::string& name,
-                                         const ServerOptions& opts = {});
+std::unique_ptr<Transport> MakeTransport(const std::string &name,
+                                         const ServerOptions &opts = {});
 
 /* Constructors behind MakeTransport (raw.cc, svc_echo.cc). */
-std::unique_ptr<Transport> NewRawTransport(const std::string& kind);
-std::unique_ptr<Transport> NewSvcTransport(const std::string& scheme,
-                                           const ServerOptions& opts);
+std::unique_ptr<Transport> NewRawTransport(const std::string &kind);
+std::unique_ptr<Transport> NewSvcTransport(const std::string &scheme,
+                                           const ServerOptions &opts);
 
-}  // namespace bench
+} // namespace bench
 
 #endif

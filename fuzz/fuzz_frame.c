@@ -15,7 +15,9 @@
  *  - a decoded frame fits in the bytes available; method and payload point
  *    inside the buffer, right after the header; lengths obey the limits and
  *    the per-type rules; flags are 0.
- *  - "need more" only when the header or the frame really is incomplete.
+ *  - "need more" only when the header or the frame really is incomplete;
+ *    with a whole header, f then holds it (the stream reader sizes its
+ *    buffer from f's lengths).
  *  - chunking does not matter: the chunked reader sees exactly the frames
  *    (and the same final error or pending tail) as one decode pass over the
  *    whole stream.
@@ -104,13 +106,16 @@ static void check_frame(const uint8_t *buf, size_t len, size_t max_payload,
 
 /* Everything that must hold when decode() said "need more" or SVC_EPROTO. */
 static void check_no_frame(const uint8_t *buf, size_t len, size_t max_payload,
-                           long rc) {
+                           long rc, const svc__frame *f) {
   svc__frame h;
   int hrc = svc__frame_decode_header(buf, len, max_payload, &h);
   if (rc == 0) {
     if (len >= SVC__FRAME_HDR) {
       CHECK(hrc == 0);
       CHECK(svc__frame_size(h.method_len, h.payload_len) > len);
+      /* transport_stream.c sizes its buffer from these: they must be the
+       * validated header's */
+      CHECK(same_header(f, &h));
     } else {
       CHECK(hrc == 1);
     }
@@ -133,7 +138,7 @@ static long decode_exact(const uint8_t *src, size_t len, size_t max_payload,
   if (rc > 0)
     check_frame(*copy, len, max_payload, rc, f);
   else
-    check_no_frame(*copy, len, max_payload, rc);
+    check_no_frame(*copy, len, max_payload, rc, f);
   return rc;
 }
 

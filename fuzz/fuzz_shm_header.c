@@ -115,22 +115,30 @@ static void check_frame(const svc__region *r, size_t off, uint8_t type,
   (void)touch_frame(r, off, f);
 }
 
-/* The server's reply: ensure room after the request, write header and
- * payload. Whatever the client did to the file, this must not fault. */
+/* The server's reply, as transport_shm.c places it: room for the payload
+ * after the request (svc_reply_alloc), else a bare error header after the
+ * request, else at the request's place. Whatever the client did to the file,
+ * this must not fault. */
 static void place_reply(svc__region *r, size_t req_total, size_t len) {
-  if (len > r->max_payload)
-    return; /* svc_reply_alloc refuses it before touching the region */
   size_t off = svc__region_reply_off(req_total);
-  size_t end = off + svc__frame_size(0, len);
-  int rc = svc__region_ensure(r, end);
-  CHECK(rc <= 0);
-  if (rc < 0)
-    return;
-  CHECK(end <= r->mapped && r->mapped <= r->reserved);
-  svc__frame f = {
-      .type = SVC__FRAME_REPLY, .call_id = 1, .payload_len = (uint32_t)len};
+  svc__frame f = {.type = SVC__FRAME_REPLY, .call_id = 1};
+  int rc = SVC_ETOOBIG; /* svc_reply_alloc refuses it before the region */
+  if (len <= r->max_payload)
+    rc = svc__region_ensure(r, off + svc__frame_size(0, len));
+  CHECK(rc == 0 || rc == SVC_ETOOBIG || rc == SVC_ENOMEM || rc == SVC_EPERM ||
+        rc == SVC_ESYS);
+  if (rc == 0) {
+    f.payload_len = (uint32_t)len;
+    CHECK(off + svc__frame_size(0, len) <= r->mapped);
+    memset(r->base + off + SVC__FRAME_HDR, 0xab, len);
+  } else {
+    f.status = rc;
+    if (svc__region_ensure(r, off + SVC__FRAME_HDR) < 0)
+      off = SVC__REGION_DATA;
+    CHECK(off + SVC__FRAME_HDR <= r->mapped);
+  }
+  CHECK(r->mapped <= r->reserved);
   svc__region_write_header(r, off, &f);
-  memset(r->base + off + SVC__FRAME_HDR, 0xab, len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

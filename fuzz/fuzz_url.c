@@ -10,12 +10,18 @@
  *    sun_path; tcp a non-empty host and a port in 1..65535.
  *  - rendering the URL again from the fields and parsing that gives the same
  *    struct (tcp hosts with ':' get brackets back).
- *  - svc__name_valid agrees with an independent statement of the rule. */
+ *  - svc__name_valid agrees with an independent statement of the rule.
+ *  - when the input has a second NUL-terminated part, it is taken as
+ *    $SVC_RUNTIME_DIR: svc__runtime_dir returns it when it fits and
+ *    SVC_EINVAL when not, and a shm:// name's rendezvous path is exactly
+ *    DIR/NAME.sock when that fits in sun_path, SVC_EINVAL otherwise. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "sock.h"
 #include "svc.h"
 #include "url.h"
 
@@ -93,6 +99,39 @@ static char *render(const svc__url *u) {
   return out;
 }
 
+/* $SVC_RUNTIME_DIR = dir ("" = unset), and where shm://NAME rendezvous. */
+static void check_runtime_dir(const char *dir, const svc__url *u) {
+  char want[3 * SVC__PATH_MAX];
+  if (dir[0])
+    setenv("SVC_RUNTIME_DIR", dir, 1);
+  else
+    unsetenv("SVC_RUNTIME_DIR");
+  unsetenv("XDG_RUNTIME_DIR"); /* the fallback must not depend on the host */
+  if (dir[0])
+    snprintf(want, sizeof want, "%s", dir);
+  else
+    snprintf(want, sizeof want, "/tmp/svc-%u", (unsigned)getuid());
+
+  char out[SVC__PATH_MAX];
+  int rc = svc__runtime_dir(out, sizeof out);
+  CHECK(rc == (strlen(want) < sizeof out ? 0 : SVC_EINVAL));
+  if (rc == 0)
+    CHECK(strcmp(out, want) == 0);
+
+  if (strcmp(u->scheme, "shm") != 0)
+    return;
+  char path[SVC__PATH_MAX];
+  size_t need = strlen(want) + 1 + strlen(u->name) + strlen(".sock");
+  rc = svc__sock_rendezvous_path(u->name, 0, path, sizeof path);
+  CHECK(rc == (need < sizeof path ? 0 : SVC_EINVAL));
+  if (rc == 0) {
+    CHECK(strlen(path) == need);
+    CHECK(strncmp(path, want, strlen(want)) == 0);
+    CHECK(path[strlen(want)] == '/');
+    CHECK(strcmp(path + strlen(want) + 1 + strlen(u->name), ".sock") == 0);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *nul = memchr(data, '\0', size);
   size_t len = nul ? (size_t)(nul - data) : size;
@@ -113,6 +152,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(svc__url_parse(again, &v) == 0);
     CHECK(same_url(&u, &v));
     free(again);
+    if (nul) {
+      size_t rest = size - len - 1;
+      const uint8_t *end = memchr(nul + 1, '\0', rest);
+      size_t dlen = end ? (size_t)(end - nul - 1) : rest;
+      char *dir = malloc(dlen + 1);
+      CHECK(dir != NULL);
+      memcpy(dir, nul + 1, dlen);
+      dir[dlen] = '\0';
+      check_runtime_dir(dir, &u);
+      free(dir);
+    }
   }
   CHECK(svc__url_parse(NULL, &u) == SVC_EINVAL);
   free(s);

@@ -130,7 +130,15 @@ def url_seeds():
         "other-scheme": "http://example.com:80",
     }
     seeds = {k: v.encode() for k, v in urls.items()}
+    # after a NUL: $SVC_RUNTIME_DIR for svc__runtime_dir and the rendezvous
+    # path (empty = unset, /tmp/svc-UID)
     seeds["nul-inside"] = b"shm://echo\0junk"
+    seeds["rundir"] = b"shm://echo\0/run/user/1000/svc"
+    seeds["rundir-unset"] = b"shm://echo\0"
+    seeds["rundir-sock-fits"] = b"shm://" + b"n" * 64 + b"\0/" + b"d" * 36
+    seeds["rundir-sock-too-long"] = b"shm://" + b"n" * 64 + b"\0/" + b"d" * 37
+    seeds["rundir-too-long"] = b"shm://a\0/" + b"d" * 107
+    seeds["rundir-tcp"] = b"tcp://h:1\0/tmp/x"
     return seeds
 
 

@@ -255,12 +255,12 @@ static int handshake(shm_conn *c) {
   } else {
     rc = svc__region_attach(&c->region, memfd, c->region.max_payload);
   }
+  if (rc == 0) { /* before the ack: the client may post at once */
+    c->ready = 1;
+    c->seq = atomic_load(&svc__region_hdr_of(&c->region)->req_seq);
+  }
   send_ack(c->base.fd, rc, rc == 0 ? c->region.max_payload : 0);
-  if (rc < 0)
-    return rc;
-  c->ready = 1;
-  c->seq = atomic_load(&svc__region_hdr_of(&c->region)->req_seq);
-  return 0;
+  return rc;
 }
 
 static void *shm_reply_alloc(svc_reply *rep, size_t len) {

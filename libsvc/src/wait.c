@@ -14,6 +14,8 @@
 #define SPIN_START_NS 20000
 #define PREEMPT_GAP_NS 30000 /* a clock jump this large while spinning */
 #define SLEEP_SLICE_MS 100   /* poll at most this long before re-checking */
+#define BACKOFF_MIN 16       /* waits without spinning after a preemption */
+#define BACKOFF_MAX 4096
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,6 +32,18 @@ void svc__waiter_init(svc__waiter *w, svc_wait_policy policy) {
                                             : SPIN_START_NS;
   w->spinners = NULL;
   w->max_spinners = 0;
+  w->cooldown = 0;
+  w->backoff = BACKOFF_MIN;
+}
+
+/* The spinner was descheduled: runnable threads outnumber cores, and our
+ * spinning is taking the CPU the peer needs. Sleep for a while, longer each
+ * time it happens again soon. */
+static void preempted(svc__waiter *w) {
+  w->budget_ns /= 2;
+  w->cooldown = w->backoff;
+  if (w->backoff < BACKOFF_MAX)
+    w->backoff *= 2;
 }
 
 static uint32_t budget_for(uint64_t t) {
@@ -38,7 +52,7 @@ static uint32_t budget_for(uint64_t t) {
 }
 
 void svc__waiter_learn(svc__waiter *w, int64_t t) {
-  if (w->policy != SVC_WAIT_ADAPTIVE || t < 0)
+  if (w->policy != SVC_WAIT_ADAPTIVE || t < 0 || w->cooldown)
     return;
   if (t < SVC__SPIN_MAX_NS / 2) {
     /* a slightly longer spin would have caught it */
@@ -57,9 +71,15 @@ static void learn_spun(svc__waiter *w, int64_t t) {
   uint32_t b = w->budget_ns - w->budget_ns / 8;
   uint32_t want = budget_for((uint64_t)t);
   w->budget_ns = want > b ? want : b;
+  if (w->backoff > BACKOFF_MIN)
+    w->backoff--; /* calm again: forgive past preemptions slowly */
 }
 
 static int spin_allowed(svc__waiter *w) {
+  if (w->cooldown) {
+    w->cooldown--;
+    return 0;
+  }
   if (w->budget_ns == 0)
     return 0;
   if (!w->spinners)
@@ -96,15 +116,15 @@ int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old) {
     return 1;
   if (!spin_allowed(w))
     return 0;
-  int preempted = 0;
+  int was_preempted = 0;
   int64_t start = svc__now_ns();
-  int ok = spin_loop(w, seq, old, start, &preempted);
+  int ok = spin_loop(w, seq, old, start, &was_preempted);
   if (w->spinners)
     atomic_fetch_sub(w->spinners, 1);
   if (ok)
     learn_spun(w, svc__now_ns() - start);
-  else if (preempted)
-    w->budget_ns /= 2; /* spinners outnumber cores: back off */
+  else if (was_preempted)
+    preempted(w);
   return ok;
 }
 

@@ -624,7 +624,8 @@ int mon_config_parse(const char *text, size_t len, const char *filename,
     config_error(&cp, r, "syntax error (want [section] or key = value)");
   else if (r < 0)
     goto fail;
-  config_check(&cp);
+  if (!cp.err_line) /* whole-file checks only make sense on a clean parse */
+    config_check(&cp);
   if (cp.err_line) {
     mon_config_fini(cfg);
     return -1;

@@ -31,7 +31,7 @@ int mon_ps_parse_stat(const char *buf, size_t len, mon_ps_stat *out) {
     return -1;
   /* fields 3.. after ") " */
   char *p = rp + 1;
-  unsigned long long f[64];
+  unsigned long long f[22];
   int nf = 0;
   char state = 0;
   while (*p == ' ')
@@ -40,17 +40,18 @@ int mon_ps_parse_stat(const char *buf, size_t len, mon_ps_stat *out) {
     return -1;
   state = *p++;
   f[nf++] = 0; /* field 3 (state) placeholder */
-  while (nf < 64) {
+  while (nf < 22) { /* fields 3..24 are all we use */
     while (*p == ' ')
       p++;
     if (!*p || *p == '\n')
       break;
     char *e;
     errno = 0;
-    long long v = strtoll(p, &e, 10);
+    /* unsigned: rsslim is 2^64-1; negative fields (nice) just wrap */
+    unsigned long long v = strtoull(p, &e, 10);
     if (e == p || errno)
       return -1;
-    f[nf++] = (unsigned long long)v;
+    f[nf++] = v;
     p = e;
     if (*p && *p != ' ' && *p != '\n')
       return -1;

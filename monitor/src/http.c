@@ -1,0 +1,762 @@
+/* http.c — request handling: Host check, route parsing (route.c), then one
+ * function per route that reads the snapshot or the store and renders HTML
+ * (with render_svg.c), JSON or Prometheus text. Every response carries the
+ * security headers; nothing is ever read from the file system except the
+ * SQLite file. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "buf.h"
+#include "render_svg.h"
+#include "store.h"
+#include "token.h"
+
+#define HTTP_REFRESH_S 5
+#define HTTP_MAX_POINTS 600
+
+extern const char mon_asset_style_css[];
+extern const size_t mon_asset_style_css_len;
+
+struct mon_http {
+  const mon_http_opts *o;
+  struct MHD_Daemon *d;
+  int port;
+  mon_reader *reader; /* used only by the MHD thread */
+};
+
+static int64_t http_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- Host check ---- */
+
+static int http_is_ip(const char *s) {
+  unsigned char a[16];
+  return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+int mon_http_host_ok(const char *bound_host, int port, const char *host) {
+  if (!host || !*host || strlen(host) > 255)
+    return 0;
+  char name[256];
+  const char *portp = NULL;
+  if (host[0] == '[') {
+    const char *close = strchr(host, ']');
+    if (!close)
+      return 0;
+    size_t l = (size_t)(close - host - 1);
+    memcpy(name, host + 1, l);
+    name[l] = '\0';
+    if (close[1] == ':')
+      portp = close + 2;
+    else if (close[1])
+      return 0;
+  } else {
+    const char *colon = strchr(host, ':');
+    size_t l = colon ? (size_t)(colon - host) : strlen(host);
+    if (colon && strchr(colon + 1, ':'))
+      return 0;
+    memcpy(name, host, l);
+    name[l] = '\0';
+    portp = colon ? colon + 1 : NULL;
+  }
+  if (portp) {
+    char *end;
+    long p = strtol(portp, &end, 10);
+    if (!*portp || *end || p != port)
+      return 0;
+  } else if (port != 80) {
+    return 0;
+  }
+  if (!strcasecmp(name, "localhost"))
+    return 1;
+  if (!strcmp(bound_host, "0.0.0.0"))
+    return http_is_ip(name);
+  if (!strcmp(name, bound_host))
+    return 1;
+  if (!strncmp(bound_host, "127.", 4))
+    return !strcmp(name, "127.0.0.1") || !strcmp(name, "::1");
+  return 0;
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result http_send(struct MHD_Connection *c, unsigned status,
+                                 const char *type, mon_buf *b) {
+  if (b->oom) {
+    mon_buf_fini(b);
+    mon_buf_puts(b, "out of memory\n");
+    status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    type = "text/plain; charset=utf-8";
+  }
+  size_t len;
+  char *body = mon_buf_take(b, &len);
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  if (!r) {
+    free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, "Content-Type", type);
+  MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'");
+  MHD_add_response_header(r, "X-Frame-Options", "DENY");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  if (status == MHD_HTTP_UNAUTHORIZED)
+    MHD_add_response_header(r, "WWW-Authenticate",
+                            "Bearer realm=\"svc-monitor\"");
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static enum MHD_Result http_error(struct MHD_Connection *c, unsigned status,
+                                  const char *msg) {
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"error\":");
+  mon_buf_json(&b, msg, strlen(msg));
+  mon_buf_puts(&b, "}\n");
+  return http_send(c, status, "application/json", &b);
+}
+
+/* ---- helpers ---- */
+
+static void http_json_num(mon_buf *b, double v, bool valid) {
+  if (!valid || isnan(v) || isinf(v))
+    mon_buf_puts(b, "null");
+  else if (v == floor(v) && fabs(v) < 1e15)
+    mon_buf_printf(b, "%.0f", v);
+  else
+    mon_buf_printf(b, "%.4f", v);
+}
+
+static void http_uptime(char *out, size_t cap, int64_t ms) {
+  int64_t s = ms / 1000;
+  if (s >= 86400)
+    snprintf(out, cap, "%lldd %lldh", (long long)(s / 86400),
+             (long long)(s % 86400 / 3600));
+  else if (s >= 3600)
+    snprintf(out, cap, "%lldh %lldm", (long long)(s / 3600),
+             (long long)(s % 3600 / 60));
+  else if (s >= 60)
+    snprintf(out, cap, "%lldm %llds", (long long)(s / 60),
+             (long long)(s % 60));
+  else
+    snprintf(out, cap, "%llds", (long long)s);
+}
+
+static mon_reader *http_reader(mon_http *h) {
+  if (!h->reader)
+    mon_reader_open(h->o->db_path, &h->reader);
+  return h->reader;
+}
+
+static int http_find(const mon_http *h, const char *name) {
+  const mon_config *cfg = h->o->cfg;
+  for (size_t i = 0; i < cfg->nservices; i++)
+    if (!strcmp(cfg->services[i].name, name))
+      return (int)i;
+  return -1;
+}
+
+static mon_view *http_views(mon_http *h) {
+  size_t n = h->o->shared->n;
+  mon_view *v = calloc(n ? n : 1, sizeof *v);
+  if (v)
+    mon_shared_get(h->o->shared, v);
+  return v;
+}
+
+static void http_head(mon_buf *b, const char *title, bool refresh) {
+  mon_buf_puts(b, "<!doctype html><html lang=\"en\"><head>"
+                  "<meta charset=\"utf-8\">");
+  if (refresh)
+    mon_buf_printf(b, "<meta http-equiv=\"refresh\" content=\"%d\">",
+                   HTTP_REFRESH_S);
+  mon_buf_puts(b, "<title>");
+  mon_buf_html(b, title, strlen(title));
+  mon_buf_puts(b, "</title><link rel=\"stylesheet\" href=\"/static/style.css\">"
+                  "</head><body><header><a class=\"home\" href=\"/\">"
+                  "svc-monitor</a>");
+  char t[32];
+  int64_t now = http_now_ms();
+  time_t secs = (time_t)(now / 1000);
+  struct tm tm;
+  localtime_r(&secs, &tm);
+  strftime(t, sizeof t, "%Y-%m-%d %H:%M:%S", &tm);
+  mon_buf_printf(b, "<span class=\"now\">%s &middot; refreshes every %d s"
+                    "</span></header><main>",
+                 t, HTTP_REFRESH_S);
+}
+
+/* Series arrays for one range of one service, NaN where unknown. */
+typedef struct http_series {
+  mon_point *pts;
+  size_t n;
+  int64_t *ts;
+  double *cpu, *rss, *pss, *rd, *wr;
+  mon_tier tier;
+} http_series;
+
+static void http_series_free(http_series *s) {
+  free(s->pts);
+  free(s->ts);
+  free(s->cpu);
+  free(s->rss);
+  free(s->pss);
+  free(s->rd);
+  free(s->wr);
+  memset(s, 0, sizeof *s);
+}
+
+static int http_series_load(mon_http *h, const char *name, int64_t from,
+                            int64_t to, size_t max_points, http_series *s) {
+  memset(s, 0, sizeof *s);
+  mon_reader *r = http_reader(h);
+  if (!r || mon_reader_series(r, name, from, to, h->o->cfg->sample_interval_ms,
+                              max_points, &s->pts, &s->n, &s->tier) != 0)
+    return -1;
+  size_t n = s->n ? s->n : 1;
+  s->ts = malloc(n * sizeof *s->ts);
+  s->cpu = malloc(n * sizeof(double));
+  s->rss = malloc(n * sizeof(double));
+  s->pss = malloc(n * sizeof(double));
+  s->rd = malloc(n * sizeof(double));
+  s->wr = malloc(n * sizeof(double));
+  if (!s->ts || !s->cpu || !s->rss || !s->pss || !s->rd || !s->wr) {
+    http_series_free(s);
+    return -1;
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    const mon_point *p = &s->pts[i];
+    s->ts[i] = p->ts_ms;
+    s->cpu[i] = p->cpu_valid ? p->cpu_pct : NAN;
+    s->rss[i] = p->rss;
+    s->pss[i] = p->pss > 0 ? p->pss : NAN;
+    s->rd[i] = p->read_bps;
+    s->wr[i] = p->write_bps;
+  }
+  return 0;
+}
+
+static int64_t http_gap(const mon_http *h, const http_series *s) {
+  int64_t res = s->tier == MON_TIER_RAW ? h->o->cfg->sample_interval_ms
+                : s->tier == MON_TIER_1M ? 60000
+                                         : 3600000;
+  if (s->n >= 2) {
+    int64_t step = (s->ts[s->n - 1] - s->ts[0]) / (int64_t)(s->n - 1);
+    if (step > res)
+      res = step;
+  }
+  return res * 3 + 1000;
+}
+
+static const char *const http_state_class[MON_NSTATES] = {
+    "stopped", "starting", "running", "backoff", "stopping", "exited",
+    "fatal"};
+
+/* ---- pages ---- */
+
+static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
+  const mon_config *cfg = h->o->cfg;
+  mon_view *v = http_views(h);
+  if (!v)
+    return http_error(c, 500, "out of memory");
+  mon_buf b = {0};
+  http_head(&b, "svc-monitor", true);
+  mon_buf_puts(&b, "<h1>Services</h1><table class=\"services\"><thead><tr>"
+                   "<th>Service</th><th>State</th><th>PID</th>"
+                   "<th>Procs</th><th>Uptime</th><th>Restarts</th>"
+                   "<th>CPU</th><th>Memory</th><th>CPU, last 5 min</th>"
+                   "</tr></thead><tbody>");
+  int64_t now = http_now_ms();
+  for (size_t i = 0; i < cfg->nservices; i++) {
+    const mon_service_cfg *s = &cfg->services[i];
+    const mon_view *w = &v[i];
+    char up[32] = "-", cpu[32] = "-", mem[32] = "-";
+    if (w->started_wall_ms && w->pid)
+      http_uptime(up, sizeof up, now - w->started_wall_ms);
+    if (w->pid && w->cpu_valid)
+      mon_fmt_value(cpu, sizeof cpu, w->cpu_pct, MON_U_PERCENT);
+    if (w->pid && w->nprocs)
+      mon_fmt_value(mem, sizeof mem,
+                    (double)(w->pss_valid ? w->pss_bytes : w->rss_bytes),
+                    MON_U_BYTES);
+    mon_buf_puts(&b, "<tr><td><a href=\"/service/");
+    mon_buf_html(&b, s->name, strlen(s->name));
+    mon_buf_puts(&b, "\">");
+    mon_buf_html(&b, s->name, strlen(s->name));
+    mon_buf_printf(&b, "</a></td><td><span class=\"state %s\">%s</span></td>",
+                   http_state_class[w->state], mon_state_name(w->state));
+    if (w->pid)
+      mon_buf_printf(&b, "<td>%d</td><td>%d</td>", w->pid, w->nprocs);
+    else
+      mon_buf_puts(&b, "<td>-</td><td>-</td>");
+    mon_buf_printf(&b, "<td>%s</td><td>%d</td><td class=\"num\">%s</td>"
+                       "<td class=\"num\">%s</td><td>",
+                   up, w->restarts, cpu, mem);
+    http_series se;
+    if (http_series_load(h, s->name, now - 300000, now, 150, &se) == 0) {
+      mon_chart ch = {.width = 160, .height = 28, .from = now - 300000,
+                      .to = now, .gap_ms = http_gap(h, &se),
+                      .unit = MON_U_PERCENT};
+      mon_series ser = {se.ts, se.cpu, se.n, "#2563eb", NULL};
+      mon_svg_chart(&b, &ch, &ser, 1);
+      http_series_free(&se);
+    }
+    mon_buf_puts(&b, "</td></tr>");
+  }
+  mon_buf_puts(&b, "</tbody></table><p class=\"hint\">JSON: <a href=\""
+                   "/api/services\">/api/services</a> &middot; Prometheus: "
+                   "<a href=\"/metrics\">/metrics</a></p></main></body></html>");
+  free(v);
+  return http_send(c, 200, "text/html; charset=utf-8", &b);
+}
+
+static void http_rows_html(mon_buf *b, const mon_row *rows, size_t n,
+                           bool kind_col) {
+  mon_buf_puts(b, "<table class=\"rows\">");
+  for (size_t i = 0; i < n; i++) {
+    char t[32];
+    time_t secs = (time_t)(rows[i].ts_ms / 1000);
+    struct tm tm;
+    localtime_r(&secs, &tm);
+    strftime(t, sizeof t, "%m-%d %H:%M:%S", &tm);
+    mon_buf_printf(b, "<tr><td class=\"ts\">%s</td>", t);
+    if (kind_col) {
+      mon_buf_puts(b, "<td class=\"kind\">");
+      mon_buf_html(b, rows[i].a, strlen(rows[i].a));
+      mon_buf_puts(b, "</td>");
+    }
+    mon_buf_puts(b, "<td class=\"line\">");
+    mon_buf_html(b, rows[i].b, strlen(rows[i].b));
+    mon_buf_puts(b, "</td></tr>");
+  }
+  if (n == 0)
+    mon_buf_puts(b, "<tr><td class=\"none\">nothing yet</td></tr>");
+  mon_buf_puts(b, "</table>");
+}
+
+static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
+                                    const mon_route *rt) {
+  int i = http_find(h, rt->name);
+  if (i < 0)
+    return http_error(c, 404, "no such service");
+  const mon_service_cfg *s = &h->o->cfg->services[i];
+  mon_view *v = http_views(h);
+  if (!v)
+    return http_error(c, 500, "out of memory");
+  const mon_view *w = &v[i];
+  mon_buf b = {0};
+  http_head(&b, s->name, true);
+  int64_t now = http_now_ms();
+  char up[32] = "-", cpu[32] = "-", rss[32] = "-", pss[32] = "-";
+  if (w->started_wall_ms && w->pid)
+    http_uptime(up, sizeof up, now - w->started_wall_ms);
+  if (w->pid && w->cpu_valid)
+    mon_fmt_value(cpu, sizeof cpu, w->cpu_pct, MON_U_PERCENT);
+  if (w->pid) {
+    mon_fmt_value(rss, sizeof rss, (double)w->rss_bytes, MON_U_BYTES);
+    if (w->pss_valid)
+      mon_fmt_value(pss, sizeof pss, (double)w->pss_bytes, MON_U_BYTES);
+  }
+  mon_buf_puts(&b, "<h1>");
+  mon_buf_html(&b, s->name, strlen(s->name));
+  mon_buf_printf(&b, " <span class=\"state %s\">%s</span></h1>",
+                 http_state_class[w->state], mon_state_name(w->state));
+  mon_buf_puts(&b, "<table class=\"facts\"><tr><th>Command</th><td><code>");
+  mon_buf_html(&b, s->command, strlen(s->command));
+  mon_buf_puts(&b, "</code></td></tr>");
+  if (w->pid)
+    mon_buf_printf(&b, "<tr><th>PID</th><td>%d (%d processes)</td></tr>",
+                   w->pid, w->nprocs);
+  if (s->port)
+    mon_buf_printf(&b, "<tr><th>Port</th><td>%d</td></tr>", s->port);
+  mon_buf_printf(&b,
+                 "<tr><th>Uptime</th><td>%s</td></tr>"
+                 "<tr><th>Restarts</th><td>%d</td></tr>"
+                 "<tr><th>CPU</th><td>%s</td></tr>"
+                 "<tr><th>Memory</th><td>RSS %s &middot; PSS %s</td></tr>"
+                 "</table>",
+                 up, w->restarts, cpu, rss, pss);
+
+  static const struct {
+    const char *label;
+    int64_t span;
+  } ranges[] = {{"Last 5 minutes", 300000},
+                {"Last hour", 3600000},
+                {"Last 24 hours", 86400000}};
+  for (size_t k = 0; k < 3; k++) {
+    int64_t from = now - ranges[k].span;
+    mon_buf_printf(&b, "<h2>%s</h2><div class=\"charts\">", ranges[k].label);
+    http_series se;
+    if (http_series_load(h, s->name, from, now, HTTP_MAX_POINTS, &se) != 0) {
+      mon_buf_puts(&b, "<p>no data</p></div>");
+      continue;
+    }
+    mon_chart ch = {.width = 420, .height = 150, .from = from, .to = now,
+                    .gap_ms = http_gap(h, &se)};
+    ch.unit = MON_U_PERCENT;
+    ch.title = "CPU (100% = one core)";
+    mon_series cpu_s = {se.ts, se.cpu, se.n, "#2563eb", "cpu"};
+    mon_svg_chart(&b, &ch, &cpu_s, 1);
+    ch.unit = MON_U_BYTES;
+    ch.title = "Memory";
+    mon_series mem_s[2] = {{se.ts, se.rss, se.n, "#16a34a", "rss"},
+                           {se.ts, se.pss, se.n, "#9333ea", "pss"}};
+    mon_svg_chart(&b, &ch, mem_s, 2);
+    ch.unit = MON_U_BPS;
+    ch.title = "Disk IO";
+    mon_series io_s[2] = {{se.ts, se.rd, se.n, "#ea580c", "read"},
+                          {se.ts, se.wr, se.n, "#0891b2", "write"}};
+    mon_svg_chart(&b, &ch, io_s, 2);
+    mon_buf_puts(&b, "</div>");
+    http_series_free(&se);
+  }
+
+  mon_reader *r = http_reader(h);
+  static const char *const streams[] = {"stdout", "stderr"};
+  for (int k = 0; k < 2; k++) {
+    mon_row *rows = NULL;
+    size_t n = 0;
+    mon_buf_printf(&b, "<h2>Latest %s</h2>", streams[k]);
+    if (r && mon_reader_logs(r, s->name, streams[k], 50, &rows, &n) == 0)
+      http_rows_html(&b, rows, n, false);
+    mon_rows_free(rows, n);
+  }
+  mon_row *rows = NULL;
+  size_t n = 0;
+  mon_buf_puts(&b, "<h2>Events</h2>");
+  if (r && mon_reader_events(r, s->name, 30, &rows, &n) == 0)
+    http_rows_html(&b, rows, n, true);
+  mon_rows_free(rows, n);
+  mon_buf_puts(&b, "</main></body></html>");
+  free(v);
+  return http_send(c, 200, "text/html; charset=utf-8", &b);
+}
+
+/* ---- JSON + Prometheus ---- */
+
+static void http_view_json(mon_buf *b, const mon_service_cfg *s,
+                           const mon_view *w, int64_t now) {
+  mon_buf_puts(b, "{\"name\":");
+  mon_buf_json(b, s->name, strlen(s->name));
+  mon_buf_printf(b, ",\"state\":\"%s\",\"pid\":", mon_state_name(w->state));
+  if (w->pid)
+    mon_buf_printf(b, "%d", w->pid);
+  else
+    mon_buf_puts(b, "null");
+  mon_buf_puts(b, ",\"port\":");
+  if (s->port)
+    mon_buf_printf(b, "%d", s->port);
+  else
+    mon_buf_puts(b, "null");
+  mon_buf_puts(b, ",\"command\":");
+  mon_buf_json(b, s->command, strlen(s->command));
+  mon_buf_printf(b, ",\"nprocs\":%d,\"restarts\":%d,\"uptime_s\":",
+                 w->pid ? w->nprocs : 0, w->restarts);
+  http_json_num(b, (double)(now - w->started_wall_ms) / 1000.0,
+                w->pid && w->started_wall_ms);
+  mon_buf_puts(b, ",\"cpu_pct\":");
+  http_json_num(b, w->cpu_pct, w->pid && w->cpu_valid);
+  mon_buf_puts(b, ",\"rss_bytes\":");
+  http_json_num(b, (double)w->rss_bytes, w->pid && w->nprocs);
+  mon_buf_puts(b, ",\"pss_bytes\":");
+  http_json_num(b, (double)w->pss_bytes, w->pid && w->pss_valid);
+  mon_buf_printf(b, ",\"read_bytes_total\":%llu,\"write_bytes_total\":%llu}",
+                 (unsigned long long)w->read_total,
+                 (unsigned long long)w->write_total);
+}
+
+static enum MHD_Result http_api_services(mon_http *h,
+                                         struct MHD_Connection *c) {
+  const mon_config *cfg = h->o->cfg;
+  mon_view *v = http_views(h);
+  if (!v)
+    return http_error(c, 500, "out of memory");
+  int64_t now = http_now_ms();
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"services\":[");
+  for (size_t i = 0; i < cfg->nservices; i++) {
+    if (i)
+      mon_buf_puts(&b, ",");
+    http_view_json(&b, &cfg->services[i], &v[i], now);
+  }
+  mon_buf_puts(&b, "]}\n");
+  free(v);
+  return http_send(c, 200, "application/json", &b);
+}
+
+static enum MHD_Result http_api_metrics(mon_http *h, struct MHD_Connection *c,
+                                        const mon_route *rt) {
+  if (http_find(h, rt->name) < 0)
+    return http_error(c, 404, "no such service");
+  int64_t to = rt->has_to ? rt->to : http_now_ms();
+  int64_t from = rt->has_from ? rt->from : to - 300000;
+  if (from >= to)
+    return http_error(c, 400, "from must be before to");
+  mon_reader *r = http_reader(h);
+  mon_point *pts = NULL;
+  size_t n = 0;
+  mon_tier tier = MON_TIER_RAW;
+  if (!r || mon_reader_series(r, rt->name, from, to,
+                              h->o->cfg->sample_interval_ms, 1000, &pts, &n,
+                              &tier) != 0)
+    return http_error(c, 500, "cannot read the store");
+  static const char *const tiers[] = {"samples", "samples_1m", "samples_1h"};
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"service\":");
+  mon_buf_json(&b, rt->name, strlen(rt->name));
+  mon_buf_printf(&b, ",\"from\":%lld,\"to\":%lld,\"tier\":\"%s\",\"points\":[",
+                 (long long)from, (long long)to, tiers[tier]);
+  for (size_t i = 0; i < n; i++) {
+    const mon_point *p = &pts[i];
+    mon_buf_printf(&b, "%s{\"ts_ms\":%lld,\"cpu_pct\":", i ? "," : "",
+                   (long long)p->ts_ms);
+    http_json_num(&b, p->cpu_pct, p->cpu_valid);
+    mon_buf_puts(&b, ",\"cpu_pct_max\":");
+    http_json_num(&b, p->cpu_max, p->cpu_valid);
+    mon_buf_printf(&b, ",\"rss_bytes\":%.0f,\"rss_max\":%.0f,\"pss_bytes\":",
+                   p->rss, p->rss_max);
+    http_json_num(&b, p->pss, p->pss > 0);
+    mon_buf_printf(&b, ",\"read_bps\":%.1f,\"write_bps\":%.1f,\"nprocs\":%.2f}",
+                   p->read_bps, p->write_bps, p->nprocs);
+  }
+  mon_buf_puts(&b, "]}\n");
+  free(pts);
+  return http_send(c, 200, "application/json", &b);
+}
+
+static enum MHD_Result http_api_logs(mon_http *h, struct MHD_Connection *c,
+                                     const mon_route *rt) {
+  if (http_find(h, rt->name) < 0)
+    return http_error(c, 404, "no such service");
+  mon_reader *r = http_reader(h);
+  mon_row *rows = NULL;
+  size_t n = 0;
+  const char *stream = rt->stream == 0   ? "stdout"
+                       : rt->stream == 1 ? "stderr"
+                                         : NULL;
+  if (!r || mon_reader_logs(r, rt->name, stream, rt->tail, &rows, &n) != 0)
+    return http_error(c, 500, "cannot read the store");
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"service\":");
+  mon_buf_json(&b, rt->name, strlen(rt->name));
+  mon_buf_puts(&b, ",\"lines\":[");
+  for (size_t i = 0; i < n; i++) {
+    mon_buf_printf(&b, "%s{\"ts_ms\":%lld,\"stream\":", i ? "," : "",
+                   (long long)rows[i].ts_ms);
+    mon_buf_json(&b, rows[i].a, strlen(rows[i].a));
+    mon_buf_puts(&b, ",\"line\":");
+    mon_buf_json(&b, rows[i].b, strlen(rows[i].b));
+    mon_buf_puts(&b, "}");
+  }
+  mon_buf_puts(&b, "]}\n");
+  mon_rows_free(rows, n);
+  return http_send(c, 200, "application/json", &b);
+}
+
+static enum MHD_Result http_prometheus(mon_http *h, struct MHD_Connection *c) {
+  const mon_config *cfg = h->o->cfg;
+  mon_view *v = http_views(h);
+  if (!v)
+    return http_error(c, 500, "out of memory");
+  int64_t now = http_now_ms();
+  mon_buf b = {0};
+  static const struct {
+    const char *name, *type, *help;
+  } m[] = {
+      {"svc_up", "gauge", "1 if the service is RUNNING"},
+      {"svc_state", "gauge", "1 for the service's current state"},
+      {"svc_cpu_percent", "gauge", "CPU of the process tree, 100 = one core"},
+      {"svc_rss_bytes", "gauge", "resident memory of the process tree"},
+      {"svc_pss_bytes", "gauge", "proportional set size of the process tree"},
+      {"svc_processes", "gauge", "processes in the service's tree"},
+      {"svc_uptime_seconds", "gauge", "seconds since the current run started"},
+      {"svc_restarts_total", "counter", "restarts since the monitor started"},
+      {"svc_read_bytes_total", "counter", "bytes read from storage"},
+      {"svc_write_bytes_total", "counter", "bytes written to storage"},
+  };
+  for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+    mon_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help,
+                   m[k].name, m[k].type);
+    for (size_t i = 0; i < cfg->nservices; i++) {
+      const mon_view *w = &v[i];
+      const char *name = cfg->services[i].name; /* [A-Za-z0-9._-] only */
+      double val;
+      switch (k) {
+      case 0: val = w->state == MON_RUNNING; break;
+      case 1:
+        mon_buf_printf(&b, "svc_state{service=\"%s\",state=\"%s\"} 1\n", name,
+                       mon_state_name(w->state));
+        continue;
+      case 2:
+        if (!w->pid || !w->cpu_valid)
+          continue;
+        val = w->cpu_pct;
+        break;
+      case 3: val = w->pid ? (double)w->rss_bytes : 0; break;
+      case 4:
+        if (!w->pid || !w->pss_valid)
+          continue;
+        val = (double)w->pss_bytes;
+        break;
+      case 5: val = w->pid ? w->nprocs : 0; break;
+      case 6:
+        val = w->pid && w->started_wall_ms
+                  ? (double)(now - w->started_wall_ms) / 1000.0
+                  : 0;
+        break;
+      case 7: val = w->restarts; break;
+      case 8: val = (double)w->read_total; break;
+      default: val = (double)w->write_total; break;
+      }
+      mon_buf_printf(&b, "%s{service=\"%s\"} %.15g\n", m[k].name, name, val);
+    }
+  }
+  free(v);
+  return http_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
+}
+
+static enum MHD_Result http_control(mon_http *h, struct MHD_Connection *c,
+                                    const mon_route *rt) {
+  const char *auth =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!mon_token_check(h->o->token, auth))
+    return http_error(c, 401, "missing or wrong bearer token");
+  int i = http_find(h, rt->name);
+  if (i < 0)
+    return http_error(c, 404, "no such service");
+  if (mon_shared_push(h->o->shared, (size_t)i, rt->action) != 0)
+    return http_error(c, 503, "too many pending requests");
+  static const char *const names[] = {"start", "stop", "restart"};
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"ok\":true,\"service\":");
+  mon_buf_json(&b, rt->name, strlen(rt->name));
+  mon_buf_printf(&b, ",\"action\":\"%s\"}\n", names[rt->action]);
+  return http_send(c, 202, "application/json", &b);
+}
+
+/* ---- dispatch ---- */
+
+typedef struct http_args {
+  mon_route *r;
+  int status;
+} http_args;
+
+static enum MHD_Result http_arg(void *cls, enum MHD_ValueKind kind,
+                                const char *key, const char *value) {
+  (void)kind;
+  http_args *a = cls;
+  int st = mon_route_arg(a->r, key, value);
+  if (st != 200)
+    a->status = st;
+  return MHD_YES;
+}
+
+static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
+                                    const char *url, const char *method,
+                                    const char *version,
+                                    const char *upload_data,
+                                    size_t *upload_data_size, void **con_cls) {
+  (void)version;
+  (void)upload_data;
+  static int started;
+  mon_http *h = cls;
+  if (!*con_cls) { /* headers only so far */
+    *con_cls = &started;
+    return MHD_YES;
+  }
+  if (*upload_data_size) { /* no route takes a body: discard it */
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+  if (!mon_http_host_ok(h->o->cfg->http_host, h->port, host))
+    return http_error(c, 403, "Host not allowed (DNS rebinding guard)");
+  mon_route r;
+  int st = mon_route_parse(method, url, &r);
+  if (st == 404)
+    return http_error(c, 404, "not found");
+  if (st == 405)
+    return http_error(c, 405, "method not allowed");
+  http_args a = {&r, 200};
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, http_arg, &a);
+  if (a.status != 200)
+    return http_error(c, 400, "bad query argument");
+  switch (r.kind) {
+  case MON_R_INDEX:
+    return http_index(h, c);
+  case MON_R_SERVICE:
+    return http_service(h, c, &r);
+  case MON_R_API_SERVICES:
+    return http_api_services(h, c);
+  case MON_R_API_METRICS:
+    return http_api_metrics(h, c, &r);
+  case MON_R_API_LOGS:
+    return http_api_logs(h, c, &r);
+  case MON_R_PROMETHEUS:
+    return http_prometheus(h, c);
+  case MON_R_CONTROL:
+    return http_control(h, c, &r);
+  case MON_R_STYLE: {
+    mon_buf b = {0};
+    mon_buf_add(&b, mon_asset_style_css, mon_asset_style_css_len);
+    return http_send(c, 200, "text/css; charset=utf-8", &b);
+  }
+  }
+  return http_error(c, 404, "not found");
+}
+
+int mon_http_start(const mon_http_opts *o, mon_http **out, char *err,
+                   size_t errlen) {
+  mon_http *h = calloc(1, sizeof *h);
+  if (!h) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  h->o = o;
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)o->cfg->http_port)};
+  inet_pton(AF_INET, o->cfg->http_host, &sa.sin_addr);
+  h->d = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO, 0,
+      NULL, NULL, http_handler, h, MHD_OPTION_SOCK_ADDR,
+      (const struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)15, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)32,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)64, MHD_OPTION_END);
+  if (!h->d) {
+    snprintf(err, errlen, "cannot serve HTTP on %s:%d (address in use?)",
+             o->cfg->http_host, o->cfg->http_port);
+    free(h);
+    return -1;
+  }
+  const union MHD_DaemonInfo *di =
+      MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+  h->port = di ? di->port : o->cfg->http_port;
+  *out = h;
+  return 0;
+}
+
+int mon_http_port(const mon_http *h) { return h->port; }
+
+void mon_http_stop(mon_http *h) {
+  if (!h)
+    return;
+  MHD_stop_daemon(h->d);
+  mon_reader_close(h->reader);
+  free(h);
+}

@@ -1,0 +1,474 @@
+/* monitor.c — the event loop. Signals arrive through a signalfd (they are
+ * blocked on every thread), control requests from the HTTP thread through
+ * an eventfd, service output through nonblocking pipes; one poll() waits on
+ * all of them with a timeout set by the next sampling tick or supervisor
+ * deadline. Each sampling tick is one SQLite transaction. */
+#include "monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "logs.h"
+#include "pidfile.h"
+#include "probe.h"
+#include "proc_sample.h"
+#include "spawn.h"
+#include "store.h"
+#include "supervisor.h"
+#include "token.h"
+#include "view.h"
+
+#define MON_PROBE_TIMEOUT_MS 250
+
+typedef struct mon_event_row {
+  int64_t ts_ms;
+  size_t service;
+  char kind[16];
+  char detail[128];
+} mon_event_row;
+
+typedef struct mon {
+  const mon_config *cfg;
+  const mon_run_opts *o;
+  mon_sup sup;
+  mon_logs logs;
+  mon_store *store;
+  mon_sampler *sampler;
+  mon_shared shared;
+  mon_http *http;
+  mon_pidfile pidfile;
+  char token[MON_TOKEN_LEN + 1];
+  char *db_path;
+  int sfd, devnull;
+  int64_t *sids;       /* services.id per service */
+  int *roots;          /* main pid per service, for the sampler */
+  mon_sample *samples; /* the last tick */
+  mon_view *views;     /* published to the HTTP thread */
+  mon_event_row *ev;   /* events waiting for the next transaction */
+  size_t nev, capev;
+  bool stopping;       /* SIGTERM/SIGINT received */
+  bool pids_dirty;     /* the pidfile needs rewriting */
+  bool store_failed;   /* a store error was reported already */
+} mon;
+
+static uint64_t mon_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t mon_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- supervisor ops ---- */
+
+static int mon_op_spawn(void *ctx, size_t i) {
+  mon *m = ctx;
+  int out = mon_logs_pipe(&m->logs, i, MON_STDOUT);
+  int err = mon_logs_pipe(&m->logs, i, MON_STDERR);
+  int pid = -EMFILE;
+  if (out >= 0 && err >= 0)
+    pid = mon_spawn(&m->cfg->services[i], out, err, m->devnull);
+  if (out >= 0)
+    close(out);
+  if (err >= 0)
+    close(err);
+  if (pid > 0) {
+    m->views[i].started_wall_ms = mon_wall_ms();
+    m->pids_dirty = true;
+  }
+  return pid;
+}
+
+static void mon_op_signal(void *ctx, size_t i, int pid, int sig) {
+  (void)ctx;
+  (void)i;
+  if (pid <= 0)
+    return;
+  if (kill(-pid, sig) != 0) /* not yet a group leader: just the process */
+    kill(pid, sig);
+}
+
+static int mon_op_probe(void *ctx, size_t i) {
+  mon *m = ctx;
+  return mon_probe_ping(m->cfg->services[i].name, MON_PROBE_TIMEOUT_MS);
+}
+
+static void mon_op_event(void *ctx, size_t i, const char *kind,
+                         const char *detail) {
+  mon *m = ctx;
+  int64_t now = mon_wall_ms();
+  mon_logs_note(&m->logs, i, now, detail);
+  if (m->nev == m->capev) {
+    size_t cap = m->capev ? m->capev * 2 : 64;
+    mon_event_row *ne = realloc(m->ev, cap * sizeof *ne);
+    if (!ne)
+      return;
+    m->ev = ne;
+    m->capev = cap;
+  }
+  mon_event_row *e = &m->ev[m->nev++];
+  e->ts_ms = now;
+  e->service = i;
+  snprintf(e->kind, sizeof e->kind, "%s", kind);
+  snprintf(e->detail, sizeof e->detail, "%s", detail);
+  m->pids_dirty = true;
+}
+
+static uint64_t mon_op_now(void *ctx) {
+  (void)ctx;
+  return mon_mono_ms();
+}
+
+/* ---- loop pieces ---- */
+
+static void mon_store_error(mon *m, const char *what) {
+  if (!m->store_failed)
+    fprintf(stderr, "svc-monitor: store: %s failed (further errors not "
+                    "shown)\n", what);
+  m->store_failed = true;
+}
+
+/* Writes pending events and log lines (and samples when have_samples). */
+static void mon_flush(mon *m, bool have_samples) {
+  int64_t now = mon_wall_ms();
+  if (mon_store_begin(m->store) != 0) {
+    mon_store_error(m, "BEGIN");
+    goto out;
+  }
+  for (size_t i = 0; have_samples && i < m->cfg->nservices; i++)
+    if (m->samples[i].valid &&
+        mon_store_sample(m->store, m->sids[i], now, &m->samples[i]) != 0)
+      mon_store_error(m, "sample insert");
+  for (size_t k = 0; k < m->nev; k++) {
+    mon_event_row *e = &m->ev[k];
+    if (mon_store_event(m->store, m->sids[e->service], e->ts_ms, e->kind,
+                        e->detail) != 0)
+      mon_store_error(m, "event insert");
+  }
+  for (size_t k = 0; k < m->logs.npending; k++) {
+    mon_logline *l = &m->logs.pending[k];
+    if (mon_store_log(m->store, m->sids[l->service], l->ts_ms,
+                      l->stream ? "stderr" : "stdout", l->line, l->len) != 0)
+      mon_store_error(m, "log insert");
+  }
+  if (have_samples &&
+      mon_store_maintain(m->store, now, m->cfg->retention_days) != 0)
+    mon_store_error(m, "downsampling");
+  if (mon_store_commit(m->store) != 0)
+    mon_store_error(m, "COMMIT");
+out:
+  m->nev = 0;
+  mon_logs_clear_pending(&m->logs);
+}
+
+static void mon_sample_tick(mon *m) {
+  size_t n = m->cfg->nservices;
+  for (size_t i = 0; i < n; i++)
+    m->roots[i] = m->sup.procs[i].pid;
+  double secs = m->cfg->sample_interval_ms / 1000.0;
+  if (mon_sampler_tick(m->sampler, mon_mono_ms(), m->roots, n, m->samples) !=
+      0)
+    memset(m->samples, 0, n * sizeof *m->samples);
+  for (size_t i = 0; i < n; i++) {
+    const mon_sample *s = &m->samples[i];
+    mon_view *v = &m->views[i];
+    v->nprocs = s->nprocs;
+    v->cpu_valid = s->cpu_valid;
+    v->cpu_pct = s->cpu_pct;
+    v->rss_bytes = s->rss_bytes;
+    v->pss_valid = s->pss_valid;
+    v->pss_bytes = s->pss_bytes;
+    v->read_total += s->read_bytes;
+    v->write_total += s->write_bytes;
+    v->read_bps = (double)s->read_bytes / secs;
+    v->write_bps = (double)s->write_bytes / secs;
+  }
+  mon_flush(m, true);
+}
+
+static void mon_publish(mon *m) {
+  for (size_t i = 0; i < m->cfg->nservices; i++) {
+    mon_view *v = &m->views[i];
+    const mon_proc *p = &m->sup.procs[i];
+    v->state = p->state;
+    v->pid = p->pid;
+    v->restarts = p->restarts;
+    if (!p->pid) {
+      v->started_wall_ms = 0;
+      v->nprocs = 0;
+    }
+  }
+  mon_shared_put(&m->shared, m->views);
+  if (m->pids_dirty) {
+    const char *names[m->cfg->nservices + 1];
+    for (size_t i = 0; i < m->cfg->nservices; i++)
+      names[i] = m->cfg->services[i].name;
+    for (size_t i = 0; i < m->cfg->nservices; i++)
+      m->roots[i] = m->sup.procs[i].pid;
+    mon_pidfile_write(&m->pidfile, m->o->procroot, names, m->roots,
+                      m->cfg->nservices);
+    m->pids_dirty = false;
+  }
+}
+
+static void mon_reap(mon *m) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (size_t i = 0; i < m->sup.n; i++) {
+      if (m->sup.procs[i].pid != pid)
+        continue;
+      /* its last words come before the "exited" line */
+      int64_t now = mon_wall_ms();
+      mon_logs_read(&m->logs, 2 * i, now);
+      mon_logs_read(&m->logs, 2 * i + 1, now);
+      mon_sup_reaped(&m->sup, pid, status);
+      /* the service's tree lives and dies with its main process */
+      kill(-pid, SIGKILL);
+      break;
+    }
+  }
+}
+
+static void mon_begin_stop(mon *m) {
+  m->stopping = true;
+  for (size_t i = 0; i < m->sup.n; i++)
+    mon_sup_event(&m->sup, i, MON_EV_STOP);
+}
+
+static void mon_signals(mon *m) {
+  struct signalfd_siginfo si;
+  while (read(m->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    if (si.ssi_signo == SIGCHLD) {
+      mon_reap(m);
+    } else if (!m->stopping) {
+      fprintf(stderr, "svc-monitor: %s: stopping services\n",
+              strsignal((int)si.ssi_signo));
+      mon_begin_stop(m);
+    } else if (si.ssi_signo == SIGINT) { /* second Ctrl-C: no patience */
+      for (size_t i = 0; i < m->sup.n; i++)
+        if (m->sup.procs[i].pid > 0)
+          mon_op_signal(m, i, m->sup.procs[i].pid, SIGKILL);
+    }
+  }
+  mon_reap(m); /* signals coalesce; never miss a child */
+}
+
+static void mon_commands(mon *m) {
+  uint64_t junk;
+  ssize_t r = read(m->shared.wake_fd, &junk, sizeof junk);
+  (void)r;
+  mon_command cmds[MON_QUEUE_MAX];
+  size_t n = mon_shared_take(&m->shared, cmds, MON_QUEUE_MAX);
+  for (size_t k = 0; k < n && !m->stopping; k++) {
+    size_t i = cmds[k].service;
+    switch (cmds[k].action) {
+    case MON_A_START:
+      mon_sup_event(&m->sup, i, MON_EV_START);
+      break;
+    case MON_A_STOP:
+      mon_sup_event(&m->sup, i, MON_EV_STOP);
+      break;
+    case MON_A_RESTART:
+      mon_sup_restart(&m->sup, i);
+      break;
+    }
+  }
+}
+
+static int mon_loop(mon *m) {
+  size_t nlogs = m->logs.nstreams;
+  struct pollfd *pfd = calloc(nlogs + 2, sizeof *pfd);
+  size_t *which = calloc(nlogs + 2, sizeof *which);
+  if (!pfd || !which) {
+    free(pfd);
+    free(which);
+    return -1;
+  }
+  uint64_t interval = (uint64_t)m->cfg->sample_interval_ms;
+  uint64_t next_tick = mon_mono_ms() + interval;
+  for (;;) {
+    mon_publish(m);
+    if (m->stopping && mon_sup_all_down(&m->sup))
+      break;
+    uint64_t now = mon_mono_ms();
+    uint64_t next = mon_sup_next_deadline(&m->sup);
+    if (next_tick < next)
+      next = next_tick;
+    int timeout = next <= now ? 0 : next - now > 1000 ? 1000 : (int)(next - now);
+    size_t np = 0;
+    pfd[np++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
+    pfd[np++] = (struct pollfd){.fd = m->shared.wake_fd, .events = POLLIN};
+    for (size_t k = 0; k < nlogs; k++) {
+      if (m->logs.streams[k].fd < 0)
+        continue;
+      which[np] = k;
+      pfd[np++] = (struct pollfd){.fd = m->logs.streams[k].fd, .events = POLLIN};
+    }
+    int r = poll(pfd, (nfds_t)np, timeout);
+    if (r < 0 && errno != EINTR)
+      break;
+    if (r > 0) {
+      int64_t wall = mon_wall_ms();
+      for (size_t k = 2; k < np; k++)
+        if (pfd[k].revents)
+          mon_logs_read(&m->logs, which[k], wall);
+      if (pfd[0].revents)
+        mon_signals(m);
+      if (pfd[1].revents)
+        mon_commands(m);
+    }
+    mon_sup_tick(&m->sup);
+    now = mon_mono_ms();
+    if (now >= next_tick) {
+      mon_sample_tick(m);
+      next_tick += interval;
+      if (next_tick <= now)
+        next_tick = now + interval; /* we fell behind: skip, don't burst */
+    }
+  }
+  /* the last lines and exit events */
+  int64_t wall = mon_wall_ms();
+  for (size_t k = 0; k < nlogs; k++)
+    mon_logs_read(&m->logs, k, wall);
+  mon_flush(m, false);
+  mon_publish(m);
+  free(pfd);
+  free(which);
+  return 0;
+}
+
+static void mon_note_stderr(void *ctx, const char *line) {
+  (void)ctx;
+  fprintf(stderr, "svc-monitor: %s\n", line);
+}
+
+static void mon_fini(mon *m) {
+  mon_http_stop(m->http);
+  mon_sup_fini(&m->sup);
+  mon_sampler_free(m->sampler);
+  mon_store_close(m->store);
+  mon_logs_fini(&m->logs);
+  mon_shared_fini(&m->shared);
+  if (m->pidfile.fd >= 0) {
+    if (ftruncate(m->pidfile.fd, 0) != 0)
+      perror("svc-monitor: pidfile");
+    mon_pidfile_close(&m->pidfile);
+  }
+  if (m->sfd >= 0)
+    close(m->sfd);
+  if (m->devnull >= 0)
+    close(m->devnull);
+  free(m->db_path);
+  free(m->sids);
+  free(m->roots);
+  free(m->samples);
+  free(m->views);
+  free(m->ev);
+}
+
+int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
+            size_t errlen) {
+  mon m = {.cfg = cfg, .o = o, .sfd = -1, .devnull = -1,
+           .pidfile = {.fd = -1}, .shared = {.wake_fd = -1}};
+  size_t n = cfg->nservices;
+  int rc = 1;
+
+  /* Before any thread exists: every thread inherits this mask, so these
+   * signals reach only the signalfd. */
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  m.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  m.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  m.sids = calloc(n + 1, sizeof *m.sids);
+  m.roots = calloc(n + 1, sizeof *m.roots);
+  m.samples = calloc(n + 1, sizeof *m.samples);
+  m.views = calloc(n + 1, sizeof *m.views);
+  if (m.sfd < 0 || m.devnull < 0 || !m.sids || !m.roots || !m.samples ||
+      !m.views) {
+    snprintf(err, errlen, "start-up: %s", strerror(errno ? errno : ENOMEM));
+    goto out;
+  }
+  if (mon_logs_init(&m.logs, cfg, err, errlen) != 0)
+    goto out;
+  size_t plen = strlen(cfg->log_dir) + 32;
+  char *pidpath = malloc(plen);
+  if (!pidpath)
+    goto out;
+  snprintf(pidpath, plen, "%s/svc-monitor.pids", cfg->log_dir);
+  int prc = mon_pidfile_open(&m.pidfile, pidpath, err, errlen);
+  free(pidpath);
+  if (prc != 0)
+    goto out;
+  int stop_ms = 5000;
+  for (size_t i = 0; i < n; i++)
+    if (cfg->services[i].stop_timeout_ms > stop_ms)
+      stop_ms = cfg->services[i].stop_timeout_ms;
+  mon_pidfile_reap(&m.pidfile, o->procroot, stop_ms, mon_note_stderr, NULL);
+
+  if (mon_store_open(cfg->db, &m.store, err, errlen) != 0)
+    goto out;
+  for (size_t i = 0; i < n; i++) {
+    const mon_service_cfg *s = &cfg->services[i];
+    if (mon_store_service(m.store, s->name, s->port, s->command,
+                          &m.sids[i]) != 0) {
+      snprintf(err, errlen, "%s: cannot register service %s", cfg->db,
+               s->name);
+      goto out;
+    }
+  }
+  if (mon_token_load(cfg->token_file, m.token, err, errlen) != 0)
+    goto out;
+  m.sampler = mon_sampler_new(o->procroot, sysconf(_SC_CLK_TCK),
+                              sysconf(_SC_PAGESIZE), 10);
+  if (!m.sampler || mon_shared_init(&m.shared, n) != 0) {
+    snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  m.db_path = strdup(cfg->db);
+  mon_http_opts ho = {.cfg = cfg, .shared = &m.shared, .token = m.token,
+                      .db_path = m.db_path};
+  if (!m.db_path || mon_http_start(&ho, &m.http, err, errlen) != 0)
+    goto out;
+  if (o->announce) {
+    fprintf(o->announce,
+            "svc-monitor: dashboard at http://%s:%d/ (control token in %s)\n",
+            cfg->http_host, mon_http_port(m.http), cfg->token_file);
+    fflush(o->announce);
+  }
+  mon_sup_ops ops = {.spawn = mon_op_spawn, .signal = mon_op_signal,
+                     .probe = mon_op_probe, .event = mon_op_event,
+                     .now_ms = mon_op_now, .ctx = &m};
+  if (mon_sup_init(&m.sup, cfg, &ops) != 0) {
+    snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  mon_sup_autostart(&m.sup);
+  rc = mon_loop(&m) == 0 ? 0 : 1;
+  if (rc)
+    snprintf(err, errlen, "event loop: %s", strerror(errno));
+out:
+  mon_fini(&m);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  return rc;
+}

@@ -1,0 +1,31 @@
+/* monitor.h — the monitor's event loop: wires supervisor, spawner, logs,
+ * sampler, store and HTTP server together around one poll() loop on the
+ * main thread. */
+#ifndef MON_MONITOR_H
+#define MON_MONITOR_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mon_run_opts {
+  const char *procroot; /* "/proc" */
+  FILE *announce;       /* where the dashboard URL is printed (stdout) */
+} mon_run_opts;
+
+/* Runs until SIGTERM, SIGINT or SIGHUP, then stops every service (SIGTERM,
+ * SIGKILL after its stop_timeout_ms) and returns 0. Returns 1 with err set
+ * if it cannot start (port in use, database unwritable, another monitor
+ * holds log_dir). */
+int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
+            size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,500 @@
+/* store.c — owns the SQLite schema and every statement. The writer keeps its
+ * statements prepared for the monitor's life; downsampling folds completed
+ * minutes into samples_1m and completed hours into samples_1h, remembering
+ * how far it got in the meta table so a restart neither skips nor repeats. */
+#include "store.h"
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char store_schema[] =
+    "CREATE TABLE IF NOT EXISTS services("
+    " id INTEGER PRIMARY KEY, name TEXT UNIQUE, port INTEGER, command TEXT);"
+    "CREATE TABLE IF NOT EXISTS samples("
+    " service_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, cpu_pct REAL,"
+    " rss_bytes INTEGER, pss_bytes INTEGER, read_bytes INTEGER,"
+    " write_bytes INTEGER, nprocs INTEGER,"
+    " PRIMARY KEY(service_id, ts_ms)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS samples_1m("
+    " service_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, cpu_pct REAL,"
+    " rss_bytes REAL, pss_bytes REAL, read_bytes REAL, write_bytes REAL,"
+    " nprocs REAL, cpu_pct_max REAL, rss_max INTEGER, n INTEGER,"
+    " PRIMARY KEY(service_id, ts_ms)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS samples_1h("
+    " service_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, cpu_pct REAL,"
+    " rss_bytes REAL, pss_bytes REAL, read_bytes REAL, write_bytes REAL,"
+    " nprocs REAL, cpu_pct_max REAL, rss_max INTEGER, n INTEGER,"
+    " PRIMARY KEY(service_id, ts_ms)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS events("
+    " ts_ms INTEGER NOT NULL, service_id INTEGER, kind TEXT, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS events_by_service ON events(service_id, ts_ms);"
+    "CREATE TABLE IF NOT EXISTS logs("
+    " ts_ms INTEGER NOT NULL, service_id INTEGER, stream TEXT, line TEXT);"
+    "CREATE INDEX IF NOT EXISTS logs_by_service ON logs(service_id, ts_ms);"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);";
+
+/* Aggregation shared by both tiers. ?1 = from, ?2 = to, ?3 = bucket ms. */
+#define STORE_FOLD(dst, src, cpu_max, rss_max)                                 \
+  "INSERT OR REPLACE INTO " dst " SELECT service_id, (ts_ms/?3)*?3,"          \
+  " avg(cpu_pct), avg(rss_bytes), avg(pss_bytes), avg(read_bytes),"            \
+  " avg(write_bytes), avg(nprocs), max(" cpu_max "), max(" rss_max "), "       \
+  " count(*) FROM " src " WHERE ts_ms >= ?1 AND ts_ms < ?2"                    \
+  " GROUP BY service_id, (ts_ms/?3)"
+
+enum {
+  Q_SERVICE_UPSERT, Q_SERVICE_ID, Q_SAMPLE, Q_EVENT, Q_LOG, Q_FOLD_1M,
+  Q_FOLD_1H, Q_META_GET, Q_META_SET, Q_BEGIN, Q_COMMIT, Q_MIN_RAW,
+  Q_MIN_1M, Q_NQ
+};
+static const char *const store_sql[Q_NQ] = {
+    [Q_SERVICE_UPSERT] =
+        "INSERT INTO services(name, port, command) VALUES(?1, ?2, ?3)"
+        " ON CONFLICT(name) DO UPDATE SET port=?2, command=?3",
+    [Q_SERVICE_ID] = "SELECT id FROM services WHERE name=?1",
+    [Q_SAMPLE] = "INSERT OR REPLACE INTO samples VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    [Q_EVENT] = "INSERT INTO events VALUES(?1,?2,?3,?4)",
+    [Q_LOG] = "INSERT INTO logs VALUES(?1,?2,?3,?4)",
+    [Q_FOLD_1M] = STORE_FOLD("samples_1m", "samples", "cpu_pct", "rss_bytes"),
+    [Q_FOLD_1H] = STORE_FOLD("samples_1h", "samples_1m", "cpu_pct_max",
+                             "rss_max"),
+    [Q_META_GET] = "SELECT value FROM meta WHERE key=?1",
+    [Q_META_SET] = "INSERT OR REPLACE INTO meta VALUES(?1, ?2)",
+    [Q_BEGIN] = "BEGIN",
+    [Q_COMMIT] = "COMMIT",
+    [Q_MIN_RAW] = "SELECT min(ts_ms) FROM samples",
+    [Q_MIN_1M] = "SELECT min(ts_ms) FROM samples_1m",
+};
+
+struct mon_store {
+  sqlite3 *db;
+  sqlite3_stmt *q[Q_NQ];
+  int64_t done_1m;   /* samples before this are folded into samples_1m */
+  int64_t done_1h;   /* samples_1m before this are folded into samples_1h */
+  int64_t next_retention_ms;
+};
+
+sqlite3 *mon_store_db(mon_store *st) { return st->db; }
+
+static int store_step_done(sqlite3_stmt *q) {
+  int rc = sqlite3_step(q);
+  sqlite3_reset(q);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int64_t store_meta_get(mon_store *st, const char *key, int64_t dflt) {
+  sqlite3_stmt *q = st->q[Q_META_GET];
+  sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+  int64_t v = dflt;
+  if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+    v = sqlite3_column_int64(q, 0);
+  sqlite3_reset(q);
+  return v;
+}
+
+static int store_meta_set(mon_store *st, const char *key, int64_t v) {
+  sqlite3_stmt *q = st->q[Q_META_SET];
+  sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 2, v);
+  return store_step_done(q);
+}
+
+static int store_pragmas(sqlite3 *db, bool writer) {
+  const char *sql = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                             " PRAGMA foreign_keys=OFF;"
+                           : "PRAGMA query_only=1;";
+  sqlite3_busy_timeout(db, 2000);
+  return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int mon_store_open(const char *path, mon_store **out, char *err,
+                   size_t errlen) {
+  mon_store *st = calloc(1, sizeof *st);
+  if (!st) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (sqlite3_open_v2(path, &st->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                          SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK ||
+      store_pragmas(st->db, true) != 0 ||
+      sqlite3_exec(st->db, store_schema, NULL, NULL, NULL) != SQLITE_OK)
+    goto fail;
+  for (int i = 0; i < Q_NQ; i++)
+    if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                           &st->q[i], NULL) != SQLITE_OK)
+      goto fail;
+  st->done_1m = store_meta_get(st, "done_1m", 0);
+  st->done_1h = store_meta_get(st, "done_1h", 0);
+  *out = st;
+  return 0;
+fail:
+  snprintf(err, errlen, "%s: %s", path,
+           st->db ? sqlite3_errmsg(st->db) : "cannot open");
+  mon_store_close(st);
+  return -1;
+}
+
+void mon_store_close(mon_store *st) {
+  if (!st)
+    return;
+  for (int i = 0; i < Q_NQ; i++)
+    sqlite3_finalize(st->q[i]);
+  sqlite3_close(st->db);
+  free(st);
+}
+
+int mon_store_service(mon_store *st, const char *name, int port,
+                      const char *command, int64_t *id) {
+  sqlite3_stmt *q = st->q[Q_SERVICE_UPSERT];
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  if (port)
+    sqlite3_bind_int(q, 2, port);
+  else
+    sqlite3_bind_null(q, 2);
+  sqlite3_bind_text(q, 3, command, -1, SQLITE_STATIC);
+  if (store_step_done(q) != 0)
+    return -1;
+  q = st->q[Q_SERVICE_ID];
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW)
+    *id = sqlite3_column_int64(q, 0);
+  sqlite3_reset(q);
+  return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int mon_store_begin(mon_store *st) { return store_step_done(st->q[Q_BEGIN]); }
+
+int mon_store_commit(mon_store *st) {
+  return store_step_done(st->q[Q_COMMIT]);
+}
+
+int mon_store_sample(mon_store *st, int64_t sid, int64_t ts_ms,
+                     const mon_sample *s) {
+  sqlite3_stmt *q = st->q[Q_SAMPLE];
+  sqlite3_bind_int64(q, 1, sid);
+  sqlite3_bind_int64(q, 2, ts_ms);
+  if (s->cpu_valid)
+    sqlite3_bind_double(q, 3, s->cpu_pct);
+  else
+    sqlite3_bind_null(q, 3);
+  sqlite3_bind_int64(q, 4, (sqlite3_int64)s->rss_bytes);
+  if (s->pss_valid)
+    sqlite3_bind_int64(q, 5, (sqlite3_int64)s->pss_bytes);
+  else
+    sqlite3_bind_null(q, 5);
+  sqlite3_bind_int64(q, 6, (sqlite3_int64)s->read_bytes);
+  sqlite3_bind_int64(q, 7, (sqlite3_int64)s->write_bytes);
+  sqlite3_bind_int(q, 8, s->nprocs);
+  return store_step_done(q);
+}
+
+int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms,
+                    const char *kind, const char *detail) {
+  sqlite3_stmt *q = st->q[Q_EVENT];
+  sqlite3_bind_int64(q, 1, ts_ms);
+  sqlite3_bind_int64(q, 2, sid);
+  sqlite3_bind_text(q, 3, kind, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, detail, -1, SQLITE_STATIC);
+  return store_step_done(q);
+}
+
+int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms,
+                  const char *stream, const char *line, size_t len) {
+  sqlite3_stmt *q = st->q[Q_LOG];
+  sqlite3_bind_int64(q, 1, ts_ms);
+  sqlite3_bind_int64(q, 2, sid);
+  sqlite3_bind_text(q, 3, stream, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, line, (int)len, SQLITE_STATIC);
+  return store_step_done(q);
+}
+
+static int store_fold(mon_store *st, int which, int64_t from, int64_t to,
+                      int64_t bucket) {
+  sqlite3_stmt *q = st->q[which];
+  sqlite3_bind_int64(q, 1, from);
+  sqlite3_bind_int64(q, 2, to);
+  sqlite3_bind_int64(q, 3, bucket);
+  return store_step_done(q);
+}
+
+static int64_t store_min(mon_store *st, int which, int64_t dflt) {
+  sqlite3_stmt *q = st->q[which];
+  int64_t v = dflt;
+  if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+    v = sqlite3_column_int64(q, 0);
+  sqlite3_reset(q);
+  return v;
+}
+
+static int store_retention(mon_store *st, int64_t now_ms, int retention_days) {
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "DELETE FROM samples WHERE ts_ms < %lld;"
+           "DELETE FROM samples_1m WHERE ts_ms < %lld;"
+           "DELETE FROM samples_1h WHERE ts_ms < %lld;"
+           "DELETE FROM events WHERE ts_ms < %lld;",
+           (long long)(now_ms - MON_RAW_KEEP_MS),
+           (long long)(now_ms - (int64_t)retention_days * 86400 * 1000),
+           (long long)(now_ms - MON_HOUR_KEEP_MS),
+           (long long)(now_ms - MON_HOUR_KEEP_MS));
+  if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return -1;
+  /* logs: younger than retention_days and the newest MON_LOG_ROWS_KEEP
+   * lines of each service (the cutoff is found once per service through
+   * the (service_id, ts_ms) index) */
+  snprintf(sql, sizeof sql, "DELETE FROM logs WHERE ts_ms < %lld",
+           (long long)(now_ms - (int64_t)retention_days * 86400 * 1000));
+  if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_stmt *ids, *del;
+  if (sqlite3_prepare_v2(st->db, "SELECT id FROM services", -1, &ids, NULL) !=
+      SQLITE_OK)
+    return -1;
+  snprintf(sql, sizeof sql,
+           "DELETE FROM logs WHERE service_id = ?1 AND ts_ms < coalesce("
+           "(SELECT ts_ms FROM logs WHERE service_id = ?1"
+           " ORDER BY ts_ms DESC LIMIT 1 OFFSET %d), -1)",
+           MON_LOG_ROWS_KEEP);
+  if (sqlite3_prepare_v2(st->db, sql, -1, &del, NULL) != SQLITE_OK) {
+    sqlite3_finalize(ids);
+    return -1;
+  }
+  int rc = 0;
+  while (sqlite3_step(ids) == SQLITE_ROW) {
+    sqlite3_bind_int64(del, 1, sqlite3_column_int64(ids, 0));
+    rc |= store_step_done(del);
+  }
+  sqlite3_finalize(ids);
+  sqlite3_finalize(del);
+  return rc;
+}
+
+int mon_store_maintain(mon_store *st, int64_t now_ms, int retention_days) {
+  const int64_t M = 60000, H = 3600000;
+  int64_t minute = now_ms / M * M, hour = now_ms / H * H;
+  if (st->done_1m == 0)
+    st->done_1m = store_min(st, Q_MIN_RAW, minute) / M * M;
+  if (minute > st->done_1m) {
+    if (store_fold(st, Q_FOLD_1M, st->done_1m, minute, M) != 0)
+      return -1;
+    st->done_1m = minute;
+    store_meta_set(st, "done_1m", minute);
+  }
+  if (st->done_1h == 0)
+    st->done_1h = store_min(st, Q_MIN_1M, hour) / H * H;
+  if (hour > st->done_1h && st->done_1m >= hour) {
+    if (store_fold(st, Q_FOLD_1H, st->done_1h, hour, H) != 0)
+      return -1;
+    st->done_1h = hour;
+    store_meta_set(st, "done_1h", hour);
+  }
+  if (now_ms >= st->next_retention_ms) {
+    st->next_retention_ms = now_ms + MON_MAINTAIN_EVERY_MS;
+    return store_retention(st, now_ms, retention_days);
+  }
+  return 0;
+}
+
+/* ---- read side ---- */
+
+struct mon_reader {
+  sqlite3 *db;
+};
+
+int mon_reader_open(const char *path, mon_reader **out) {
+  mon_reader *r = calloc(1, sizeof *r);
+  if (!r)
+    return -1;
+  if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK ||
+      store_pragmas(r->db, false) != 0) {
+    mon_reader_close(r);
+    return -1;
+  }
+  *out = r;
+  return 0;
+}
+
+void mon_reader_close(mon_reader *r) {
+  if (!r)
+    return;
+  sqlite3_close(r->db);
+  free(r);
+}
+
+mon_tier mon_tier_pick(int64_t from, int64_t to, int interval_ms) {
+  int64_t span = to > from ? to - from : 0;
+  if (interval_ms <= 0)
+    interval_ms = 1000;
+  if (span / interval_ms <= 5000 && from >= to - MON_RAW_KEEP_MS)
+    return MON_TIER_RAW;
+  if (span / 60000 <= 5000)
+    return MON_TIER_1M;
+  return MON_TIER_1H;
+}
+
+int mon_reader_series(mon_reader *r, const char *name, int64_t from,
+                      int64_t to, int interval_ms, size_t max_points,
+                      mon_point **pts, size_t *n, mon_tier *tier_out) {
+  *pts = NULL;
+  *n = 0;
+  if (max_points == 0 || to <= from)
+    return 0;
+  mon_tier tier = mon_tier_pick(from, to, interval_ms);
+  int64_t res = tier == MON_TIER_RAW ? (interval_ms > 0 ? interval_ms : 1000)
+                : tier == MON_TIER_1M ? 60000
+                                      : 3600000;
+  int64_t span = to - from;
+  int64_t want = (span + (int64_t)max_points - 1) / (int64_t)max_points;
+  int64_t bucket = (want + res - 1) / res * res;
+  if (bucket < res)
+    bucket = res;
+  const char *raw =
+      "SELECT (s.ts_ms/?4)*?4, avg(cpu_pct), max(cpu_pct), avg(rss_bytes),"
+      " max(rss_bytes), avg(pss_bytes), sum(read_bytes), sum(write_bytes),"
+      " avg(nprocs), count(cpu_pct), min(s.ts_ms), max(s.ts_ms), count(*)"
+      " FROM samples s JOIN services v ON v.id = s.service_id"
+      " WHERE v.name = ?1 AND s.ts_ms >= ?2 AND s.ts_ms < ?3"
+      " GROUP BY s.ts_ms/?4 ORDER BY 1";
+  char agg[700];
+  snprintf(agg, sizeof agg,
+           "SELECT (s.ts_ms/?4)*?4, avg(cpu_pct), max(cpu_pct_max),"
+           " avg(rss_bytes), max(rss_max), avg(pss_bytes),"
+           " sum(read_bytes*n), sum(write_bytes*n), avg(nprocs),"
+           " count(cpu_pct), min(s.ts_ms), max(s.ts_ms), sum(n)"
+           " FROM %s s JOIN services v ON v.id = s.service_id"
+           " WHERE v.name = ?1 AND s.ts_ms >= ?2 AND s.ts_ms < ?3"
+           " GROUP BY s.ts_ms/?4 ORDER BY 1",
+           tier == MON_TIER_1M ? "samples_1m" : "samples_1h");
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(r->db, tier == MON_TIER_RAW ? raw : agg, -1, &q,
+                         NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 2, from);
+  sqlite3_bind_int64(q, 3, to);
+  sqlite3_bind_int64(q, 4, bucket);
+  size_t cap = 0;
+  int rc;
+  double sec_per_sample = (double)(tier == MON_TIER_RAW ? res : interval_ms) /
+                          1000.0;
+  if (sec_per_sample <= 0)
+    sec_per_sample = 1;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 256;
+      mon_point *np = realloc(*pts, cap * sizeof *np);
+      if (!np) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      *pts = np;
+    }
+    mon_point *p = &(*pts)[(*n)++];
+    memset(p, 0, sizeof *p);
+    p->ts_ms = sqlite3_column_int64(q, 0);
+    p->cpu_valid = sqlite3_column_int64(q, 9) > 0;
+    p->cpu_pct = sqlite3_column_double(q, 1);
+    p->cpu_max = sqlite3_column_double(q, 2);
+    p->rss = sqlite3_column_double(q, 3);
+    p->rss_max = sqlite3_column_double(q, 4);
+    p->pss = sqlite3_column_double(q, 5);
+    double samples = sqlite3_column_double(q, 12);
+    double secs = samples * sec_per_sample;
+    if (secs > 0) {
+      p->read_bps = sqlite3_column_double(q, 6) / secs;
+      p->write_bps = sqlite3_column_double(q, 7) / secs;
+    }
+    p->nprocs = sqlite3_column_double(q, 8);
+  }
+  sqlite3_finalize(q);
+  if (tier_out)
+    *tier_out = tier;
+  if (rc != SQLITE_DONE) {
+    free(*pts);
+    *pts = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+static int store_rows(sqlite3_stmt *q, mon_row **rows, size_t *n) {
+  size_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 64;
+      mon_row *nr = realloc(*rows, cap * sizeof *nr);
+      if (!nr)
+        break;
+      *rows = nr;
+    }
+    mon_row *row = &(*rows)[*n];
+    const char *a = (const char *)sqlite3_column_text(q, 1);
+    const char *b = (const char *)sqlite3_column_text(q, 2);
+    row->ts_ms = sqlite3_column_int64(q, 0);
+    row->a = strdup(a ? a : "");
+    row->b = strdup(b ? b : "");
+    (*n)++;
+    if (!row->a || !row->b) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+  }
+  sqlite3_finalize(q);
+  if (rc != SQLITE_DONE) {
+    mon_rows_free(*rows, *n);
+    *rows = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+int mon_reader_logs(mon_reader *r, const char *name, const char *stream,
+                    int tail, mon_row **rows, size_t *n) {
+  *rows = NULL;
+  *n = 0;
+  sqlite3_stmt *q;
+  const char *sql =
+      "SELECT * FROM (SELECT l.ts_ms, l.stream, l.line, l.rowid AS rid"
+      " FROM logs l JOIN services v ON v.id = l.service_id"
+      " WHERE v.name = ?1 AND (?2 IS NULL OR l.stream = ?2)"
+      " ORDER BY l.ts_ms DESC, l.rowid DESC LIMIT ?3) ORDER BY ts_ms, rid";
+  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  if (stream)
+    sqlite3_bind_text(q, 2, stream, -1, SQLITE_STATIC);
+  sqlite3_bind_int(q, 3, tail);
+  return store_rows(q, rows, n);
+}
+
+int mon_reader_events(mon_reader *r, const char *name, int limit,
+                      mon_row **rows, size_t *n) {
+  *rows = NULL;
+  *n = 0;
+  sqlite3_stmt *q;
+  const char *sql = "SELECT e.ts_ms, e.kind, e.detail FROM events e"
+                    " JOIN services v ON v.id = e.service_id WHERE v.name = ?1"
+                    " ORDER BY e.ts_ms DESC, e.rowid DESC LIMIT ?2";
+  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int(q, 2, limit);
+  return store_rows(q, rows, n);
+}
+
+void mon_rows_free(mon_row *rows, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(rows[i].a);
+    free(rows[i].b);
+  }
+  free(rows);
+}

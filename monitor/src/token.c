@@ -1,0 +1,88 @@
+/* token.c — token file handling: created atomically with O_EXCL and 0600
+ * so it is never readable by others, even for an instant. */
+#include "token.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int token_create(const char *path, char *out, char *err,
+                        size_t errlen) {
+  unsigned char raw[MON_TOKEN_LEN / 2];
+  size_t got = 0;
+  while (got < sizeof raw) {
+    ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      snprintf(err, errlen, "getrandom: %s", strerror(errno));
+      return -1;
+    }
+    got += (size_t)n;
+  }
+  for (size_t i = 0; i < sizeof raw; i++)
+    snprintf(out + 2 * i, 3, "%02x", raw[i]);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  char line[MON_TOKEN_LEN + 2];
+  snprintf(line, sizeof line, "%s\n", out);
+  ssize_t w = write(fd, line, MON_TOKEN_LEN + 1);
+  close(fd);
+  if (w != MON_TOKEN_LEN + 1) {
+    snprintf(err, errlen, "%s: short write", path);
+    unlink(path);
+    return -1;
+  }
+  return 0;
+}
+
+int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
+                   size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && errno == ENOENT)
+    return token_create(path, out, err, errlen);
+  if (fd < 0) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || (st.st_mode & 077)) {
+    close(fd);
+    snprintf(err, errlen, "%s: must not be readable by group or others "
+                          "(chmod 600)", path);
+    return -1;
+  }
+  char buf[256];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n < 0)
+    n = 0;
+  buf[n] = '\0';
+  size_t len = strcspn(buf, "\r\n \t");
+  if (len == 0 || len > MON_TOKEN_LEN) {
+    snprintf(err, errlen, "%s: empty token or longer than %d characters",
+             path, MON_TOKEN_LEN);
+    return -1;
+  }
+  memcpy(out, buf, len);
+  out[len] = '\0';
+  return 0;
+}
+
+bool mon_token_check(const char *token, const char *authorization) {
+  if (!authorization || strncmp(authorization, "Bearer ", 7) != 0)
+    return false;
+  const char *given = authorization + 7;
+  size_t tl = strlen(token), gl = strlen(given);
+  unsigned diff = (unsigned)(tl ^ gl);
+  for (size_t i = 0; i < tl; i++)
+    diff |= (unsigned char)token[i] ^ (unsigned char)(i < gl ? given[i] : 0);
+  return diff == 0 && tl > 0;
+}

@@ -1,0 +1,26 @@
+/* token.h — the bearer token that guards the control routes. */
+#ifndef MON_TOKEN_H
+#define MON_TOKEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MON_TOKEN_LEN 64 /* hex characters (32 random bytes) */
+
+/* Reads the token from path; if the file does not exist, creates it with
+ * mode 0600 holding 32 bytes from getrandom() as hex. out gets the token
+ * (NUL-terminated). 0, or -1 with err set (also for an empty file or one
+ * that others can read). */
+int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
+                   size_t errlen);
+/* Checks an Authorization header value ("Bearer TOKEN") in constant time. */
+bool mon_token_check(const char *token, const char *authorization);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

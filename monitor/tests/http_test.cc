@@ -1,0 +1,311 @@
+// http_test.cc — routes, escaping, security headers, auth, traversal and the
+// Host check, against a real libmicrohttpd server on an ephemeral port.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+#include "buf.h"
+#include "http.h"
+#include "render_svg.h"
+#include "route.h"
+#include "store.h"
+#include "token.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+TEST(Route, Table) {
+  mon_route r;
+  EXPECT_EQ(mon_route_parse("GET", "/", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_INDEX);
+  EXPECT_EQ(mon_route_parse("GET", "/service/echo", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_SERVICE);
+  EXPECT_STREQ(r.name, "echo");
+  EXPECT_EQ(mon_route_parse("HEAD", "/api/services", &r), 200);
+  EXPECT_EQ(mon_route_parse("GET", "/api/services/kv/metrics", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_API_METRICS);
+  EXPECT_EQ(mon_route_parse("GET", "/api/services/kv/logs", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_API_LOGS);
+  EXPECT_EQ(mon_route_parse("POST", "/api/services/kv/restart", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_CONTROL);
+  EXPECT_EQ(r.action, MON_A_RESTART);
+  EXPECT_EQ(mon_route_parse("GET", "/api/services/kv/restart", &r), 405);
+  EXPECT_EQ(mon_route_parse("POST", "/", &r), 405);
+  EXPECT_EQ(mon_route_parse("GET", "/metrics", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_PROMETHEUS);
+  for (const char *p : {"/nope", "/service/", "/service/../etc/passwd",
+                        "/service/..", "/static/../../etc/passwd",
+                        "/static/x.css", "//", "/api/services/a/b/c",
+                        "/service/a%2fb", "", "x"})
+    EXPECT_EQ(mon_route_parse("GET", p, &r), 404) << p;
+}
+
+TEST(Route, Args) {
+  mon_route r;
+  ASSERT_EQ(mon_route_parse("GET", "/api/services/a/logs", &r), 200);
+  EXPECT_EQ(mon_route_arg(&r, "stream", "stderr"), 200);
+  EXPECT_EQ(r.stream, 1);
+  EXPECT_EQ(mon_route_arg(&r, "tail", "5"), 200);
+  EXPECT_EQ(r.tail, 5);
+  EXPECT_EQ(mon_route_arg(&r, "tail", "0"), 400);
+  EXPECT_EQ(mon_route_arg(&r, "tail", "99999999"), 400);
+  EXPECT_EQ(mon_route_arg(&r, "stream", "stdin"), 400);
+  EXPECT_EQ(mon_route_arg(&r, "other", "x"), 200);
+  ASSERT_EQ(mon_route_parse("GET", "/api/services/a/metrics", &r), 200);
+  EXPECT_EQ(mon_route_arg(&r, "from", "12abc"), 400);
+  EXPECT_EQ(mon_route_arg(&r, "from", nullptr), 400);
+  EXPECT_EQ(mon_route_arg(&r, "to", "1700000000000"), 200);
+  EXPECT_TRUE(r.has_to);
+}
+
+TEST(Escape, HtmlAndJson) {
+  mon_buf b{};
+  const char s[] = "<script>alert('x')&\"</script>";
+  mon_buf_html(&b, s, strlen(s));
+  EXPECT_STREQ(b.p, "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;");
+  mon_buf_fini(&b);
+  const char j[] = "a\"b\\c\n\x01\xff\xc3\xa9<";
+  mon_buf_json(&b, j, strlen(j));
+  EXPECT_STREQ(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\\ufffd\xc3\xa9\\u003c\"");
+  mon_buf_fini(&b);
+}
+
+TEST(Escape, SvgTitlesEscaped) {
+  mon_buf b{};
+  int64_t ts[2] = {0, 1000};
+  double v[2] = {1, NAN};
+  mon_chart c{200, 100, 0, 1000, 5000, MON_U_PERCENT, "<b>cpu</b>"};
+  mon_series s{ts, v, 2, "#000", "<i>"};
+  mon_svg_chart(&b, &c, &s, 1);
+  std::string out(b.p);
+  EXPECT_EQ(out.find("<b>"), std::string::npos);
+  EXPECT_EQ(out.find("<i>"), std::string::npos);
+  EXPECT_NE(out.find("&lt;b&gt;cpu"), std::string::npos);
+  mon_buf_fini(&b);
+}
+
+TEST(Host, Check) {
+  EXPECT_TRUE(mon_http_host_ok("127.0.0.1", 5155, "127.0.0.1:5155"));
+  EXPECT_TRUE(mon_http_host_ok("127.0.0.1", 5155, "localhost:5155"));
+  EXPECT_TRUE(mon_http_host_ok("127.0.0.1", 5155, "LOCALHOST:5155"));
+  EXPECT_TRUE(mon_http_host_ok("127.0.0.1", 5155, "[::1]:5155"));
+  EXPECT_FALSE(mon_http_host_ok("127.0.0.1", 5155, "evil.example:5155"));
+  EXPECT_FALSE(mon_http_host_ok("127.0.0.1", 5155, "127.0.0.1:80"));
+  EXPECT_FALSE(mon_http_host_ok("127.0.0.1", 5155, "127.0.0.1"));
+  EXPECT_FALSE(mon_http_host_ok("127.0.0.1", 5155, ""));
+  EXPECT_FALSE(mon_http_host_ok("127.0.0.1", 5155, nullptr));
+  EXPECT_FALSE(mon_http_host_ok("127.0.0.1", 5155, "localhost.evil:5155"));
+  EXPECT_TRUE(mon_http_host_ok("0.0.0.0", 80, "10.1.2.3"));
+  EXPECT_FALSE(mon_http_host_ok("0.0.0.0", 80, "rebind.evil"));
+}
+
+TEST(Token, CreatedPrivateAndChecked) {
+  fs::path p = fs::temp_directory_path() /
+               ("svcmon-token-" + std::to_string(getpid()));
+  fs::remove(p);
+  char tok[MON_TOKEN_LEN + 1], tok2[MON_TOKEN_LEN + 1], err[256];
+  ASSERT_EQ(mon_token_load(p.c_str(), tok, err, sizeof err), 0) << err;
+  EXPECT_EQ(strlen(tok), (size_t)MON_TOKEN_LEN);
+  EXPECT_EQ(fs::status(p).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  ASSERT_EQ(mon_token_load(p.c_str(), tok2, err, sizeof err), 0);
+  EXPECT_STREQ(tok, tok2);
+  EXPECT_TRUE(mon_token_check(tok, ("Bearer " + std::string(tok)).c_str()));
+  EXPECT_FALSE(mon_token_check(tok, tok));
+  EXPECT_FALSE(mon_token_check(tok, "Bearer "));
+  EXPECT_FALSE(mon_token_check(tok, nullptr));
+  std::string wrong = "Bearer " + std::string(tok);
+  wrong.back() ^= 1;
+  EXPECT_FALSE(mon_token_check(tok, wrong.c_str()));
+  fs::permissions(p, fs::perms::group_read, fs::perm_options::add);
+  EXPECT_EQ(mon_token_load(p.c_str(), tok2, err, sizeof err), -1);
+  fs::remove(p);
+}
+
+struct Resp {
+  int status = 0;
+  std::string head, body;
+};
+
+class Http : public ::testing::Test {
+protected:
+  std::string db;
+  mon_config cfg{};
+  mon_shared shared{};
+  mon_http *h = nullptr;
+  int port = 0;
+  const char *token = "sekrit";
+
+  void SetUp() override {
+    db = (fs::temp_directory_path() /
+          ("svcmon-http-" + std::to_string(getpid()) + ".sqlite"))
+             .string();
+    for (const char *s : {"", "-wal", "-shm"})
+      fs::remove(db + s);
+    std::string ini = "[monitor]\nhttp = 127.0.0.1:0\n[service.web]\n"
+                      "command = /bin/echo '<script>x</script>'\nport = 7100\n";
+    char err[256];
+    ASSERT_EQ(mon_config_parse(ini.data(), ini.size(), "t", false, &cfg, err,
+                               sizeof err),
+              0);
+    mon_store *st;
+    ASSERT_EQ(mon_store_open(db.c_str(), &st, err, sizeof err), 0);
+    int64_t sid;
+    mon_store_service(st, "web", 7100, cfg.services[0].command, &sid);
+    const char line[] = "<img src=x onerror=alert(1)>";
+    mon_store_log(st, sid, 1, "stdout", line, strlen(line));
+    mon_store_event(st, sid, 1, "start", "spawned pid 42 <b>");
+    mon_store_close(st);
+    ASSERT_EQ(mon_shared_init(&shared, 1), 0);
+    mon_view v{};
+    v.state = MON_RUNNING;
+    v.pid = 42;
+    v.nprocs = 3;
+    mon_shared_put(&shared, &v);
+    opts = {&cfg, &shared, token, db.c_str()};
+    ASSERT_EQ(mon_http_start(&opts, &h, err, sizeof err), 0) << err;
+    port = mon_http_port(h);
+    ASSERT_GT(port, 0);
+  }
+  void TearDown() override {
+    mon_http_stop(h);
+    mon_shared_fini(&shared);
+    mon_config_fini(&cfg);
+    for (const char *s : {"", "-wal", "-shm"})
+      fs::remove(db + s);
+  }
+  mon_http_opts opts{};
+
+  Resp req(const std::string &method, const std::string &path,
+           const std::string &extra = "", const char *host = nullptr,
+           const std::string &body = "") {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    Resp r;
+    if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0) {
+      close(fd);
+      return r;
+    }
+    std::string hosth =
+        host ? host : ("127.0.0.1:" + std::to_string(port));
+    std::string q = method + " " + path + " HTTP/1.1\r\nHost: " + hosth +
+                    "\r\nConnection: close\r\n" + extra + "\r\n" + body;
+    if (write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
+      close(fd);
+      return r;
+    }
+    std::string all;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+      all.append(buf, (size_t)n);
+    close(fd);
+    size_t split = all.find("\r\n\r\n");
+    r.head = all.substr(0, split);
+    r.body = split == std::string::npos ? "" : all.substr(split + 4);
+    if (all.size() > 12)
+      r.status = std::stoi(all.substr(9, 3));
+    return r;
+  }
+};
+
+TEST_F(Http, PagesAndSecurityHeaders) {
+  Resp r = req("GET", "/");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.head.find("Content-Security-Policy: default-src 'self'"),
+            std::string::npos);
+  EXPECT_NE(r.head.find("X-Frame-Options: DENY"), std::string::npos);
+  EXPECT_NE(r.head.find("X-Content-Type-Options: nosniff"), std::string::npos);
+  EXPECT_EQ(r.head.find("Access-Control-Allow-Origin"), std::string::npos);
+  EXPECT_NE(r.body.find("RUNNING"), std::string::npos);
+  EXPECT_NE(r.body.find("http-equiv=\"refresh\""), std::string::npos);
+
+  r = req("GET", "/service/web");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.find("<script>"), std::string::npos);
+  EXPECT_EQ(r.body.find("<img"), std::string::npos);
+  EXPECT_NE(r.body.find("&lt;img src=x onerror=alert(1)&gt;"),
+            std::string::npos);
+  EXPECT_NE(r.body.find("spawned pid 42 &lt;b&gt;"), std::string::npos);
+  EXPECT_NE(r.body.find("<svg"), std::string::npos);
+
+  r = req("GET", "/static/style.css");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.head.find("text/css"), std::string::npos);
+}
+
+TEST_F(Http, Json) {
+  Resp r = req("GET", "/api/services");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"name\":\"web\",\"state\":\"RUNNING\",\"pid\":42"),
+            std::string::npos);
+  EXPECT_NE(r.body.find("\\u003cscript\\u003e"), std::string::npos);
+  r = req("GET", "/api/services/web/logs?stream=stdout&tail=5");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\\u003cimg"), std::string::npos);
+  r = req("GET", "/api/services/web/metrics?from=0&to=1000");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"points\":[]"), std::string::npos);
+  EXPECT_EQ(req("GET", "/api/services/web/metrics?from=x").status, 400);
+  EXPECT_EQ(req("GET", "/api/services/web/logs?tail=-1").status, 400);
+  EXPECT_EQ(req("GET", "/api/services/nope/logs").status, 404);
+  r = req("GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("svc_up{service=\"web\"} 1"), std::string::npos);
+  EXPECT_NE(r.body.find("# TYPE svc_restarts_total counter"), std::string::npos);
+}
+
+TEST_F(Http, NotFoundAndTraversal) {
+  EXPECT_EQ(req("GET", "/nope").status, 404);
+  EXPECT_EQ(req("GET", "/service/nope").status, 404);
+  EXPECT_EQ(req("GET", "/static/../../../etc/passwd").status, 404);
+  EXPECT_EQ(req("GET", "/static/%2e%2e/%2e%2e/etc/passwd").status, 404);
+  EXPECT_EQ(req("GET", "/service/..%2f..%2fetc%2fpasswd").status, 404);
+  Resp r = req("GET", "/service/%3Cscript%3E");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.body.find("<script>"), std::string::npos);
+}
+
+TEST_F(Http, ControlNeedsToken) {
+  Resp r = req("POST", "/api/services/web/stop");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.head.find("WWW-Authenticate: Bearer"), std::string::npos);
+  EXPECT_EQ(req("POST", "/api/services/web/stop",
+                "Authorization: Bearer wrong\r\n").status,
+            401);
+  EXPECT_EQ(shared.nqueue, 0u);
+  r = req("POST", "/api/services/web/restart",
+          "Authorization: Bearer sekrit\r\nContent-Length: 3\r\n", nullptr,
+          "abc");
+  EXPECT_EQ(r.status, 202) << r.head;
+  mon_command cmd[4];
+  ASSERT_EQ(mon_shared_take(&shared, cmd, 4), 1u);
+  EXPECT_EQ(cmd[0].action, MON_A_RESTART);
+  EXPECT_EQ(req("POST", "/api/services/nope/stop",
+                "Authorization: Bearer sekrit\r\n").status,
+            404);
+  EXPECT_EQ(req("GET", "/api/services/web/stop").status, 405);
+}
+
+TEST_F(Http, HostCheckRefusesRebinding) {
+  EXPECT_EQ(req("GET", "/", "", "evil.example").status, 403);
+  EXPECT_EQ(req("GET", "/api/services", "",
+                ("attacker.test:" + std::to_string(port)).c_str())
+                .status,
+            403);
+  EXPECT_EQ(req("GET", "/", "", ("localhost:" + std::to_string(port)).c_str())
+                .status,
+            200);
+}
+
+} // namespace

@@ -1,0 +1,342 @@
+// integration_test.cc — runs the real svc-monitor binary on a temporary
+// config with a CPU-burning, a crashing, a memory-holding and an fd-listing
+// service, and checks states, samples, logs and events through the JSON API
+// and the SQLite file; then the kill -9 / restart orphan strategy.
+// Waits poll for conditions with generous deadlines: the machine is loaded.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string http(int port, const std::string &method, const std::string &path,
+                 const std::string &extra = "") {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  std::string all;
+  if (connect(fd, (sockaddr *)&sa, sizeof sa) == 0) {
+    std::string q = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" +
+                    std::to_string(port) + "\r\nConnection: close\r\n" +
+                    extra + "\r\n";
+    if (write(fd, q.data(), q.size()) == (ssize_t)q.size()) {
+      char buf[65536];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof buf)) > 0)
+        all.append(buf, (size_t)n);
+    }
+  }
+  close(fd);
+  return all;
+}
+
+// The JSON object of service `name` in /api/services output.
+std::string object_of(const std::string &json, const std::string &name) {
+  size_t p = json.find("{\"name\":\"" + name + "\"");
+  if (p == std::string::npos)
+    return "";
+  return json.substr(p, json.find('}', p) - p + 1);
+}
+
+std::string field(const std::string &obj, const std::string &key) {
+  size_t p = obj.find("\"" + key + "\":");
+  if (p == std::string::npos)
+    return "";
+  p += key.size() + 3;
+  size_t e = obj.find_first_of(",}", p);
+  std::string v = obj.substr(p, e - p);
+  if (!v.empty() && v[0] == '"')
+    v = v.substr(1, v.size() - 2);
+  return v;
+}
+
+double num(const std::string &s) { return s.empty() || s == "null" ? -1 : std::stod(s); }
+
+bool eventually(const std::function<bool()> &cond, int seconds = 60) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond())
+      return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return cond();
+}
+
+bool alive(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  if (!std::getline(f, s))
+    return false;
+  size_t rp = s.rfind(')');
+  return rp != std::string::npos && s[rp + 2] != 'Z';
+}
+
+class Monitor : public ::testing::Test {
+protected:
+  fs::path dir;
+  pid_t mon = -1;
+  int port = 0;
+  int out_fd = -1;
+
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("svcmon-it-" + std::to_string(getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  void TearDown() override {
+    if (mon > 0) {
+      kill(mon, SIGKILL);
+      waitpid(mon, nullptr, 0);
+    }
+    if (out_fd >= 0)
+      close(out_fd);
+    fs::remove_all(dir);
+  }
+  void write_config(const std::string &services) {
+    std::ofstream(dir / "m.ini")
+        << "[monitor]\nhttp = 127.0.0.1:0\ndb = " << (dir / "m.sqlite").string()
+        << "\nlog_dir = " << (dir / "logs").string()
+        << "\ntoken_file = " << (dir / "token").string()
+        << "\nsample_interval_ms = 200\n\n"
+        << services;
+  }
+  // Starts the monitor and reads the port from its first line.
+  void start() {
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    mon = fork();
+    ASSERT_GE(mon, 0);
+    if (mon == 0) {
+      dup2(p[1], 1);
+      execl(MON_BINARY, "svc-monitor", "--config", (dir / "m.ini").c_str(),
+            (char *)nullptr);
+      _exit(127);
+    }
+    close(p[1]);
+    out_fd = p[0];
+    std::string line;
+    char c;
+    while (read(out_fd, &c, 1) == 1 && c != '\n')
+      line += c;
+    size_t at = line.find("127.0.0.1:");
+    ASSERT_NE(at, std::string::npos) << line;
+    port = std::stoi(line.substr(at + 10));
+  }
+  std::string services() { return http(port, "GET", "/api/services"); }
+  std::string svc(const std::string &name) {
+    return object_of(services(), name);
+  }
+  int64_t sql(const std::string &q) {
+    sqlite3 *db;
+    int64_t v = -1;
+    if (sqlite3_open_v2((dir / "m.sqlite").c_str(), &db, SQLITE_OPEN_READONLY,
+                        nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 5000);
+      sqlite3_stmt *st;
+      if (sqlite3_prepare_v2(db, q.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return v;
+  }
+  int stop_monitor() {
+    kill(mon, SIGTERM);
+    int status = -1;
+    bool done = eventually([&] { return waitpid(mon, &status, WNOHANG) == mon; },
+                           60);
+    mon = -1;
+    return done ? status : -1;
+  }
+};
+
+TEST_F(Monitor, EndToEnd) {
+  write_config(
+      "[service.burn]\ncommand = /bin/sh -c \"while :; do :; done\"\n"
+      "start_secs = 0\n\n"
+      "[service.crash]\ncommand = /bin/sh -c 'echo \"dying <now>\" >&2; "
+      "exit 3'\nstart_retries = 2\nbackoff_ms = 100\n\n"
+      "[service.mem]\ncommand = " MON_MEMHOLD " 64\nstart_secs = 0\n\n"
+      "[service.fds]\ncommand = /bin/ls /proc/self/fd\nrestart = never\n"
+      "env = FOO=bar\n");
+  start();
+
+  EXPECT_TRUE(eventually([&] {
+    std::string o = svc("crash");
+    return field(o, "state") == "FATAL" && field(o, "restarts") == "2";
+  })) << services();
+  EXPECT_TRUE(eventually([&] {
+    std::string o = svc("burn");
+    return field(o, "state") == "RUNNING" && num(field(o, "cpu_pct")) > 5;
+  })) << services();
+  EXPECT_TRUE(eventually([&] {
+    std::string o = svc("mem");
+    return field(o, "state") == "RUNNING" &&
+           num(field(o, "rss_bytes")) >= 64.0 * 1024 * 1024;
+  })) << services();
+  EXPECT_TRUE(eventually([&] { return field(svc("fds"), "state") == "EXITED"; }))
+      << services();
+
+  // samples, events and logs reached the SQLite file
+  EXPECT_TRUE(eventually([&] {
+    return sql("SELECT count(*) FROM samples s JOIN services v ON "
+               "v.id=s.service_id WHERE v.name='burn' AND cpu_pct > 5") >= 2;
+  }));
+  EXPECT_GE(sql("SELECT max(rss_bytes) FROM samples s JOIN services v ON "
+                "v.id=s.service_id WHERE v.name='mem'"),
+            64LL << 20);
+  EXPECT_EQ(sql("SELECT count(*) FROM events e JOIN services v ON "
+                "v.id=e.service_id WHERE v.name='crash' AND kind='exit' AND "
+                "detail='exited with code 3'"),
+            3);
+  EXPECT_EQ(sql("SELECT count(*) FROM events e JOIN services v ON "
+                "v.id=e.service_id WHERE v.name='crash' AND kind='fatal'"),
+            1);
+  EXPECT_TRUE(eventually([&] {
+    return sql("SELECT count(*) FROM logs l JOIN services v ON "
+               "v.id=l.service_id WHERE v.name='crash' AND stream='stderr' "
+               "AND line='dying <now>'") == 3;
+  }));
+  // only 0, 1, 2 (and ls's own directory fd) reach a service
+  EXPECT_TRUE(eventually([&] {
+    return sql("SELECT count(*) FROM logs l JOIN services v ON "
+               "v.id=l.service_id WHERE v.name='fds' AND stream='stdout' AND "
+               "line NOT LIKE 'svc-monitor:%'") > 0;
+  }));
+  EXPECT_LE(sql("SELECT count(*) FROM logs l JOIN services v ON "
+                "v.id=l.service_id WHERE v.name='fds' AND stream='stdout' AND "
+                "line NOT LIKE 'svc-monitor:%'"),
+            4);
+  // log files, with the monitor's own lines
+  std::ifstream lf(dir / "logs" / "crash.stdout.log");
+  std::stringstream ls;
+  ls << lf.rdbuf();
+  EXPECT_NE(ls.str().find("svc-monitor: exited with code 3"),
+            std::string::npos);
+  EXPECT_NE(ls.str().find("svc-monitor: spawned pid"), std::string::npos);
+
+  // the logs API escapes what the service printed
+  std::string logs = http(port, "GET", "/api/services/crash/logs?stream=stderr");
+  EXPECT_NE(logs.find("dying \\u003cnow\\u003e"), std::string::npos);
+  std::string page = http(port, "GET", "/service/crash");
+  EXPECT_NE(page.find("dying &lt;now&gt;"), std::string::npos);
+
+  // control: 401 without the token, stop with it
+  EXPECT_NE(http(port, "POST", "/api/services/burn/stop").find(" 401 "),
+            std::string::npos);
+  std::string token;
+  std::ifstream(dir / "token") >> token;
+  EXPECT_EQ(fs::status(dir / "token").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  int burn_pid = (int)num(field(svc("burn"), "pid"));
+  EXPECT_NE(http(port, "POST", "/api/services/burn/stop",
+                 "Authorization: Bearer " + token + "\r\n")
+                .find(" 202 "),
+            std::string::npos);
+  EXPECT_TRUE(eventually([&] { return field(svc("burn"), "state") == "STOPPED"; }))
+      << services();
+  EXPECT_TRUE(eventually([&] { return !alive(burn_pid); }));
+
+  // SIGTERM stops every service, then the monitor exits 0
+  int mem_pid = (int)num(field(svc("mem"), "pid"));
+  ASSERT_GT(mem_pid, 0);
+  int status = stop_monitor();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_TRUE(eventually([&] { return !alive(mem_pid); }, 10));
+}
+
+TEST_F(Monitor, KilledMonitorLeavesNoOrphansTwice) {
+  // ignores SIGTERM (so the parent-death signal does not end it) and has a
+  // child of its own in its session
+  write_config("[service.stubborn]\ncommand = /bin/sh -c 'trap \"\" TERM; "
+               "sleep 1000 & echo trapped; while :; do sleep 0.2; done'\n"
+               "stop_timeout_ms = 500\nstart_secs = 0\n");
+  start();
+  int old_pid = 0;
+  ASSERT_TRUE(eventually([&] {
+    std::string o = svc("stubborn");
+    old_pid = (int)num(field(o, "pid"));
+    return field(o, "state") == "RUNNING" && old_pid > 0 &&
+           http(port, "GET", "/api/services/stubborn/logs")
+                   .find("\"trapped\"") != std::string::npos;
+  }));
+  kill(mon, SIGKILL);
+  waitpid(mon, nullptr, 0);
+  mon = -1;
+  close(out_fd);
+  out_fd = -1;
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(alive(old_pid)); // the orphan survived its monitor
+
+  start(); // the new monitor stops the leftover before starting its own
+  EXPECT_TRUE(eventually([&] { return !alive(old_pid); }, 30));
+  int new_pid = 0;
+  EXPECT_TRUE(eventually([&] {
+    std::string o = svc("stubborn");
+    new_pid = (int)num(field(o, "pid"));
+    return field(o, "state") == "RUNNING" && new_pid > 0;
+  }));
+  EXPECT_NE(new_pid, old_pid);
+  // nothing of the old session is left
+  int leftovers = 0;
+  for (auto &e : fs::directory_iterator("/proc")) {
+    std::string n = e.path().filename();
+    if (n.empty() || !isdigit((unsigned char)n[0]))
+      continue;
+    std::ifstream f(e.path() / "stat");
+    std::string s;
+    if (!std::getline(f, s))
+      continue;
+    size_t rp = s.rfind(')');
+    if (rp == std::string::npos)
+      continue;
+    std::istringstream rest(s.substr(rp + 2));
+    std::string state;
+    int ppid, pgrp, session;
+    rest >> state >> ppid >> pgrp >> session;
+    if (session == old_pid && state != "Z")
+      leftovers++;
+  }
+  EXPECT_EQ(leftovers, 0);
+  int status = stop_monitor();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(eventually([&] { return !alive(new_pid); }, 10));
+}
+
+TEST_F(Monitor, BadConfigExits2WithLine) {
+  std::ofstream(dir / "m.ini") << "[monitor]\nhttp = 127.0.0.1:0\n"
+                                  "[service.a]\ncommand = x\nportt = 1\n";
+  std::string cmd = std::string(MON_BINARY) + " --config " +
+                    (dir / "m.ini").string() + " 2>" +
+                    (dir / "err").string();
+  int st = system(cmd.c_str());
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+  std::ifstream f(dir / "err");
+  std::string line;
+  std::getline(f, line);
+  EXPECT_EQ(line, (dir / "m.ini").string() + ":5: unknown key 'portt' in [service]");
+}
+
+} // namespace

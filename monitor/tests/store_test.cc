@@ -1,0 +1,196 @@
+// store_test.cc — schema, inserts, minute/hour downsampling, retention and
+// the read side (tier choice, bucketing, logs, events).
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <string>
+
+#include "store.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+class Store : public ::testing::Test {
+protected:
+  std::string path;
+  mon_store *st = nullptr;
+  int64_t sid = 0;
+  void SetUp() override {
+    path = (fs::temp_directory_path() /
+            ("svcmon-store-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+             ".sqlite"))
+               .string();
+    wipe();
+    char err[256];
+    ASSERT_EQ(mon_store_open(path.c_str(), &st, err, sizeof err), 0) << err;
+    ASSERT_EQ(mon_store_service(st, "svc-a", 7000, "cmd a", &sid), 0);
+  }
+  void TearDown() override {
+    mon_store_close(st);
+    wipe();
+  }
+  void wipe() {
+    for (const char *suf : {"", "-wal", "-shm"})
+      fs::remove(path + suf);
+  }
+  int64_t count(const std::string &sql) {
+    sqlite3_stmt *q;
+    EXPECT_EQ(sqlite3_prepare_v2(mon_store_db(st), sql.c_str(), -1, &q,
+                                 nullptr),
+              SQLITE_OK)
+        << sql;
+    int64_t v = -1;
+    if (sqlite3_step(q) == SQLITE_ROW)
+      v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+  }
+  double real(const std::string &sql) {
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(mon_store_db(st), sql.c_str(), -1, &q, nullptr);
+    double v = -1;
+    if (sqlite3_step(q) == SQLITE_ROW)
+      v = sqlite3_column_double(q, 0);
+    sqlite3_finalize(q);
+    return v;
+  }
+  void sample(int64_t ts, double cpu, uint64_t rss) {
+    mon_sample s{};
+    s.valid = s.cpu_valid = true;
+    s.cpu_pct = cpu;
+    s.rss_bytes = rss;
+    s.read_bytes = 100;
+    s.nprocs = 2;
+    ASSERT_EQ(mon_store_sample(st, sid, ts, &s), 0);
+  }
+};
+
+const int64_t T0 = 1700000000000LL / 3600000 * 3600000; // an hour boundary
+
+TEST_F(Store, WalAndSchema) {
+  EXPECT_EQ(count("SELECT count(*) FROM pragma_journal_mode WHERE "
+                  "journal_mode='wal'"),
+            1);
+  for (const char *t : {"services", "samples", "samples_1m", "samples_1h",
+                        "events", "logs"})
+    EXPECT_EQ(count(std::string("SELECT count(*) FROM sqlite_master WHERE "
+                                "name='") + t + "'"),
+              1)
+        << t;
+  int64_t again = 0;
+  ASSERT_EQ(mon_store_service(st, "svc-a", 7001, "cmd b", &again), 0);
+  EXPECT_EQ(again, sid);
+  EXPECT_EQ(count("SELECT port FROM services WHERE name='svc-a'"), 7001);
+}
+
+TEST_F(Store, DownsampleMinutesAndHours) {
+  ASSERT_EQ(mon_store_begin(st), 0);
+  // 3 minutes at 1 Hz: cpu 10 in minute 0, 20 in minute 1, 30 in minute 2
+  for (int i = 0; i < 180; i++)
+    sample(T0 + i * 1000, 10.0 * (1 + i / 60), 1000 + (uint64_t)i);
+  ASSERT_EQ(mon_store_maintain(st, T0 + 120500, 7), 0); // minutes 0,1 done
+  ASSERT_EQ(mon_store_commit(st), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM samples_1m"), 2);
+  EXPECT_DOUBLE_EQ(real("SELECT cpu_pct FROM samples_1m ORDER BY ts_ms "
+                        "LIMIT 1 OFFSET 1"),
+                   20.0);
+  EXPECT_EQ(count("SELECT rss_max FROM samples_1m ORDER BY ts_ms LIMIT 1"),
+            1059);
+  EXPECT_EQ(count("SELECT n FROM samples_1m LIMIT 1"), 60);
+  // a second call in the same minute folds nothing new
+  ASSERT_EQ(mon_store_maintain(st, T0 + 121000, 7), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM samples_1m"), 2);
+  // an hour later: minute 2 and the first hour fold
+  ASSERT_EQ(mon_store_maintain(st, T0 + 3600000 + 5000, 7), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM samples_1m"), 3);
+  EXPECT_EQ(count("SELECT count(*) FROM samples_1h"), 1);
+  EXPECT_DOUBLE_EQ(real("SELECT cpu_pct_max FROM samples_1h"), 30.0);
+  EXPECT_DOUBLE_EQ(real("SELECT cpu_pct FROM samples_1h"), 20.0);
+}
+
+TEST_F(Store, RetentionAndWatermarkSurviveReopen) {
+  const int64_t day = 86400000;
+  sample(T0, 1, 1);
+  sample(T0 + 3 * day, 1, 1);
+  ASSERT_EQ(mon_store_event(st, sid, T0, "start", "spawned pid 1"), 0);
+  ASSERT_EQ(mon_store_maintain(st, T0 + 3 * day + 1000, 2), 0);
+  // raw: 2 days; minute rows: retention_days = 2
+  EXPECT_EQ(count("SELECT count(*) FROM samples"), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM samples_1m WHERE ts_ms < " +
+                  std::to_string(T0 + day)),
+            0);
+  EXPECT_EQ(count("SELECT count(*) FROM samples_1h"), 1); // kept 2 years
+  mon_store_close(st);
+  char err[256];
+  ASSERT_EQ(mon_store_open(path.c_str(), &st, err, sizeof err), 0);
+  EXPECT_EQ(count("SELECT value FROM meta WHERE key='done_1m'"),
+            (T0 + 3 * day + 1000) / 60000 * 60000);
+}
+
+TEST_F(Store, ReaderPicksTierAndBuckets) {
+  EXPECT_EQ(mon_tier_pick(0, 300000, 1000), MON_TIER_RAW);
+  EXPECT_EQ(mon_tier_pick(0, 3600000, 1000), MON_TIER_RAW);
+  EXPECT_EQ(mon_tier_pick(0, 86400000, 1000), MON_TIER_1M);
+  EXPECT_EQ(mon_tier_pick(0, 30LL * 86400000, 1000), MON_TIER_1H);
+
+  ASSERT_EQ(mon_store_begin(st), 0);
+  for (int i = 0; i < 3600; i++)
+    sample(T0 + i * 1000, i % 2 ? 50 : 0, 4096);
+  ASSERT_EQ(mon_store_commit(st), 0);
+  mon_reader *r;
+  ASSERT_EQ(mon_reader_open(path.c_str(), &r), 0);
+  mon_point *pts;
+  size_t n;
+  mon_tier tier;
+  ASSERT_EQ(mon_reader_series(r, "svc-a", T0, T0 + 3600000, 1000, 1000, &pts,
+                              &n, &tier),
+            0);
+  EXPECT_EQ(tier, MON_TIER_RAW);
+  EXPECT_LE(n, 1000u);
+  EXPECT_GE(n, 900u);
+  EXPECT_NEAR(pts[0].cpu_pct, 25.0, 1e-9); // 4 s buckets average 0 and 50
+  EXPECT_DOUBLE_EQ(pts[0].cpu_max, 50.0);
+  EXPECT_NEAR(pts[0].read_bps, 100.0, 1e-9); // 100 bytes per 1 s sample
+  free(pts);
+  ASSERT_EQ(mon_reader_series(r, "nope", T0, T0 + 3600000, 1000, 1000, &pts,
+                              &n, &tier),
+            0);
+  EXPECT_EQ(n, 0u);
+  free(pts);
+  mon_reader_close(r);
+}
+
+TEST_F(Store, LogsAndEvents) {
+  ASSERT_EQ(mon_store_begin(st), 0);
+  for (int i = 0; i < 10; i++) {
+    std::string line = "line " + std::to_string(i);
+    ASSERT_EQ(mon_store_log(st, sid, T0 + i, i % 2 ? "stderr" : "stdout",
+                            line.data(), line.size()),
+              0);
+  }
+  ASSERT_EQ(mon_store_event(st, sid, T0, "start", "spawned pid 7"), 0);
+  ASSERT_EQ(mon_store_event(st, sid, T0 + 5, "exit", "exited with code 1"), 0);
+  ASSERT_EQ(mon_store_commit(st), 0);
+  mon_reader *r;
+  ASSERT_EQ(mon_reader_open(path.c_str(), &r), 0);
+  mon_row *rows;
+  size_t n;
+  ASSERT_EQ(mon_reader_logs(r, "svc-a", "stderr", 3, &rows, &n), 0);
+  ASSERT_EQ(n, 3u);
+  EXPECT_STREQ(rows[0].b, "line 5"); // oldest first
+  EXPECT_STREQ(rows[2].b, "line 9");
+  mon_rows_free(rows, n);
+  ASSERT_EQ(mon_reader_logs(r, "svc-a", nullptr, 100, &rows, &n), 0);
+  EXPECT_EQ(n, 10u);
+  mon_rows_free(rows, n);
+  ASSERT_EQ(mon_reader_events(r, "svc-a", 10, &rows, &n), 0);
+  ASSERT_EQ(n, 2u);
+  EXPECT_STREQ(rows[0].a, "exit"); // newest first
+  mon_rows_free(rows, n);
+  mon_reader_close(r);
+}
+
+} // namespace

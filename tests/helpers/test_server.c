@@ -1,0 +1,223 @@
+/* test_server.c — the helper service integration tests fork/exec: listens on
+ * the URLs given, prints "READY" once bound, and serves a fixed set of
+ * methods that exercise the library (zero-copy and copied replies, errors,
+ * slow and CPU-bound handlers, large replies).
+ *
+ *   test_server --name N [--listen URL]... [--max-msg BYTES]
+ *               [--wait adaptive|spin|block] [--threads N] [--allow-any-uid]
+ *               [--mode run|start]
+ *
+ * Exit codes: 0 after a clean stop, 2 bad usage or setup, 3 address in use. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "svc.h"
+
+/* Decimal number at the start of a request that is not NUL-terminated. */
+static long long req_number(const void *req, size_t len) {
+  char buf[32];
+  if (len >= sizeof buf)
+    len = sizeof buf - 1;
+  memcpy(buf, req, len);
+  buf[len] = '\0';
+  return strtoll(buf, NULL, 10);
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int reply_text(svc_reply *r, const char *s) {
+  return svc_reply_set(r, s, strlen(s));
+}
+
+/* echo: the request back, written in place (zero copy on shm). */
+static int m_echo(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  void *p = svc_reply_alloc(r, len);
+  if (!p)
+    return SVC_ETOOBIG;
+  if (len)
+    memcpy(p, req, len);
+  return 0;
+}
+
+/* echo_set: the request back, copied by svc_reply_set. */
+static int m_echo_set(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  return svc_reply_set(r, req, len);
+}
+
+/* checksum: 8-byte little-endian FNV-1a 64 of the request. */
+static int m_checksum(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  const uint8_t *p = req;
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  uint8_t out[8];
+  for (int i = 0; i < 8; i++)
+    out[i] = (uint8_t)(h >> (8 * i));
+  return svc_reply_set(r, out, sizeof out);
+}
+
+/* fail: returns the code in the request (default 42): positive codes reach
+ * the caller as SVC_EHANDLER, negative ones as that SVC_E* code. */
+static int m_fail(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  (void)r;
+  return len ? (int)req_number(req, len) : 42;
+}
+
+/* sleep: request = milliseconds; replies "ok" afterwards. */
+static int m_sleep(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  long long ms = req_number(req, len);
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  return reply_text(r, "ok");
+}
+
+/* burn: spins the CPU for the requested milliseconds; replies "ok". */
+static int m_burn(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  int64_t end = now_ms() + req_number(req, len);
+  uint64_t x = 0;
+  while (now_ms() < end)
+    for (int i = 0; i < 10000; i++)
+      x += (uint64_t)i;
+  __asm__ volatile("" : : "r"(x)); /* keep the loop */
+  return reply_text(r, "ok");
+}
+
+/* big: a reply of N bytes (N in the request), byte i = i % 251. */
+static int m_big(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  long long n = req_number(req, len);
+  if (n < 0)
+    return SVC_EINVAL;
+  uint8_t *p = svc_reply_alloc(r, (size_t)n);
+  if (!p)
+    return SVC_ETOOBIG;
+  for (long long i = 0; i < n; i++)
+    p[i] = (uint8_t)(i % 251);
+  return 0;
+}
+
+/* pid: this process's pid, in decimal. */
+static int m_pid(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  (void)req;
+  (void)len;
+  char buf[32];
+  snprintf(buf, sizeof buf, "%ld", (long)getpid());
+  return reply_text(r, buf);
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: test_server --name N [--listen URL]... "
+                  "[--max-msg BYTES] [--wait adaptive|spin|block] "
+                  "[--threads N] [--allow-any-uid] [--mode run|start]\n");
+  exit(2);
+}
+
+static int check(int rc, const char *what, const char *arg) {
+  if (rc == 0)
+    return 0;
+  fprintf(stderr, "test_server: %s %s: %s (%s)\n", what, arg ? arg : "",
+          svc_strerror(rc), svc_err_name(rc));
+  exit(rc == SVC_EADDRINUSE ? 3 : 2);
+}
+
+int main(int argc, char **argv) {
+  const char *name = NULL, *mode = "run";
+  const char *listens[16];
+  int nlisten = 0;
+  long long max_msg = -1, threads = -1;
+  int allow_any_uid = 0;
+  svc_wait_policy wait = SVC_WAIT_ADAPTIVE;
+
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "--allow-any-uid") == 0) {
+      allow_any_uid = 1;
+      continue;
+    }
+    if (!v)
+      usage();
+    i++;
+    if (strcmp(a, "--name") == 0)
+      name = v;
+    else if (strcmp(a, "--listen") == 0 && nlisten < 16)
+      listens[nlisten++] = v;
+    else if (strcmp(a, "--max-msg") == 0)
+      max_msg = atoll(v);
+    else if (strcmp(a, "--threads") == 0)
+      threads = atoll(v);
+    else if (strcmp(a, "--mode") == 0)
+      mode = v;
+    else if (strcmp(a, "--wait") == 0)
+      wait = strcmp(v, "spin") == 0    ? SVC_WAIT_SPIN
+             : strcmp(v, "block") == 0 ? SVC_WAIT_BLOCK
+                                       : SVC_WAIT_ADAPTIVE;
+    else
+      usage();
+  }
+  if (!name || nlisten == 0)
+    usage();
+
+  svc_server *s;
+  check(svc_server_new(name, &s), "svc_server_new", name);
+  static const struct {
+    const char *name;
+    svc_handler fn;
+  } methods[] = {{"echo", m_echo},   {"echo_set", m_echo_set},
+                 {"checksum", m_checksum}, {"fail", m_fail},
+                 {"sleep", m_sleep}, {"burn", m_burn},
+                 {"big", m_big},     {"pid", m_pid}};
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    check(svc_server_method(s, methods[i].name, methods[i].fn, NULL),
+          "svc_server_method", methods[i].name);
+  if (max_msg >= 0)
+    check(svc_server_set_max_msg(s, (size_t)max_msg), "set_max_msg", NULL);
+  if (threads > 0)
+    check(svc_server_set_max_threads(s, (int)threads), "set_max_threads", NULL);
+  check(svc_server_set_wait(s, wait), "set_wait", NULL);
+  if (allow_any_uid)
+    check(svc_server_set_allow_any_uid(s, 1), "set_allow_any_uid", NULL);
+  for (int i = 0; i < nlisten; i++)
+    check(svc_server_listen(s, listens[i]), "svc_server_listen", listens[i]);
+
+  if (strcmp(mode, "start") == 0) {
+    /* Background threads; this thread waits for SIGTERM/SIGINT. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    check(svc_server_start(s), "svc_server_start", NULL);
+    printf("READY\n");
+    fflush(stdout);
+    int sig;
+    sigwait(&set, &sig);
+    svc_server_stop(s);
+  } else {
+    printf("READY\n");
+    fflush(stdout);
+    check(svc_server_run(s), "svc_server_run", NULL);
+  }
+  svc_server_free(s);
+  return 0;
+}
