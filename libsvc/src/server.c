@@ -15,50 +15,11 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "server.h"
 #include "transport.h"
 
-#define MAX_LISTENERS 16
 #define DEFAULT_MAX_THREADS 64
 #define INITIAL_THREADS 2
-
-typedef struct method {
-  char name[SVC_METHOD_MAX + 1];
-  svc_handler fn;
-  void *ctx;
-} method;
-
-enum item_kind { ITEM_STOP, ITEM_LISTENER, ITEM_CONN };
-
-/* What an epoll event points at. Connections are linked for shutdown. */
-typedef struct item {
-  enum item_kind kind;
-  svc__listener *listener;
-  svc__conn *conn;
-  struct item *prev, *next;
-} item;
-
-struct svc_server {
-  char name[SVC__NAME_MAX + 1];
-  method *methods;
-  int nmethods;
-  item listeners[MAX_LISTENERS];
-  char listen_urls[MAX_LISTENERS][SVC__PATH_MAX + 16];
-  int nlisteners;
-  svc__conn_opts opts;
-  _Atomic int spinners;   /* threads spinning now (bounded by cores) */
-  int max_threads;
-  int epfd;               /* -1 until started */
-  int stopfd;             /* eventfd: readable once stop was asked */
-  item stop_item;
-  _Atomic int stopping;
-  int started;
-  pthread_t *threads;
-  _Atomic int nthreads;
-  _Atomic int idle;       /* threads waiting in epoll_wait */
-  pthread_mutex_t lock;   /* guards conns and thread creation */
-  item conns;             /* list head */
-  int64_t started_ns;
-};
 
 int svc_server_new(const char *name, svc_server **out) {
   if (!out || !svc__name_valid(name))
@@ -81,30 +42,6 @@ int svc_server_new(const char *name, svc_server **out) {
   return 0;
 }
 
-int svc_server_method(svc_server *s, const char *name, svc_handler fn,
-                      void *ctx) {
-  if (!s || !name || !fn || s->started)
-    return SVC_EINVAL;
-  size_t n = strlen(name);
-  if (n == 0 || n > SVC_METHOD_MAX || strncmp(name, "svc.", 4) == 0)
-    return SVC_EINVAL;
-  for (int i = 0; i < s->nmethods; i++)
-    if (strcmp(s->methods[i].name, name) == 0) {
-      s->methods[i].fn = fn;
-      s->methods[i].ctx = ctx;
-      return 0;
-    }
-  method *m = realloc(s->methods, (size_t)(s->nmethods + 1) * sizeof *m);
-  if (!m)
-    return SVC_ENOMEM;
-  s->methods = m;
-  memcpy(m[s->nmethods].name, name, n + 1);
-  m[s->nmethods].fn = fn;
-  m[s->nmethods].ctx = ctx;
-  s->nmethods++;
-  return 0;
-}
-
 int svc_server_listen(svc_server *s, const char *url) {
   svc__url u;
   if (!s || s->started || s->nlisteners == MAX_LISTENERS)
@@ -115,7 +52,7 @@ int svc_server_listen(svc_server *s, const char *url) {
   const svc__transport *tp = svc__transport_find(u.scheme);
   if (!tp)
     return SVC_EINVAL;
-  item *it = &s->listeners[s->nlisteners];
+  svc__item *it = &s->listeners[s->nlisteners];
   if ((rc = tp->listen(&u, &it->listener)) < 0)
     return rc;
   it->kind = ITEM_LISTENER;
@@ -152,93 +89,9 @@ int svc_server_set_max_threads(svc_server *s, int n) {
   return 0;
 }
 
-/* ---- dispatch ---- */
-
-static int reply_text(svc_reply *r, const char *text) {
-  return svc_reply_set(r, text, strlen(text));
-}
-
-static int builtin_methods(svc_server *s, svc_reply *r) {
-  size_t cap = 32, len = 0;
-  for (int i = 0; i < s->nmethods; i++)
-    cap += strlen(s->methods[i].name) * 6 + 4;
-  char *buf = malloc(cap);
-  if (!buf)
-    return SVC_ENOMEM;
-  len += (size_t)snprintf(buf, cap, "[");
-  for (int i = 0; i < s->nmethods; i++) {
-    len += (size_t)snprintf(buf + len, cap - len, "%s\"", i ? "," : "");
-    for (const char *p = s->methods[i].name; *p; p++) {
-      unsigned char ch = (unsigned char)*p;
-      if (ch == '"' || ch == '\\')
-        len += (size_t)snprintf(buf + len, cap - len, "\\%c", ch);
-      else if (ch < 0x20)
-        len += (size_t)snprintf(buf + len, cap - len, "\\u%04x", ch);
-      else
-        buf[len++] = (char)ch;
-    }
-    buf[len++] = '"';
-  }
-  len += (size_t)snprintf(buf + len, cap - len, "]");
-  int rc = svc_reply_set(r, buf, len);
-  free(buf);
-  return rc;
-}
-
-static int builtin_info(svc_server *s, svc_reply *r) {
-  char buf[4096];
-  int64_t up_ms = (svc__now_ns() - s->started_ns) / 1000000;
-  int len = snprintf(buf, sizeof buf,
-                     "{\"format\":1,\"name\":\"%s\",\"version\":\"%s\","
-                     "\"pid\":%d,\"workers\":1,\"uptime_ms\":%lld,"
-                     "\"listeners\":[",
-                     s->name, svc_version(), (int)getpid(), (long long)up_ms);
-  for (int i = 0; i < s->nlisteners && len < (int)sizeof buf - 300; i++)
-    len += snprintf(buf + len, sizeof buf - (size_t)len, "%s\"%s\"",
-                    i ? "," : "", s->listen_urls[i]);
-  len += snprintf(buf + len, sizeof buf - (size_t)len, "]}");
-  return svc_reply_set(r, buf, (size_t)len);
-}
-
-static int dispatch_builtin(svc_server *s, const char *name, svc_reply *r) {
-  if (strcmp(name, "svc.ping") == 0)
-    return reply_text(r, "pong");
-  if (strcmp(name, "svc.methods") == 0)
-    return builtin_methods(s, r);
-  if (strcmp(name, "svc.info") == 0)
-    return builtin_info(s, r);
-  return SVC_ENOMETHOD;
-}
-
-static int dispatch(void *ctx, const char *name, const void *req, size_t len,
-                    svc_reply *r) {
-  svc_server *s = ctx;
-  if (strncmp(name, "svc.", 4) == 0)
-    return dispatch_builtin(s, name, r);
-  for (int i = 0; i < s->nmethods; i++)
-    if (strcmp(s->methods[i].name, name) == 0)
-      return s->methods[i].fn(s->methods[i].ctx, req, len, r);
-  return SVC_ENOMETHOD;
-}
-
-void *svc_reply_alloc(svc_reply *r, size_t len) {
-  return r ? r->alloc(r, len) : NULL;
-}
-
-int svc_reply_set(svc_reply *r, const void *p, size_t len) {
-  if (!r || (!p && len))
-    return SVC_EINVAL;
-  void *dst = r->alloc(r, len);
-  if (!dst)
-    return r->error;
-  if (len)
-    memcpy(dst, p, len);
-  return 0;
-}
-
 /* ---- event loop ---- */
 
-static int arm(svc_server *s, item *it, int op) {
+static int arm(svc_server *s, svc__item *it, int op) {
   int fd = it->kind == ITEM_CONN ? it->conn->fd : it->listener->fd;
   struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
                            .data.ptr = it};
@@ -246,7 +99,7 @@ static int arm(svc_server *s, item *it, int op) {
 }
 
 static void conn_add(svc_server *s, svc__conn *c) {
-  item *it = calloc(1, sizeof *it);
+  svc__item *it = calloc(1, sizeof *it);
   if (!it) {
     c->tp->close(c);
     return;
@@ -269,7 +122,7 @@ static void conn_add(svc_server *s, svc__conn *c) {
   }
 }
 
-static void conn_remove(svc_server *s, item *it) {
+static void conn_remove(svc_server *s, svc__item *it) {
   epoll_ctl(s->epfd, EPOLL_CTL_DEL, it->conn->fd, NULL);
   pthread_mutex_lock(&s->lock);
   it->prev->next = it->next;
@@ -279,7 +132,7 @@ static void conn_remove(svc_server *s, item *it) {
   free(it);
 }
 
-static void accept_all(svc_server *s, item *it) {
+static void accept_all(svc_server *s, svc__item *it) {
   svc__listener *l = it->listener;
   for (;;) {
     svc__conn *c;
@@ -314,7 +167,7 @@ static void *thread_main(void *arg) {
       continue;
     if (n <= 0)
       break;
-    item *it = ev.data.ptr;
+    svc__item *it = ev.data.ptr;
     if (it->kind == ITEM_STOP)
       break;
     if (idle_left == 0)
@@ -323,7 +176,7 @@ static void *thread_main(void *arg) {
       accept_all(s, it);
       continue;
     }
-    int rc = it->conn->tp->serve(it->conn, dispatch, s);
+    int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, s);
     if (rc == 0 && arm(s, it, EPOLL_CTL_MOD) == 0)
       continue;
     conn_remove(s, it);
@@ -406,7 +259,7 @@ void svc_server_free(svc_server *s) {
   svc_server_stop(s);
   join_threads(s);
   while (s->conns.next != &s->conns) {
-    item *it = s->conns.next;
+    svc__item *it = s->conns.next;
     it->prev->next = it->next;
     it->next->prev = it->prev;
     it->conn->tp->close(it->conn);

@@ -1,0 +1,58 @@
+/* server.h — the svc_server object, shared by server.c (listeners, event
+ * loop, threads), methods.c (method table, dispatch, built-in svc.* methods)
+ * and workers.c (worker processes). */
+#ifndef SVC_SERVER_H
+#define SVC_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "transport.h"
+
+#define MAX_LISTENERS 16
+
+typedef struct svc__method {
+  char name[SVC_METHOD_MAX + 1];
+  svc_handler fn;
+  void *ctx;
+} svc__method;
+
+enum item_kind { ITEM_STOP, ITEM_LISTENER, ITEM_CONN };
+
+/* What an epoll event points at. Connections are linked for shutdown. */
+typedef struct svc__item {
+  enum item_kind kind;
+  svc__listener *listener;
+  svc__conn *conn;
+  struct svc__item *prev, *next;
+} svc__item;
+
+struct svc_server {
+  char name[SVC__NAME_MAX + 1];
+  svc__method *methods;
+  int nmethods;
+  svc__item listeners[MAX_LISTENERS];
+  char listen_urls[MAX_LISTENERS][SVC__PATH_MAX + 16];
+  int nlisteners;
+  svc__conn_opts opts;
+  _Atomic int spinners;   /* threads spinning now (bounded by cores) */
+  int max_threads;
+  int epfd;               /* -1 until started */
+  int stopfd;             /* eventfd: readable once stop was asked */
+  svc__item stop_item;
+  _Atomic int stopping;
+  int started;
+  pthread_t *threads;
+  _Atomic int nthreads;
+  _Atomic int idle;       /* threads waiting in epoll_wait */
+  pthread_mutex_t lock;   /* guards conns and thread creation */
+  svc__item conns;             /* list head */
+  int64_t started_ns;
+};
+
+/* Runs the method named name (a NUL-terminated private copy) for a
+ * transport; see svc__dispatch_fn. ctx is the svc_server. */
+int svc__server_dispatch(void *ctx, const char *name, const void *req,
+                         size_t len, svc_reply *r);
+
+#endif
