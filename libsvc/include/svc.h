@@ -100,12 +100,29 @@ SVC_API int svc_server_set_max_msg(svc_server *s, size_t bytes);
 SVC_API int svc_server_set_allow_any_uid(svc_server *s, int allow);
 /* Most threads that serve connections at once (default 64). */
 SVC_API int svc_server_set_max_threads(svc_server *s, int n);
+/* Worker processes for svc_server_run: between min and max processes
+ * (default 1 and 1: none) that share the listening sockets. The
+ * environment's SVC_WORKERS_MIN / SVC_WORKERS_MAX override these. */
+SVC_API int svc_server_set_workers(svc_server *s, int min, int max);
+/* Scaling: add a worker when the workers' mean CPU use stays above up_pct
+ * for up_secs, retire one below down_pct for down_secs (defaults 80/5 and
+ * 20/20; SVC_SCALE_UP_PCT, _UP_SECS, _DOWN_PCT, _DOWN_SECS override). */
+SVC_API int svc_server_set_scaling(svc_server *s, int up_pct, int up_secs,
+                                   int down_pct, int down_secs);
+/* fn runs once in each worker (or once before serving without workers),
+ * e.g. to load data; non-zero stops that process. Data loaded before
+ * svc_server_run is shared copy-on-write by every worker. */
+SVC_API int svc_server_set_worker_init(svc_server *s, int (*fn)(void *ctx),
+                                       void *ctx);
 /* Serves on background threads and returns. */
 SVC_API int svc_server_start(svc_server *s);
-/* Serves until svc_server_stop, SIGTERM or SIGINT, then returns 0. */
+/* Serves until svc_server_stop, SIGTERM or SIGINT, then returns 0. With
+ * workers, this process becomes their master: it forks, supervises and
+ * scales them, and stops them all on SIGTERM. Blocks SIGTERM/SIGINT (and
+ * SIGCHLD with workers) in the calling thread while it runs. */
 SVC_API int svc_server_run(svc_server *s);
-/* Asks the server to stop; safe from any thread and from a signal handler.
- * After start, stop waits for the threads. */
+/* Asks the server to stop; returns at once. Safe from any thread, from a
+ * handler and from a signal handler. svc_server_free waits for threads. */
 SVC_API void svc_server_stop(svc_server *s);
 /* Stops if needed, closes listeners (removing their socket files). */
 SVC_API void svc_server_free(svc_server *s);

@@ -36,7 +36,10 @@ int svc_server_new(const char *name, svc_server **out) {
   s->max_threads = DEFAULT_MAX_THREADS;
   s->epfd = -1;
   s->stopfd = -1;
+  s->opts.stopping = &s->stopping;
   s->conns.next = s->conns.prev = &s->conns;
+  s->owns_sockets = 1;
+  svc__workers_defaults(&s->workers);
   pthread_mutex_init(&s->lock, NULL);
   *out = s;
   return 0;
@@ -98,6 +101,12 @@ static int arm(svc_server *s, svc__item *it, int op) {
   return epoll_ctl(s->epfd, op, fd, &ev) == 0 ? 0 : svc__from_errno(errno);
 }
 
+static void item_free(svc__item *it) {
+  it->conn->tp->close(it->conn);
+  pthread_mutex_destroy(&it->serving);
+  free(it);
+}
+
 static void conn_add(svc_server *s, svc__conn *c) {
   svc__item *it = calloc(1, sizeof *it);
   if (!it) {
@@ -106,6 +115,7 @@ static void conn_add(svc_server *s, svc__conn *c) {
   }
   it->kind = ITEM_CONN;
   it->conn = c;
+  pthread_mutex_init(&it->serving, NULL);
   pthread_mutex_lock(&s->lock);
   it->next = s->conns.next;
   it->prev = &s->conns;
@@ -117,8 +127,7 @@ static void conn_add(svc_server *s, svc__conn *c) {
     it->prev->next = it->next;
     it->next->prev = it->prev;
     pthread_mutex_unlock(&s->lock);
-    c->tp->close(c);
-    free(it);
+    item_free(it);
   }
 }
 
@@ -128,8 +137,7 @@ static void conn_remove(svc_server *s, svc__item *it) {
   it->prev->next = it->next;
   it->next->prev = it->prev;
   pthread_mutex_unlock(&s->lock);
-  it->conn->tp->close(it->conn);
-  free(it);
+  item_free(it);
 }
 
 static void accept_all(svc_server *s, svc__item *it) {
@@ -176,7 +184,11 @@ static void *thread_main(void *arg) {
       accept_all(s, it);
       continue;
     }
+    pthread_mutex_lock(&it->serving);
     int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, s);
+    if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
+      it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
+    pthread_mutex_unlock(&it->serving);
     if (rc == 0 && arm(s, it, EPOLL_CTL_MOD) == 0)
       continue;
     conn_remove(s, it);
@@ -226,31 +238,109 @@ static void join_threads(svc_server *s) {
   atomic_store(&s->nthreads, 0);
 }
 
+/* Stops accepting and asks every client to reconnect elsewhere between
+ * calls; returns once all have gone or the grace period ran out. */
+static void retire(svc_server *s) {
+  atomic_store(&s->retiring, 1);
+  for (int i = 0; i < s->nlisteners; i++) /* other workers keep them */
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listeners[i].listener->fd, NULL);
+  int64_t end = svc__now_ns() + (int64_t)s->workers.grace_ms * 1000000;
+  for (;;) {
+    int left = 0;
+    pthread_mutex_lock(&s->lock);
+    for (svc__item *it = s->conns.next; it != &s->conns; it = it->next) {
+      left++;
+      if (it->goaway_sent || pthread_mutex_trylock(&it->serving) != 0)
+        continue; /* a busy connection gets it when its call is done */
+      it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
+      pthread_mutex_unlock(&it->serving);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (left == 0 || svc__now_ns() >= end)
+      return;
+    usleep(20000);
+  }
+}
+
+int svc__server_serve_until_signal(svc_server *s, int sfd, int retire_signo) {
+  int rc = svc_server_start(s);
+  if (rc < 0)
+    return rc;
+  for (;;) {
+    struct pollfd p[2] = {{.fd = sfd, .events = POLLIN},
+                          {.fd = s->stopfd, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (p[1].revents)
+      break;
+    struct signalfd_siginfo si; /* consume it, or it fires on unblock */
+    if (read(sfd, &si, sizeof si) != (ssize_t)sizeof si)
+      continue;
+    if (retire_signo && (int)si.ssi_signo == retire_signo)
+      retire(s);
+    break;
+  }
+  svc_server_stop(s);
+  join_threads(s);
+  return 0;
+}
+
 int svc_server_run(svc_server *s) {
-  if (!s)
+  if (!s || s->started)
     return SVC_EINVAL;
+  svc__workers_from_env(&s->workers);
+  int pool = s->workers.max > 1;
   sigset_t set, old;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  if (pool)
+    sigaddset(&set, SIGCHLD);
   pthread_sigmask(SIG_BLOCK, &set, &old); /* threads inherit the mask */
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  int rc = sfd < 0 ? svc__from_errno(errno) : svc_server_start(s);
-  if (rc == 0) {
-    struct pollfd p[2] = {{.fd = sfd, .events = POLLIN},
-                          {.fd = s->stopfd, .events = POLLIN}};
-    while (poll(p, 2, -1) < 0 && errno == EINTR)
-      ;
-    struct signalfd_siginfo si; /* consume it, or it fires on unblock */
-    while (p[0].revents && read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-      ;
-    svc_server_stop(s);
-    join_threads(s);
-  }
+  int rc = sfd < 0 ? svc__from_errno(errno) : 0;
+  if (rc == 0 && pool)
+    rc = svc__workers_master(s, sfd);
+  else if (rc == 0 && s->workers.init && s->workers.init(s->workers.init_ctx))
+    rc = SVC_EHANDLER;
+  else if (rc == 0)
+    rc = svc__server_serve_until_signal(s, sfd, 0);
   if (sfd >= 0)
     close(sfd);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   return rc;
+}
+
+int svc_server_set_workers(svc_server *s, int min, int max) {
+  if (!s || s->started || min < 1 || max < min || max > SVC__WORKERS_MAX)
+    return SVC_EINVAL;
+  s->workers.min = min;
+  s->workers.max = max;
+  return 0;
+}
+
+int svc_server_set_scaling(svc_server *s, int up_pct, int up_secs,
+                           int down_pct, int down_secs) {
+  if (!s || s->started || up_pct < 1 || up_pct > 100 || down_pct < 0 ||
+      down_pct >= up_pct || up_secs < 1 || down_secs < 1)
+    return SVC_EINVAL;
+  s->workers.up_pct = up_pct;
+  s->workers.up_secs = up_secs;
+  s->workers.down_pct = down_pct;
+  s->workers.down_secs = down_secs;
+  return 0;
+}
+
+int svc_server_set_worker_init(svc_server *s, int (*fn)(void *ctx),
+                               void *ctx) {
+  if (!s || s->started)
+    return SVC_EINVAL;
+  s->workers.init = fn;
+  s->workers.init_ctx = ctx;
+  return 0;
 }
 
 void svc_server_free(svc_server *s) {
@@ -262,11 +352,14 @@ void svc_server_free(svc_server *s) {
     svc__item *it = s->conns.next;
     it->prev->next = it->next;
     it->next->prev = it->prev;
-    it->conn->tp->close(it->conn);
-    free(it);
+    item_free(it);
   }
-  for (int i = 0; i < s->nlisteners; i++)
-    s->listeners[i].listener->tp->unlisten(s->listeners[i].listener);
+  for (int i = 0; i < s->nlisteners; i++) {
+    svc__listener *l = s->listeners[i].listener;
+    if (!s->owns_sockets)
+      l->path[0] = '\0'; /* a worker: the master removes socket files */
+    l->tp->unlisten(l);
+  }
   if (s->epfd >= 0)
     close(s->epfd);
   if (s->stopfd >= 0)

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 
 #include "transport.h"
+#include "workers.h"
 
 #define MAX_LISTENERS 16
 
@@ -24,6 +25,8 @@ typedef struct svc__item {
   enum item_kind kind;
   svc__listener *listener;
   svc__conn *conn;
+  pthread_mutex_t serving; /* held by the thread serving conn */
+  int goaway_sent;         /* the client was asked to reconnect */
   struct svc__item *prev, *next;
 } svc__item;
 
@@ -41,7 +44,11 @@ struct svc_server {
   int stopfd;             /* eventfd: readable once stop was asked */
   svc__item stop_item;
   _Atomic int stopping;
+  _Atomic int retiring;   /* worker winding down: no accepts, goaway */
   int started;
+  int owns_sockets;       /* unlink socket files on free (not in workers) */
+  svc__workers workers;   /* worker processes (workers.c) */
+  svc__pool_info *pool_info; /* shared with workers; NULL without them */
   pthread_t *threads;
   _Atomic int nthreads;
   _Atomic int idle;       /* threads waiting in epoll_wait */
@@ -54,5 +61,9 @@ struct svc_server {
  * transport; see svc__dispatch_fn. ctx is the svc_server. */
 int svc__server_dispatch(void *ctx, const char *name, const void *req,
                          size_t len, svc_reply *r);
+
+/* Serves on threads until TERM/INT arrives on sfd (a signalfd) or stop is
+ * asked; with retire_signo, that signal retires first (workers.c). */
+int svc__server_serve_until_signal(svc_server *s, int sfd, int retire_signo);
 
 #endif

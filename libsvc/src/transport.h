@@ -20,6 +20,7 @@ typedef struct svc__conn_opts {
   int allow_any_uid;      /* server: accept peers of another uid */
   _Atomic int *spinners;  /* server: shared count of spinning threads */
   int max_spinners;       /* server: spin only while fewer spin */
+  const _Atomic int *stopping; /* server: set when serving must end */
 } svc__conn_opts;
 
 /* Base of every transport's connection and listener. fd is what the server
@@ -83,8 +84,10 @@ struct svc__transport {
    * server polls c->fd again), or a negative code when c must be closed
    * (SVC_EPEERGONE: the client left; SVC_EPROTO: it sent garbage). */
   int (*serve)(svc__conn *c, svc__dispatch_fn fn, void *ctx);
-  /* Asks the client to reconnect before its next call (retiring worker). */
-  void (*goaway)(svc__conn *c);
+  /* Asks the client to reconnect before its next call (retiring worker).
+   * Only while no thread serves c. 0 done, 1 not possible yet (handshake
+   * still under way: ask again later). */
+  int (*goaway)(svc__conn *c);
   void (*close)(svc__conn *c);
   void (*unlisten)(svc__listener *l);
 };

@@ -40,6 +40,7 @@ typedef struct shm_conn {
   int ready;           /* server: handshake done */
   size_t reply_off;    /* server: where the current reply goes */
   int64_t idle_since;  /* server: when it last went to sleep */
+  const _Atomic int *stopping; /* server: stop serving when set */
 } shm_conn;
 
 static shm_conn *conn_new(int fd, const svc__conn_opts *o) {
@@ -52,6 +53,7 @@ static shm_conn *conn_new(int fd, const svc__conn_opts *o) {
   svc__waiter_init(&c->waiter, o->wait);
   c->waiter.spinners = o->spinners;
   c->waiter.max_spinners = o->max_spinners;
+  c->stopping = o->stopping;
   return c;
 }
 
@@ -334,6 +336,8 @@ static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
         return rc;
       continue;
     }
+    if (c->stopping && atomic_load_explicit(c->stopping, memory_order_relaxed))
+      return 0;
     if (svc__spin(&c->waiter, &h->req_seq, cur))
       continue;
     atomic_store(&h->server_sleeping, 1); /* then re-check: see wait.c */
@@ -346,12 +350,13 @@ static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   }
 }
 
-static void shm_goaway(svc__conn *base) {
+static int shm_goaway(svc__conn *base) {
   shm_conn *c = (shm_conn *)base;
   if (!c->ready)
-    return;
+    return 1;
   svc__region_hdr *h = svc__region_hdr_of(&c->region);
-  atomic_store(&h->closing, 1);
+  atomic_store(&h->closing, 1); /* checked by the client before each call */
+  return 0;
 }
 
 const svc__transport svc__transport_shm = {

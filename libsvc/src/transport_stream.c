@@ -325,12 +325,13 @@ static int stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   }
 }
 
-static void stream_goaway(svc__conn *base) {
+static int stream_goaway(svc__conn *base) {
   svc__frame f = {.type = SVC__FRAME_GOAWAY};
   uint8_t hdr[SVC__FRAME_HDR];
   svc__frame_encode_header(&f, hdr);
   struct iovec iov = {hdr, sizeof hdr};
   (void)svc__sock_writev_all(base->fd, &iov, 1, svc__now_ns() + 100000000);
+  return 0;
 }
 
 const svc__transport svc__transport_unix = {

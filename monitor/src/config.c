@@ -322,6 +322,8 @@ static char *config_reader(char *str, int num, void *stream) {
   cp->p = nl ? nl + 1 : cp->end;
 
   const char *s = str;
+  if (cp->lineno == 1 && !memcmp(s, "\xEF\xBB\xBF", 3))
+    s += 3; /* inih skips a UTF-8 BOM too */
   while (*s == ' ' || *s == '\t' || *s == '\r')
     s++;
   if (*s == '[') {

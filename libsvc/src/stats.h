@@ -1,0 +1,83 @@
+/* stats.h — per-method call statistics of a server: calls, errors, bytes and
+ * a log-scale histogram of handler time, counted without a shared atomic on
+ * the hot path and kept in a MAP_SHARED region made before worker processes
+ * fork, so any worker's svc.stats reports the whole service. */
+#ifndef SVC_STATS_H
+#define SVC_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Histogram: exact below 8 ns, then 8 sub-buckets per power of two (each
+ * bucket at most 1/8 of its lower bound wide, so a percentile reported as
+ * the bucket's middle is within 6.25%), up to 2^34 ns (17 s); longer calls
+ * land in the last bucket. */
+#define SVC__HIST_SUB_BITS 3
+#define SVC__HIST_BUCKETS 256
+
+/* Bucket of a duration in ns. */
+int svc__hist_bucket(uint64_t ns);
+/* Smallest value of bucket b; svc__hist_lo(b + 1) is one past its largest. */
+uint64_t svc__hist_lo(int b);
+/* The q-quantile (0 < q <= 1) of counts: the middle of the bucket holding
+ * the ceil(q * n)-th smallest value, clamped to max_ns; 0 when empty. */
+uint64_t svc__hist_quantile(const uint64_t *counts, double q, uint64_t max_ns);
+
+/* One method's totals over every slot: what svc.stats reports. */
+typedef struct svc__method_stats {
+  uint64_t calls;
+  uint64_t errors;      /* calls that returned non-zero */
+  uint64_t bytes_in;    /* request payload bytes */
+  uint64_t bytes_out;   /* reply payload bytes of successful calls */
+  uint64_t total_ns;    /* handler time, summed */
+  uint64_t max_ns;
+  uint64_t hist[SVC__HIST_BUCKETS];
+} svc__method_stats;
+
+/* The shared counters of one server: process-local handle over a mapping
+ * that forked workers inherit. */
+typedef struct svc__stats svc__stats;
+
+/* Maps room for nmethods counters in each of max_slots slots (one per
+ * serving thread of any process; more threads than slots share a slower
+ * overflow slot). The mapping is MAP_SHARED | MAP_ANONYMOUS: create it
+ * before forking workers. Pages are touched only as slots are used.
+ * SVC_EINVAL, SVC_ENOMEM. */
+int svc__stats_new(int nmethods, int max_slots, svc__stats **out);
+/* Unmaps (this process's view). Threads that recorded must have exited. */
+void svc__stats_free(svc__stats *st);
+
+/* Counts one call of method (0 .. nmethods-1) on the calling thread's slot,
+ * claiming a slot on the thread's first call. Never blocks, never fails;
+ * the slot is released when the thread exits. */
+void svc__stats_record(svc__stats *st, int method, uint64_t ns,
+                       uint64_t bytes_in, uint64_t bytes_out, int error);
+/* Sums method's counters over every slot of every process into *out. */
+void svc__stats_read(const svc__stats *st, int method, svc__method_stats *out);
+
+/* Worker processes serving now (svc.info, svc.stats): set by whoever
+ * forks workers, from any process sharing the mapping; 1 by default. */
+void svc__stats_set_workers(svc__stats *st, int n);
+int svc__stats_workers(const svc__stats *st);
+/* Calls whose method did not exist (counted outside any method). */
+void svc__stats_count_unknown(svc__stats *st);
+uint64_t svc__stats_unknown(const svc__stats *st);
+
+/* Header fields of a svc.stats reply. */
+typedef struct svc__stats_doc {
+  const char *name;     /* service name */
+  int pid;              /* the process that answered */
+  int workers;
+  int64_t uptime_ms;
+  uint64_t unknown_calls;
+} svc__stats_doc;
+
+/* Encodes the svc.stats reply (format 1, see docs/protocol.md) for n
+ * methods, with each method's non-empty histogram buckets when histogram
+ * is set. *out is malloc'd (caller frees), not NUL-terminated in *len.
+ * SVC_ENOMEM. */
+int svc__stats_json(const svc__stats_doc *doc, const char *const *names,
+                    const svc__method_stats *ms, int n, int histogram,
+                    char **out, size_t *len);
+
+#endif

@@ -1,0 +1,47 @@
+/* workers.h — worker processes for svc_server_run: the master forks
+ * workers that share the listening sockets, replaces those that die, and
+ * adds or retires workers by their CPU use. */
+#ifndef SVC_WORKERS_H
+#define SVC_WORKERS_H
+
+#include <stdatomic.h>
+#include <sys/types.h>
+
+typedef struct svc_server svc_server;
+
+/* What the master tells every worker (a MAP_SHARED page made before the
+ * first fork), e.g. for svc.info. */
+typedef struct svc__pool_info {
+  _Atomic int nworkers;          /* active workers */
+  _Atomic int pids[64];          /* their pids, 0 in unused slots */
+} svc__pool_info;
+
+#define SVC__WORKERS_MAX 64
+
+typedef struct svc__workers {
+  int min, max;            /* processes; max <= 1 means no workers */
+  int up_pct, up_secs;     /* add one when average CPU > up_pct for up_secs */
+  int down_pct, down_secs; /* retire one when < down_pct for down_secs */
+  int interval_ms;         /* how often the master samples CPU */
+  int grace_ms;            /* how long a retiring worker waits for clients */
+  int (*init)(void *ctx);  /* runs once in each worker before it serves */
+  void *init_ctx;
+} svc__workers;
+
+/* Defaults, then the API's values, then SVC_WORKERS_* / SVC_SCALE_* from
+ * the environment (the operator wins). */
+void svc__workers_defaults(svc__workers *w);
+void svc__workers_from_env(svc__workers *w);
+
+/* The master's loop: forks min workers, supervises and scales them until
+ * SIGTERM/SIGINT arrives on sfd (a signalfd for TERM, INT and CHLD), then
+ * stops them all. Returns 0 or an SVC_E* code. */
+int svc__workers_master(svc_server *s, int sfd);
+
+/* Mean CPU use in percent from two tick counts over wall_ns. */
+double svc__cpu_pct(unsigned long long ticks, long long wall_ns, long hz);
+
+/* utime+stime of PID from /proc (ticks), or -1. */
+long long svc__proc_cpu_ticks(const char *proc_root, pid_t pid);
+
+#endif
