@@ -1,5 +1,6 @@
 /* methods.c — the method table of a server, dispatch of one call to its
- * handler, and the built-in methods under the reserved "svc." prefix. */
+ * handler (timed and counted in stats.c), and the built-in methods under the
+ * reserved "svc." prefix: svc.ping, svc.info, svc.methods, svc.stats. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "internal.h"
 #include "server.h"
+#include "stats.h"
 
 int svc_server_method(svc_server *s, const char *name, svc_handler fn,
                       void *ctx) {
@@ -31,6 +33,11 @@ int svc_server_method(svc_server *s, const char *name, svc_handler fn,
   s->nmethods++;
   return 0;
 }
+
+/* Built-in methods; their stats follow the user methods' in the table. */
+enum { B_PING, B_INFO, B_METHODS, B_STATS, NBUILTIN };
+static const char *const builtin_names[NBUILTIN] = {
+    "svc.ping", "svc.info", "svc.methods", "svc.stats"};
 
 static int reply_text(svc_reply *r, const char *text) {
   return svc_reply_set(r, text, strlen(text));
@@ -63,14 +70,22 @@ static int builtin_methods(svc_server *s, svc_reply *r) {
   return rc;
 }
 
+static int workers(const svc_server *s) {
+  return s->pool_info ? atomic_load(&s->pool_info->nworkers) : 1;
+}
+
+static int64_t uptime_ms(const svc_server *s) {
+  return (svc__now_ns() - s->started_ns) / 1000000;
+}
+
 static int builtin_info(svc_server *s, svc_reply *r) {
   char buf[4096];
-  int64_t up_ms = (svc__now_ns() - s->started_ns) / 1000000;
   int len = snprintf(buf, sizeof buf,
                      "{\"format\":1,\"name\":\"%s\",\"version\":\"%s\","
-                     "\"pid\":%d,\"workers\":1,\"uptime_ms\":%lld,"
+                     "\"pid\":%d,\"workers\":%d,\"uptime_ms\":%lld,"
                      "\"listeners\":[",
-                     s->name, svc_version(), (int)getpid(), (long long)up_ms);
+                     s->name, svc_version(), (int)getpid(),
+                     workers(s), (long long)uptime_ms(s));
   for (int i = 0; i < s->nlisteners && len < (int)sizeof buf - 300; i++)
     len += snprintf(buf + len, sizeof buf - (size_t)len, "%s\"%s\"",
                     i ? "," : "", s->listen_urls[i]);
@@ -78,25 +93,106 @@ static int builtin_info(svc_server *s, svc_reply *r) {
   return svc_reply_set(r, buf, (size_t)len);
 }
 
-static int dispatch_builtin(svc_server *s, const char *name, svc_reply *r) {
-  if (strcmp(name, "svc.ping") == 0)
-    return reply_text(r, "pong");
-  if (strcmp(name, "svc.methods") == 0)
-    return builtin_methods(s, r);
-  if (strcmp(name, "svc.info") == 0)
-    return builtin_info(s, r);
-  return SVC_ENOMETHOD;
+/* A request of "histogram" (or a JSON object with "histogram":true) adds
+ * each method's buckets. */
+static int wants_histogram(const void *req, size_t len) {
+  static const char key[] = "histogram";
+  const char *p = req;
+  for (size_t i = 0; i + sizeof key - 1 <= len; i++)
+    if (memcmp(p + i, key, sizeof key - 1) == 0)
+      return 1;
+  return 0;
 }
 
-int svc__server_dispatch(void *ctx, const char *name, const void *req, size_t len,
-                    svc_reply *r) {
-  svc_server *s = ctx;
-  if (strncmp(name, "svc.", 4) == 0)
-    return dispatch_builtin(s, name, r);
+static int builtin_stats(svc_server *s, const void *req, size_t len,
+                         svc_reply *r) {
+  if (!s->stats)
+    return SVC_ESTATE;
+  int n = s->nmethods + NBUILTIN;
+  svc__method_stats *ms = malloc((size_t)n * sizeof *ms);
+  const char **names = malloc((size_t)n * sizeof *names);
+  int rc = SVC_ENOMEM;
+  if (ms && names) {
+    for (int i = 0; i < n; i++) {
+      names[i] = i < s->nmethods ? s->methods[i].name
+                                 : builtin_names[i - s->nmethods];
+      svc__stats_read(s->stats, i, &ms[i]);
+    }
+    svc__stats_doc doc = {.name = s->name,
+                          .pid = (int)getpid(),
+                          .workers = workers(s),
+                          .uptime_ms = uptime_ms(s),
+                          .unknown_calls = svc__stats_unknown(s->stats)};
+    char *json;
+    size_t jlen;
+    rc = svc__stats_json(&doc, names, ms, n, wants_histogram(req, len), &json,
+                         &jlen);
+    if (rc == 0) {
+      rc = svc_reply_set(r, json, jlen);
+      free(json);
+    }
+  }
+  free(ms);
+  free(names);
+  return rc;
+}
+
+static int run_builtin(svc_server *s, int b, const void *req, size_t len,
+                       svc_reply *r) {
+  switch (b) {
+  case B_PING:
+    return reply_text(r, "pong");
+  case B_INFO:
+    return builtin_info(s, r);
+  case B_METHODS:
+    return builtin_methods(s, r);
+  default:
+    return builtin_stats(s, req, len, r);
+  }
+}
+
+/* Index in the stats table: user methods, then built-ins; -1 if none. */
+static int method_index(const svc_server *s, const char *name) {
+  if (strncmp(name, "svc.", 4) == 0) {
+    for (int b = 0; b < NBUILTIN; b++)
+      if (strcmp(name, builtin_names[b]) == 0)
+        return s->nmethods + b;
+    return -1;
+  }
   for (int i = 0; i < s->nmethods; i++)
     if (strcmp(s->methods[i].name, name) == 0)
-      return s->methods[i].fn(s->methods[i].ctx, req, len, r);
-  return SVC_ENOMETHOD;
+      return i;
+  return -1;
+}
+
+int svc__server_stats_open(svc_server *s) {
+  if (s->stats)
+    return 0;
+  /* One slot per serving thread of every worker process, and room for
+   * the threads of replacements while a dead worker's slots are unclaimed. */
+  long nproc = s->workers.max > 1 ? s->workers.max : 1;
+  long slots = (long)s->max_threads * (nproc + 1);
+  if (slots > 65536)
+    slots = 65536;
+  return svc__stats_new(s->nmethods + NBUILTIN, (int)slots, &s->stats);
+}
+
+int svc__server_dispatch(void *ctx, const char *name, const void *req,
+                         size_t len, svc_reply *r) {
+  svc_server *s = ctx;
+  int i = method_index(s, name);
+  if (i < 0) {
+    svc__stats_count_unknown(s->stats);
+    return SVC_ENOMETHOD;
+  }
+  int64_t t0 = svc__now_ns();
+  int rc = i < s->nmethods
+               ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
+               : run_builtin(s, i - s->nmethods, req, len, r);
+  int64_t t1 = svc__now_ns();
+  svc__stats_record(s->stats, i, (uint64_t)(t1 - t0), len,
+                    rc == 0 ? r->len : 0, rc != 0);
+  return rc;
 }
 
 void *svc_reply_alloc(svc_reply *r, size_t len) {

@@ -16,6 +16,7 @@
 
 #include "internal.h"
 #include "server.h"
+#include "stats.h"
 #include "transport.h"
 
 #define DEFAULT_MAX_THREADS 64
@@ -213,6 +214,8 @@ int svc_server_start(svc_server *s) {
   for (int i = 0; i < s->nlisteners; i++)
     if (arm(s, &s->listeners[i], EPOLL_CTL_ADD) < 0)
       return SVC_ESYS;
+  if (svc__server_stats_open(s) < 0) /* no-op if svc_server_run made it */
+    return SVC_ENOMEM;
   s->started_ns = svc__now_ns();
   s->started = 1;
   for (int i = 0; i < INITIAL_THREADS && i < s->max_threads; i++)
@@ -302,6 +305,8 @@ int svc_server_run(svc_server *s) {
   pthread_sigmask(SIG_BLOCK, &set, &old); /* threads inherit the mask */
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   int rc = sfd < 0 ? svc__from_errno(errno) : 0;
+  if (rc == 0)
+    rc = svc__server_stats_open(s); /* before workers fork: shared */
   if (rc == 0 && pool)
     rc = svc__workers_master(s, sfd);
   else if (rc == 0 && s->workers.init && s->workers.init(s->workers.init_ctx))
@@ -366,6 +371,7 @@ void svc_server_free(svc_server *s) {
     close(s->stopfd);
   pthread_mutex_destroy(&s->lock);
   free(s->threads);
+  svc__stats_free(s->stats);
   free(s->methods);
   free(s);
 }

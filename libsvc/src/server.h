@@ -49,6 +49,8 @@ struct svc_server {
   int owns_sockets;       /* unlink socket files on free (not in workers) */
   svc__workers workers;   /* worker processes (workers.c) */
   svc__pool_info *pool_info; /* shared with workers; NULL without them */
+  struct svc__stats *stats; /* per-method counters (stats.c), shared with
+                               workers: made before they fork */
   pthread_t *threads;
   _Atomic int nthreads;
   _Atomic int idle;       /* threads waiting in epoll_wait */
@@ -61,6 +63,10 @@ struct svc_server {
  * transport; see svc__dispatch_fn. ctx is the svc_server. */
 int svc__server_dispatch(void *ctx, const char *name, const void *req,
                          size_t len, svc_reply *r);
+
+/* Maps the per-method statistics shared by all worker processes, once;
+ * before forking workers and before serving (methods.c). SVC_ENOMEM. */
+int svc__server_stats_open(svc_server *s);
 
 /* Serves on threads until TERM/INT arrives on sfd (a signalfd) or stop is
  * asked; with retire_signo, that signal retires first (workers.c). */

@@ -55,10 +55,6 @@ void svc__stats_record(svc__stats *st, int method, uint64_t ns,
 /* Sums method's counters over every slot of every process into *out. */
 void svc__stats_read(const svc__stats *st, int method, svc__method_stats *out);
 
-/* Worker processes serving now (svc.info, svc.stats): set by whoever
- * forks workers, from any process sharing the mapping; 1 by default. */
-void svc__stats_set_workers(svc__stats *st, int n);
-int svc__stats_workers(const svc__stats *st);
 /* Calls whose method did not exist (counted outside any method). */
 void svc__stats_count_unknown(svc__stats *st);
 uint64_t svc__stats_unknown(const svc__stats *st);

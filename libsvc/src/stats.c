@@ -1,0 +1,418 @@
+/* stats.c — per-method statistics in a shared mapping of slots. Each serving
+ * thread claims a slot on its first call and is then its only writer, so a
+ * call costs a few plain loads and stores (relaxed atomics, no lock prefix);
+ * readers sum every slot. Slots keep their counts when released, so totals
+ * survive threads, connections and worker processes that come and go. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "stats.h"
+
+#define STATS_MAGIC 0x3173746174737673ull /* "svstats1" */
+#define RELAXED memory_order_relaxed
+
+/* ---- histogram ---- */
+
+int svc__hist_bucket(uint64_t ns) {
+  if (ns < (1u << SVC__HIST_SUB_BITS))
+    return (int)ns;
+  int e = 63 - __builtin_clzll(ns); /* >= SUB_BITS */
+  int sub = (int)((ns >> (e - SVC__HIST_SUB_BITS)) &
+                  ((1u << SVC__HIST_SUB_BITS) - 1));
+  int b = ((e - SVC__HIST_SUB_BITS + 1) << SVC__HIST_SUB_BITS) + sub;
+  return b < SVC__HIST_BUCKETS ? b : SVC__HIST_BUCKETS - 1;
+}
+
+uint64_t svc__hist_lo(int b) {
+  const int per = 1 << SVC__HIST_SUB_BITS;
+  if (b < per)
+    return (uint64_t)b;
+  int e = b / per + SVC__HIST_SUB_BITS - 1;
+  uint64_t sub = (uint64_t)(b % per);
+  return ((uint64_t)per + sub) << (e - SVC__HIST_SUB_BITS);
+}
+
+uint64_t svc__hist_quantile(const uint64_t *counts, double q, uint64_t max_ns) {
+  uint64_t n = 0;
+  for (int b = 0; b < SVC__HIST_BUCKETS; b++)
+    n += counts[b];
+  if (n == 0)
+    return 0;
+  double want = q * (double)n;
+  uint64_t rank = (uint64_t)want;
+  if ((double)rank < want || rank == 0)
+    rank++; /* ceil, and at least the smallest value */
+  if (rank > n)
+    rank = n;
+  uint64_t seen = 0;
+  for (int b = 0; b < SVC__HIST_BUCKETS; b++) {
+    seen += counts[b];
+    if (seen >= rank) {
+      uint64_t lo = svc__hist_lo(b), hi = svc__hist_lo(b + 1) - 1;
+      uint64_t mid = lo + (hi - lo) / 2;
+      if (b == SVC__HIST_BUCKETS - 1 || mid > max_ns)
+        mid = max_ns > lo ? max_ns : lo; /* the open last bucket, or a
+                                            bucket the max lies in */
+      return mid;
+    }
+  }
+  return max_ns;
+}
+
+/* ---- the shared mapping ---- */
+
+/* One method's counters in one slot: 64 + 2048 bytes, cache-line sized. */
+typedef struct mstat {
+  _Atomic uint64_t calls, errors, bytes_in, bytes_out, total_ns, max_ns;
+  _Atomic uint64_t pad_[2];
+  _Atomic uint64_t hist[SVC__HIST_BUCKETS];
+} mstat;
+
+/* Start of the mapping; slot 0 is the overflow slot (atomic adds), slots
+ * 1..max_slots belong to one thread at a time. */
+typedef struct shared_hdr {
+  uint64_t magic;
+  _Atomic uint32_t hwm;       /* 1 + highest slot ever claimed */
+  int32_t pad_;
+  _Atomic uint64_t unknown;   /* calls of methods that do not exist */
+  _Atomic int32_t owner[];    /* per slot: pid of the owner, 0 = free */
+} shared_hdr;
+
+struct svc__stats {
+  uint64_t id;          /* process-unique: what a thread's slot belongs to */
+  shared_hdr *hdr;
+  char *slots;          /* slot i at slots + i * slot_size */
+  size_t slot_size, map_size;
+  int nmethods, max_slots;
+  struct svc__stats *next; /* live handles, for thread-exit release */
+};
+
+/* The calling thread's slot. Cleared in a forked child, whose slot (if any)
+ * still belongs to the parent's thread. */
+static _Thread_local struct {
+  uint64_t id;   /* svc__stats.id the slot belongs to, 0 = none */
+  int slot;      /* 0: the shared overflow slot */
+} tls;
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static svc__stats *reg_head;     /* live handles of this process */
+static uint64_t reg_next_id = 1;
+static pthread_key_t tls_key;    /* its destructor releases the slot */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void release_locked(uint64_t id, int slot) {
+  for (svc__stats *st = reg_head; st; st = st->next)
+    if (st->id == id) {
+      if (slot > 0)
+        atomic_store_explicit(&st->hdr->owner[slot], 0, memory_order_release);
+      return;
+    }
+}
+
+static void thread_exit(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&reg_lock);
+  if (tls.id)
+    release_locked(tls.id, tls.slot);
+  tls.id = 0;
+  pthread_mutex_unlock(&reg_lock);
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&reg_lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&reg_lock); }
+static void fork_child(void) {
+  pthread_mutex_unlock(&reg_lock);
+  tls.id = 0;
+}
+
+static void init_once(void) {
+  pthread_key_create(&tls_key, thread_exit);
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+int svc__stats_new(int nmethods, int max_slots, svc__stats **out) {
+  if (!out || nmethods < 1 || max_slots < 1 || max_slots > 65536)
+    return SVC_EINVAL;
+  pthread_once(&once, init_once);
+  svc__stats *st = calloc(1, sizeof *st);
+  if (!st)
+    return SVC_ENOMEM;
+  size_t hdr = align64(sizeof(shared_hdr) +
+                       (size_t)(max_slots + 1) * sizeof(_Atomic int32_t));
+  st->slot_size = (size_t)nmethods * sizeof(mstat);
+  st->map_size = hdr + (size_t)(max_slots + 1) * st->slot_size;
+  void *p = mmap(NULL, st->map_size, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    free(st);
+    return SVC_ENOMEM;
+  }
+  st->hdr = p;
+  st->slots = (char *)p + hdr;
+  st->nmethods = nmethods;
+  st->max_slots = max_slots;
+  st->hdr->magic = STATS_MAGIC;
+  atomic_store(&st->hdr->hwm, 1);
+  pthread_mutex_lock(&reg_lock);
+  st->id = reg_next_id++;
+  st->next = reg_head;
+  reg_head = st;
+  pthread_mutex_unlock(&reg_lock);
+  *out = st;
+  return 0;
+}
+
+void svc__stats_free(svc__stats *st) {
+  if (!st)
+    return;
+  pthread_mutex_lock(&reg_lock);
+  for (svc__stats **pp = &reg_head; *pp; pp = &(*pp)->next)
+    if (*pp == st) {
+      *pp = st->next;
+      break;
+    }
+  if (tls.id == st->id)
+    tls.id = 0;
+  pthread_mutex_unlock(&reg_lock);
+  munmap(st->hdr, st->map_size);
+  free(st);
+}
+
+static mstat *slot_at(const svc__stats *st, int slot, int method) {
+  return (mstat *)(st->slots + (size_t)slot * st->slot_size) + method;
+}
+
+static int try_claim(svc__stats *st, int i, int32_t expect, int32_t pid) {
+  return atomic_compare_exchange_strong_explicit(
+      &st->hdr->owner[i], &expect, pid, memory_order_acquire, RELAXED);
+}
+
+/* A free slot, else one whose owner process is gone (a killed worker),
+ * else 0, the overflow slot. */
+static int claim(svc__stats *st) {
+  int32_t pid = (int32_t)getpid();
+  int got = 0;
+  for (int i = 1; i <= st->max_slots && !got; i++)
+    if (atomic_load_explicit(&st->hdr->owner[i], RELAXED) == 0 &&
+        try_claim(st, i, 0, pid))
+      got = i;
+  for (int i = 1; i <= st->max_slots && !got; i++) {
+    int32_t o = atomic_load_explicit(&st->hdr->owner[i], RELAXED);
+    if (o != 0 && o != pid && kill(o, 0) != 0 && errno == ESRCH &&
+        try_claim(st, i, o, pid))
+      got = i;
+  }
+  uint32_t hwm = atomic_load(&st->hdr->hwm);
+  while ((uint32_t)got + 1 > hwm &&
+         !atomic_compare_exchange_weak(&st->hdr->hwm, &hwm, (uint32_t)got + 1))
+    ;
+  return got;
+}
+
+/* This thread's slot in st, claiming one (and dropping one of another
+ * handle) on first use. */
+static int my_slot(svc__stats *st) {
+  if (tls.id == st->id)
+    return tls.slot;
+  pthread_mutex_lock(&reg_lock);
+  if (tls.id)
+    release_locked(tls.id, tls.slot);
+  tls.slot = claim(st);
+  tls.id = st->id;
+  pthread_mutex_unlock(&reg_lock);
+  pthread_setspecific(tls_key, &tls); /* non-NULL: run the destructor */
+  return tls.slot;
+}
+
+/* Single writer: a load and a store, no read-modify-write instruction. */
+static inline void own_add(_Atomic uint64_t *p, uint64_t v) {
+  atomic_store_explicit(p, atomic_load_explicit(p, RELAXED) + v, RELAXED);
+}
+
+void svc__stats_record(svc__stats *st, int method, uint64_t ns,
+                       uint64_t bytes_in, uint64_t bytes_out, int error) {
+  if (!st || method < 0 || method >= st->nmethods)
+    return;
+  int slot = my_slot(st);
+  mstat *m = slot_at(st, slot, method);
+  _Atomic uint64_t *h = &m->hist[svc__hist_bucket(ns)];
+  if (slot > 0) {
+    own_add(&m->calls, 1);
+    if (error)
+      own_add(&m->errors, 1);
+    own_add(&m->bytes_in, bytes_in);
+    own_add(&m->bytes_out, bytes_out);
+    own_add(&m->total_ns, ns);
+    own_add(h, 1);
+    if (ns > atomic_load_explicit(&m->max_ns, RELAXED))
+      atomic_store_explicit(&m->max_ns, ns, RELAXED);
+    return;
+  }
+  atomic_fetch_add_explicit(&m->calls, 1, RELAXED);
+  if (error)
+    atomic_fetch_add_explicit(&m->errors, 1, RELAXED);
+  atomic_fetch_add_explicit(&m->bytes_in, bytes_in, RELAXED);
+  atomic_fetch_add_explicit(&m->bytes_out, bytes_out, RELAXED);
+  atomic_fetch_add_explicit(&m->total_ns, ns, RELAXED);
+  atomic_fetch_add_explicit(h, 1, RELAXED);
+  uint64_t mx = atomic_load_explicit(&m->max_ns, RELAXED);
+  while (ns > mx && !atomic_compare_exchange_weak_explicit(
+                        &m->max_ns, &mx, ns, RELAXED, RELAXED))
+    ;
+}
+
+void svc__stats_read(const svc__stats *st, int method, svc__method_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (!st || method < 0 || method >= st->nmethods)
+    return;
+  uint32_t hwm = atomic_load(&st->hdr->hwm);
+  if (hwm > (uint32_t)st->max_slots + 1)
+    hwm = (uint32_t)st->max_slots + 1;
+  for (uint32_t i = 0; i < hwm; i++) {
+    mstat *m = slot_at(st, (int)i, method);
+    out->calls += atomic_load_explicit(&m->calls, RELAXED);
+    out->errors += atomic_load_explicit(&m->errors, RELAXED);
+    out->bytes_in += atomic_load_explicit(&m->bytes_in, RELAXED);
+    out->bytes_out += atomic_load_explicit(&m->bytes_out, RELAXED);
+    out->total_ns += atomic_load_explicit(&m->total_ns, RELAXED);
+    uint64_t mx = atomic_load_explicit(&m->max_ns, RELAXED);
+    if (mx > out->max_ns)
+      out->max_ns = mx;
+    for (int b = 0; b < SVC__HIST_BUCKETS; b++)
+      out->hist[b] += atomic_load_explicit(&m->hist[b], RELAXED);
+  }
+}
+
+void svc__stats_count_unknown(svc__stats *st) {
+  if (st)
+    atomic_fetch_add_explicit(&st->hdr->unknown, 1, RELAXED);
+}
+
+uint64_t svc__stats_unknown(const svc__stats *st) {
+  return st ? atomic_load_explicit(&st->hdr->unknown, RELAXED) : 0;
+}
+
+/* ---- JSON ---- */
+
+typedef struct jbuf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} jbuf;
+
+static void jb_reserve(jbuf *b, size_t more) {
+  if (b->oom || b->len + more < b->cap)
+    return;
+  size_t cap = b->cap ? b->cap : 1024;
+  while (cap <= b->len + more)
+    cap *= 2;
+  char *p = realloc(b->p, cap);
+  if (!p) {
+    b->oom = 1;
+    return;
+  }
+  b->p = p;
+  b->cap = cap;
+}
+
+__attribute__((format(printf, 2, 3))) static void jb_printf(jbuf *b,
+                                                            const char *fmt,
+                                                            ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    b->oom = 1;
+    return;
+  }
+  jb_reserve(b, (size_t)n + 1);
+  if (b->oom)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void jb_str(jbuf *b, const char *s) {
+  jb_reserve(b, strlen(s) * 6 + 3);
+  if (b->oom)
+    return;
+  b->p[b->len++] = '"';
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      b->p[b->len++] = '\\';
+      b->p[b->len++] = (char)ch;
+    } else if (ch < 0x20) {
+      b->len += (size_t)snprintf(b->p + b->len, 7, "\\u%04x", ch);
+    } else {
+      b->p[b->len++] = (char)ch;
+    }
+  }
+  b->p[b->len++] = '"';
+}
+
+int svc__stats_json(const svc__stats_doc *doc, const char *const *names,
+                    const svc__method_stats *ms, int n, int histogram,
+                    char **out, size_t *len) {
+  jbuf b = {0};
+  jb_printf(&b, "{\"format\":1,\"name\":");
+  jb_str(&b, doc->name ? doc->name : "");
+  jb_printf(&b,
+            ",\"pid\":%d,\"workers\":%d,\"uptime_ms\":%lld,"
+            "\"unknown_method_calls\":%llu,\"methods\":[",
+            doc->pid, doc->workers, (long long)doc->uptime_ms,
+            (unsigned long long)doc->unknown_calls);
+  for (int i = 0; i < n; i++) {
+    const svc__method_stats *m = &ms[i];
+    jb_printf(&b, "%s{\"name\":", i ? "," : "");
+    jb_str(&b, names[i]);
+    jb_printf(&b,
+              ",\"calls\":%llu,\"errors\":%llu,\"bytes_in\":%llu,"
+              "\"bytes_out\":%llu,\"total_ns\":%llu,\"p50_ns\":%llu,"
+              "\"p99_ns\":%llu,\"p999_ns\":%llu,\"max_ns\":%llu",
+              (unsigned long long)m->calls, (unsigned long long)m->errors,
+              (unsigned long long)m->bytes_in,
+              (unsigned long long)m->bytes_out,
+              (unsigned long long)m->total_ns,
+              (unsigned long long)svc__hist_quantile(m->hist, 0.5, m->max_ns),
+              (unsigned long long)svc__hist_quantile(m->hist, 0.99, m->max_ns),
+              (unsigned long long)svc__hist_quantile(m->hist, 0.999, m->max_ns),
+              (unsigned long long)m->max_ns);
+    if (histogram) {
+      jb_printf(&b, ",\"histogram\":[");
+      int first = 1;
+      for (int k = 0; k < SVC__HIST_BUCKETS; k++)
+        if (m->hist[k]) {
+          jb_printf(&b, "%s[%llu,%llu]", first ? "" : ",",
+                    (unsigned long long)svc__hist_lo(k),
+                    (unsigned long long)m->hist[k]);
+          first = 0;
+        }
+      jb_printf(&b, "]");
+    }
+    jb_printf(&b, "}");
+  }
+  jb_printf(&b, "]}");
+  if (b.oom) {
+    free(b.p);
+    return SVC_ENOMEM;
+  }
+  *out = b.p;
+  *len = b.len;
+  return 0;
+}

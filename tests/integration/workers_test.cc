@@ -1,0 +1,166 @@
+// workers_test.cc — worker processes (issue 6): a fixed pool serves from
+// several pids, a 1..2 pool grows under CPU load and shrinks after it
+// without failing a call, a killed worker is replaced and its clients
+// reconnect, and SIGTERM to the master leaves no worker behind.
+#include <dirent.h>
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "fixture.h"
+
+namespace svctest {
+namespace {
+
+// Pids whose parent is ppid (from /proc/PID/stat, parsed after the ')').
+std::set<pid_t> ChildrenOf(pid_t ppid) {
+  std::set<pid_t> out;
+  DIR *d = opendir("/proc");
+  if (!d) return out;
+  while (dirent *e = readdir(d)) {
+    pid_t pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    std::ifstream f("/proc/" + std::string(e->d_name) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(f)),
+                  std::istreambuf_iterator<char>());
+    size_t close = s.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(s.substr(close + 1));
+    char state;
+    int parent = 0;
+    rest >> state >> parent;
+    if (parent == ppid && state != 'Z') out.insert(pid);
+  }
+  closedir(d);
+  return out;
+}
+
+// Waits up to timeout_ms until pred() holds.
+template <typename F>
+bool WaitFor(F pred, int timeout_ms) {
+  int64_t end = NowMs() + timeout_ms;
+  while (NowMs() < end) {
+    if (pred()) return true;
+    SleepMs(50);
+  }
+  return pred();
+}
+
+int CallPid(svc_client *c, pid_t *pid) {
+  std::string resp;
+  int rc = Call(c, "pid", "", &resp);
+  if (rc == 0) *pid = atoi(resp.c_str());
+  return rc;
+}
+
+class WorkersTest : public SvcTest {};
+
+TEST_P(WorkersTest, FixedPoolServesFromSeveralWorkerPids) {
+  ScopedEnv min("SVC_WORKERS_MIN", "3"), max("SVC_WORKERS_MAX", "3");
+  StartServer();
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 3; },
+                      20000));
+  std::set<pid_t> workers = ChildrenOf(ServerPid());
+  std::set<pid_t> seen;
+  std::vector<Client> clients;
+  for (int i = 0; i < 24 && seen.size() < 2; i++) {
+    clients.push_back(MustOpen());
+    pid_t pid = 0;
+    ASSERT_EQ(0, CallPid(clients.back().get(), &pid));
+    EXPECT_TRUE(workers.count(pid)) << pid << " is not a worker";
+    seen.insert(pid);
+  }
+  EXPECT_GE(seen.size(), 2u) << "every connection went to one worker";
+}
+
+TEST_P(WorkersTest, GrowsUnderLoadShrinksAfterWithoutFailedCalls) {
+  ScopedEnv min("SVC_WORKERS_MIN", "1"), max("SVC_WORKERS_MAX", "2");
+  ScopedEnv iv("SVC_SCALE_INTERVAL_MS", "200"), up("SVC_SCALE_UP_SECS", "1");
+  ScopedEnv upp("SVC_SCALE_UP_PCT", "60"), down("SVC_SCALE_DOWN_SECS", "2");
+  ScopedEnv grace("SVC_RETIRE_GRACE_MS", "1000");
+  StartServer();
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 1; },
+                      20000));
+  std::atomic<bool> burning{true}, ticking{true};
+  std::atomic<int> errors{0}, calls{0};
+  auto burner = [&] {
+    Client c = MustOpen();
+    while (burning && c) {
+      if (Call(c.get(), "burn", "40") != 0) errors++;
+      calls++;
+    }
+  };
+  auto ticker = [&] {  // light traffic that must survive the retirement
+    Client c = MustOpen();
+    while (ticking && c) {
+      std::string resp;
+      if (Call(c.get(), "echo", "tick", &resp) != 0 || resp != "tick")
+        errors++;
+      calls++;
+      SleepMs(20);
+    }
+  };
+  std::thread b1(burner), b2(burner), t(ticker);
+  bool grew = WaitFor([&] { return ChildrenOf(ServerPid()).size() == 2; },
+                      60000);
+  burning = false;
+  b1.join();
+  b2.join();
+  bool shrank = WaitFor(
+      [&] { return ChildrenOf(ServerPid()).size() == 1; }, 90000);
+  SleepMs(300);
+  ticking = false;
+  t.join();
+  EXPECT_TRUE(grew) << "no second worker under load";
+  EXPECT_TRUE(shrank) << "still " << ChildrenOf(ServerPid()).size()
+                      << " workers after the load stopped";
+  EXPECT_EQ(0, errors.load()) << "of " << calls.load() << " calls";
+}
+
+TEST_P(WorkersTest, KilledWorkerIsReplacedAndItsClientReconnects) {
+  ScopedEnv min("SVC_WORKERS_MIN", "2"), max("SVC_WORKERS_MAX", "2");
+  StartServer();
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 2; },
+                      20000));
+  Client c = MustOpen();
+  pid_t first = 0;
+  ASSERT_EQ(0, CallPid(c.get(), &first));
+  ASSERT_EQ(0, kill(first, SIGKILL));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto kids = ChildrenOf(ServerPid());
+        return kids.size() == 2 && !kids.count(first);
+      },
+      20000))
+      << "the killed worker was not replaced";
+  pid_t second = 0;
+  ASSERT_EQ(0, CallPid(c.get(), &second)) << "no transparent reconnect";
+  EXPECT_NE(first, second);
+}
+
+TEST_P(WorkersTest, SigtermToMasterLeavesNoWorker) {
+  ScopedEnv min("SVC_WORKERS_MIN", "3"), max("SVC_WORKERS_MAX", "3");
+  StartServer();
+  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 3; },
+                      20000));
+  std::set<pid_t> workers = ChildrenOf(ServerPid());
+  Client c = MustOpen();  // a connected client must not keep one alive
+  ASSERT_EQ(0, Call(c.get(), "echo", "x"));
+  server_->Kill(SIGTERM);
+  int st = server_->Wait(20000);
+  EXPECT_TRUE(WIFEXITED(st)) << "master status " << st;
+  for (pid_t w : workers)
+    EXPECT_TRUE(WaitFor([&] { return kill(w, 0) != 0; }, 5000))
+        << "worker " << w << " outlived the master";
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, WorkersTest,
+                         ::testing::Values("shm", "unix", "tcp"),
+                         [](const auto &info) { return info.param; });
+
+}  // namespace
+}  // namespace svctest
