@@ -122,7 +122,10 @@ static void check_no_frame(const uint8_t *buf, size_t len, size_t max_payload,
   } else {
     CHECK(rc == SVC_EPROTO);
     CHECK(hrc == SVC_EPROTO);
-    CHECK(len >= SVC__FRAME_HDR);
+    if (len < SVC__FRAME_HDR) { /* early reject: the prefix is not a header's */
+      static const uint8_t prefix[5] = {'S', 'V', 'C', '1', SVC__FRAME_VERSION};
+      CHECK(memcmp(buf, prefix, len < 5 ? len : 5) != 0);
+    }
   }
 }
 
@@ -272,7 +275,8 @@ static void round_trip(const uint8_t *in, size_t n, size_t max_payload) {
   CHECK(same_header(&f, &d));
   CHECK(d.method == buf + SVC__FRAME_HDR);
   CHECK(d.payload == buf + SVC__FRAME_HDR + f.method_len);
-  /* every strict prefix needs more, in an exact-size buffer */
+  /* strict prefixes need more: one picked by the input (in an exact-size
+   * buffer, so ASan sees overreads) and the longest */
   size_t cut = in[19] % total;
   uint8_t *copy;
   CHECK(decode_exact(buf, cut, max_payload, &d, &copy) == 0);

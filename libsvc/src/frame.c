@@ -4,6 +4,8 @@
  *   8 u32 call id | 12 i32 status | 16 u32 method len | 20 u32 payload len */
 #include "frame.h"
 
+#include <string.h>
+
 #include "svc.h"
 
 static void put32(uint8_t *p, uint32_t v) {
@@ -32,8 +34,15 @@ void svc__frame_encode_header(const svc__frame *f, uint8_t *out) {
 
 int svc__frame_decode_header(const uint8_t *buf, size_t len,
                              size_t max_payload, svc__frame *f) {
-  if (len < SVC__FRAME_HDR)
-    return 1;
+  if (len < SVC__FRAME_HDR) { /* reject garbage as soon as it shows */
+    static const uint8_t prefix[] = {SVC__FRAME_MAGIC & 0xff,
+                                     (SVC__FRAME_MAGIC >> 8) & 0xff,
+                                     (SVC__FRAME_MAGIC >> 16) & 0xff,
+                                     SVC__FRAME_MAGIC >> 24,
+                                     SVC__FRAME_VERSION};
+    size_t n = len < sizeof prefix ? len : sizeof prefix;
+    return memcmp(buf, prefix, n) == 0 ? 1 : SVC_EPROTO;
+  }
   if (get32(buf) != SVC__FRAME_MAGIC || buf[4] != SVC__FRAME_VERSION ||
       buf[7] != 0 || buf[6] != 0)
     return SVC_EPROTO;

@@ -33,7 +33,8 @@ void svc__frame_encode_header(const svc__frame *f, uint8_t *out);
 
 /* Decodes the header in buf (len bytes available). Returns 0 and fills f
  * (without method/payload pointers) when the header is valid, 1 when fewer
- * than SVC__FRAME_HDR bytes are available, SVC_EPROTO when the header is
+ * than SVC__FRAME_HDR bytes are available and they begin like a header,
+ * SVC_EPROTO when the (partial) header is
  * malformed or a length exceeds max_payload (or SVC_METHOD_MAX). Pure. */
 int svc__frame_decode_header(const uint8_t *buf, size_t len,
                              size_t max_payload, svc__frame *f);

@@ -12,7 +12,9 @@
 
 int svc_server_method(svc_server *s, const char *name, svc_handler fn,
                       void *ctx) {
-  if (!s || !name || !fn || s->started)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s || !name || !fn)
     return SVC_EINVAL;
   size_t n = strlen(name);
   if (n == 0 || n > SVC_METHOD_MAX || strncmp(name, "svc.", 4) == 0)
@@ -166,7 +168,8 @@ static int method_index(const svc_server *s, const char *name) {
 }
 
 int svc__server_stats_open(svc_server *s) {
-  if (s->stats)
+  const char *env = getenv("SVC_STATS"); /* "off": measure without counting */
+  if (s->stats || (env && (strcmp(env, "off") == 0 || strcmp(env, "0") == 0)))
     return 0;
   /* One slot per serving thread of every worker process, and room for
    * the threads of replacements while a dead worker's slots are unclaimed. */
@@ -185,12 +188,15 @@ int svc__server_dispatch(void *ctx, const char *name, const void *req,
     svc__stats_count_unknown(s->stats);
     return SVC_ENOMETHOD;
   }
-  int64_t t0 = svc__now_ns();
+  if (!s->stats) /* SVC_STATS=off */
+    return i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
+                           : run_builtin(s, i - s->nmethods, req, len, r);
+  uint64_t t0 = svc__stats_ticks();
   int rc = i < s->nmethods
                ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
                : run_builtin(s, i - s->nmethods, req, len, r);
-  int64_t t1 = svc__now_ns();
-  svc__stats_record(s->stats, i, (uint64_t)(t1 - t0), len,
+  uint64_t t1 = svc__stats_ticks();
+  svc__stats_record(s->stats, i, t1 - t0, len,
                     rc == 0 ? r->len : 0, rc != 0);
   return rc;
 }

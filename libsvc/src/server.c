@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -21,6 +22,7 @@
 
 #define DEFAULT_MAX_THREADS 64
 #define INITIAL_THREADS 2
+#define IDLE_EXIT_MS 2000 /* threads above INITIAL_THREADS idle this long exit */
 
 int svc_server_new(const char *name, svc_server **out) {
   if (!out || !svc__name_valid(name))
@@ -42,13 +44,16 @@ int svc_server_new(const char *name, svc_server **out) {
   s->owns_sockets = 1;
   svc__workers_defaults(&s->workers);
   pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->threads_done, NULL);
   *out = s;
   return 0;
 }
 
 int svc_server_listen(svc_server *s, const char *url) {
   svc__url u;
-  if (!s || s->started || s->nlisteners == MAX_LISTENERS)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s || s->nlisteners == MAX_LISTENERS)
     return SVC_EINVAL;
   int rc = svc__url_parse(url, &u);
   if (rc < 0)
@@ -66,28 +71,36 @@ int svc_server_listen(svc_server *s, const char *url) {
 }
 
 int svc_server_set_wait(svc_server *s, svc_wait_policy p) {
-  if (!s || s->started || p < SVC_WAIT_ADAPTIVE || p > SVC_WAIT_BLOCK)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s || p < SVC_WAIT_ADAPTIVE || p > SVC_WAIT_BLOCK)
     return SVC_EINVAL;
   s->opts.wait = p;
   return 0;
 }
 
 int svc_server_set_max_msg(svc_server *s, size_t bytes) {
-  if (!s || s->started || bytes == 0 || bytes > SVC__MAX_MSG_LIMIT)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s || bytes == 0 || bytes > SVC__MAX_MSG_LIMIT)
     return SVC_EINVAL;
   s->opts.max_payload = bytes;
   return 0;
 }
 
 int svc_server_set_allow_any_uid(svc_server *s, int allow) {
-  if (!s || s->started)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s)
     return SVC_EINVAL;
   s->opts.allow_any_uid = allow != 0;
   return 0;
 }
 
 int svc_server_set_max_threads(svc_server *s, int n) {
-  if (!s || s->started || n < 1 || n > 4096)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s || n < 1 || n > 4096)
     return SVC_EINVAL;
   s->max_threads = n;
   return 0;
@@ -158,54 +171,97 @@ static void *thread_main(void *arg);
 
 static void maybe_spawn(svc_server *s) {
   pthread_mutex_lock(&s->lock);
-  int n = atomic_load(&s->nthreads);
-  if (n < s->max_threads && !atomic_load(&s->stopping) &&
-      pthread_create(&s->threads[n], NULL, thread_main, s) == 0)
-    atomic_store(&s->nthreads, n + 1);
+  pthread_attr_t attr;
+  pthread_t t;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (atomic_load(&s->nthreads) < s->max_threads &&
+      !atomic_load(&s->stopping) &&
+      pthread_create(&t, &attr, thread_main, s) == 0)
+    atomic_fetch_add(&s->nthreads, 1);
+  pthread_attr_destroy(&attr);
   pthread_mutex_unlock(&s->lock);
+}
+
+/* Called with s->lock held by the last thread out after a stop: clients,
+ * connected or not, learn at once that the server is gone (fds stay valid
+ * until free, so no number is reused under a thread). */
+static void shutdown_conns(svc_server *s) {
+  for (svc__item *it = s->conns.next; it != &s->conns; it = it->next)
+    shutdown(it->conn->fd, SHUT_RDWR);
+  if (!s->owns_sockets)
+    return; /* a worker's listeners are shared with the pool */
+  for (int i = 0; i < s->nlisteners; i++) /* new clients: refused */
+    shutdown(s->listeners[i].listener->fd, SHUT_RDWR);
+}
+
+/* Leaves the pool: returns 0 if this thread may not (the pool is at its
+ * floor and not stopping). */
+static int thread_leave(svc_server *s, int idle_timeout) {
+  pthread_mutex_lock(&s->lock);
+  int stopping = atomic_load(&s->stopping);
+  if (!stopping && idle_timeout &&
+      atomic_load(&s->nthreads) <= INITIAL_THREADS) {
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+  }
+  if (atomic_fetch_sub(&s->nthreads, 1) == 1) {
+    if (stopping)
+      shutdown_conns(s);
+    pthread_cond_broadcast(&s->threads_done);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return 1;
+}
+
+static void serve_conn(svc_server *s, svc__item *it) {
+  pthread_mutex_lock(&it->serving);
+  int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, s);
+  if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
+    it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
+  pthread_mutex_unlock(&it->serving);
+  if (rc != 0 || arm(s, it, EPOLL_CTL_MOD) != 0)
+    conn_remove(s, it);
 }
 
 static void *thread_main(void *arg) {
   svc_server *s = arg;
   for (;;) {
     struct epoll_event ev;
+    int extra = atomic_load(&s->nthreads) > INITIAL_THREADS;
     atomic_fetch_add(&s->idle, 1);
-    int n = epoll_wait(s->epfd, &ev, 1, -1);
+    int n = epoll_wait(s->epfd, &ev, 1, extra ? IDLE_EXIT_MS : -1);
     int idle_left = atomic_fetch_sub(&s->idle, 1) - 1;
     if (n < 0 && errno == EINTR)
       continue;
-    if (n <= 0)
-      break;
-    svc__item *it = ev.data.ptr;
-    if (it->kind == ITEM_STOP)
+    if (n == 0 && !thread_leave(s, 1))
+      continue;
+    if (n == 0)
+      return NULL;
+    svc__item *it = n > 0 ? ev.data.ptr : &s->stop_item;
+    if (it->kind == ITEM_STOP || atomic_load(&s->stopping))
       break;
     if (idle_left == 0)
       maybe_spawn(s); /* keep one thread free for the next event */
-    if (it->kind == ITEM_LISTENER) {
+    if (it->kind == ITEM_LISTENER)
       accept_all(s, it);
-      continue;
-    }
-    pthread_mutex_lock(&it->serving);
-    int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, s);
-    if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
-      it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
-    pthread_mutex_unlock(&it->serving);
-    if (rc == 0 && arm(s, it, EPOLL_CTL_MOD) == 0)
-      continue;
-    conn_remove(s, it);
+    else
+      serve_conn(s, it);
   }
+  thread_leave(s, 0);
   return NULL;
 }
 
 int svc_server_start(svc_server *s) {
-  if (!s || s->started)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s)
     return SVC_EINVAL;
   if (s->nlisteners == 0)
     return SVC_ESTATE;
-  s->threads = calloc((size_t)s->max_threads, sizeof *s->threads);
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (!s->threads || s->epfd < 0 || s->stopfd < 0)
+  if (s->epfd < 0 || s->stopfd < 0)
     return SVC_ENOMEM;
   s->stop_item.kind = ITEM_STOP;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->stop_item};
@@ -235,10 +291,10 @@ void svc_server_stop(svc_server *s) {
 }
 
 static void join_threads(svc_server *s) {
-  int n = atomic_load(&s->nthreads);
-  for (int i = 0; i < n; i++)
-    pthread_join(s->threads[i], NULL);
-  atomic_store(&s->nthreads, 0);
+  pthread_mutex_lock(&s->lock);
+  while (atomic_load(&s->nthreads) > 0)
+    pthread_cond_wait(&s->threads_done, &s->lock);
+  pthread_mutex_unlock(&s->lock);
 }
 
 /* Stops accepting and asks every client to reconnect elsewhere between
@@ -292,7 +348,9 @@ int svc__server_serve_until_signal(svc_server *s, int sfd, int retire_signo) {
 }
 
 int svc_server_run(svc_server *s) {
-  if (!s || s->started)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s)
     return SVC_EINVAL;
   svc__workers_from_env(&s->workers);
   int pool = s->workers.max > 1;
@@ -320,7 +378,9 @@ int svc_server_run(svc_server *s) {
 }
 
 int svc_server_set_workers(svc_server *s, int min, int max) {
-  if (!s || s->started || min < 1 || max < min || max > SVC__WORKERS_MAX)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s || min < 1 || max < min || max > SVC__WORKERS_MAX)
     return SVC_EINVAL;
   s->workers.min = min;
   s->workers.max = max;
@@ -329,7 +389,9 @@ int svc_server_set_workers(svc_server *s, int min, int max) {
 
 int svc_server_set_scaling(svc_server *s, int up_pct, int up_secs,
                            int down_pct, int down_secs) {
-  if (!s || s->started || up_pct < 1 || up_pct > 100 || down_pct < 0 ||
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s || up_pct < 1 || up_pct > 100 || down_pct < 0 ||
       down_pct >= up_pct || up_secs < 1 || down_secs < 1)
     return SVC_EINVAL;
   s->workers.up_pct = up_pct;
@@ -341,7 +403,9 @@ int svc_server_set_scaling(svc_server *s, int up_pct, int up_secs,
 
 int svc_server_set_worker_init(svc_server *s, int (*fn)(void *ctx),
                                void *ctx) {
-  if (!s || s->started)
+  if (s && s->started)
+    return SVC_ESTATE;
+  if (!s)
     return SVC_EINVAL;
   s->workers.init = fn;
   s->workers.init_ctx = ctx;
@@ -370,7 +434,7 @@ void svc_server_free(svc_server *s) {
   if (s->stopfd >= 0)
     close(s->stopfd);
   pthread_mutex_destroy(&s->lock);
-  free(s->threads);
+  pthread_cond_destroy(&s->threads_done);
   svc__stats_free(s->stats);
   free(s->methods);
   free(s);

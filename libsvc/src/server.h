@@ -51,8 +51,8 @@ struct svc_server {
   svc__pool_info *pool_info; /* shared with workers; NULL without them */
   struct svc__stats *stats; /* per-method counters (stats.c), shared with
                                workers: made before they fork */
-  pthread_t *threads;
-  _Atomic int nthreads;
+  _Atomic int nthreads;   /* serving threads alive (detached) */
+  pthread_cond_t threads_done; /* signalled when nthreads reaches 0 */
   _Atomic int idle;       /* threads waiting in epoll_wait */
   pthread_mutex_t lock;   /* guards conns and thread creation */
   svc__item conns;             /* list head */

@@ -20,6 +20,8 @@
 #define STATS_MAGIC 0x3173746174737673ull /* "svstats1" */
 #define RELAXED memory_order_relaxed
 
+int svc__stats_tsc; /* set once, before any mapping exists */
+
 /* ---- histogram ---- */
 
 int svc__hist_bucket(uint64_t ns) {
@@ -51,8 +53,8 @@ uint64_t svc__hist_quantile(const uint64_t *counts, double q, uint64_t max_ns) {
   uint64_t rank = (uint64_t)want;
   if ((double)rank < want || rank == 0)
     rank++; /* ceil, and at least the smallest value */
-  if (rank > n)
-    rank = n;
+  if (rank >= n)
+    return max_ns; /* the largest value is known exactly */
   uint64_t seen = 0;
   for (int b = 0; b < SVC__HIST_BUCKETS; b++) {
     seen += counts[b];
@@ -70,9 +72,9 @@ uint64_t svc__hist_quantile(const uint64_t *counts, double q, uint64_t max_ns) {
 
 /* ---- the shared mapping ---- */
 
-/* One method's counters in one slot: 64 + 2048 bytes, cache-line sized. */
+/* One method's counters in one slot: 64 + 2240 bytes, cache-line sized. */
 typedef struct mstat {
-  _Atomic uint64_t calls, errors, bytes_in, bytes_out, total_ns, max_ns;
+  _Atomic uint64_t calls, errors, bytes_in, bytes_out, total, max;
   _Atomic uint64_t pad_[2];
   _Atomic uint64_t hist[SVC__HIST_BUCKETS];
 } mstat;
@@ -84,6 +86,8 @@ typedef struct shared_hdr {
   _Atomic uint32_t hwm;       /* 1 + highest slot ever claimed */
   int32_t pad_;
   _Atomic uint64_t unknown;   /* calls of methods that do not exist */
+  int64_t ns0;                /* svc__now_ns() and ... */
+  uint64_t ticks0;            /* ... svc__stats_ticks() at creation */
   _Atomic int32_t owner[];    /* per slot: pid of the owner, 0 = free */
 } shared_hdr;
 
@@ -134,7 +138,27 @@ static void fork_child(void) {
   tls.id = 0;
 }
 
+/* The TSC only where the kernel keeps its time by it: then it is
+ * constant-rate and synchronised across CPUs. */
+static int tsc_usable(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/"
+                  "current_clocksource", "re");
+  char buf[32] = "";
+  if (f) {
+    if (!fgets(buf, sizeof buf, f))
+      buf[0] = '\0';
+    fclose(f);
+  }
+  return strcmp(buf, "tsc\n") == 0;
+#else
+  return 0;
+#endif
+}
+
 static void init_once(void) {
+  const char *env = getenv("SVC_STATS_CLOCK"); /* "ns": no TSC */
+  svc__stats_tsc = !(env && strcmp(env, "ns") == 0) && tsc_usable();
   pthread_key_create(&tls_key, thread_exit);
   pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
@@ -163,6 +187,8 @@ int svc__stats_new(int nmethods, int max_slots, svc__stats **out) {
   st->nmethods = nmethods;
   st->max_slots = max_slots;
   st->hdr->magic = STATS_MAGIC;
+  st->hdr->ns0 = svc__now_ns();
+  st->hdr->ticks0 = svc__stats_ticks();
   atomic_store(&st->hdr->hwm, 1);
   pthread_mutex_lock(&reg_lock);
   st->id = reg_next_id++;
@@ -240,7 +266,7 @@ static inline void own_add(_Atomic uint64_t *p, uint64_t v) {
   atomic_store_explicit(p, atomic_load_explicit(p, RELAXED) + v, RELAXED);
 }
 
-void svc__stats_record(svc__stats *st, int method, uint64_t ns,
+void svc__stats_record(svc__stats *st, int method, uint64_t ns, /* ticks */
                        uint64_t bytes_in, uint64_t bytes_out, int error) {
   if (!st || method < 0 || method >= st->nmethods)
     return;
@@ -253,10 +279,10 @@ void svc__stats_record(svc__stats *st, int method, uint64_t ns,
       own_add(&m->errors, 1);
     own_add(&m->bytes_in, bytes_in);
     own_add(&m->bytes_out, bytes_out);
-    own_add(&m->total_ns, ns);
+    own_add(&m->total, ns);
     own_add(h, 1);
-    if (ns > atomic_load_explicit(&m->max_ns, RELAXED))
-      atomic_store_explicit(&m->max_ns, ns, RELAXED);
+    if (ns > atomic_load_explicit(&m->max, RELAXED))
+      atomic_store_explicit(&m->max, ns, RELAXED);
     return;
   }
   atomic_fetch_add_explicit(&m->calls, 1, RELAXED);
@@ -264,18 +290,33 @@ void svc__stats_record(svc__stats *st, int method, uint64_t ns,
     atomic_fetch_add_explicit(&m->errors, 1, RELAXED);
   atomic_fetch_add_explicit(&m->bytes_in, bytes_in, RELAXED);
   atomic_fetch_add_explicit(&m->bytes_out, bytes_out, RELAXED);
-  atomic_fetch_add_explicit(&m->total_ns, ns, RELAXED);
+  atomic_fetch_add_explicit(&m->total, ns, RELAXED);
   atomic_fetch_add_explicit(h, 1, RELAXED);
-  uint64_t mx = atomic_load_explicit(&m->max_ns, RELAXED);
+  uint64_t mx = atomic_load_explicit(&m->max, RELAXED);
   while (ns > mx && !atomic_compare_exchange_weak_explicit(
-                        &m->max_ns, &mx, ns, RELAXED, RELAXED))
+                        &m->max, &mx, ns, RELAXED, RELAXED))
     ;
+}
+
+/* ns per tick, measured over the mapping's life (at least 2 ms of it). */
+static double ns_per_tick(const svc__stats *st) {
+  if (!svc__stats_tsc)
+    return 1.0;
+  int64_t ns;
+  uint64_t ticks;
+  do {
+    ns = svc__now_ns() - st->hdr->ns0;
+    ticks = svc__stats_ticks() - st->hdr->ticks0;
+  } while (ns < 2000000);
+  return ticks ? (double)ns / (double)ticks : 1.0;
 }
 
 void svc__stats_read(const svc__stats *st, int method, svc__method_stats *out) {
   memset(out, 0, sizeof *out);
+  out->ns_per_tick = 1.0;
   if (!st || method < 0 || method >= st->nmethods)
     return;
+  out->ns_per_tick = ns_per_tick(st);
   uint32_t hwm = atomic_load(&st->hdr->hwm);
   if (hwm > (uint32_t)st->max_slots + 1)
     hwm = (uint32_t)st->max_slots + 1;
@@ -285,10 +326,10 @@ void svc__stats_read(const svc__stats *st, int method, svc__method_stats *out) {
     out->errors += atomic_load_explicit(&m->errors, RELAXED);
     out->bytes_in += atomic_load_explicit(&m->bytes_in, RELAXED);
     out->bytes_out += atomic_load_explicit(&m->bytes_out, RELAXED);
-    out->total_ns += atomic_load_explicit(&m->total_ns, RELAXED);
-    uint64_t mx = atomic_load_explicit(&m->max_ns, RELAXED);
-    if (mx > out->max_ns)
-      out->max_ns = mx;
+    out->total += atomic_load_explicit(&m->total, RELAXED);
+    uint64_t mx = atomic_load_explicit(&m->max, RELAXED);
+    if (mx > out->max)
+      out->max = mx;
     for (int b = 0; b < SVC__HIST_BUCKETS; b++)
       out->hist[b] += atomic_load_explicit(&m->hist[b], RELAXED);
   }
@@ -379,6 +420,8 @@ int svc__stats_json(const svc__stats_doc *doc, const char *const *names,
             (unsigned long long)doc->unknown_calls);
   for (int i = 0; i < n; i++) {
     const svc__method_stats *m = &ms[i];
+    double k = m->ns_per_tick > 0 ? m->ns_per_tick : 1.0;
+#define NS(ticks) ((unsigned long long)((double)(ticks) * k + 0.5))
     jb_printf(&b, "%s{\"name\":", i ? "," : "");
     jb_str(&b, names[i]);
     jb_printf(&b,
@@ -388,24 +431,22 @@ int svc__stats_json(const svc__stats_doc *doc, const char *const *names,
               (unsigned long long)m->calls, (unsigned long long)m->errors,
               (unsigned long long)m->bytes_in,
               (unsigned long long)m->bytes_out,
-              (unsigned long long)m->total_ns,
-              (unsigned long long)svc__hist_quantile(m->hist, 0.5, m->max_ns),
-              (unsigned long long)svc__hist_quantile(m->hist, 0.99, m->max_ns),
-              (unsigned long long)svc__hist_quantile(m->hist, 0.999, m->max_ns),
-              (unsigned long long)m->max_ns);
+              NS(m->total), NS(svc__hist_quantile(m->hist, 0.5, m->max)),
+              NS(svc__hist_quantile(m->hist, 0.99, m->max)),
+              NS(svc__hist_quantile(m->hist, 0.999, m->max)), NS(m->max));
     if (histogram) {
       jb_printf(&b, ",\"histogram\":[");
       int first = 1;
-      for (int k = 0; k < SVC__HIST_BUCKETS; k++)
-        if (m->hist[k]) {
-          jb_printf(&b, "%s[%llu,%llu]", first ? "" : ",",
-                    (unsigned long long)svc__hist_lo(k),
-                    (unsigned long long)m->hist[k]);
+      for (int h = 0; h < SVC__HIST_BUCKETS; h++)
+        if (m->hist[h]) {
+          jb_printf(&b, "%s[%llu,%llu]", first ? "" : ",", NS(svc__hist_lo(h)),
+                    (unsigned long long)m->hist[h]);
           first = 0;
         }
       jb_printf(&b, "]");
     }
     jb_printf(&b, "}");
+#undef NS
   }
   jb_printf(&b, "]}");
   if (b.oom) {

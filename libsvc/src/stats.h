@@ -8,30 +8,48 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Histogram: exact below 8 ns, then 8 sub-buckets per power of two (each
- * bucket at most 1/8 of its lower bound wide, so a percentile reported as
- * the bucket's middle is within 6.25%), up to 2^34 ns (17 s); longer calls
- * land in the last bucket. */
+#include "internal.h"
+
+/* Handler time is counted in ticks: TSC cycles on x86 when the kernel's
+ * clocksource is the TSC (a read costs about half of clock_gettime's, which
+ * matters on a sub-microsecond shm call), else nanoseconds. Readers convert
+ * with the ns_per_tick measured since the mapping was made. */
+extern int svc__stats_tsc;
+static inline uint64_t svc__stats_ticks(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (svc__stats_tsc)
+    return __builtin_ia32_rdtsc();
+#endif
+  return (uint64_t)svc__now_ns();
+}
+
+/* Histogram: exact below 8 ticks, then 8 sub-buckets per power of two
+ * (each bucket at most 1/8 of its lower bound wide, so a percentile
+ * reported as the bucket's middle is within 6.25%), up to 2^37 ticks (46 s
+ * at 3 GHz); longer calls land in the last bucket. */
 #define SVC__HIST_SUB_BITS 3
-#define SVC__HIST_BUCKETS 256
+#define SVC__HIST_BUCKETS 280
 
 /* Bucket of a duration in ns. */
 int svc__hist_bucket(uint64_t ns);
 /* Smallest value of bucket b; svc__hist_lo(b + 1) is one past its largest. */
 uint64_t svc__hist_lo(int b);
 /* The q-quantile (0 < q <= 1) of counts: the middle of the bucket holding
- * the ceil(q * n)-th smallest value, clamped to max_ns; 0 when empty. */
+ * the ceil(q * n)-th smallest value, clamped to max_ns (max_ns itself for
+ * the largest); 0 when empty. */
 uint64_t svc__hist_quantile(const uint64_t *counts, double q, uint64_t max_ns);
 
-/* One method's totals over every slot: what svc.stats reports. */
+/* One method's totals over every slot: what svc.stats reports. Times are
+ * in ticks; multiply by ns_per_tick (0 means 1) for nanoseconds. */
 typedef struct svc__method_stats {
   uint64_t calls;
   uint64_t errors;      /* calls that returned non-zero */
   uint64_t bytes_in;    /* request payload bytes */
   uint64_t bytes_out;   /* reply payload bytes of successful calls */
-  uint64_t total_ns;    /* handler time, summed */
-  uint64_t max_ns;
-  uint64_t hist[SVC__HIST_BUCKETS];
+  uint64_t total;       /* handler time in ticks, summed */
+  uint64_t max;         /* longest handler time in ticks */
+  uint64_t hist[SVC__HIST_BUCKETS]; /* by svc__hist_bucket(ticks) */
+  double ns_per_tick;
 } svc__method_stats;
 
 /* The shared counters of one server: process-local handle over a mapping
@@ -47,10 +65,11 @@ int svc__stats_new(int nmethods, int max_slots, svc__stats **out);
 /* Unmaps (this process's view). Threads that recorded must have exited. */
 void svc__stats_free(svc__stats *st);
 
-/* Counts one call of method (0 .. nmethods-1) on the calling thread's slot,
- * claiming a slot on the thread's first call. Never blocks, never fails;
- * the slot is released when the thread exits. */
-void svc__stats_record(svc__stats *st, int method, uint64_t ns,
+/* Counts one call of method (0 .. nmethods-1) that took ticks (a difference
+ * of svc__stats_ticks) on the calling thread's slot, claiming a slot on the
+ * thread's first call. Never blocks, never fails; the slot is released when
+ * the thread exits. */
+void svc__stats_record(svc__stats *st, int method, uint64_t ticks,
                        uint64_t bytes_in, uint64_t bytes_out, int error);
 /* Sums method's counters over every slot of every process into *out. */
 void svc__stats_read(const svc__stats *st, int method, svc__method_stats *out);

@@ -28,6 +28,7 @@ typedef struct stream_conn {
   size_t out_cap;
   uint32_t next_id; /* client: id of the next call */
   int goaway;       /* client: server asked us to reconnect */
+  size_t skip;      /* server: bytes of an oversized request to drop */
 } stream_conn;
 
 static int grow(uint8_t **buf, size_t *cap, size_t want) {
@@ -74,10 +75,16 @@ static void consume(stream_conn *c, size_t n) {
 }
 
 /* Decodes the frame at the start of the input buffer: > 0 its size, 0 need
- * more (with room made for it), or SVC_EPROTO / SVC_ENOMEM. */
+ * more (with room made for it), SVC_ETOOBIG when a well-formed header
+ * announces more than our limit (f holds the header: the caller drops the
+ * rest and the connection lives on), or SVC_EPROTO / SVC_ENOMEM. */
 static long next_frame(stream_conn *c, svc__frame *f) {
-  long n = svc__frame_decode(c->in, c->in_len, c->max_payload, f);
-  if (n != 0)
+  long n = svc__frame_decode(c->in, c->in_len, SVC__MAX_MSG_LIMIT, f);
+  if (n < 0)
+    return n;
+  if (c->in_len >= SVC__FRAME_HDR && f->payload_len > c->max_payload)
+    return SVC_ETOOBIG;
+  if (n > 0)
     return n;
   size_t want = SVC__FRAME_HDR;
   if (c->in_len >= SVC__FRAME_HDR)
@@ -139,6 +146,21 @@ static long read_frame(stream_conn *c, svc__frame *f, int64_t deadline) {
   }
 }
 
+/* Drops n bytes of input (an oversized reply), reading as needed. */
+static int discard(stream_conn *c, size_t n, int64_t deadline) {
+  for (;;) {
+    size_t k = n < c->in_len ? n : c->in_len;
+    consume(c, k);
+    n -= k;
+    if (n == 0)
+      return 0;
+    int rc = svc__sock_read_all(c->base.fd, c->in, 1, deadline);
+    if (rc < 0)
+      return rc;
+    c->in_len = 1;
+  }
+}
+
 /* Between calls nothing should arrive but a GOAWAY or the end of the
  * stream: either means "reconnect before sending". One cheap syscall. */
 static int check_idle(stream_conn *c) {
@@ -190,8 +212,13 @@ static int stream_call(svc__conn *base, const char *method, size_t method_len,
   for (;;) {
     svc__frame r;
     long n = read_frame(c, &r, deadline);
+    if (n == SVC_ETOOBIG && r.type == SVC__FRAME_REPLY &&
+        r.call_id == f.call_id) {
+      rc = discard(c, svc__frame_size(r.method_len, r.payload_len), deadline);
+      return rc < 0 ? rc : SVC_ETOOBIG;
+    }
     if (n < 0)
-      return (int)n;
+      return n == SVC_ETOOBIG ? SVC_EPROTO : (int)n;
     if (r.type == SVC__FRAME_GOAWAY) { /* the reply still follows */
       c->goaway = 1;
       consume(c, (size_t)n);
@@ -199,6 +226,8 @@ static int stream_call(svc__conn *base, const char *method, size_t method_len,
     }
     if (r.type != SVC__FRAME_REPLY || r.call_id != f.call_id)
       return SVC_EPROTO;
+    if (r.status == SVC_ETOOBIG)
+      c->goaway = 1; /* the server closes after refusing a request */
     res->status = r.status;
     res->payload = r.payload;
     res->len = r.payload_len;
@@ -272,6 +301,21 @@ static void *stream_reply_alloc(svc_reply *r, size_t len) {
   return c->out + SVC__FRAME_HDR;
 }
 
+/* Sends the reply whose payload (if any) is already in c->out. */
+static int send_reply(stream_conn *c, uint32_t call_id, int status,
+                      size_t len) {
+  if (grow(&c->out, &c->out_cap, SVC__FRAME_HDR) < 0)
+    return SVC_ENOMEM;
+  svc__frame rep = {.type = SVC__FRAME_REPLY,
+                    .call_id = call_id,
+                    .status = status,
+                    .payload_len = (uint32_t)len};
+  svc__frame_encode_header(&rep, c->out);
+  struct iovec iov = {c->out, SVC__FRAME_HDR + len};
+  return svc__sock_writev_all(c->base.fd, &iov, 1,
+                              svc__now_ns() + WRITE_TIMEOUT_NS);
+}
+
 static int handle_request(stream_conn *c, const svc__frame *f,
                           svc__dispatch_fn fn, void *ctx) {
   char method[SVC_METHOD_MAX + 1];
@@ -281,23 +325,32 @@ static int handle_request(stream_conn *c, const svc__frame *f,
   int status = fn(ctx, method, f->payload, f->payload_len, &r);
   if (status == 0 && r.error)
     status = r.error;
-  if (grow(&c->out, &c->out_cap, SVC__FRAME_HDR) < 0)
-    return SVC_ENOMEM;
-  svc__frame rep = {.type = SVC__FRAME_REPLY,
-                    .call_id = f->call_id,
-                    .status = status,
-                    .payload_len = status == 0 ? (uint32_t)r.len : 0};
-  svc__frame_encode_header(&rep, c->out);
-  struct iovec iov = {c->out, SVC__FRAME_HDR + rep.payload_len};
-  return svc__sock_writev_all(c->base.fd, &iov, 1,
-                              svc__now_ns() + WRITE_TIMEOUT_NS);
+  return send_reply(c, f->call_id, status, status == 0 ? r.len : 0);
 }
 
 static int stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   stream_conn *c = (stream_conn *)base;
   for (;;) {
     svc__frame f;
-    long n = next_frame(c, &f);
+    long n = 0;
+    if (c->skip) { /* draining an oversized request, then closing */
+      size_t k = c->skip < c->in_len ? c->skip : c->in_len;
+      consume(c, k);
+      if ((c->skip -= k) == 0)
+        return SVC_EPROTO;
+    } else if ((n = next_frame(c, &f)) == SVC_ETOOBIG) {
+      /* Over the limit: say so at once, close our side, and read (without
+       * keeping) what the client still sends, so the reply is not lost to a
+       * reset. The client reconnects on its next call. */
+      if (f.type != SVC__FRAME_REQUEST)
+        return SVC_EPROTO;
+      int rc = send_reply(c, f.call_id, SVC_ETOOBIG, 0);
+      if (rc < 0 || shutdown(c->base.fd, SHUT_WR) != 0)
+        return SVC_EPROTO;
+      consume(c, SVC__FRAME_HDR);
+      c->skip = (size_t)f.method_len + f.payload_len;
+      continue;
+    }
     if (n < 0)
       return (int)n;
     if (n > 0) {

@@ -227,12 +227,13 @@ static int ps_cmp_base(const void *a, const void *b) {
 
 static ps_proc *ps_find(mon_sampler *s, int pid) {
   ps_proc key = {.st.pid = pid};
-  return bsearch(&key, s->procs, s->nprocs, sizeof key, ps_cmp_proc);
+  return s->nprocs ? bsearch(&key, s->procs, s->nprocs, sizeof key, ps_cmp_proc)
+                   : NULL;
 }
 
 static const ps_base *ps_find_base(const ps_base *b, size_t n, int pid) {
   ps_base key = {.pid = pid};
-  return bsearch(&key, b, n, sizeof key, ps_cmp_base);
+  return n ? bsearch(&key, b, n, sizeof key, ps_cmp_base) : NULL;
 }
 
 static int ps_root_index(const int *roots, size_t n, int pid) {
