@@ -45,6 +45,25 @@ static int reply_text(svc_reply *r, const char *text) {
   return svc_reply_set(r, text, strlen(text));
 }
 
+/* Appends s as a JSON string to buf (which has room for 6 bytes per input
+ * byte + 3); returns the new length. */
+static size_t json_str(char *buf, size_t len, const char *s) {
+  buf[len++] = '"';
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      buf[len++] = '\\';
+      buf[len++] = (char)ch;
+    } else if (ch < 0x20) {
+      len += (size_t)snprintf(buf + len, 7, "\\u%04x", ch);
+    } else {
+      buf[len++] = (char)ch;
+    }
+  }
+  buf[len++] = '"';
+  return len;
+}
+
 static int builtin_methods(svc_server *s, svc_reply *r) {
   size_t cap = 32, len = 0;
   for (int i = 0; i < s->nmethods; i++)
@@ -52,21 +71,13 @@ static int builtin_methods(svc_server *s, svc_reply *r) {
   char *buf = malloc(cap);
   if (!buf)
     return SVC_ENOMEM;
-  len += (size_t)snprintf(buf, cap, "[");
+  buf[len++] = '[';
   for (int i = 0; i < s->nmethods; i++) {
-    len += (size_t)snprintf(buf + len, cap - len, "%s\"", i ? "," : "");
-    for (const char *p = s->methods[i].name; *p; p++) {
-      unsigned char ch = (unsigned char)*p;
-      if (ch == '"' || ch == '\\')
-        len += (size_t)snprintf(buf + len, cap - len, "\\%c", ch);
-      else if (ch < 0x20)
-        len += (size_t)snprintf(buf + len, cap - len, "\\u%04x", ch);
-      else
-        buf[len++] = (char)ch;
-    }
-    buf[len++] = '"';
+    if (i)
+      buf[len++] = ',';
+    len = json_str(buf, len, s->methods[i].name);
   }
-  len += (size_t)snprintf(buf + len, cap - len, "]");
+  buf[len++] = ']';
   int rc = svc_reply_set(r, buf, len);
   free(buf);
   return rc;
@@ -81,18 +92,22 @@ static int64_t uptime_ms(const svc_server *s) {
 }
 
 static int builtin_info(svc_server *s, svc_reply *r) {
-  char buf[4096];
+  char buf[MAX_LISTENERS * sizeof s->listen_urls[0] * 6 + 1024];
   int len = snprintf(buf, sizeof buf,
                      "{\"format\":1,\"name\":\"%s\",\"version\":\"%s\","
                      "\"pid\":%d,\"workers\":%d,\"uptime_ms\":%lld,"
                      "\"listeners\":[",
                      s->name, svc_version(), (int)getpid(),
                      workers(s), (long long)uptime_ms(s));
-  for (int i = 0; i < s->nlisteners && len < (int)sizeof buf - 300; i++)
-    len += snprintf(buf + len, sizeof buf - (size_t)len, "%s\"%s\"",
-                    i ? "," : "", s->listen_urls[i]);
-  len += snprintf(buf + len, sizeof buf - (size_t)len, "]}");
-  return svc_reply_set(r, buf, (size_t)len);
+  size_t n = (size_t)len;
+  for (int i = 0; i < s->nlisteners; i++) {
+    if (i)
+      buf[n++] = ',';
+    n = json_str(buf, n, s->listen_urls[i]);
+  }
+  buf[n++] = ']';
+  buf[n++] = '}';
+  return svc_reply_set(r, buf, n);
 }
 
 /* A request of "histogram" (or a JSON object with "histogram":true) adds

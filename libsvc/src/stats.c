@@ -266,23 +266,23 @@ static inline void own_add(_Atomic uint64_t *p, uint64_t v) {
   atomic_store_explicit(p, atomic_load_explicit(p, RELAXED) + v, RELAXED);
 }
 
-void svc__stats_record(svc__stats *st, int method, uint64_t ns, /* ticks */
+void svc__stats_record(svc__stats *st, int method, uint64_t ticks,
                        uint64_t bytes_in, uint64_t bytes_out, int error) {
   if (!st || method < 0 || method >= st->nmethods)
     return;
   int slot = my_slot(st);
   mstat *m = slot_at(st, slot, method);
-  _Atomic uint64_t *h = &m->hist[svc__hist_bucket(ns)];
+  _Atomic uint64_t *h = &m->hist[svc__hist_bucket(ticks)];
   if (slot > 0) {
     own_add(&m->calls, 1);
     if (error)
       own_add(&m->errors, 1);
     own_add(&m->bytes_in, bytes_in);
     own_add(&m->bytes_out, bytes_out);
-    own_add(&m->total, ns);
+    own_add(&m->total, ticks);
     own_add(h, 1);
-    if (ns > atomic_load_explicit(&m->max, RELAXED))
-      atomic_store_explicit(&m->max, ns, RELAXED);
+    if (ticks > atomic_load_explicit(&m->max, RELAXED))
+      atomic_store_explicit(&m->max, ticks, RELAXED);
     return;
   }
   atomic_fetch_add_explicit(&m->calls, 1, RELAXED);
@@ -290,11 +290,11 @@ void svc__stats_record(svc__stats *st, int method, uint64_t ns, /* ticks */
     atomic_fetch_add_explicit(&m->errors, 1, RELAXED);
   atomic_fetch_add_explicit(&m->bytes_in, bytes_in, RELAXED);
   atomic_fetch_add_explicit(&m->bytes_out, bytes_out, RELAXED);
-  atomic_fetch_add_explicit(&m->total, ns, RELAXED);
+  atomic_fetch_add_explicit(&m->total, ticks, RELAXED);
   atomic_fetch_add_explicit(h, 1, RELAXED);
   uint64_t mx = atomic_load_explicit(&m->max, RELAXED);
-  while (ns > mx && !atomic_compare_exchange_weak_explicit(
-                        &m->max, &mx, ns, RELAXED, RELAXED))
+  while (ticks > mx && !atomic_compare_exchange_weak_explicit(
+                        &m->max, &mx, ticks, RELAXED, RELAXED))
     ;
 }
 
