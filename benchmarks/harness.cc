@@ -291,4 +291,18 @@ int ReadFull(int fd, void *p, size_t len) {
   return 0;
 }
 
+uint64_t TreeCpuNs(pid_t pid) {
+  uint64_t total = PeerCpuNs(pid);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return total;
+  int kid;
+  while (fscanf(f, "%d", &kid) == 1)
+    total += PeerCpuNs((pid_t)kid);
+  fclose(f);
+  return total;
+}
+
 } // namespace bench

@@ -55,6 +55,8 @@ uint64_t ProcessCpuNs();
  * clock: nanosecond resolution, unlike the 10 ms ticks of /proc/PID/stat,
  * which is the fallback. Returns 0 if the process is gone. */
 uint64_t PeerCpuNs(pid_t pid);
+/* PeerCpuNs of pid and its children (a libsvc master and its workers). */
+uint64_t TreeCpuNs(pid_t pid);
 
 /* Round-trip samples of one run; reports mean, p50, p99 and max. */
 class Latency {

@@ -84,6 +84,11 @@ int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
     report("ERR " + svc_err("svc_server_method", rc));
     goto fail;
   }
+  if (opts.max_threads > 0 &&
+      (rc = svc_server_set_max_threads(s, opts.max_threads))) {
+    report("ERR " + svc_err("svc_server_set_max_threads", rc));
+    goto fail;
+  }
   /* Room for the largest payload plus headers. */
   if (max_len + 4096 > SVC_DEFAULT_MAX_MSG &&
       (rc = svc_server_set_max_msg(s, max_len + 4096))) {
@@ -119,11 +124,12 @@ fail:
 
 class SvcConn : public Conn {
 public:
-  explicit SvcConn(svc_client *c) : c_(c) {}
+  SvcConn(svc_client *c, std::string method)
+      : c_(c), method_(std::move(method)) {}
   ~SvcConn() override { svc_client_close(c_); }
   int Call(const void *req, size_t len, const void **resp, size_t *resp_len,
            std::string *err) override {
-    int rc = svc_call(c_, "echo", req, len, resp, resp_len);
+    int rc = svc_call(c_, method_.c_str(), req, len, resp, resp_len);
     if (rc) {
       *err = svc_err("svc_call", rc);
       return -1;
@@ -133,6 +139,7 @@ public:
 
 private:
   svc_client *c_;
+  std::string method_;
 };
 
 class SvcTransport : public Transport {
@@ -180,7 +187,7 @@ public:
       *err = svc_err("svc_client_set_max_msg", rc);
       return nullptr;
     }
-    return std::make_unique<SvcConn>(c);
+    return std::make_unique<SvcConn>(c, opts_.method);
   }
 
   pid_t server_pid() const override { return pid_; }

@@ -29,6 +29,9 @@ public:
 /* How the libsvc server child runs (issue 6 adds worker processes). */
 struct ServerOptions {
   int workers = 0; /* >0: SVC_WORKERS_MIN = SVC_WORKERS_MAX = workers */
+  std::string method = "echo"; /* what a libsvc client calls ("burn") */
+  int max_threads = 0; /* >0: svc_server_set_max_threads (1 = a GIL-like
+                          handler that cannot run twice in one process) */
 };
 
 class Transport {
