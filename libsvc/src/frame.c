@@ -41,7 +41,7 @@ int svc__frame_decode_header(const uint8_t *buf, size_t len,
                                      SVC__FRAME_MAGIC >> 24,
                                      SVC__FRAME_VERSION};
     size_t n = len < sizeof prefix ? len : sizeof prefix;
-    return memcmp(buf, prefix, n) == 0 ? 1 : SVC_EPROTO;
+    return n == 0 || memcmp(buf, prefix, n) == 0 ? 1 : SVC_EPROTO;
   }
   if (get32(buf) != SVC__FRAME_MAGIC || buf[4] != SVC__FRAME_VERSION ||
       buf[7] != 0 || buf[6] != 0)

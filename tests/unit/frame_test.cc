@@ -442,10 +442,30 @@ TEST(FrameProperty, SplitAnywhereGivesSameResult) {
         ASSERT_EQ(0, n) << k;
       } else {
         ASSERT_EQ((long)b.size(), n);
-        ASSERT_EQ(0, memcmp(f.payload, payload.data(), payload.size()));
+        if (!payload.empty()) {
+          ASSERT_EQ(0, memcmp(f.payload, payload.data(), payload.size()));
+        }
       }
     }
   }
+}
+
+// Regression: a server connection's input buffer is NULL before its first
+// read; decoding zero bytes there must say "need more" without touching it
+// (UBSan caught memcmp(NULL, ..., 0) in the early-garbage check).
+TEST(FrameDecode, EmptyNullBufferNeedsMore) {
+  svc__frame f;
+  EXPECT_EQ(1, svc__frame_decode_header(nullptr, 0, 1 << 20, &f));
+  EXPECT_EQ(0, svc__frame_decode(nullptr, 0, 1 << 20, &f));
+}
+
+// Garbage is refused from its first differing byte, not after 24 bytes.
+TEST(FrameDecode, GarbageRefusedBeforeWholeHeader) {
+  svc__frame f;
+  const uint8_t junk[1] = {0};
+  EXPECT_EQ(SVC_EPROTO, svc__frame_decode(junk, 1, 1 << 20, &f));
+  const uint8_t good[3] = {'S', 'V', 'C'};
+  EXPECT_EQ(0, svc__frame_decode(good, 3, 1 << 20, &f));
 }
 
 }  // namespace
