@@ -27,13 +27,17 @@ typedef struct svc__region_hdr {
   _Atomic uint32_t req_seq;         /* bumped when a request is posted */
   _Atomic uint32_t client_sleeping; /* 1: ring the doorbell on reply */
   uint8_t pad1[SVC__CACHELINE - 8];
-  /* line 2: written by the server */
+  /* line 2: written by the server, read by the client on every call */
   _Atomic uint32_t resp_seq;        /* = req_seq when the reply is posted */
   _Atomic uint32_t server_sleeping; /* 1: ring the doorbell on request */
-  _Atomic uint32_t taken_seq;       /* = req_seq once the server read it */
-  _Atomic uint32_t closing;         /* 1: reconnect before the next call */
   _Atomic uint64_t resp_off;        /* where the reply frame starts */
-  uint8_t pad2[SVC__CACHELINE - 24];
+  _Atomic uint32_t closing;         /* 1: reconnect before the next call */
+  uint8_t pad2[SVC__CACHELINE - 20];
+  /* line 3: written by the server as it takes a call; read by the client
+   * only when the server died. Its own line, so that this store does not
+   * pull line 2 away from a client spinning on resp_seq. */
+  _Atomic uint32_t taken_seq;       /* = req_seq once the server read it */
+  uint8_t pad3[SVC__CACHELINE - 4];
 } svc__region_hdr;
 
 #define SVC__REGION_DATA ((size_t)sizeof(svc__region_hdr)) /* request frame */

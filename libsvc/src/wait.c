@@ -111,13 +111,14 @@ static int spin_loop(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
   }
 }
 
-int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old) {
+/* Spins from start (a clock reading the caller already has). */
+static int spin_from(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
+                     int64_t start) {
   if (atomic_load_explicit(seq, memory_order_acquire) != old)
     return 1;
   if (!spin_allowed(w))
     return 0;
   int was_preempted = 0;
-  int64_t start = svc__now_ns();
   int ok = spin_loop(w, seq, old, start, &was_preempted);
   if (w->spinners)
     atomic_fetch_sub(w->spinners, 1);
@@ -126,6 +127,12 @@ int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old) {
   else if (was_preempted)
     preempted(w);
   return ok;
+}
+
+int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old) {
+  if (atomic_load_explicit(seq, memory_order_acquire) != old)
+    return 1;
+  return spin_from(w, seq, old, svc__now_ns());
 }
 
 int svc__doorbell_drain(int fd) {
@@ -174,8 +181,10 @@ static int sleep_until(const _Atomic uint32_t *seq, uint32_t old,
 
 int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
               _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
+  if (atomic_load_explicit(seq, memory_order_acquire) != old)
+    return 0;
   int64_t start = svc__now_ns();
-  if (svc__spin(w, seq, old))
+  if (spin_from(w, seq, old, start))
     return 0;
   int rc = sleep_until(seq, old, sleeping, fd, deadline);
   if (rc == 0)

@@ -277,8 +277,8 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
   http_head(&b, "svc-monitor", true);
   mon_buf_puts(&b, "<h1>Services</h1><table class=\"services\"><thead><tr>"
                    "<th>Service</th><th>State</th><th>PID</th>"
-                   "<th>Procs</th><th>Uptime</th><th>Restarts</th>"
-                   "<th>CPU</th><th>Memory</th><th>CPU, last 5 min</th>"
+                   "<th>Processes</th><th>Uptime</th><th>Restarts</th>"
+                   "<th>CPU</th><th>Memory (RSS)</th><th>CPU, last 5 min</th>"
                    "</tr></thead><tbody>");
   int64_t now = http_now_ms();
   for (size_t i = 0; i < cfg->nservices; i++) {
@@ -289,10 +289,15 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
       http_uptime(up, sizeof up, now - w->started_wall_ms);
     if (w->pid && w->cpu_valid)
       mon_fmt_value(cpu, sizeof cpu, w->cpu_pct, MON_U_PERCENT);
-    if (w->pid && w->nprocs)
-      mon_fmt_value(mem, sizeof mem,
-                    (double)(w->pss_valid ? w->pss_bytes : w->rss_bytes),
-                    MON_U_BYTES);
+    char pss[32] = "";
+    if (w->pid && w->nprocs) {
+      mon_fmt_value(mem, sizeof mem, (double)w->rss_bytes, MON_U_BYTES);
+      if (w->pss_valid) {
+        char v[24];
+        mon_fmt_value(v, sizeof v, (double)w->pss_bytes, MON_U_BYTES);
+        snprintf(pss, sizeof pss, "PSS %s", v);
+      }
+    }
     mon_buf_puts(&b, "<tr><td><a href=\"/service/");
     mon_buf_html(&b, s->name, strlen(s->name));
     mon_buf_puts(&b, "\">");
@@ -304,8 +309,8 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
     else
       mon_buf_puts(&b, "<td>-</td><td>-</td>");
     mon_buf_printf(&b, "<td>%s</td><td>%d</td><td class=\"num\">%s</td>"
-                       "<td class=\"num\">%s</td><td>",
-                   up, w->restarts, cpu, mem);
+                       "<td class=\"num\">%s<br><small>%s</small></td><td>",
+                   up, w->restarts, cpu, mem, pss);
     http_series se;
     if (http_series_load(h, s->name, now - 300000, now, 150, &se) == 0) {
       mon_chart ch = {.width = 160, .height = 28, .from = now - 300000,
