@@ -38,8 +38,7 @@ static uint64_t kv_hash(const char *p, size_t n) {
   return h;
 }
 
-static kv_entry **kv_find(kv_table *t, const char *k, size_t klen,
-                          uint64_t h) {
+static kv_entry **kv_find(kv_table *t, const char *k, size_t klen, uint64_t h) {
   kv_entry **e = &t->slots[h & (t->nslots - 1)];
   while (*e && !((*e)->hash == h && (*e)->klen == klen &&
                  !memcmp((*e)->data, k, klen)))

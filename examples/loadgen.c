@@ -66,7 +66,8 @@ int main(int argc, char **argv) {
   for (;;) {
     double t = now_s() - start;
     /* 5 % .. 100 % of the peak rate, a 4-minute wave plus a 40 s ripple */
-    double wave = 0.5 + 0.4 * sin(t * 2 * M_PI / 240) + 0.1 * sin(t * 2 * M_PI / 40);
+    double wave =
+        0.5 + 0.4 * sin(t * 2 * M_PI / 240) + 0.1 * sin(t * 2 * M_PI / 40);
     double rate = LOADGEN_MAX_RATE * (wave < 0.05 ? 0.05 : wave);
     int batch = 10;
     for (int i = 0; i < batch; i++) {

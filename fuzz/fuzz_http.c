@@ -89,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       CHECK(strstr(in, r.name) != NULL);
     }
     if (r.kind == MON_R_STYLE)
-      CHECK(!strcmp(in, "/static/style.css") || !strcmp(in, "/static/style.css/"));
+      CHECK(!strcmp(in, "/static/style.css") ||
+            !strcmp(in, "/static/style.css/"));
     for (char *arg = q; arg && *arg;) {
       char *next = strchr(arg, '&');
       if (next)

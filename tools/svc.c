@@ -116,8 +116,8 @@ typedef struct args {
 
 /* Splits argv into positional arguments and the options in opts.
  * Returns 0, 1 for --help, or EXIT_USAGE after printing why. */
-static int parse_args(int argc, char **argv, opt *opts, int nopts,
-                      int max_pos, const char *usage, args *a) {
+static int parse_args(int argc, char **argv, opt *opts, int nopts, int max_pos,
+                      const char *usage, args *a) {
   a->npos = 0;
   int options_done = 0;
   for (int i = 0; i < argc; i++) {
@@ -359,8 +359,8 @@ static double json_num(const char *p, const char *end, const char *key) {
 }
 
 /* Copies the string value of key, unescaped (\uXXXX below 0x80 only). */
-static void json_str(const char *p, const char *end, const char *key,
-                     char *buf, size_t cap) {
+static void json_str(const char *p, const char *end, const char *key, char *buf,
+                     size_t cap) {
   const char *vend, *v = json_get(p, end, key, &vend);
   size_t n = 0;
   if (v && *v == '"') {
@@ -603,7 +603,7 @@ static double hist_quantile(const hist *h, double q) {
   for (int b = 0; b < HBUCKETS; b++)
     if ((seen += h->n[b]) >= rank) {
       double v = hist_bucket_mid(b);
-      return v > (double)h->max ? (double)h->max
+      return v > (double)h->max   ? (double)h->max
              : v < (double)h->min ? (double)h->min
                                   : v;
     }
@@ -725,8 +725,8 @@ typedef struct bench {
   const char *url, *method;
   size_t size;
   int clients;
-  double rate;          /* total calls/s; 0 = closed loop */
-  int64_t start, end;   /* monotonic ns */
+  double rate;        /* total calls/s; 0 = closed loop */
+  int64_t start, end; /* monotonic ns */
   _Atomic int stop;
   _Atomic int first_error; /* 0 or an SVC_E* code */
 } bench;
@@ -760,8 +760,8 @@ static void *bench_main(void *arg) {
   while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
     int64_t t0;
     if (period > 0) {
-      t0 = b->start + (int64_t)(period * ((double)k + (double)t->index /
-                                                          b->clients));
+      t0 = b->start +
+           (int64_t)(period * ((double)k + (double)t->index / b->clients));
       k++;
       if (t0 >= b->end)
         break;
@@ -825,8 +825,7 @@ static int cmd_bench(int argc, char **argv) {
   char *req = calloc(1, (size_t)size + 1);
   const void *resp;
   size_t len;
-  rc = req ? svc_call(c, a.pos[1], req, (size_t)size, &resp, &len)
-           : SVC_ENOMEM;
+  rc = req ? svc_call(c, a.pos[1], req, (size_t)size, &resp, &len) : SVC_ENOMEM;
   free(req);
   if (rc < 0) {
     ex = fail(rc, c, a.pos[1]);
@@ -869,8 +868,9 @@ static int cmd_bench(int argc, char **argv) {
       calls += atomic_load_explicit(&t[i].calls, memory_order_relaxed);
       errors += atomic_load_explicit(&t[i].errors, memory_order_relaxed);
     }
-    fprintf(stderr, "[%3ds] %10" PRIu64 " calls/s  %" PRIu64 " calls  %" PRIu64
-                    " errors\n",
+    fprintf(stderr,
+            "[%3ds] %10" PRIu64 " calls/s  %" PRIu64 " calls  %" PRIu64
+            " errors\n",
             sec, calls - last, calls, errors);
     last = calls;
   }
@@ -884,8 +884,8 @@ static int cmd_bench(int argc, char **argv) {
     if (t[i].open_rc)
       open_rc = t[i].open_rc;
   }
-  double wall = (double)(now_ns() < b.end ? now_ns() - b.start
-                                          : b.end - b.start) / 1e9;
+  double wall =
+      (double)(now_ns() < b.end ? now_ns() - b.start : b.end - b.start) / 1e9;
   printf("%s %s: %d clients, %lld-byte requests, %s\n", b.url, b.method,
          started, size, rate > 0 ? "open loop" : "closed loop");
   printf("calls     %" PRIu64 " in %.2fs = %.0f calls/s", all.count, wall,
@@ -912,9 +912,9 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*fn)(int, char **);
-  } cmds[] = {{"call", cmd_call},   {"methods", cmd_methods},
-              {"info", cmd_info},   {"stats", cmd_stats},
-              {"ping", cmd_ping},   {"bench", cmd_bench}};
+  } cmds[] = {{"call", cmd_call}, {"methods", cmd_methods},
+              {"info", cmd_info}, {"stats", cmd_stats},
+              {"ping", cmd_ping}, {"bench", cmd_bench}};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp(cmd, cmds[i].name) == 0)
       return cmds[i].fn(argc - 2, argv + 2);

@@ -38,8 +38,8 @@ int svc_server_method(svc_server *s, const char *name, svc_handler fn,
 
 /* Built-in methods; their stats follow the user methods' in the table. */
 enum { B_PING, B_INFO, B_METHODS, B_STATS, NBUILTIN };
-static const char *const builtin_names[NBUILTIN] = {
-    "svc.ping", "svc.info", "svc.methods", "svc.stats"};
+static const char *const builtin_names[NBUILTIN] = {"svc.ping", "svc.info",
+                                                    "svc.methods", "svc.stats"};
 
 static int reply_text(svc_reply *r, const char *text) {
   return svc_reply_set(r, text, strlen(text));
@@ -97,8 +97,8 @@ static int builtin_info(svc_server *s, svc_reply *r) {
                      "{\"format\":1,\"name\":\"%s\",\"version\":\"%s\","
                      "\"pid\":%d,\"workers\":%d,\"uptime_ms\":%lld,"
                      "\"listeners\":[",
-                     s->name, svc_version(), (int)getpid(),
-                     workers(s), (long long)uptime_ms(s));
+                     s->name, svc_version(), (int)getpid(), workers(s),
+                     (long long)uptime_ms(s));
   size_t n = (size_t)len;
   for (int i = 0; i < s->nlisteners; i++) {
     if (i)
@@ -131,8 +131,8 @@ static int builtin_stats(svc_server *s, const void *req, size_t len,
   int rc = SVC_ENOMEM;
   if (ms && names) {
     for (int i = 0; i < n; i++) {
-      names[i] = i < s->nmethods ? s->methods[i].name
-                                 : builtin_names[i - s->nmethods];
+      names[i] =
+          i < s->nmethods ? s->methods[i].name : builtin_names[i - s->nmethods];
       svc__stats_read(s->stats, i, &ms[i]);
     }
     svc__stats_doc doc = {.name = s->name,
@@ -207,12 +207,10 @@ int svc__server_dispatch(void *ctx, const char *name, const void *req,
     return i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
                            : run_builtin(s, i - s->nmethods, req, len, r);
   uint64_t t0 = svc__stats_ticks();
-  int rc = i < s->nmethods
-               ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
-               : run_builtin(s, i - s->nmethods, req, len, r);
+  int rc = i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
+                           : run_builtin(s, i - s->nmethods, req, len, r);
   uint64_t t1 = svc__stats_ticks();
-  svc__stats_record(s->stats, i, t1 - t0, len,
-                    rc == 0 ? r->len : 0, rc != 0);
+  svc__stats_record(s->stats, i, t1 - t0, len, rc == 0 ? r->len : 0, rc != 0);
   return rc;
 }
 
@@ -230,4 +228,3 @@ int svc_reply_set(svc_reply *r, const void *p, size_t len) {
     memcpy(dst, p, len);
   return 0;
 }
-

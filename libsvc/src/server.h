@@ -49,8 +49,7 @@ struct svc_server {
   int owns_sockets;       /* unlink socket files on free (not in workers) */
   svc__workers workers;   /* worker processes (workers.c) */
   svc__pool_info *pool_info; /* shared with workers; NULL without them */
-  struct svc__stats *stats; /* per-method counters (stats.c), shared with
-                               workers: made before they fork */
+  struct svc__stats *stats; /* per-method counters, shared with workers */
   _Atomic int nthreads;   /* serving threads alive (detached) */
   pthread_cond_t threads_done; /* signalled when nthreads reaches 0 */
   _Atomic int idle;       /* threads waiting in epoll_wait */

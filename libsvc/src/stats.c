@@ -83,18 +83,18 @@ typedef struct mstat {
  * 1..max_slots belong to one thread at a time. */
 typedef struct shared_hdr {
   uint64_t magic;
-  _Atomic uint32_t hwm;       /* 1 + highest slot ever claimed */
+  _Atomic uint32_t hwm; /* 1 + highest slot ever claimed */
   int32_t pad_;
-  _Atomic uint64_t unknown;   /* calls of methods that do not exist */
-  int64_t ns0;                /* svc__now_ns() and ... */
-  uint64_t ticks0;            /* ... svc__stats_ticks() at creation */
-  _Atomic int32_t owner[];    /* per slot: pid of the owner, 0 = free */
+  _Atomic uint64_t unknown; /* calls of methods that do not exist */
+  int64_t ns0;              /* svc__now_ns() and ... */
+  uint64_t ticks0;          /* ... svc__stats_ticks() at creation */
+  _Atomic int32_t owner[];  /* per slot: pid of the owner, 0 = free */
 } shared_hdr;
 
 struct svc__stats {
-  uint64_t id;          /* process-unique: what a thread's slot belongs to */
+  uint64_t id; /* process-unique: what a thread's slot belongs to */
   shared_hdr *hdr;
-  char *slots;          /* slot i at slots + i * slot_size */
+  char *slots; /* slot i at slots + i * slot_size */
   size_t slot_size, map_size;
   int nmethods, max_slots;
   struct svc__stats *next; /* live handles, for thread-exit release */
@@ -103,14 +103,14 @@ struct svc__stats {
 /* The calling thread's slot. Cleared in a forked child, whose slot (if any)
  * still belongs to the parent's thread. */
 static _Thread_local struct {
-  uint64_t id;   /* svc__stats.id the slot belongs to, 0 = none */
-  int slot;      /* 0: the shared overflow slot */
+  uint64_t id; /* svc__stats.id the slot belongs to, 0 = none */
+  int slot;    /* 0: the shared overflow slot */
 } tls;
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static svc__stats *reg_head;     /* live handles of this process */
+static svc__stats *reg_head; /* live handles of this process */
 static uint64_t reg_next_id = 1;
-static pthread_key_t tls_key;    /* its destructor releases the slot */
+static pthread_key_t tls_key; /* its destructor releases the slot */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void release_locked(uint64_t id, int slot) {
@@ -143,7 +143,8 @@ static void fork_child(void) {
 static int tsc_usable(void) {
 #if defined(__x86_64__) || defined(__i386__)
   FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/"
-                  "current_clocksource", "re");
+                  "current_clocksource",
+                  "re");
   char buf[32] = "";
   if (f) {
     if (!fgets(buf, sizeof buf, f))
@@ -294,7 +295,7 @@ void svc__stats_record(svc__stats *st, int method, uint64_t ticks,
   atomic_fetch_add_explicit(h, 1, RELAXED);
   uint64_t mx = atomic_load_explicit(&m->max, RELAXED);
   while (ticks > mx && !atomic_compare_exchange_weak_explicit(
-                        &m->max, &mx, ticks, RELAXED, RELAXED))
+                           &m->max, &mx, ticks, RELAXED, RELAXED))
     ;
 }
 
@@ -367,9 +368,8 @@ static void jb_reserve(jbuf *b, size_t more) {
   b->cap = cap;
 }
 
-__attribute__((format(printf, 2, 3))) static void jb_printf(jbuf *b,
-                                                            const char *fmt,
-                                                            ...) {
+__attribute__((format(printf, 2, 3))) static void
+jb_printf(jbuf *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
@@ -421,7 +421,7 @@ int svc__stats_json(const svc__stats_doc *doc, const char *const *names,
   for (int i = 0; i < n; i++) {
     const svc__method_stats *m = &ms[i];
     double k = m->ns_per_tick > 0 ? m->ns_per_tick : 1.0;
-#define NS(ticks) ((unsigned long long)((double)(ticks) * k + 0.5))
+#define NS(ticks) ((unsigned long long)((double)(ticks)*k + 0.5))
     jb_printf(&b, "%s{\"name\":", i ? "," : "");
     jb_str(&b, names[i]);
     jb_printf(&b,
@@ -429,8 +429,7 @@ int svc__stats_json(const svc__stats_doc *doc, const char *const *names,
               "\"bytes_out\":%llu,\"total_ns\":%llu,\"p50_ns\":%llu,"
               "\"p99_ns\":%llu,\"p999_ns\":%llu,\"max_ns\":%llu",
               (unsigned long long)m->calls, (unsigned long long)m->errors,
-              (unsigned long long)m->bytes_in,
-              (unsigned long long)m->bytes_out,
+              (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out,
               NS(m->total), NS(svc__hist_quantile(m->hist, 0.5, m->max)),
               NS(svc__hist_quantile(m->hist, 0.99, m->max)),
               NS(svc__hist_quantile(m->hist, 0.999, m->max)), NS(m->max));

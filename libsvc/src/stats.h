@@ -43,11 +43,11 @@ uint64_t svc__hist_quantile(const uint64_t *counts, double q, uint64_t max_ns);
  * in ticks; multiply by ns_per_tick (0 means 1) for nanoseconds. */
 typedef struct svc__method_stats {
   uint64_t calls;
-  uint64_t errors;      /* calls that returned non-zero */
-  uint64_t bytes_in;    /* request payload bytes */
-  uint64_t bytes_out;   /* reply payload bytes of successful calls */
-  uint64_t total;       /* handler time in ticks, summed */
-  uint64_t max;         /* longest handler time in ticks */
+  uint64_t errors;    /* calls that returned non-zero */
+  uint64_t bytes_in;  /* request payload bytes */
+  uint64_t bytes_out; /* reply payload bytes of successful calls */
+  uint64_t total;     /* handler time in ticks, summed */
+  uint64_t max;       /* longest handler time in ticks */
   uint64_t hist[SVC__HIST_BUCKETS]; /* by svc__hist_bucket(ticks) */
   double ns_per_tick;
 } svc__method_stats;
@@ -80,8 +80,8 @@ uint64_t svc__stats_unknown(const svc__stats *st);
 
 /* Header fields of a svc.stats reply. */
 typedef struct svc__stats_doc {
-  const char *name;     /* service name */
-  int pid;              /* the process that answered */
+  const char *name; /* service name */
+  int pid;          /* the process that answered */
   int workers;
   int64_t uptime_ms;
   uint64_t unknown_calls;

@@ -29,6 +29,7 @@ typedef struct stream_conn {
   uint32_t next_id; /* client: id of the next call */
   int goaway;       /* client: server asked us to reconnect */
   size_t skip;      /* server: bytes of an oversized request to drop */
+  size_t held;      /* client: bytes of the last reply, kept for the caller */
 } stream_conn;
 
 static int grow(uint8_t **buf, size_t *cap, size_t want) {
@@ -164,15 +165,26 @@ static int discard(stream_conn *c, size_t n, int64_t deadline) {
 /* Between calls nothing should arrive but a GOAWAY or the end of the
  * stream: either means "reconnect before sending". One cheap syscall. */
 static int check_idle(stream_conn *c) {
+  consume(c, c->held); /* the previous reply is released now */
+  c->held = 0;
   if (c->goaway)
     return SVC_EPEERGONE;
+  svc__frame f;
+  if (c->in_len > 0) { /* read along with the last reply */
+    long n = next_frame(c, &f);
+    if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
+      consume(c, (size_t)n);
+      c->goaway = 1;
+      return SVC_EPEERGONE;
+    }
+    return SVC_EPROTO;
+  }
   uint8_t b;
   ssize_t r = recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
     return 0;
   if (r <= 0)
     return SVC_EPEERGONE;
-  svc__frame f;
   long n = read_frame(c, &f, svc__now_ns() + 1000000000);
   if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
     consume(c, (size_t)n);
@@ -194,7 +206,6 @@ static int stream_call(svc__conn *base, const char *method, size_t method_len,
     res->not_taken = 1;
     return rc == SVC_EPROTO ? rc : SVC_EPEERGONE;
   }
-  c->in_len = 0; /* the previous reply is released now */
   svc__frame f = {.type = SVC__FRAME_REQUEST,
                   .call_id = c->next_id++,
                   .method_len = (uint32_t)method_len,
@@ -231,7 +242,8 @@ static int stream_call(svc__conn *base, const char *method, size_t method_len,
     res->status = r.status;
     res->payload = r.payload;
     res->len = r.payload_len;
-    return 0; /* the frame stays in c->in until the next call */
+    c->held = (size_t)n; /* stays in c->in until the next call */
+    return 0;
   }
 }
 

@@ -60,13 +60,26 @@ void mon_buf_html(mon_buf *b, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const char *rep;
     switch (s[i]) {
-    case '&': rep = "&amp;"; break;
-    case '<': rep = "&lt;"; break;
-    case '>': rep = "&gt;"; break;
-    case '"': rep = "&quot;"; break;
-    case '\'': rep = "&#39;"; break;
-    case '\0': rep = "\xEF\xBF\xBD"; break;
-    default: continue;
+    case '&':
+      rep = "&amp;";
+      break;
+    case '<':
+      rep = "&lt;";
+      break;
+    case '>':
+      rep = "&gt;";
+      break;
+    case '"':
+      rep = "&quot;";
+      break;
+    case '\'':
+      rep = "&#39;";
+      break;
+    case '\0':
+      rep = "\xEF\xBF\xBD";
+      break;
+    default:
+      continue;
     }
     mon_buf_add(b, s + start, i - start);
     mon_buf_puts(b, rep);

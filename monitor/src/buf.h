@@ -12,9 +12,9 @@ extern "C" {
 #endif
 
 typedef struct mon_buf {
-  char *p;    /* always NUL-terminated when len > 0 */
+  char *p; /* always NUL-terminated when len > 0 */
   size_t len, cap;
-  bool oom;   /* an append failed; the content is truncated */
+  bool oom; /* an append failed; the content is truncated */
 } mon_buf;
 
 void mon_buf_add(mon_buf *b, const void *p, size_t n);

@@ -21,7 +21,7 @@ typedef struct config_parser {
   const char *p, *end; /* unread text */
   const char *filename;
   bool read_env_files;
-  int lineno;          /* line most recently handed to inih */
+  int lineno; /* line most recently handed to inih */
   enum config_section sec;
   mon_service_cfg *svc; /* current service section */
   unsigned long seen;   /* keys already set in the current section */
@@ -95,8 +95,8 @@ int mon_split_command(const char *line, char ***argv_out) {
       } else if (*p == '"') {
         p++;
         while (*p && *p != '"') {
-          if (*p == '\\' && (p[1] == '"' || p[1] == '\\' || p[1] == '$' ||
-                             p[1] == '`'))
+          if (*p == '\\' &&
+              (p[1] == '"' || p[1] == '\\' || p[1] == '$' || p[1] == '`'))
             p++;
           word[w++] = *p++;
         }
@@ -252,9 +252,11 @@ static void config_section(config_parser *cp, const char *name, size_t len,
     return;
   }
   cp->sec = SEC_BAD;
-  if (len <= 8 || memcmp(name, "service.", 8)) {
-    config_error(cp, line, "unknown section [%.*s] (want [monitor] or "
-                           "[service.NAME])", (int)len, name);
+  if (len <= 8 || memcmp(name, "service.", 8) != 0) {
+    config_error(cp, line,
+                 "unknown section [%.*s] (want [monitor] or "
+                 "[service.NAME])",
+                 (int)len, name);
     return;
   }
   char sname[MON_NAME_MAX + 2];
@@ -266,8 +268,10 @@ static void config_section(config_parser *cp, const char *name, size_t len,
   memcpy(sname, name + 8, nlen);
   sname[nlen] = '\0';
   if (!mon_name_valid(sname)) {
-    config_error(cp, line, "bad service name '%s' (letters, digits, '.', '_', "
-                           "'-')", sname);
+    config_error(cp, line,
+                 "bad service name '%s' (letters, digits, '.', '_', "
+                 "'-')",
+                 sname);
     return;
   }
   mon_config *cfg = cp->cfg;
@@ -337,22 +341,43 @@ static char *config_reader(char *str, int num, void *stream) {
 }
 
 enum {
-  K_COMMAND, K_PORT, K_WORKERS_MIN, K_WORKERS_MAX, K_AUTOSTART, K_RESTART,
-  K_START_RETRIES, K_START_SECS, K_READY, K_READY_TIMEOUT, K_STOP_TIMEOUT,
-  K_BACKOFF, K_BACKOFF_MAX, K_ENV, K_ENV_FILE, K_DIRECTORY, K_LOG_MAX,
-  K_LOG_BACKUPS, K_TIMESTAMPS, K_NKEYS
+  K_COMMAND,
+  K_PORT,
+  K_WORKERS_MIN,
+  K_WORKERS_MAX,
+  K_AUTOSTART,
+  K_RESTART,
+  K_START_RETRIES,
+  K_START_SECS,
+  K_READY,
+  K_READY_TIMEOUT,
+  K_STOP_TIMEOUT,
+  K_BACKOFF,
+  K_BACKOFF_MAX,
+  K_ENV,
+  K_ENV_FILE,
+  K_DIRECTORY,
+  K_LOG_MAX,
+  K_LOG_BACKUPS,
+  K_TIMESTAMPS,
+  K_NKEYS
 };
 static const char *const service_keys[K_NKEYS] = {
-    "command",       "port",           "workers_min",     "workers_max",
-    "autostart",     "restart",        "start_retries",   "start_secs",
-    "ready",         "ready_timeout_ms", "stop_timeout_ms", "backoff_ms",
-    "backoff_max_ms", "env",           "env_file",        "directory",
-    "log_max_bytes", "log_backups",    "timestamps"};
+    "command",         "port",
+    "workers_min",     "workers_max",
+    "autostart",       "restart",
+    "start_retries",   "start_secs",
+    "ready",           "ready_timeout_ms",
+    "stop_timeout_ms", "backoff_ms",
+    "backoff_max_ms",  "env",
+    "env_file",        "directory",
+    "log_max_bytes",   "log_backups",
+    "timestamps"};
 
 enum { M_HTTP, M_DB, M_LOG_DIR, M_INTERVAL, M_RETENTION, M_TOKEN, M_NKEYS };
 static const char *const monitor_keys[M_NKEYS] = {
-    "http", "db", "log_dir", "sample_interval_ms", "retention_days",
-    "token_file"};
+    "http",           "db",        "log_dir", "sample_interval_ms",
+    "retention_days", "token_file"};
 
 static int config_key_index(const char *const *keys, int n, const char *k) {
   for (int i = 0; i < n; i++)
@@ -465,8 +490,8 @@ static int config_service_key(config_parser *cp, int k, const char *v,
     }
     if (n <= 0) {
       mon_argv_free(argv);
-      config_error(cp, line, n == 0 ? "empty command"
-                                    : "unterminated quote in command");
+      config_error(cp, line,
+                   n == 0 ? "empty command" : "unterminated quote in command");
       return 0;
     }
     mon_argv_free(s->argv);
@@ -605,9 +630,13 @@ int mon_config_parse(const char *text, size_t len, const char *filename,
                      bool read_env_files, mon_config *cfg, char *err,
                      size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
-  config_parser cp = {.p = text, .end = text + len, .filename = filename,
-                      .read_env_files = read_env_files, .cfg = cfg,
-                      .err = err, .errlen = errlen};
+  config_parser cp = {.p = text,
+                      .end = text + len,
+                      .filename = filename,
+                      .read_env_files = read_env_files,
+                      .cfg = cfg,
+                      .err = err,
+                      .errlen = errlen};
   if (errlen)
     err[0] = '\0';
   cfg->http_port = 5155;

@@ -44,8 +44,8 @@ typedef struct mon_service_cfg {
   mon_ready ready;      /* see mon_ready */
   char **env;           /* KEY=VALUE from env_file then env; NULL-terminated */
   size_t nenv;
-  char *env_file;       /* path as written, or NULL */
-  char *directory;      /* working directory, or NULL for the monitor's */
+  char *env_file;          /* path as written, or NULL */
+  char *directory;         /* working directory, or NULL for the monitor's */
   long long log_max_bytes; /* rotate a log file past this size; 0 = never */
   int log_backups;         /* rotated files kept (NAME.stdout.log.1 ...) */
   bool timestamps;         /* prefix captured lines with an ISO-8601 time */

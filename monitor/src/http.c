@@ -150,8 +150,7 @@ static void http_uptime(char *out, size_t cap, int64_t ms) {
     snprintf(out, cap, "%lldh %lldm", (long long)(s / 3600),
              (long long)(s % 3600 / 60));
   else if (s >= 60)
-    snprintf(out, cap, "%lldm %llds", (long long)(s / 60),
-             (long long)(s % 60));
+    snprintf(out, cap, "%lldm %llds", (long long)(s / 60), (long long)(s % 60));
   else
     snprintf(out, cap, "%llds", (long long)s);
 }
@@ -195,8 +194,9 @@ static void http_head(mon_buf *b, const char *title, bool refresh) {
   struct tm tm;
   localtime_r(&secs, &tm);
   strftime(t, sizeof t, "%Y-%m-%d %H:%M:%S", &tm);
-  mon_buf_printf(b, "<span class=\"now\">%s &middot; refreshes every %d s"
-                    "</span></header><main>",
+  mon_buf_printf(b,
+                 "<span class=\"now\">%s &middot; refreshes every %d s"
+                 "</span></header><main>",
                  t, HTTP_REFRESH_S);
 }
 
@@ -251,7 +251,7 @@ static int http_series_load(mon_http *h, const char *name, int64_t from,
 }
 
 static int64_t http_gap(const mon_http *h, const http_series *s) {
-  int64_t res = s->tier == MON_TIER_RAW ? h->o->cfg->sample_interval_ms
+  int64_t res = s->tier == MON_TIER_RAW  ? h->o->cfg->sample_interval_ms
                 : s->tier == MON_TIER_1M ? 60000
                                          : 3600000;
   if (s->n >= 2) {
@@ -263,8 +263,7 @@ static int64_t http_gap(const mon_http *h, const http_series *s) {
 }
 
 static const char *const http_state_class[MON_NSTATES] = {
-    "stopped", "starting", "running", "backoff", "stopping", "exited",
-    "fatal"};
+    "stopped", "starting", "running", "backoff", "stopping", "exited", "fatal"};
 
 /* ---- pages ---- */
 
@@ -308,13 +307,17 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
       mon_buf_printf(&b, "<td>%d</td><td>%d</td>", w->pid, w->nprocs);
     else
       mon_buf_puts(&b, "<td>-</td><td>-</td>");
-    mon_buf_printf(&b, "<td>%s</td><td>%d</td><td class=\"num\">%s</td>"
-                       "<td class=\"num\">%s<br><small>%s</small></td><td>",
+    mon_buf_printf(&b,
+                   "<td>%s</td><td>%d</td><td class=\"num\">%s</td>"
+                   "<td class=\"num\">%s<br><small>%s</small></td><td>",
                    up, w->restarts, cpu, mem, pss);
     http_series se;
     if (http_series_load(h, s->name, now - 300000, now, 150, &se) == 0) {
-      mon_chart ch = {.width = 160, .height = 28, .from = now - 300000,
-                      .to = now, .gap_ms = http_gap(h, &se),
+      mon_chart ch = {.width = 160,
+                      .height = 28,
+                      .from = now - 300000,
+                      .to = now,
+                      .gap_ms = http_gap(h, &se),
                       .unit = MON_U_PERCENT};
       mon_series ser = {se.ts, se.cpu, se.n, "#2563eb", NULL};
       mon_svg_chart(&b, &ch, &ser, 1);
@@ -322,9 +325,10 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
     }
     mon_buf_puts(&b, "</td></tr>");
   }
-  mon_buf_puts(&b, "</tbody></table><p class=\"hint\">JSON: <a href=\""
-                   "/api/services\">/api/services</a> &middot; Prometheus: "
-                   "<a href=\"/metrics\">/metrics</a></p></main></body></html>");
+  mon_buf_puts(&b,
+               "</tbody></table><p class=\"hint\">JSON: <a href=\""
+               "/api/services\">/api/services</a> &middot; Prometheus: "
+               "<a href=\"/metrics\">/metrics</a></p></main></body></html>");
   free(v);
   return http_send(c, 200, "text/html; charset=utf-8", &b);
 }
@@ -410,7 +414,10 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
       mon_buf_puts(&b, "<p>no data</p></div>");
       continue;
     }
-    mon_chart ch = {.width = 420, .height = 150, .from = from, .to = now,
+    mon_chart ch = {.width = 420,
+                    .height = 150,
+                    .from = from,
+                    .to = now,
                     .gap_ms = http_gap(h, &se)};
     ch.unit = MON_U_PERCENT;
     ch.title = "CPU (100% = one core)";
@@ -515,9 +522,9 @@ static enum MHD_Result http_api_metrics(mon_http *h, struct MHD_Connection *c,
   mon_point *pts = NULL;
   size_t n = 0;
   mon_tier tier = MON_TIER_RAW;
-  if (!r || mon_reader_series(r, rt->name, from, to,
-                              h->o->cfg->sample_interval_ms, 1000, &pts, &n,
-                              &tier) != 0)
+  if (!r ||
+      mon_reader_series(r, rt->name, from, to, h->o->cfg->sample_interval_ms,
+                        1000, &pts, &n, &tier) != 0)
     return http_error(c, 500, "cannot read the store");
   static const char *const tiers[] = {"samples", "samples_1m", "samples_1h"};
   mon_buf b = {0};
@@ -601,7 +608,9 @@ static enum MHD_Result http_prometheus(mon_http *h, struct MHD_Connection *c) {
       const char *name = cfg->services[i].name; /* [A-Za-z0-9._-] only */
       double val;
       switch (k) {
-      case 0: val = w->state == MON_RUNNING; break;
+      case 0:
+        val = w->state == MON_RUNNING;
+        break;
       case 1:
         mon_buf_printf(&b, "svc_state{service=\"%s\",state=\"%s\"} 1\n", name,
                        mon_state_name(w->state));
@@ -611,21 +620,31 @@ static enum MHD_Result http_prometheus(mon_http *h, struct MHD_Connection *c) {
           continue;
         val = w->cpu_pct;
         break;
-      case 3: val = w->pid ? (double)w->rss_bytes : 0; break;
+      case 3:
+        val = w->pid ? (double)w->rss_bytes : 0;
+        break;
       case 4:
         if (!w->pid || !w->pss_valid)
           continue;
         val = (double)w->pss_bytes;
         break;
-      case 5: val = w->pid ? w->nprocs : 0; break;
+      case 5:
+        val = w->pid ? w->nprocs : 0;
+        break;
       case 6:
         val = w->pid && w->started_wall_ms
                   ? (double)(now - w->started_wall_ms) / 1000.0
                   : 0;
         break;
-      case 7: val = w->restarts; break;
-      case 8: val = (double)w->read_total; break;
-      default: val = (double)w->write_total; break;
+      case 7:
+        val = w->restarts;
+        break;
+      case 8:
+        val = (double)w->read_total;
+        break;
+      default:
+        val = (double)w->write_total;
+        break;
       }
       mon_buf_printf(&b, "%s{service=\"%s\"} %.15g\n", m[k].name, name, val);
     }
@@ -738,8 +757,8 @@ int mon_http_start(const mon_http_opts *o, mon_http **out, char *err,
   h->d = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO, 0,
       NULL, NULL, http_handler, h, MHD_OPTION_SOCK_ADDR,
-      (const struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)15, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+      (const struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)32,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)64, MHD_OPTION_END);

@@ -52,18 +52,20 @@ int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err,
              strerror(errno));
     return -1;
   }
-  l->nstreams = 2 * cfg->nservices;
-  l->streams = calloc(l->nstreams ? l->nstreams : 1, sizeof *l->streams);
+  size_t n = 2 * cfg->nservices;
+  l->streams = calloc(n ? n : 1, sizeof *l->streams);
   if (!l->streams)
     goto oom;
+  l->nstreams = n;
+  for (size_t k = 0; k < n; k++)
+    l->streams[k].fd = l->streams[k].file = -1;
   for (size_t k = 0; k < l->nstreams; k++) {
     mon_log_stream *s = &l->streams[k];
-    s->fd = s->file = -1;
     const char *name = cfg->services[k / 2].name;
-    size_t n = strlen(cfg->log_dir) + strlen(name) + 32;
-    if (!(s->path = malloc(n)))
+    size_t plen = strlen(cfg->log_dir) + strlen(name) + 32;
+    if (!(s->path = malloc(plen)))
       goto oom;
-    snprintf(s->path, n, "%s/%s.%s.log", cfg->log_dir, name,
+    snprintf(s->path, plen, "%s/%s.%s.log", cfg->log_dir, name,
              k % 2 ? "stderr" : "stdout");
     logs_open_file(s);
     if (s->file < 0) {
@@ -80,7 +82,7 @@ oom:
 }
 
 void mon_logs_fini(mon_logs *l) {
-  for (size_t k = 0; k < l->nstreams; k++) {
+  for (size_t k = 0; l->streams && k < l->nstreams; k++) {
     mon_log_stream *s = &l->streams[k];
     if (s->fd >= 0)
       close(s->fd);
@@ -176,9 +178,11 @@ static void logs_line(mon_logs *l, size_t k, int64_t wall_ms, const char *p,
   }
   memcpy(copy, p, n);
   copy[n] = '\0';
-  l->pending[l->npending++] = (mon_logline){
-      .ts_ms = wall_ms, .service = k / 2, .stream = (int)(k % 2),
-      .line = copy, .len = n};
+  l->pending[l->npending++] = (mon_logline){.ts_ms = wall_ms,
+                                            .service = k / 2,
+                                            .stream = (int)(k % 2),
+                                            .line = copy,
+                                            .len = n};
 }
 
 static void logs_flush_partial(mon_logs *l, size_t k, int64_t wall_ms) {

@@ -20,18 +20,18 @@ extern "C" {
 enum { MON_STDOUT = 0, MON_STDERR = 1 };
 
 typedef struct mon_logline {
-  int64_t ts_ms;   /* wall clock */
-  size_t service;  /* index into the config */
-  int stream;      /* MON_STDOUT / MON_STDERR */
-  char *line;      /* without newline; NUL-terminated */
+  int64_t ts_ms;  /* wall clock */
+  size_t service; /* index into the config */
+  int stream;     /* MON_STDOUT / MON_STDERR */
+  char *line;     /* without newline; NUL-terminated */
   size_t len;
 } mon_logline;
 
 typedef struct mon_log_stream {
-  int fd;                 /* read end of the pipe, or -1 */
-  int file;               /* the log file, or -1 if it cannot be written */
-  char *path;             /* log_dir/NAME.stdout.log */
-  long long size;         /* bytes in the current file */
+  int fd;         /* read end of the pipe, or -1 */
+  int file;       /* the log file, or -1 if it cannot be written */
+  char *path;     /* log_dir/NAME.stdout.log */
+  long long size; /* bytes in the current file */
   char partial[MON_LOG_LINE_MAX]; /* an unfinished line */
   size_t plen;
 } mon_log_stream;
@@ -47,8 +47,7 @@ typedef struct mon_logs {
 
 /* Creates log_dir if missing and opens every log file for appending.
  * 0, or -1 with err set. */
-int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err,
-                  size_t errlen);
+int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err, size_t errlen);
 void mon_logs_fini(mon_logs *l);
 /* Makes the pipe for a new run of service i's stream: keeps the read end
  * (nonblocking, close-on-exec) and returns the write end for the child, or

@@ -8,10 +8,11 @@
 #include "monitor.h"
 
 static void usage(FILE *f) {
-  fputs("usage: svc-monitor [--config FILE] [--check]\n"
-        "  --config FILE  services to supervise (default examples/services.ini)\n"
-        "  --check        only validate the config\n",
-        f);
+  fputs(
+      "usage: svc-monitor [--config FILE] [--check]\n"
+      "  --config FILE  services to supervise (default examples/services.ini)\n"
+      "  --check        only validate the config\n",
+      f);
 }
 
 int main(int argc, char **argv) {

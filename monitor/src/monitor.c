@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -56,9 +57,9 @@ typedef struct mon {
   mon_view *views;     /* published to the HTTP thread */
   mon_event_row *ev;   /* events waiting for the next transaction */
   size_t nev, capev;
-  bool stopping;       /* SIGTERM/SIGINT received */
-  bool pids_dirty;     /* the pidfile needs rewriting */
-  bool store_failed;   /* a store error was reported already */
+  bool stopping;     /* SIGTERM/SIGINT received */
+  bool pids_dirty;   /* the pidfile needs rewriting */
+  bool store_failed; /* a store error was reported already */
 } mon;
 
 static uint64_t mon_mono_ms(void) {
@@ -137,8 +138,10 @@ static uint64_t mon_op_now(void *ctx) {
 
 static void mon_store_error(mon *m, const char *what) {
   if (!m->store_failed)
-    fprintf(stderr, "svc-monitor: store: %s failed (further errors not "
-                    "shown)\n", what);
+    fprintf(stderr,
+            "svc-monitor: store: %s failed (further errors not "
+            "shown)\n",
+            what);
   m->store_failed = true;
 }
 
@@ -180,12 +183,17 @@ static void mon_sample_tick(mon *m) {
   for (size_t i = 0; i < n; i++)
     m->roots[i] = m->sup.procs[i].pid;
   double secs = m->cfg->sample_interval_ms / 1000.0;
-  if (mon_sampler_tick(m->sampler, mon_mono_ms(), m->roots, n, m->samples) !=
-      0)
+  if (mon_sampler_tick(m->sampler, mon_mono_ms(), m->roots, n, m->samples) != 0)
     memset(m->samples, 0, n * sizeof *m->samples);
   for (size_t i = 0; i < n; i++) {
     const mon_sample *s = &m->samples[i];
     mon_view *v = &m->views[i];
+    if (m->cfg->services[i].workers_max > 1 && m->sup.procs[i].pid > 0 &&
+        v->nprocs > 0 && s->nprocs > 0 && s->nprocs != v->nprocs) {
+      char d[64];
+      snprintf(d, sizeof d, "processes %d -> %d", v->nprocs, s->nprocs);
+      mon_op_event(m, i, "scale", d);
+    }
     v->nprocs = s->nprocs;
     v->cpu_valid = s->cpu_valid;
     v->cpu_pct = s->cpu_pct;
@@ -309,7 +317,9 @@ static int mon_loop(mon *m) {
     uint64_t next = mon_sup_next_deadline(&m->sup);
     if (next_tick < next)
       next = next_tick;
-    int timeout = next <= now ? 0 : next - now > 1000 ? 1000 : (int)(next - now);
+    int timeout = next <= now         ? 0
+                  : next - now > 1000 ? 1000
+                                      : (int)(next - now);
     size_t np = 0;
     pfd[np++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
     pfd[np++] = (struct pollfd){.fd = m->shared.wake_fd, .events = POLLIN};
@@ -317,7 +327,8 @@ static int mon_loop(mon *m) {
       if (m->logs.streams[k].fd < 0)
         continue;
       which[np] = k;
-      pfd[np++] = (struct pollfd){.fd = m->logs.streams[k].fd, .events = POLLIN};
+      pfd[np++] =
+          (struct pollfd){.fd = m->logs.streams[k].fd, .events = POLLIN};
     }
     int r = poll(pfd, (nfds_t)np, timeout);
     if (r < 0 && errno != EINTR)
@@ -383,8 +394,12 @@ static void mon_fini(mon *m) {
 
 int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
             size_t errlen) {
-  mon m = {.cfg = cfg, .o = o, .sfd = -1, .devnull = -1,
-           .pidfile = {.fd = -1}, .shared = {.wake_fd = -1}};
+  mon m = {.cfg = cfg,
+           .o = o,
+           .sfd = -1,
+           .devnull = -1,
+           .pidfile = {.fd = -1},
+           .shared = {.wake_fd = -1}};
   size_t n = cfg->nservices;
   int rc = 1;
 
@@ -430,10 +445,9 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
     goto out;
   for (size_t i = 0; i < n; i++) {
     const mon_service_cfg *s = &cfg->services[i];
-    if (mon_store_service(m.store, s->name, s->port, s->command,
-                          &m.sids[i]) != 0) {
-      snprintf(err, errlen, "%s: cannot register service %s", cfg->db,
-               s->name);
+    if (mon_store_service(m.store, s->name, s->port, s->command, &m.sids[i]) !=
+        0) {
+      snprintf(err, errlen, "%s: cannot register service %s", cfg->db, s->name);
       goto out;
     }
   }
@@ -446,8 +460,8 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
     goto out;
   }
   m.db_path = strdup(cfg->db);
-  mon_http_opts ho = {.cfg = cfg, .shared = &m.shared, .token = m.token,
-                      .db_path = m.db_path};
+  mon_http_opts ho = {
+      .cfg = cfg, .shared = &m.shared, .token = m.token, .db_path = m.db_path};
   if (!m.db_path || mon_http_start(&ho, &m.http, err, errlen) != 0)
     goto out;
   if (o->announce) {
@@ -456,9 +470,12 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
             cfg->http_host, mon_http_port(m.http), cfg->token_file);
     fflush(o->announce);
   }
-  mon_sup_ops ops = {.spawn = mon_op_spawn, .signal = mon_op_signal,
-                     .probe = mon_op_probe, .event = mon_op_event,
-                     .now_ms = mon_op_now, .ctx = &m};
+  mon_sup_ops ops = {.spawn = mon_op_spawn,
+                     .signal = mon_op_signal,
+                     .probe = mon_op_probe,
+                     .event = mon_op_event,
+                     .now_ms = mon_op_now,
+                     .ctx = &m};
   if (mon_sup_init(&m.sup, cfg, &ops) != 0) {
     snprintf(err, errlen, "out of memory");
     goto out;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,10 @@ int mon_pidfile_open(mon_pidfile *p, const char *path, char *err,
     return -1;
   }
   if (flock(p->fd, LOCK_EX | LOCK_NB) != 0) {
-    snprintf(err, errlen, "%s is locked: another svc-monitor runs with this "
-                          "log_dir", path);
+    snprintf(err, errlen,
+             "%s is locked: another svc-monitor runs with this "
+             "log_dir",
+             path);
     mon_pidfile_close(p);
     return -1;
   }
@@ -61,7 +64,8 @@ static size_t pidfile_members(const char *procroot, const pid_entry *e,
     if (!isdigit((unsigned char)de->d_name[0]))
       continue;
     mon_ps_stat st;
-    if (mon_ps_read_stat(procroot, atoi(de->d_name), &st) != 0 ||
+    if (mon_ps_read_stat(procroot, (int)strtol(de->d_name, NULL, 10), &st) !=
+            0 ||
         st.state == 'Z')
       continue;
     for (size_t i = 0; i < ne; i++) {
@@ -87,17 +91,23 @@ int mon_pidfile_reap(mon_pidfile *p, const char *procroot, int timeout_ms,
   buf[len] = '\0';
   for (char *line = strtok(buf, "\n"); line && ne < 256;
        line = strtok(NULL, "\n")) {
-    char name[80];
-    int pid;
-    unsigned long long st;
-    if (sscanf(line, "%79s %d %llu", name, &pid, &st) != 3 || pid <= 1)
+    /* NAME PID STARTTIME */
+    char *sp = strchr(line, ' '), *end;
+    if (!sp)
+      continue;
+    errno = 0;
+    long pid = strtol(sp + 1, &end, 10);
+    if (errno || *end != ' ' || pid <= 1 || pid > INT32_MAX)
+      continue;
+    unsigned long long st = strtoull(end + 1, &end, 10);
+    if (errno || (*end && *end != '\n'))
       continue;
     /* a live process with that pid but another start time is somebody
      * else's (reused pid), and so is its session: leave both alone */
     mon_ps_stat now;
-    if (mon_ps_read_stat(procroot, pid, &now) == 0 && now.starttime != st)
+    if (mon_ps_read_stat(procroot, (int)pid, &now) == 0 && now.starttime != st)
       continue;
-    e[ne++] = (pid_entry){pid, st};
+    e[ne++] = (pid_entry){(int)pid, st};
   }
   int pids[4096];
   size_t n = pidfile_members(procroot, e, ne, pids, 4096);

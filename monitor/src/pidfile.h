@@ -13,7 +13,7 @@ extern "C" {
 #endif
 
 typedef struct mon_pidfile {
-  int fd;     /* open and flock()ed while the monitor runs */
+  int fd; /* open and flock()ed while the monitor runs */
   char *path;
 } mon_pidfile;
 

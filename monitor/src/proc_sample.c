@@ -39,7 +39,7 @@ int mon_ps_parse_stat(const char *buf, size_t len, mon_ps_stat *out) {
   if (!*p || *p == '\n')
     return -1;
   state = *p++;
-  f[nf++] = 0; /* field 3 (state) placeholder */
+  f[nf++] = 0;      /* field 3 (state) placeholder */
   while (nf < 22) { /* fields 3..24 are all we use */
     while (*p == ' ')
       p++;
@@ -191,8 +191,8 @@ struct mon_sampler {
   size_t npss;
 };
 
-mon_sampler *mon_sampler_new(const char *procroot, long clk_tck,
-                             long page_size, int pss_every) {
+mon_sampler *mon_sampler_new(const char *procroot, long clk_tck, long page_size,
+                             int pss_every) {
   mon_sampler *s = calloc(1, sizeof *s);
   if (!s || !(s->procroot = strdup(procroot))) {
     free(s);
@@ -272,7 +272,7 @@ static int ps_scan(mon_sampler *s) {
   while ((e = readdir(d))) {
     if (!isdigit((unsigned char)e->d_name[0]))
       continue;
-    int pid = atoi(e->d_name);
+    int pid = (int)strtol(e->d_name, NULL, 10);
     ssize_t n = ps_read(s->procroot, pid, "stat", buf, sizeof buf);
     if (n <= 0)
       continue; /* gone meanwhile */
@@ -347,8 +347,8 @@ int mon_sampler_tick(mon_sampler *s, uint64_t now_ms, const int *roots,
     b->starttime = p->st.starttime;
     b->ticks = p->st.utime + p->st.stime;
     ssize_t len = ps_read(s->procroot, p->st.pid, "io", buf, sizeof buf);
-    b->io_valid = len > 0 && mon_ps_parse_io(buf, (size_t)len, &b->rd,
-                                             &b->wr) == 0;
+    b->io_valid =
+        len > 0 && mon_ps_parse_io(buf, (size_t)len, &b->rd, &b->wr) == 0;
     if (read_pss) {
       unsigned long long pss;
       len = ps_read(s->procroot, p->st.pid, "smaps_rollup", buf, sizeof buf);

@@ -14,10 +14,10 @@ extern "C" {
 
 typedef struct mon_ps_stat {
   int pid;
-  char state;                  /* R, S, D, Z, ... */
+  char state; /* R, S, D, Z, ... */
   int ppid, pgrp, session;
-  unsigned long long utime;    /* clock ticks */
-  unsigned long long stime;    /* clock ticks */
+  unsigned long long utime;     /* clock ticks */
+  unsigned long long stime;     /* clock ticks */
   unsigned long long starttime; /* ticks after boot: with pid, an identity */
   long num_threads;
   long long rss_pages;
@@ -41,11 +41,11 @@ int mon_ps_read_stat(const char *procroot, int pid, mon_ps_stat *out);
 
 /* One service's tree at one tick. */
 typedef struct mon_sample {
-  bool valid;        /* the service had at least one live process */
-  bool cpu_valid;    /* false on a tree's first sample (no baseline) */
-  double cpu_pct;    /* 100 = one core */
+  bool valid;     /* the service had at least one live process */
+  bool cpu_valid; /* false on a tree's first sample (no baseline) */
+  double cpu_pct; /* 100 = one core */
   uint64_t rss_bytes;
-  bool pss_valid;    /* smaps_rollup read this tick or earlier */
+  bool pss_valid; /* smaps_rollup read this tick or earlier */
   uint64_t pss_bytes;
   uint64_t read_bytes;  /* in this interval */
   uint64_t write_bytes; /* in this interval */
@@ -57,8 +57,8 @@ typedef struct mon_sampler mon_sampler;
 /* procroot: "/proc" or a fixture tree. clk_tck: sysconf(_SC_CLK_TCK).
  * page_size: bytes per page. pss_every: read smaps_rollup every N ticks
  * (it walks every mapping, so it costs more). NULL when out of memory. */
-mon_sampler *mon_sampler_new(const char *procroot, long clk_tck,
-                             long page_size, int pss_every);
+mon_sampler *mon_sampler_new(const char *procroot, long clk_tck, long page_size,
+                             int pss_every);
 void mon_sampler_free(mon_sampler *s);
 /* Samples n services whose main pids are roots[i] (0 = not running) at
  * monotonic time now_ms. A process belongs to root R when its session or

@@ -109,7 +109,8 @@ void mon_svg_chart(mon_buf *b, const mon_chart *c, const mon_series *s,
   }
   for (size_t k = 0; k < ns; k++) {
     const mon_series *se = &s[k];
-    mon_buf_printf(b, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" d=\"",
+    mon_buf_printf(b,
+                   "<path fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" d=\"",
                    se->color, spark ? "1.2" : "1.5");
     bool pen = false;
     int64_t prev = 0;

@@ -24,11 +24,11 @@ typedef struct mon_series {
 } mon_series;
 
 typedef struct mon_chart {
-  int width, height;  /* pixels */
-  int64_t from, to;   /* x range, ms */
-  int64_t gap_ms;     /* a jump larger than this breaks the line */
+  int width, height; /* pixels */
+  int64_t from, to;  /* x range, ms */
+  int64_t gap_ms;    /* a jump larger than this breaks the line */
   mon_unit unit;
-  const char *title;  /* escaped on output; NULL for a sparkline */
+  const char *title; /* escaped on output; NULL for a sparkline */
 } mon_chart;
 
 /* Appends an <svg> element. A sparkline (title NULL) has no axes. */

@@ -35,9 +35,9 @@ typedef struct mon_route {
   char name[MON_NAME_MAX + 1]; /* service, for the routes that have one */
   mon_action action;           /* MON_R_CONTROL */
   bool has_from, has_to;
-  int64_t from, to;            /* ms since the epoch */
-  int stream;                  /* -1 both, 0 stdout, 1 stderr */
-  int tail;                    /* log lines */
+  int64_t from, to; /* ms since the epoch */
+  int stream;       /* -1 both, 0 stdout, 1 stderr */
+  int tail;         /* log lines */
 } mon_route;
 
 /* Returns 200 with *r filled, 404 for an unknown path (or a bad service

@@ -104,7 +104,11 @@ static void spawn_child_fail(const char *what, const char *path) {
   /* async-signal-safe: write(2) only */
   char msg[600];
   size_t n = 0;
-  const char *parts[] = {"svc-monitor: ", what, " ", path, ": ",
+  const char *parts[] = {"svc-monitor: ",
+                         what,
+                         " ",
+                         path,
+                         ": ",
                          strerrorname_np(errno) ? strerrorname_np(errno)
                                                 : "error",
                          "\n"};

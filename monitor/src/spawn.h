@@ -19,8 +19,7 @@ extern "C" {
  * SVC_WORKERS_MIN, SVC_WORKERS_MAX, then the env_file and env entries.
  * A failed exec exits 127 after a message on stderr. Returns the pid or a
  * negative errno. Does not close out_fd / err_fd. */
-int mon_spawn(const mon_service_cfg *c, int out_fd, int err_fd,
-              int devnull_fd);
+int mon_spawn(const mon_service_cfg *c, int out_fd, int err_fd, int devnull_fd);
 
 /* Builds the environment for c from base (environ-like); NULL-terminated,
  * free with mon_argv_free. NULL when out of memory. For tests too. */

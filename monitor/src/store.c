@@ -38,28 +38,40 @@ static const char store_schema[] =
 
 /* Aggregation shared by both tiers. ?1 = from, ?2 = to, ?3 = bucket ms. */
 #define STORE_FOLD(dst, src, cpu_max, rss_max)                                 \
-  "INSERT OR REPLACE INTO " dst " SELECT service_id, (ts_ms/?3)*?3,"          \
+  "INSERT OR REPLACE INTO " dst " SELECT service_id, (ts_ms/?3)*?3,"           \
   " avg(cpu_pct), avg(rss_bytes), avg(pss_bytes), avg(read_bytes),"            \
   " avg(write_bytes), avg(nprocs), max(" cpu_max "), max(" rss_max "), "       \
   " count(*) FROM " src " WHERE ts_ms >= ?1 AND ts_ms < ?2"                    \
   " GROUP BY service_id, (ts_ms/?3)"
 
 enum {
-  Q_SERVICE_UPSERT, Q_SERVICE_ID, Q_SAMPLE, Q_EVENT, Q_LOG, Q_FOLD_1M,
-  Q_FOLD_1H, Q_META_GET, Q_META_SET, Q_BEGIN, Q_COMMIT, Q_MIN_RAW,
-  Q_MIN_1M, Q_NQ
+  Q_SERVICE_UPSERT,
+  Q_SERVICE_ID,
+  Q_SAMPLE,
+  Q_EVENT,
+  Q_LOG,
+  Q_FOLD_1M,
+  Q_FOLD_1H,
+  Q_META_GET,
+  Q_META_SET,
+  Q_BEGIN,
+  Q_COMMIT,
+  Q_MIN_RAW,
+  Q_MIN_1M,
+  Q_NQ
 };
 static const char *const store_sql[Q_NQ] = {
     [Q_SERVICE_UPSERT] =
         "INSERT INTO services(name, port, command) VALUES(?1, ?2, ?3)"
         " ON CONFLICT(name) DO UPDATE SET port=?2, command=?3",
     [Q_SERVICE_ID] = "SELECT id FROM services WHERE name=?1",
-    [Q_SAMPLE] = "INSERT OR REPLACE INTO samples VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    [Q_SAMPLE] =
+        "INSERT OR REPLACE INTO samples VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
     [Q_EVENT] = "INSERT INTO events VALUES(?1,?2,?3,?4)",
     [Q_LOG] = "INSERT INTO logs VALUES(?1,?2,?3,?4)",
     [Q_FOLD_1M] = STORE_FOLD("samples_1m", "samples", "cpu_pct", "rss_bytes"),
-    [Q_FOLD_1H] = STORE_FOLD("samples_1h", "samples_1m", "cpu_pct_max",
-                             "rss_max"),
+    [Q_FOLD_1H] =
+        STORE_FOLD("samples_1h", "samples_1m", "cpu_pct_max", "rss_max"),
     [Q_META_GET] = "SELECT value FROM meta WHERE key=?1",
     [Q_META_SET] = "INSERT OR REPLACE INTO meta VALUES(?1, ?2)",
     [Q_BEGIN] = "BEGIN",
@@ -71,8 +83,8 @@ static const char *const store_sql[Q_NQ] = {
 struct mon_store {
   sqlite3 *db;
   sqlite3_stmt *q[Q_NQ];
-  int64_t done_1m;   /* samples before this are folded into samples_1m */
-  int64_t done_1h;   /* samples_1m before this are folded into samples_1h */
+  int64_t done_1m; /* samples before this are folded into samples_1m */
+  int64_t done_1h; /* samples_1m before this are folded into samples_1h */
   int64_t next_retention_ms;
 };
 
@@ -102,9 +114,10 @@ static int store_meta_set(mon_store *st, const char *key, int64_t v) {
 }
 
 static int store_pragmas(sqlite3 *db, bool writer) {
-  const char *sql = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                             " PRAGMA foreign_keys=OFF;"
-                           : "PRAGMA query_only=1;";
+  const char *sql = writer
+                        ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          " PRAGMA foreign_keys=OFF;"
+                        : "PRAGMA query_only=1;";
   sqlite3_busy_timeout(db, 2000);
   return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
@@ -169,9 +182,7 @@ int mon_store_service(mon_store *st, const char *name, int port,
 
 int mon_store_begin(mon_store *st) { return store_step_done(st->q[Q_BEGIN]); }
 
-int mon_store_commit(mon_store *st) {
-  return store_step_done(st->q[Q_COMMIT]);
-}
+int mon_store_commit(mon_store *st) { return store_step_done(st->q[Q_COMMIT]); }
 
 int mon_store_sample(mon_store *st, int64_t sid, int64_t ts_ms,
                      const mon_sample *s) {
@@ -193,8 +204,8 @@ int mon_store_sample(mon_store *st, int64_t sid, int64_t ts_ms,
   return store_step_done(q);
 }
 
-int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms,
-                    const char *kind, const char *detail) {
+int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms, const char *kind,
+                    const char *detail) {
   sqlite3_stmt *q = st->q[Q_EVENT];
   sqlite3_bind_int64(q, 1, ts_ms);
   sqlite3_bind_int64(q, 2, sid);
@@ -203,8 +214,8 @@ int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms,
   return store_step_done(q);
 }
 
-int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms,
-                  const char *stream, const char *line, size_t len) {
+int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms, const char *stream,
+                  const char *line, size_t len) {
   sqlite3_stmt *q = st->q[Q_LOG];
   sqlite3_bind_int64(q, 1, ts_ms);
   sqlite3_bind_int64(q, 2, sid);
@@ -338,15 +349,15 @@ mon_tier mon_tier_pick(int64_t from, int64_t to, int interval_ms) {
   return MON_TIER_1H;
 }
 
-int mon_reader_series(mon_reader *r, const char *name, int64_t from,
-                      int64_t to, int interval_ms, size_t max_points,
-                      mon_point **pts, size_t *n, mon_tier *tier_out) {
+int mon_reader_series(mon_reader *r, const char *name, int64_t from, int64_t to,
+                      int interval_ms, size_t max_points, mon_point **pts,
+                      size_t *n, mon_tier *tier_out) {
   *pts = NULL;
   *n = 0;
   if (max_points == 0 || to <= from)
     return 0;
   mon_tier tier = mon_tier_pick(from, to, interval_ms);
-  int64_t res = tier == MON_TIER_RAW ? (interval_ms > 0 ? interval_ms : 1000)
+  int64_t res = tier == MON_TIER_RAW  ? (interval_ms > 0 ? interval_ms : 1000)
                 : tier == MON_TIER_1M ? 60000
                                       : 3600000;
   int64_t span = to - from;
@@ -381,8 +392,8 @@ int mon_reader_series(mon_reader *r, const char *name, int64_t from,
   sqlite3_bind_int64(q, 4, bucket);
   size_t cap = 0;
   int rc;
-  double sec_per_sample = (double)(tier == MON_TIER_RAW ? res : interval_ms) /
-                          1000.0;
+  double sec_per_sample =
+      (double)(tier == MON_TIER_RAW ? res : interval_ms) / 1000.0;
   if (sec_per_sample <= 0)
     sec_per_sample = 1;
   while ((rc = sqlite3_step(q)) == SQLITE_ROW) {

@@ -15,17 +15,16 @@
 extern "C" {
 #endif
 
-#define MON_RAW_KEEP_MS (2LL * 86400 * 1000)   /* raw samples: two days */
-#define MON_HOUR_KEEP_MS (730LL * 86400 * 1000) /* hour rows: two years */
-#define MON_LOG_ROWS_KEEP 10000                 /* log rows per service */
+#define MON_RAW_KEEP_MS (2LL * 86400 * 1000)     /* raw samples: two days */
+#define MON_HOUR_KEEP_MS (730LL * 86400 * 1000)  /* hour rows: two years */
+#define MON_LOG_ROWS_KEEP 10000                  /* log rows per service */
 #define MON_MAINTAIN_EVERY_MS (10LL * 60 * 1000) /* retention period */
 
 typedef struct mon_store mon_store;
 
 /* Opens (creating if needed) the database at path in WAL mode and prepares
  * the statements. 0, or -1 with err set. */
-int mon_store_open(const char *path, mon_store **out, char *err,
-                   size_t errlen);
+int mon_store_open(const char *path, mon_store **out, char *err, size_t errlen);
 void mon_store_close(mon_store *st);
 /* Registers a service (insert or update port/command); *id is its row id. */
 int mon_store_service(mon_store *st, const char *name, int port,
@@ -36,10 +35,10 @@ int mon_store_commit(mon_store *st);
 /* Inserts one raw sample (cpu NULL when !cpu_valid, pss NULL likewise). */
 int mon_store_sample(mon_store *st, int64_t sid, int64_t ts_ms,
                      const mon_sample *s);
-int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms,
-                    const char *kind, const char *detail);
-int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms,
-                  const char *stream, const char *line, size_t len);
+int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms, const char *kind,
+                    const char *detail);
+int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms, const char *stream,
+                  const char *line, size_t len);
 /* Writes minute rows for every minute completed before now_ms and hour
  * rows for every completed hour, then (every MON_MAINTAIN_EVERY_MS) deletes
  * what is past retention. Call inside the tick's transaction. */
@@ -54,9 +53,9 @@ typedef enum mon_tier { MON_TIER_RAW, MON_TIER_1M, MON_TIER_1H } mon_tier;
 typedef struct mon_point {
   int64_t ts_ms;
   bool cpu_valid;
-  double cpu_pct, cpu_max; /* average and peak over the point */
-  double rss, rss_max;     /* bytes */
-  double pss;              /* bytes, 0 if unknown */
+  double cpu_pct, cpu_max;    /* average and peak over the point */
+  double rss, rss_max;        /* bytes */
+  double pss;                 /* bytes, 0 if unknown */
   double read_bps, write_bps; /* bytes per second */
   double nprocs;
 } mon_point;
@@ -71,9 +70,9 @@ void mon_reader_close(mon_reader *r);
 mon_tier mon_tier_pick(int64_t from, int64_t to, int interval_ms);
 /* Points of service name over [from, to), at most max_points (grouped into
  * equal buckets). *pts is malloc'd; free it. 0, or -1. */
-int mon_reader_series(mon_reader *r, const char *name, int64_t from,
-                      int64_t to, int interval_ms, size_t max_points,
-                      mon_point **pts, size_t *n, mon_tier *tier);
+int mon_reader_series(mon_reader *r, const char *name, int64_t from, int64_t to,
+                      int interval_ms, size_t max_points, mon_point **pts,
+                      size_t *n, mon_tier *tier);
 
 typedef struct mon_row {
   int64_t ts_ms;

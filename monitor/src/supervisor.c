@@ -19,9 +19,7 @@ static void sup_event(mon_sup *s, size_t i, const char *kind,
     s->ops.event(s->ops.ctx, i, kind, detail);
 }
 
-static mon_state sup_ignore(mon_sup *s, size_t i) {
-  return s->procs[i].state;
-}
+static mon_state sup_ignore(mon_sup *s, size_t i) { return s->procs[i].state; }
 
 /* Decides what follows an exit (or a failed start): EXITED if the restart
  * policy says so, FATAL after start_retries, else BACKOFF. */
@@ -39,8 +37,7 @@ static mon_state sup_after_exit(mon_sup *s, size_t i, bool failed) {
   p->retries++;
   if (c->start_retries >= 0 && p->retries > c->start_retries) {
     char d[96];
-    snprintf(d, sizeof d, "gave up after %d restarts in a row",
-             p->retries - 1);
+    snprintf(d, sizeof d, "gave up after %d restarts in a row", p->retries - 1);
     sup_event(s, i, "fatal", d);
     p->deadline_ms = 0;
     return MON_FATAL;
@@ -177,6 +174,7 @@ static mon_state sup_cancel_start(mon_sup *s, size_t i) {
 }
 
 /* The whole life cycle. Rows: states; columns: events. */
+// clang-format off
 static const sup_action sup_table[MON_NSTATES][MON_NEVENTS] = {
     /*               START            STOP              READY       EXIT         TIMER */
     [MON_STOPPED] = {sup_fresh_start, sup_ignore,       sup_ignore, sup_ignore,  sup_ignore},
@@ -187,6 +185,7 @@ static const sup_action sup_table[MON_NSTATES][MON_NEVENTS] = {
     [MON_EXITED] = {sup_fresh_start,  sup_ignore,       sup_ignore, sup_ignore,  sup_ignore},
     [MON_FATAL] = {sup_fresh_start,   sup_ignore,       sup_ignore, sup_ignore,  sup_ignore},
 };
+// clang-format on
 
 void mon_sup_event(mon_sup *s, size_t i, mon_event ev) {
   if (i >= s->n || (unsigned)ev >= MON_NEVENTS)

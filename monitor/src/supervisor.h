@@ -27,7 +27,7 @@ typedef enum mon_state {
 #define MON__STATE_ENUM(n) MON_##n,
   MON_STATE_LIST(MON__STATE_ENUM)
 #undef MON__STATE_ENUM
-  MON_NSTATES
+      MON_NSTATES
 } mon_state;
 
 typedef enum mon_event {
@@ -64,14 +64,14 @@ typedef enum mon_after_stop {
 
 typedef struct mon_proc {
   mon_state state;
-  int pid;                 /* main process while alive, else 0 */
-  uint64_t started_ms;     /* monotonic time of the last spawn */
-  uint64_t deadline_ms;    /* MON_EV_TIMER fires at this time; 0 = none */
-  uint64_t next_probe_ms;  /* next svc.ping while STARTING */
-  int retries;             /* failed runs in a row (reset after 60 s up) */
-  int restarts;            /* restarts since the monitor started */
-  int last_status;         /* wait status of the last exit */
-  mon_after_stop after;    /* see mon_after_stop */
+  int pid;                /* main process while alive, else 0 */
+  uint64_t started_ms;    /* monotonic time of the last spawn */
+  uint64_t deadline_ms;   /* MON_EV_TIMER fires at this time; 0 = none */
+  uint64_t next_probe_ms; /* next svc.ping while STARTING */
+  int retries;            /* failed runs in a row (reset after 60 s up) */
+  int restarts;           /* restarts since the monitor started */
+  int last_status;        /* wait status of the last exit */
+  mon_after_stop after;   /* see mon_after_stop */
 } mon_proc;
 
 typedef struct mon_sup {

@@ -10,8 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int token_create(const char *path, char *out, char *err,
-                        size_t errlen) {
+static int token_create(const char *path, char *out, char *err, size_t errlen) {
   unsigned char raw[MON_TOKEN_LEN / 2];
   size_t got = 0;
   while (got < sizeof raw) {
@@ -55,8 +54,10 @@ int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
   struct stat st;
   if (fstat(fd, &st) != 0 || (st.st_mode & 077)) {
     close(fd);
-    snprintf(err, errlen, "%s: must not be readable by group or others "
-                          "(chmod 600)", path);
+    snprintf(err, errlen,
+             "%s: must not be readable by group or others "
+             "(chmod 600)",
+             path);
     return -1;
   }
   char buf[256];
@@ -67,8 +68,8 @@ int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
   buf[n] = '\0';
   size_t len = strcspn(buf, "\r\n \t");
   if (len == 0 || len > MON_TOKEN_LEN) {
-    snprintf(err, errlen, "%s: empty token or longer than %d characters",
-             path, MON_TOKEN_LEN);
+    snprintf(err, errlen, "%s: empty token or longer than %d characters", path,
+             MON_TOKEN_LEN);
     return -1;
   }
   memcpy(out, buf, len);

@@ -22,7 +22,7 @@ typedef struct mon_view {
   int pid;                 /* main process, 0 when down */
   int64_t started_wall_ms; /* when the current run started; 0 when down */
   int restarts;
-  int nprocs;              /* processes in the tree (master + workers) */
+  int nprocs; /* processes in the tree (master + workers) */
   bool cpu_valid;
   double cpu_pct;
   uint64_t rss_bytes;
@@ -45,7 +45,7 @@ typedef struct mon_shared {
   size_t n;
   mon_command queue[MON_QUEUE_MAX];
   size_t nqueue;
-  int wake_fd;     /* eventfd, or -1 */
+  int wake_fd;             /* eventfd, or -1 */
   int64_t started_wall_ms; /* monitor start */
 } mon_shared;
 

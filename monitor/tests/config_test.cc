@@ -17,8 +17,8 @@ struct Parsed {
 Parsed parse(const std::string &text) {
   Parsed p;
   char err[512];
-  p.rc = mon_config_parse(text.data(), text.size(), "t.ini", false, &p.cfg,
-                          err, sizeof err);
+  p.rc = mon_config_parse(text.data(), text.size(), "t.ini", false, &p.cfg, err,
+                          sizeof err);
   p.err = err;
   return p;
 }

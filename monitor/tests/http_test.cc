@@ -40,10 +40,10 @@ TEST(Route, Table) {
   EXPECT_EQ(mon_route_parse("POST", "/", &r), 405);
   EXPECT_EQ(mon_route_parse("GET", "/metrics", &r), 200);
   EXPECT_EQ(r.kind, MON_R_PROMETHEUS);
-  for (const char *p : {"/nope", "/service/", "/service/../etc/passwd",
-                        "/service/..", "/static/../../etc/passwd",
-                        "/static/x.css", "//", "/api/services/a/b/c",
-                        "/service/a%2fb", "", "x"})
+  for (const char *p :
+       {"/nope", "/service/", "/service/../etc/passwd", "/service/..",
+        "/static/../../etc/passwd", "/static/x.css", "//",
+        "/api/services/a/b/c", "/service/a%2fb", "", "x"})
     EXPECT_EQ(mon_route_parse("GET", p, &r), 404) << p;
 }
 
@@ -69,7 +69,8 @@ TEST(Escape, HtmlAndJson) {
   mon_buf b{};
   const char s[] = "<script>alert('x')&\"</script>";
   mon_buf_html(&b, s, strlen(s));
-  EXPECT_STREQ(b.p, "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;");
+  EXPECT_STREQ(b.p,
+               "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;");
   mon_buf_fini(&b);
   const char j[] = "a\"b\\c\n\x01\xff\xc3\xa9<";
   mon_buf_json(&b, j, strlen(j));
@@ -107,8 +108,8 @@ TEST(Host, Check) {
 }
 
 TEST(Token, CreatedPrivateAndChecked) {
-  fs::path p = fs::temp_directory_path() /
-               ("svcmon-token-" + std::to_string(getpid()));
+  fs::path p =
+      fs::temp_directory_path() / ("svcmon-token-" + std::to_string(getpid()));
   fs::remove(p);
   char tok[MON_TOKEN_LEN + 1], tok2[MON_TOKEN_LEN + 1], err[256];
   ASSERT_EQ(mon_token_load(p.c_str(), tok, err, sizeof err), 0) << err;
@@ -196,8 +197,7 @@ protected:
       close(fd);
       return r;
     }
-    std::string hosth =
-        host ? host : ("127.0.0.1:" + std::to_string(port));
+    std::string hosth = host ? host : ("127.0.0.1:" + std::to_string(port));
     std::string q = method + " " + path + " HTTP/1.1\r\nHost: " + hosth +
                     "\r\nConnection: close\r\n" + extra + "\r\n" + body;
     if (write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
@@ -262,7 +262,8 @@ TEST_F(Http, Json) {
   r = req("GET", "/metrics");
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("svc_up{service=\"web\"} 1"), std::string::npos);
-  EXPECT_NE(r.body.find("# TYPE svc_restarts_total counter"), std::string::npos);
+  EXPECT_NE(r.body.find("# TYPE svc_restarts_total counter"),
+            std::string::npos);
 }
 
 TEST_F(Http, NotFoundAndTraversal) {
@@ -280,9 +281,10 @@ TEST_F(Http, ControlNeedsToken) {
   Resp r = req("POST", "/api/services/web/stop");
   EXPECT_EQ(r.status, 401);
   EXPECT_NE(r.head.find("WWW-Authenticate: Bearer"), std::string::npos);
-  EXPECT_EQ(req("POST", "/api/services/web/stop",
-                "Authorization: Bearer wrong\r\n").status,
-            401);
+  EXPECT_EQ(
+      req("POST", "/api/services/web/stop", "Authorization: Bearer wrong\r\n")
+          .status,
+      401);
   EXPECT_EQ(shared.nqueue, 0u);
   r = req("POST", "/api/services/web/restart",
           "Authorization: Bearer sekrit\r\nContent-Length: 3\r\n", nullptr,
@@ -291,9 +293,10 @@ TEST_F(Http, ControlNeedsToken) {
   mon_command cmd[4];
   ASSERT_EQ(mon_shared_take(&shared, cmd, 4), 1u);
   EXPECT_EQ(cmd[0].action, MON_A_RESTART);
-  EXPECT_EQ(req("POST", "/api/services/nope/stop",
-                "Authorization: Bearer sekrit\r\n").status,
-            404);
+  EXPECT_EQ(
+      req("POST", "/api/services/nope/stop", "Authorization: Bearer sekrit\r\n")
+          .status,
+      404);
   EXPECT_EQ(req("GET", "/api/services/web/stop").status, 405);
 }
 
@@ -303,9 +306,9 @@ TEST_F(Http, HostCheckRefusesRebinding) {
                 ("attacker.test:" + std::to_string(port)).c_str())
                 .status,
             403);
-  EXPECT_EQ(req("GET", "/", "", ("localhost:" + std::to_string(port)).c_str())
-                .status,
-            200);
+  EXPECT_EQ(
+      req("GET", "/", "", ("localhost:" + std::to_string(port)).c_str()).status,
+      200);
 }
 
 } // namespace

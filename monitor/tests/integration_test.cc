@@ -35,9 +35,9 @@ std::string http(int port, const std::string &method, const std::string &path,
   inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
   std::string all;
   if (connect(fd, (sockaddr *)&sa, sizeof sa) == 0) {
-    std::string q = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" +
-                    std::to_string(port) + "\r\nConnection: close\r\n" +
-                    extra + "\r\n";
+    std::string q = method + " " + path +
+                    " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                    "\r\nConnection: close\r\n" + extra + "\r\n";
     if (write(fd, q.data(), q.size()) == (ssize_t)q.size()) {
       char buf[65536];
       ssize_t n;
@@ -69,7 +69,9 @@ std::string field(const std::string &obj, const std::string &key) {
   return v;
 }
 
-double num(const std::string &s) { return s.empty() || s == "null" ? -1 : std::stod(s); }
+double num(const std::string &s) {
+  return s.empty() || s == "null" ? -1 : std::stod(s);
+}
 
 bool eventually(const std::function<bool()> &cond, int seconds = 60) {
   auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -165,8 +167,8 @@ protected:
   int stop_monitor() {
     kill(mon, SIGTERM);
     int status = -1;
-    bool done = eventually([&] { return waitpid(mon, &status, WNOHANG) == mon; },
-                           60);
+    bool done =
+        eventually([&] { return waitpid(mon, &status, WNOHANG) == mon; }, 60);
     mon = -1;
     return done ? status : -1;
   }
@@ -196,8 +198,9 @@ TEST_F(Monitor, EndToEnd) {
     return field(o, "state") == "RUNNING" &&
            num(field(o, "rss_bytes")) >= 64.0 * 1024 * 1024;
   })) << services();
-  EXPECT_TRUE(eventually([&] { return field(svc("fds"), "state") == "EXITED"; }))
-      << services();
+  EXPECT_TRUE(eventually([&] {
+    return field(svc("fds"), "state") == "EXITED";
+  })) << services();
 
   // samples, events and logs reached the SQLite file
   EXPECT_TRUE(eventually([&] {
@@ -238,7 +241,8 @@ TEST_F(Monitor, EndToEnd) {
   EXPECT_NE(ls.str().find("svc-monitor: spawned pid"), std::string::npos);
 
   // the logs API escapes what the service printed
-  std::string logs = http(port, "GET", "/api/services/crash/logs?stream=stderr");
+  std::string logs =
+      http(port, "GET", "/api/services/crash/logs?stream=stderr");
   EXPECT_NE(logs.find("dying \\u003cnow\\u003e"), std::string::npos);
   std::string page = http(port, "GET", "/service/crash");
   EXPECT_NE(page.find("dying &lt;now&gt;"), std::string::npos);
@@ -255,8 +259,9 @@ TEST_F(Monitor, EndToEnd) {
                  "Authorization: Bearer " + token + "\r\n")
                 .find(" 202 "),
             std::string::npos);
-  EXPECT_TRUE(eventually([&] { return field(svc("burn"), "state") == "STOPPED"; }))
-      << services();
+  EXPECT_TRUE(eventually([&] {
+    return field(svc("burn"), "state") == "STOPPED";
+  })) << services();
   EXPECT_TRUE(eventually([&] { return !alive(burn_pid); }));
 
   // SIGTERM stops every service, then the monitor exits 0
@@ -329,14 +334,14 @@ TEST_F(Monitor, BadConfigExits2WithLine) {
   std::ofstream(dir / "m.ini") << "[monitor]\nhttp = 127.0.0.1:0\n"
                                   "[service.a]\ncommand = x\nportt = 1\n";
   std::string cmd = std::string(MON_BINARY) + " --config " +
-                    (dir / "m.ini").string() + " 2>" +
-                    (dir / "err").string();
+                    (dir / "m.ini").string() + " 2>" + (dir / "err").string();
   int st = system(cmd.c_str());
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2);
   std::ifstream f(dir / "err");
   std::string line;
   std::getline(f, line);
-  EXPECT_EQ(line, (dir / "m.ini").string() + ":5: unknown key 'portt' in [service]");
+  EXPECT_EQ(line,
+            (dir / "m.ini").string() + ":5: unknown key 'portt' in [service]");
 }
 
 } // namespace

@@ -26,8 +26,8 @@ std::string stat_line(int pid, const char *comm, int ppid, int pgrp, int sid,
                       int ut, int st, unsigned long long start, int rss) {
   std::ostringstream o;
   o << pid << " (" << comm << ") S " << ppid << " " << pgrp << " " << sid
-    << " 0 -1 4194304 1 0 0 0 " << ut << " " << st << " 0 0 20 0 1 0 "
-    << start << " 2990080 " << rss << " 18446744073709551615 0 0 0\n";
+    << " 0 -1 4194304 1 0 0 0 " << ut << " " << st << " 0 0 20 0 1 0 " << start
+    << " 2990080 " << rss << " 18446744073709551615 0 0 0\n";
   return o.str();
 }
 
@@ -46,8 +46,13 @@ TEST(ProcParse, Stat) {
 
 TEST(ProcParse, StatRejectsJunk) {
   mon_ps_stat st;
-  const char *bad[] = {"", "x", "12 (a) S", "12 (a) S 1 2 3", "12 no paren",
-                       "(a) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"};
+  const char *bad[] = {
+      "",
+      "x",
+      "12 (a) S",
+      "12 (a) S 1 2 3",
+      "12 no paren",
+      "(a) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20"};
   for (const char *b : bad)
     EXPECT_EQ(mon_ps_parse_stat(b, strlen(b), &st), -1) << b;
 }
@@ -105,10 +110,10 @@ TEST_F(Sampler, TreeCpuMemoryIoAndPidReuse) {
 
   // one second later: the master used 50 ticks, the worker's pid was reused
   // by a new process (other starttime) that shows 999 ticks, io grew.
-  put(1234, "stat", stat_line(1234, "svc-master", 1, 1234, 1234, 540, 110,
-                              9000, 1000));
-  put(1235, "stat", stat_line(1235, "new", 1234, 1234, 1234, 999, 0, 9999,
-                              500));
+  put(1234, "stat",
+      stat_line(1234, "svc-master", 1, 1234, 1234, 540, 110, 9000, 1000));
+  put(1235, "stat",
+      stat_line(1235, "new", 1234, 1234, 1234, 999, 0, 9999, 500));
   put(1234, "io", "read_bytes: 5096\nwrite_bytes: 8192\n");
   ASSERT_EQ(mon_sampler_tick(s, 11000, roots, 2, out), 0);
   EXPECT_TRUE(out[0].cpu_valid);
@@ -133,8 +138,8 @@ TEST_F(Sampler, MissingRootFails) {
 }
 
 TEST(ProcLive, SelfIsSampled) {
-  mon_sampler *s = mon_sampler_new("/proc", sysconf(_SC_CLK_TCK),
-                                   sysconf(_SC_PAGESIZE), 1);
+  mon_sampler *s =
+      mon_sampler_new("/proc", sysconf(_SC_CLK_TCK), sysconf(_SC_PAGESIZE), 1);
   int roots[1] = {getpid()};
   mon_sample out[1];
   ASSERT_EQ(mon_sampler_tick(s, 1000, roots, 1, out), 0);

@@ -38,9 +38,9 @@ protected:
   }
   int64_t count(const std::string &sql) {
     sqlite3_stmt *q;
-    EXPECT_EQ(sqlite3_prepare_v2(mon_store_db(st), sql.c_str(), -1, &q,
-                                 nullptr),
-              SQLITE_OK)
+    EXPECT_EQ(
+        sqlite3_prepare_v2(mon_store_db(st), sql.c_str(), -1, &q, nullptr),
+        SQLITE_OK)
         << sql;
     int64_t v = -1;
     if (sqlite3_step(q) == SQLITE_ROW)
@@ -74,10 +74,11 @@ TEST_F(Store, WalAndSchema) {
   EXPECT_EQ(count("SELECT count(*) FROM pragma_journal_mode WHERE "
                   "journal_mode='wal'"),
             1);
-  for (const char *t : {"services", "samples", "samples_1m", "samples_1h",
-                        "events", "logs"})
+  for (const char *t :
+       {"services", "samples", "samples_1m", "samples_1h", "events", "logs"})
     EXPECT_EQ(count(std::string("SELECT count(*) FROM sqlite_master WHERE "
-                                "name='") + t + "'"),
+                                "name='") +
+                    t + "'"),
               1)
         << t;
   int64_t again = 0;
@@ -155,8 +156,8 @@ TEST_F(Store, ReaderPicksTierAndBuckets) {
   EXPECT_DOUBLE_EQ(pts[0].cpu_max, 50.0);
   EXPECT_NEAR(pts[0].read_bps, 100.0, 1e-9); // 100 bytes per 1 s sample
   free(pts);
-  ASSERT_EQ(mon_reader_series(r, "nope", T0, T0 + 3600000, 1000, 1000, &pts,
-                              &n, &tier),
+  ASSERT_EQ(mon_reader_series(r, "nope", T0, T0 + 3600000, 1000, 1000, &pts, &n,
+                              &tier),
             0);
   EXPECT_EQ(n, 0u);
   free(pts);

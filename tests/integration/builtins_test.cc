@@ -17,11 +17,13 @@ long long Field(const std::string &json, const std::string &method,
   size_t from = 0;
   if (!method.empty()) {
     from = json.find("{\"name\":\"" + method + "\"");
-    if (from == std::string::npos) return -1;
+    if (from == std::string::npos)
+      return -1;
   }
   size_t end = method.empty() ? json.size() : json.find('}', from);
   size_t at = json.find("\"" + key + "\":", from);
-  if (at == std::string::npos || at > end) return -1;
+  if (at == std::string::npos || at > end)
+    return -1;
   return atoll(json.c_str() + at + key.size() + 3);
 }
 
@@ -63,8 +65,7 @@ TEST_P(BuiltinsTest, Methods) {
   EXPECT_EQ('[', m.front());
   EXPECT_EQ(']', m.back());
   for (const char *name : {"echo", "fail", "pid"})
-    EXPECT_NE(std::string::npos, m.find(std::string("\"") + name + "\""))
-        << m;
+    EXPECT_NE(std::string::npos, m.find(std::string("\"") + name + "\"")) << m;
   EXPECT_EQ(std::string::npos, m.find("svc.")) << "built-ins are implicit";
   EXPECT_EQ(SVC_ENOMETHOD, Call(c.get(), "svc.nonesuch", ""));
 }
@@ -82,14 +83,16 @@ TEST_P(BuiltinsTest, StatsCountsAddUp) {
   MustCall(c.get(), "svc.ping");
   // Another connection: its counts join the same totals.
   Client c2 = MustOpen();
-  for (int i = 0; i < 20; i++) ASSERT_EQ(0, Call(c2.get(), "echo", "abc"));
+  for (int i = 0; i < 20; i++)
+    ASSERT_EQ(0, Call(c2.get(), "echo", "abc"));
 
   std::string st = MustCall(c.get(), "svc.stats");
   EXPECT_EQ(0u, st.find("{\"format\":1,")) << st;
   EXPECT_EQ(kCalls + 20, Field(st, "echo", "calls")) << st;
   EXPECT_EQ(0, Field(st, "echo", "errors"));
   long long bytes = 20 * 3;
-  for (int i = 0; i < kCalls; i++) bytes += i % 10;
+  for (int i = 0; i < kCalls; i++)
+    bytes += i % 10;
   EXPECT_EQ(bytes, Field(st, "echo", "bytes_in"));
   EXPECT_EQ(bytes, Field(st, "echo", "bytes_out"));
   EXPECT_EQ(3, Field(st, "fail", "calls"));
@@ -98,8 +101,10 @@ TEST_P(BuiltinsTest, StatsCountsAddUp) {
   EXPECT_EQ(1, Field(st, "svc.ping", "calls"));
   EXPECT_EQ(0, Field(st, "sleep", "calls"));
   EXPECT_EQ(5, Field(st, "", "unknown_method_calls"));
-  long long p50 = Field(st, "echo", "p50_ns"), p99 = Field(st, "echo", "p99_ns"),
-            p999 = Field(st, "echo", "p999_ns"), mx = Field(st, "echo", "max_ns");
+  long long p50 = Field(st, "echo", "p50_ns"),
+            p99 = Field(st, "echo", "p99_ns"),
+            p999 = Field(st, "echo", "p999_ns"),
+            mx = Field(st, "echo", "max_ns");
   EXPECT_GT(p50, 0);
   EXPECT_LE(p50, p99);
   EXPECT_LE(p99, p999);
@@ -115,7 +120,8 @@ TEST_P(BuiltinsTest, StatsCountsAddUp) {
 TEST_P(BuiltinsTest, SlowHandlerShowsInPercentiles) {
   StartServer();
   Client c = MustOpen();
-  for (int i = 0; i < 3; i++) ASSERT_EQ(0, Call(c.get(), "sleep", "30"));
+  for (int i = 0; i < 3; i++)
+    ASSERT_EQ(0, Call(c.get(), "sleep", "30"));
   std::string st = MustCall(c.get(), "svc.stats");
   EXPECT_GE(Field(st, "sleep", "p50_ns"), 28000000) << st;
   EXPECT_GE(Field(st, "sleep", "max_ns"), 30000000) << st;
@@ -129,9 +135,12 @@ TEST_P(BuiltinsTest, CountsAddUpAcrossThreeWorkers) {
     Client c = MustOpen();
     std::string info = MustCall(c.get(), "svc.info");
     if (Field(info, "", "workers") < 0 ||
-        (Field(info, "", "workers") == 1 && !Eventually([&] {
-          return Field(MustCall(c.get(), "svc.info"), "", "workers") == 3;
-        }, 3000)))
+        (Field(info, "", "workers") == 1 &&
+         !Eventually(
+             [&] {
+               return Field(MustCall(c.get(), "svc.info"), "", "workers") == 3;
+             },
+             3000)))
       GTEST_SKIP() << "no worker process support (svc.info: " << info << ")";
   }
   // Many connections, so the kernel spreads them over the workers.
@@ -157,5 +166,5 @@ TEST_P(BuiltinsTest, CountsAddUpAcrossThreeWorkers) {
 
 SVC_ALL_TRANSPORTS(BuiltinsTest);
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -20,7 +20,7 @@ namespace svctest {
 namespace {
 
 struct Result {
-  int code = -1;  // exit code, -1 if killed
+  int code = -1; // exit code, -1 if killed
   std::string out, err;
 };
 
@@ -32,7 +32,7 @@ std::string Slurp(const std::string &path) {
 }
 
 class CliTest : public ::testing::Test {
- public:
+public:
   static void SetUpTestSuite() {
     tmp_ = new TempDir();
     env_ = new ScopedEnv("SVC_RUNTIME_DIR", (tmp_->path() + "/run").c_str());
@@ -50,7 +50,8 @@ class CliTest : public ::testing::Test {
       bool up = Eventually(
           [] {
             int st;
-            if (waitpid(server_, &st, WNOHANG) == server_) return true;
+            if (waitpid(server_, &st, WNOHANG) == server_)
+              return true;
             Client c = Open(TcpUrl());
             Client s = Open(ShmUrl());
             return c && s;
@@ -60,7 +61,7 @@ class CliTest : public ::testing::Test {
       if (!up || waitpid(server_, &st, WNOHANG) == server_) {
         kill(server_, SIGKILL);
         waitpid(server_, nullptr, 0);
-        server_ = -1;  // port taken? try another
+        server_ = -1; // port taken? try another
       }
     }
   }
@@ -75,7 +76,9 @@ class CliTest : public ::testing::Test {
     delete tmp_;
   }
 
-  void SetUp() override { ASSERT_GT(server_, 0) << "echo_server did not start"; }
+  void SetUp() override {
+    ASSERT_GT(server_, 0) << "echo_server did not start";
+  }
 
   static std::string ShmUrl() { return "shm://" + name_; }
   static std::string UnixUrl() { return "unix:///tmp/svc-" + name_ + ".sock"; }
@@ -98,7 +101,8 @@ class CliTest : public ::testing::Test {
       dup2(o, 1);
       dup2(e, 2);
       std::vector<char *> argv = {(char *)SVC_TOOL};
-      for (const auto &a : args) argv.push_back((char *)a.c_str());
+      for (const auto &a : args)
+        argv.push_back((char *)a.c_str());
       argv.push_back(nullptr);
       execv(SVC_TOOL, argv.data());
       _exit(127);
@@ -131,14 +135,15 @@ std::string CliTest::name_;
 int CliTest::port_;
 pid_t CliTest::server_ = -1;
 
-#define EXPECT_HAS(hay, needle) \
+#define EXPECT_HAS(hay, needle)                                                \
   EXPECT_NE(std::string::npos, (hay).find(needle)) << (hay)
 
 TEST_F(CliTest, HelpForEverySubcommand) {
   Result r = Svc({"--help"});
   EXPECT_EQ(0, r.code);
   EXPECT_HAS(r.out, "usage: svc COMMAND");
-  for (const char *sub : {"call", "methods", "info", "stats", "ping", "bench"}) {
+  for (const char *sub :
+       {"call", "methods", "info", "stats", "ping", "bench"}) {
     r = Svc({sub, "--help"});
     EXPECT_EQ(0, r.code) << sub;
     EXPECT_HAS(r.out, std::string("usage: svc ") + sub);
@@ -165,7 +170,7 @@ TEST_F(CliTest, CallReadsStdinAndPrintsHex) {
   r = Svc({"call", ShmUrl(), "echo", "hi", "--hex"});
   EXPECT_EQ(0, r.code);
   EXPECT_EQ("6869\n", r.out);
-  r = Svc({"call", TcpUrl(), "echo", "--", "-n"});  // data starting with '-'
+  r = Svc({"call", TcpUrl(), "echo", "--", "-n"}); // data starting with '-'
   EXPECT_EQ(0, r.code) << r.err;
   EXPECT_EQ("-n", r.out);
 }
@@ -259,19 +264,19 @@ TEST_F(CliTest, Ping) {
 }
 
 TEST_F(CliTest, BenchClosedLoop) {
-  Result r = Svc({"bench", ShmUrl(), "echo", "-c", "2", "-d", "1.2", "-s",
-                  "100"});
+  Result r =
+      Svc({"bench", ShmUrl(), "echo", "-c", "2", "-d", "1.2", "-s", "100"});
   EXPECT_EQ(0, r.code) << r.err;
   EXPECT_HAS(r.out, "2 clients, 100-byte requests, closed loop");
   EXPECT_HAS(r.out, "calls/s");
   EXPECT_HAS(r.out, "errors    0\n");
   EXPECT_HAS(r.out, "p99.9");
-  EXPECT_HAS(r.err, "[  1s]");  // the progress line
+  EXPECT_HAS(r.err, "[  1s]"); // the progress line
 }
 
 TEST_F(CliTest, BenchOpenLoopHoldsTheRate) {
-  Result r = Svc({"bench", TcpUrl(), "echo", "--rate", "400", "-d", "1",
-                  "-c", "2"});
+  Result r =
+      Svc({"bench", TcpUrl(), "echo", "--rate", "400", "-d", "1", "-c", "2"});
   EXPECT_EQ(0, r.code) << r.err;
   EXPECT_HAS(r.out, "open loop");
   size_t at = r.out.find("calls     ");
@@ -287,5 +292,5 @@ TEST_F(CliTest, BenchUnknownMethodFailsFast) {
   EXPECT_HAS(r.err, "svc: SVC_ENOMETHOD: no such method");
 }
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -68,7 +68,8 @@ TEST(Hist, QuantilesMatchSortedReferenceLogUniform) {
   // Log-uniform over 100 ns .. 10 s: every decade of the range.
   std::uniform_real_distribution<double> e(2.0, 10.0);
   std::vector<uint64_t> v(200000);
-  for (auto &x : v) x = (uint64_t)std::pow(10.0, e(rng));
+  for (auto &x : v)
+    x = (uint64_t)std::pow(10.0, e(rng));
   CheckQuantiles(v);
 }
 
@@ -79,10 +80,11 @@ TEST(Hist, QuantilesMatchSortedReferenceLatencyLike) {
   std::lognormal_distribution<double> slow(std::log(2e6), 0.5);
   std::uniform_real_distribution<double> pick(0, 1);
   std::vector<uint64_t> v(100000);
-  for (auto &x : v) x = (uint64_t)(pick(rng) < 0.995 ? fast(rng) : slow(rng));
+  for (auto &x : v)
+    x = (uint64_t)(pick(rng) < 0.995 ? fast(rng) : slow(rng));
   CheckQuantiles(v);
-  CheckQuantiles(std::vector<uint64_t>(1000, 4242));  // all equal
-  CheckQuantiles({5});                                // one value
+  CheckQuantiles(std::vector<uint64_t>(1000, 4242)); // all equal
+  CheckQuantiles({5});                               // one value
 }
 
 TEST(Stats, RecordAndReadAcrossThreads) {
@@ -95,7 +97,8 @@ TEST(Stats, RecordAndReadAcrossThreads) {
       for (int i = 0; i < 10000; i++)
         svc__stats_record(st, t % 3, 1000 + (uint64_t)t, 10, 20, i % 100 == 0);
     });
-  for (auto &t : ts) t.join();
+  for (auto &t : ts)
+    t.join();
   uint64_t calls = 0;
   for (int m = 0; m < 3; m++) {
     svc__method_stats ms;
@@ -105,14 +108,15 @@ TEST(Stats, RecordAndReadAcrossThreads) {
     EXPECT_EQ(ms.calls * 20, ms.bytes_out);
     EXPECT_EQ(ms.calls / 100, ms.errors);
     uint64_t n = 0;
-    for (uint64_t c : ms.hist) n += c;
+    for (uint64_t c : ms.hist)
+      n += c;
     EXPECT_EQ(ms.calls, n);
   }
   EXPECT_EQ(80000u, calls);
   svc__method_stats ms;
   svc__stats_read(st, 1, &ms);
-  EXPECT_EQ(1007u, ms.max);  // threads 1, 4, 7
-  svc__stats_record(st, 3, 1, 1, 1, 0);  // out of range: ignored
+  EXPECT_EQ(1007u, ms.max);             // threads 1, 4, 7
+  svc__stats_record(st, 3, 1, 1, 1, 0); // out of range: ignored
   svc__stats_record(st, -1, 1, 1, 1, 0);
   svc__stats_free(st);
 }
@@ -120,15 +124,17 @@ TEST(Stats, RecordAndReadAcrossThreads) {
 TEST(Stats, ChildProcessCountsAreShared) {
   svc__stats *st = nullptr;
   ASSERT_EQ(0, svc__stats_new(1, 8, &st));
-  svc__stats_record(st, 0, 500, 1, 1, 0);  // this thread holds a slot
+  svc__stats_record(st, 0, 500, 1, 1, 0); // this thread holds a slot
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     // The forked thread must not write the parent thread's slot.
-    for (int i = 0; i < 1000; i++) svc__stats_record(st, 0, 700, 1, 1, 0);
+    for (int i = 0; i < 1000; i++)
+      svc__stats_record(st, 0, 700, 1, 1, 0);
     _exit(0);
   }
-  for (int i = 0; i < 1000; i++) svc__stats_record(st, 0, 500, 1, 1, 0);
+  for (int i = 0; i < 1000; i++)
+    svc__stats_record(st, 0, 500, 1, 1, 0);
   int status = 0;
   ASSERT_EQ(pid, waitpid(pid, &status, 0));
   svc__method_stats ms;
@@ -178,16 +184,15 @@ TEST(StatsJson, EncodesFormat1) {
   ASSERT_EQ(0, svc__stats_json(&doc, names, ms, 2, 0, &out, &len));
   std::string s(out, len);
   free(out);
-  EXPECT_EQ(
-      "{\"format\":1,\"name\":\"svc-x\",\"pid\":42,\"workers\":3,"
-      "\"uptime_ms\":1234,\"unknown_method_calls\":7,\"methods\":["
-      "{\"name\":\"echo \\\"q\\\"\\\\\\u000a\",\"calls\":3,\"errors\":1,"
-      "\"bytes_in\":30,\"bytes_out\":60,\"total_ns\":600,\"p50_ns\":199,"
-      "\"p99_ns\":300,\"p999_ns\":300,\"max_ns\":300},"
-      "{\"name\":\"svc.ping\",\"calls\":0,\"errors\":0,\"bytes_in\":0,"
-      "\"bytes_out\":0,\"total_ns\":0,\"p50_ns\":0,\"p99_ns\":0,"
-      "\"p999_ns\":0,\"max_ns\":0}]}",
-      s);
+  EXPECT_EQ("{\"format\":1,\"name\":\"svc-x\",\"pid\":42,\"workers\":3,"
+            "\"uptime_ms\":1234,\"unknown_method_calls\":7,\"methods\":["
+            "{\"name\":\"echo \\\"q\\\"\\\\\\u000a\",\"calls\":3,\"errors\":1,"
+            "\"bytes_in\":30,\"bytes_out\":60,\"total_ns\":600,\"p50_ns\":199,"
+            "\"p99_ns\":300,\"p999_ns\":300,\"max_ns\":300},"
+            "{\"name\":\"svc.ping\",\"calls\":0,\"errors\":0,\"bytes_in\":0,"
+            "\"bytes_out\":0,\"total_ns\":0,\"p50_ns\":0,\"p99_ns\":0,"
+            "\"p999_ns\":0,\"max_ns\":0}]}",
+            s);
 }
 
 TEST(StatsJson, HistogramListsNonEmptyBuckets) {
@@ -204,9 +209,8 @@ TEST(StatsJson, HistogramListsNonEmptyBuckets) {
   std::string s(out, len);
   free(out);
   std::string lo = std::to_string(svc__hist_lo(svc__hist_bucket(5000)));
-  EXPECT_NE(std::string::npos,
-            s.find("\"histogram\":[[3,1],[" + lo + ",1]]}"))
+  EXPECT_NE(std::string::npos, s.find("\"histogram\":[[3,1],[" + lo + ",1]]}"))
       << s;
 }
 
-}  // namespace
+} // namespace
