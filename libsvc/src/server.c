@@ -169,18 +169,25 @@ static void accept_all(svc_server *s, svc__item *it) {
 
 static void *thread_main(void *arg);
 
-static void maybe_spawn(svc_server *s) {
+/* Adds a thread unless the pool is full or stopping. Returns SVC_ESYS only
+ * when the system refused a thread. */
+static int maybe_spawn(svc_server *s) {
+  int rc = 0;
   pthread_mutex_lock(&s->lock);
   pthread_attr_t attr;
   pthread_t t;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   if (atomic_load(&s->nthreads) < s->max_threads &&
-      !atomic_load(&s->stopping) &&
-      pthread_create(&t, &attr, thread_main, s) == 0)
-    atomic_fetch_add(&s->nthreads, 1);
+      !atomic_load(&s->stopping)) {
+    if (pthread_create(&t, &attr, thread_main, s) == 0)
+      atomic_fetch_add(&s->nthreads, 1);
+    else
+      rc = SVC_ESYS;
+  }
   pthread_attr_destroy(&attr);
   pthread_mutex_unlock(&s->lock);
+  return rc;
 }
 
 /* Called with s->lock held by the last thread out after a stop: clients,
@@ -274,9 +281,11 @@ int svc_server_start(svc_server *s) {
     return SVC_ENOMEM;
   s->started_ns = svc__now_ns();
   s->started = 1;
-  for (int i = 0; i < INITIAL_THREADS && i < s->max_threads; i++)
-    maybe_spawn(s);
-  return atomic_load(&s->nthreads) > 0 ? 0 : SVC_ESYS;
+  /* The first thread is required; a stop may already have ended it. */
+  int rc = maybe_spawn(s);
+  if (rc == 0 && INITIAL_THREADS > 1)
+    (void)maybe_spawn(s); /* more only help */
+  return rc;
 }
 
 void svc_server_stop(svc_server *s) {

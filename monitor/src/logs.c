@@ -22,7 +22,7 @@ void mon_iso_time(int64_t wall_ms, char out[32]) {
   snprintf(out + n, 32 - n, ".%03dZ", (int)(wall_ms % 1000));
 }
 
-static int logs_mkdirs(const char *dir) {
+int mon_mkdirs(const char *dir) {
   char tmp[4096];
   if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp)
     return -1;
@@ -47,7 +47,7 @@ int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err,
                   size_t errlen) {
   memset(l, 0, sizeof *l);
   l->cfg = cfg;
-  if (logs_mkdirs(cfg->log_dir) != 0) {
+  if (mon_mkdirs(cfg->log_dir) != 0) {
     snprintf(err, errlen, "%s: cannot create log_dir: %s", cfg->log_dir,
              strerror(errno));
     return -1;

@@ -61,6 +61,9 @@ void mon_logs_note(mon_logs *l, size_t i, int64_t wall_ms, const char *text);
 /* Drops the pending lines (after the store wrote them). */
 void mon_logs_clear_pending(mon_logs *l);
 
+/* mkdir -p dir (mode 0755). 0 or -1 with errno. */
+int mon_mkdirs(const char *dir);
+
 /* Writes "2026-01-02T03:04:05.678Z" (24 bytes + NUL) for wall_ms. */
 void mon_iso_time(int64_t wall_ms, char out[32]);
 

@@ -441,6 +441,20 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
       stop_ms = cfg->services[i].stop_timeout_ms;
   mon_pidfile_reap(&m.pidfile, o->procroot, stop_ms, mon_note_stderr, NULL);
 
+  /* the directories of the db and token files, as for log_dir */
+  const char *files[] = {cfg->db, cfg->token_file};
+  for (size_t k = 0; k < 2; k++) {
+    const char *slash = strrchr(files[k], '/');
+    if (!slash || slash == files[k])
+      continue;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - files[k]), files[k]);
+    if (mon_mkdirs(dir) != 0) {
+      snprintf(err, errlen, "%s: cannot create directory: %s", dir,
+               strerror(errno));
+      goto out;
+    }
+  }
   if (mon_store_open(cfg->db, &m.store, err, errlen) != 0)
     goto out;
   for (size_t i = 0; i < n; i++) {
