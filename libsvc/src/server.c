@@ -38,7 +38,12 @@ int svc_server_new(const char *name, svc_server **out) {
   s->opts.max_spinners = ncpu > 1 ? (int)ncpu - 1 : 1;
   s->max_threads = DEFAULT_MAX_THREADS;
   s->epfd = -1;
-  s->stopfd = -1;
+  /* Made now, not at start: stop may come from any thread at any time. */
+  s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->stopfd < 0) {
+    free(s);
+    return svc__from_errno(errno);
+  }
   s->opts.stopping = &s->stopping;
   s->conns.next = s->conns.prev = &s->conns;
   s->owns_sockets = 1;
@@ -194,12 +199,12 @@ static int maybe_spawn(svc_server *s) {
  * connected or not, learn at once that the server is gone (fds stay valid
  * until free, so no number is reused under a thread). */
 static void shutdown_conns(svc_server *s) {
+  /* Listeners first: a client that sees its connection end reconnects at
+   * once, and must then be refused, not left waiting in a backlog. */
+  for (int i = 0; s->owns_sockets && i < s->nlisteners; i++)
+    shutdown(s->listeners[i].listener->fd, SHUT_RDWR); /* not a worker's */
   for (svc__item *it = s->conns.next; it != &s->conns; it = it->next)
     shutdown(it->conn->fd, SHUT_RDWR);
-  if (!s->owns_sockets)
-    return; /* a worker's listeners are shared with the pool */
-  for (int i = 0; i < s->nlisteners; i++) /* new clients: refused */
-    shutdown(s->listeners[i].listener->fd, SHUT_RDWR);
 }
 
 /* Leaves the pool: returns 0 if this thread may not (the pool is at its
@@ -226,8 +231,11 @@ static void serve_conn(svc_server *s, svc__item *it) {
   int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, s);
   if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
     it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
+  /* Re-armed before the unlock: the next thread to serve it locks after
+   * us, so everything we did happens before (as TSan can see). */
+  int keep = rc == 0 && arm(s, it, EPOLL_CTL_MOD) == 0;
   pthread_mutex_unlock(&it->serving);
-  if (rc != 0 || arm(s, it, EPOLL_CTL_MOD) != 0)
+  if (!keep)
     conn_remove(s, it);
 }
 
@@ -267,8 +275,7 @@ int svc_server_start(svc_server *s) {
   if (s->nlisteners == 0)
     return SVC_ESTATE;
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
-  s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (s->epfd < 0 || s->stopfd < 0)
+  if (s->epfd < 0)
     return SVC_ENOMEM;
   s->stop_item.kind = ITEM_STOP;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->stop_item};

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,23 +367,21 @@ static void jb_reserve(jbuf *b, size_t more) {
   b->cap = cap;
 }
 
-__attribute__((format(printf, 2, 3))) static void
-jb_printf(jbuf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) {
-    b->oom = 1;
-    return;
+static void jb_put(jbuf *b, const char *s) {
+  size_t n = strlen(s);
+  jb_reserve(b, n + 1);
+  if (!b->oom) {
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
   }
-  jb_reserve(b, (size_t)n + 1);
-  if (b->oom)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-  va_end(ap);
-  b->len += (size_t)n;
+}
+
+/* text, then the number v in decimal */
+static void jb_num(jbuf *b, const char *text, long long v) {
+  char num[24];
+  snprintf(num, sizeof num, "%lld", v);
+  jb_put(b, text);
+  jb_put(b, num);
 }
 
 /* A JSON string: quotes, backslashes and control bytes escaped. */
@@ -407,47 +404,53 @@ static void jb_str(jbuf *b, const char *s) {
   b->p[b->len++] = '"';
 }
 
+/* A count for JSON: the format promises integers that fit an int64. */
+static long long count(uint64_t v) {
+  return v > (uint64_t)INT64_MAX ? INT64_MAX : (long long)v;
+}
+
 int svc__stats_json(const svc__stats_doc *doc, const char *const *names,
                     const svc__method_stats *ms, int n, int histogram,
                     char **out, size_t *len) {
   jbuf b = {0};
-  jb_printf(&b, "{\"format\":1,\"name\":");
+  jb_put(&b, "{\"format\":1,\"name\":");
   jb_str(&b, doc->name ? doc->name : "");
-  jb_printf(&b,
-            ",\"pid\":%d,\"workers\":%d,\"uptime_ms\":%lld,"
-            "\"unknown_method_calls\":%llu,\"methods\":[",
-            doc->pid, doc->workers, (long long)doc->uptime_ms,
-            (unsigned long long)doc->unknown_calls);
+  jb_num(&b, ",\"pid\":", doc->pid);
+  jb_num(&b, ",\"workers\":", doc->workers);
+  jb_num(&b, ",\"uptime_ms\":", doc->uptime_ms);
+  jb_num(&b, ",\"unknown_method_calls\":", count(doc->unknown_calls));
+  jb_put(&b, ",\"methods\":[");
   for (int i = 0; i < n; i++) {
     const svc__method_stats *m = &ms[i];
     double k = m->ns_per_tick > 0 ? m->ns_per_tick : 1.0;
-#define NS(ticks) ((unsigned long long)((double)(ticks)*k + 0.5))
-    jb_printf(&b, "%s{\"name\":", i ? "," : "");
+#define NS(ticks) count((uint64_t)((double)(ticks)*k + 0.5))
+    jb_put(&b, i ? ",{\"name\":" : "{\"name\":");
     jb_str(&b, names[i]);
-    jb_printf(&b,
-              ",\"calls\":%llu,\"errors\":%llu,\"bytes_in\":%llu,"
-              "\"bytes_out\":%llu,\"total_ns\":%llu,\"p50_ns\":%llu,"
-              "\"p99_ns\":%llu,\"p999_ns\":%llu,\"max_ns\":%llu",
-              (unsigned long long)m->calls, (unsigned long long)m->errors,
-              (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out,
-              NS(m->total), NS(svc__hist_quantile(m->hist, 0.5, m->max)),
-              NS(svc__hist_quantile(m->hist, 0.99, m->max)),
-              NS(svc__hist_quantile(m->hist, 0.999, m->max)), NS(m->max));
+    jb_num(&b, ",\"calls\":", count(m->calls));
+    jb_num(&b, ",\"errors\":", count(m->errors));
+    jb_num(&b, ",\"bytes_in\":", count(m->bytes_in));
+    jb_num(&b, ",\"bytes_out\":", count(m->bytes_out));
+    jb_num(&b, ",\"total_ns\":", NS(m->total));
+    jb_num(&b, ",\"p50_ns\":", NS(svc__hist_quantile(m->hist, 0.5, m->max)));
+    jb_num(&b, ",\"p99_ns\":", NS(svc__hist_quantile(m->hist, 0.99, m->max)));
+    jb_num(&b, ",\"p999_ns\":", NS(svc__hist_quantile(m->hist, 0.999, m->max)));
+    jb_num(&b, ",\"max_ns\":", NS(m->max));
     if (histogram) {
-      jb_printf(&b, ",\"histogram\":[");
+      jb_put(&b, ",\"histogram\":[");
       int first = 1;
       for (int h = 0; h < SVC__HIST_BUCKETS; h++)
         if (m->hist[h]) {
-          jb_printf(&b, "%s[%llu,%llu]", first ? "" : ",", NS(svc__hist_lo(h)),
-                    (unsigned long long)m->hist[h]);
+          jb_num(&b, first ? "[" : ",[", NS(svc__hist_lo(h)));
+          jb_num(&b, ",", count(m->hist[h]));
+          jb_put(&b, "]");
           first = 0;
         }
-      jb_printf(&b, "]");
+      jb_put(&b, "]");
     }
-    jb_printf(&b, "}");
+    jb_put(&b, "}");
 #undef NS
   }
-  jb_printf(&b, "]}");
+  jb_put(&b, "]}");
   if (b.oom) {
     free(b.p);
     return SVC_ENOMEM;

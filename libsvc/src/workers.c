@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -120,6 +121,10 @@ static void worker_main(svc_server *s, int master_sfd) {
   if (getppid() == 1)
     _exit(0);
   s->owns_sockets = 0;
+  /* The stop eventfd came from the master: a private one, or one worker's
+   * stop would stop them all. */
+  close(s->stopfd);
+  s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -131,7 +136,7 @@ static void worker_main(svc_server *s, int master_sfd) {
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_UNBLOCK, &chld, NULL);
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  int rc = sfd < 0 ? SVC_ESYS : 0;
+  int rc = sfd < 0 || s->stopfd < 0 ? SVC_ESYS : 0;
   if (rc == 0 && s->workers.init && s->workers.init(s->workers.init_ctx))
     rc = SVC_EHANDLER;
   if (rc == 0)
