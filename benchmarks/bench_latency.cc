@@ -29,12 +29,13 @@ bool latency_warm_up(benchmark::State &state, Conn *c,
   return true;
 }
 
-void BM_Latency(benchmark::State &state, const std::string &name) {
+void BM_Latency(benchmark::State &state, const std::string &name,
+                const ServerOptions &opts = {}) {
   const size_t len = (size_t)state.range(0);
   Watchdog watchdog("latency/" + name + "/" + std::to_string(len),
                     (unsigned)g_opts.watchdog_s);
   std::string err;
-  auto t = MakeTransport(name);
+  auto t = MakeTransport(name, opts);
   if (!t || !t->Start(1, len, &err)) {
     state.SkipWithError(t ? err.c_str() : "unknown transport");
     return;
@@ -91,6 +92,18 @@ int main(int argc, char **argv) {
     for (int64_t size : bench::kSizes)
       b->Arg(size);
     b->UseManualTime()->Unit(benchmark::kMicrosecond);
+  }
+  /* The cost of per-method statistics (issue 7): the same 64 B shm echo
+   * with the server counting (the default) and with SVC_STATS=off. */
+  for (bool stats : {true, false}) {
+    bench::ServerOptions opts;
+    opts.stats = stats;
+    std::string label = std::string("stats/svc-shm/") + (stats ? "on" : "off");
+    auto *b = benchmark::RegisterBenchmark(
+        label.c_str(), [opts](benchmark::State &s) {
+          bench::BM_Latency(s, "svc-shm", opts);
+        });
+    b->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

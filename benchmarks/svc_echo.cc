@@ -71,6 +71,8 @@ int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
     setenv("SVC_WORKERS_MIN", w.c_str(), 1);
     setenv("SVC_WORKERS_MAX", w.c_str(), 1);
   }
+  if (!opts.stats)
+    setenv("SVC_STATS", "off", 1);
   std::string name = UniqueName("bench");
   svc_server *s = nullptr;
   int rc = svc_server_new(name.c_str(), &s);

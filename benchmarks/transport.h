@@ -30,6 +30,7 @@ public:
 struct ServerOptions {
   int workers = 0; /* >0: SVC_WORKERS_MIN = SVC_WORKERS_MAX = workers */
   std::string method = "echo"; /* what a libsvc client calls ("burn") */
+  bool stats = true;   /* false: SVC_STATS=off in the server (issue 7) */
   int max_threads = 0; /* >0: svc_server_set_max_threads (1 = a GIL-like
                           handler that cannot run twice in one process) */
 };
