@@ -17,7 +17,8 @@
  *    the per-type rules; flags are 0.
  *  - "need more" only when the header or the frame really is incomplete;
  *    with a whole header, f then holds it (the stream reader sizes its
- *    buffer from f's lengths).
+ *    buffer from f's lengths); a partial header is rejected at once when
+ *    its first bytes are not "SVC1" and the version.
  *  - chunking does not matter: the chunked reader sees exactly the frames
  *    (and the same final error or pending tail) as one decode pass over the
  *    whole stream.
@@ -104,6 +105,13 @@ static void check_frame(const uint8_t *buf, size_t len, size_t max_payload,
   CHECK(same_header(&h, f));
 }
 
+/* 1 if the first len (< 24) bytes could start a header: the decoder answers
+ * "need more" for those and rejects anything else at once. */
+static int header_prefix_ok(const uint8_t *buf, size_t len) {
+  static const uint8_t prefix[5] = {'S', 'V', 'C', '1', SVC__FRAME_VERSION};
+  return len == 0 || memcmp(buf, prefix, len < 5 ? len : 5) == 0;
+}
+
 /* Everything that must hold when decode() said "need more" or SVC_EPROTO. */
 static void check_no_frame(const uint8_t *buf, size_t len, size_t max_payload,
                            long rc, const svc__frame *f) {
@@ -118,14 +126,13 @@ static void check_no_frame(const uint8_t *buf, size_t len, size_t max_payload,
       CHECK(same_header(f, &h));
     } else {
       CHECK(hrc == 1);
+      CHECK(header_prefix_ok(buf, len));
     }
   } else {
     CHECK(rc == SVC_EPROTO);
     CHECK(hrc == SVC_EPROTO);
-    if (len < SVC__FRAME_HDR) { /* early reject: the prefix is not a header's */
-      static const uint8_t prefix[5] = {'S', 'V', 'C', '1', SVC__FRAME_VERSION};
-      CHECK(memcmp(buf, prefix, len < 5 ? len : 5) != 0);
-    }
+    if (len < SVC__FRAME_HDR) /* early reject */
+      CHECK(!header_prefix_ok(buf, len));
   }
 }
 

@@ -265,8 +265,8 @@ static int cmd_call(int argc, char **argv) {
       return fail(rc, NULL, "reading stdin");
     data = in;
   }
-  char *out;
-  size_t out_len;
+  char *out = NULL;
+  size_t out_len = 0;
   rc = call_once(a.pos[0], a.pos[1], data, len, timeout, &out, &out_len);
   free(in);
   if (rc)
@@ -408,9 +408,7 @@ static void print_string_elem(const char *p, const char *e, void *ctx) {
   char *tmp = malloc(n + 8);
   if (!tmp)
     return;
-  memcpy(tmp, "{\"v\":", 5);
-  memcpy(tmp + 5, p, n);
-  tmp[5 + n] = '}';
+  snprintf(tmp, n + 8, "{\"v\":%.*s}", (int)n, p);
   json_str(tmp, tmp + n + 6, "v", buf, sizeof buf);
   free(tmp);
   printf("%s\n", buf);
@@ -427,8 +425,8 @@ static int cmd_methods(int argc, char **argv) {
   int timeout = 10000;
   if ((rc = timeout_opt(&o[1], methods_usage, &timeout)))
     return rc;
-  char *out;
-  size_t len;
+  char *out = NULL;
+  size_t len = 0;
   if ((rc = call_once(a.pos[0], "svc.methods", "", 0, timeout, &out, &len)))
     return rc;
   if (o[0].value)
@@ -456,8 +454,8 @@ static int cmd_info(int argc, char **argv) {
   int timeout = 10000;
   if ((rc = timeout_opt(&o[1], info_usage, &timeout)))
     return rc;
-  char *out;
-  size_t len;
+  char *out = NULL;
+  size_t len = 0;
   if ((rc = call_once(a.pos[0], "svc.info", "", 0, timeout, &out, &len)))
     return rc;
   if (o[0].value) {
@@ -515,8 +513,8 @@ static int cmd_stats(int argc, char **argv) {
   int timeout = 10000;
   if ((rc = timeout_opt(&o[1], stats_usage, &timeout)))
     return rc;
-  char *out;
-  size_t len;
+  char *out = NULL;
+  size_t len = 0;
   if ((rc = call_once(a.pos[0], "svc.stats", "", 0, timeout, &out, &len)))
     return rc;
   if (o[0].value) {

@@ -36,8 +36,8 @@ const char *svc_version(void) { return SVC__VERSION_STRING; }
 
 int svc__from_errno(int e) {
   switch (e) {
-  case 0:
-    return 0;
+  case 0: /* called after a failure: a failure it stays */
+    return SVC_ESYS;
   case EINVAL:
     return SVC_EINVAL;
   case ENOMEM:

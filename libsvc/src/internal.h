@@ -11,7 +11,8 @@
 /* Largest max message size: lengths are 32-bit on the wire. */
 #define SVC__MAX_MSG_LIMIT ((size_t)UINT32_MAX - 65536)
 
-/* errno -> SVC_E*; the only place this mapping lives. */
+/* errno -> SVC_E* after a failed call (never 0, even if errno is 0); the
+ * only place this mapping lives. */
 int svc__from_errno(int e);
 
 static inline int64_t svc__now_ns(void) {

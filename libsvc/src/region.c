@@ -54,6 +54,7 @@ static int map_more(svc__region *r, size_t size) {
 
 static int file_size(int fd, size_t *out) {
   struct stat st;
+  *out = 0;
   if (fstat(fd, &st) != 0)
     return svc__from_errno(errno);
   *out = (size_t)st.st_size;

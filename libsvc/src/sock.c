@@ -88,7 +88,7 @@ int svc__sock_unix_listen(const char *path, int *out) {
   int rc = make_unix_addr(path, &a);
   if (rc < 0)
     return rc;
-  int probe;
+  int probe = -1;
   if (svc__sock_unix_dial(path, svc__now_ns() + 1000000000, &probe) == 0) {
     close(probe);
     return SVC_EADDRINUSE;
@@ -200,7 +200,7 @@ int svc__sock_accept(int lfd, int check_uid, int *out) {
     return svc__from_errno(errno);
   }
   *out = fd;
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss = {0};
   socklen_t sl = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
       ss.ss_family != AF_UNIX) {

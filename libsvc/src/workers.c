@@ -106,11 +106,27 @@ long long svc__proc_cpu_ticks(const char *proc_root, pid_t pid) {
   fclose(f);
   buf[n] = '\0';
   char *p = strrchr(buf, ')'); /* the command name may hold anything */
-  unsigned long long ut, st;
-  if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                   &ut, &st) != 2)
+  if (!p)
     return -1;
-  return (long long)(ut + st);
+  /* after ")": state, then fields 4..13, then utime (14) and stime (15) */
+  char *end = p + 1;
+  unsigned long long v[13];
+  for (int i = 0; i < 13; i++) {
+    while (*end == ' ')
+      end++;
+    if (i == 0) { /* the state letter */
+      end++;
+      v[i] = 0;
+      continue;
+    }
+    char *next;
+    errno = 0;
+    v[i] = strtoull(end, &next, 10);
+    if (next == end || errno)
+      return -1;
+    end = next;
+  }
+  return (long long)(v[11] + v[12]);
 }
 
 /* ---- in a worker ---- */

@@ -707,7 +707,7 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
     return MHD_YES;
   }
   const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-  if (!mon_http_host_ok(h->o->cfg->http_host, h->port, host))
+  if (!mon_http_host_ok(h->o->cfg->http_host, mon_http_port(h), host))
     return http_error(c, 403, "Host not allowed (DNS rebinding guard)");
   mon_route r;
   int st = mon_route_parse(method, url, &r);
@@ -770,12 +770,16 @@ int mon_http_start(const mon_http_opts *o, mon_http **out, char *err,
   }
   const union MHD_DaemonInfo *di =
       MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-  h->port = di ? di->port : o->cfg->http_port;
+  /* atomic: the MHD thread reads it, and may already be running */
+  __atomic_store_n(&h->port, di ? di->port : o->cfg->http_port,
+                   __ATOMIC_RELEASE);
   *out = h;
   return 0;
 }
 
-int mon_http_port(const mon_http *h) { return h->port; }
+int mon_http_port(const mon_http *h) {
+  return __atomic_load_n(&h->port, __ATOMIC_ACQUIRE);
+}
 
 void mon_http_stop(mon_http *h) {
   if (!h)

@@ -91,7 +91,8 @@ void mon_logs_fini(mon_logs *l) {
     free(s->path);
   }
   free(l->streams);
-  mon_logs_clear_pending(l);
+  for (size_t i = 0; i < l->npending; i++)
+    free(l->pending[i].line);
   free(l->pending);
   memset(l, 0, sizeof *l);
 }
@@ -141,6 +142,9 @@ static void logs_write(mon_logs *l, size_t k, const char *p, size_t n) {
   }
 }
 
+static void logs_pend(mon_logs *l, size_t k, int64_t wall_ms, const char *p,
+                      size_t n);
+
 /* One complete line (no newline) of stream k. */
 static void logs_line(mon_logs *l, size_t k, int64_t wall_ms, const char *p,
                       size_t n) {
@@ -157,10 +161,19 @@ static void logs_line(mon_logs *l, size_t k, int64_t wall_ms, const char *p,
   buf[off + n] = '\n';
   logs_write(l, k, buf, off + n + 1);
 
-  if (l->npending >= MON_LOG_PENDING_MAX) {
+  mon_log_stream *s = &l->streams[k];
+  if (l->npending >= MON_LOG_PENDING_MAX || s->tick_lines >= MON_LOG_TICK_MAX) {
+    s->tick_dropped++;
     l->dropped++;
     return;
   }
+  logs_pend(l, k, wall_ms, p, n);
+}
+
+/* Queues a line for the logs table. */
+static void logs_pend(mon_logs *l, size_t k, int64_t wall_ms, const char *p,
+                      size_t n) {
+  l->streams[k].tick_lines++;
   if (l->npending == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 256;
     mon_logline *np = realloc(l->pending, cap * sizeof *np);
@@ -277,4 +290,19 @@ void mon_logs_clear_pending(mon_logs *l) {
   for (size_t i = 0; i < l->npending; i++)
     free(l->pending[i].line);
   l->npending = 0;
+  for (size_t k = 0; l->streams && k < l->nstreams; k++) {
+    mon_log_stream *s = &l->streams[k];
+    size_t dropped = s->tick_dropped;
+    s->tick_lines = s->tick_dropped = 0;
+    if (dropped) {
+      char msg[128];
+      int n = snprintf(msg, sizeof msg,
+                       "svc-monitor: %zu more lines are only in the log file",
+                       dropped);
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      logs_pend(l, k, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, msg,
+                (size_t)n);
+    }
+  }
 }

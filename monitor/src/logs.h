@@ -14,8 +14,9 @@
 extern "C" {
 #endif
 
-#define MON_LOG_LINE_MAX 4096     /* longer lines are split */
-#define MON_LOG_PENDING_MAX 20000 /* lines held for the database per tick */
+#define MON_LOG_LINE_MAX 4096    /* longer lines are split */
+#define MON_LOG_PENDING_MAX 5000 /* lines held for the database per tick */
+#define MON_LOG_TICK_MAX 500 /* of them, per stream: a flood stays in files */
 
 enum { MON_STDOUT = 0, MON_STDERR = 1 };
 
@@ -28,10 +29,12 @@ typedef struct mon_logline {
 } mon_logline;
 
 typedef struct mon_log_stream {
-  int fd;         /* read end of the pipe, or -1 */
-  int file;       /* the log file, or -1 if it cannot be written */
-  char *path;     /* log_dir/NAME.stdout.log */
-  long long size; /* bytes in the current file */
+  int fd;              /* read end of the pipe, or -1 */
+  int file;            /* the log file, or -1 if it cannot be written */
+  char *path;          /* log_dir/NAME.stdout.log */
+  long long size;      /* bytes in the current file */
+  size_t tick_lines;   /* lines queued for the database this tick */
+  size_t tick_dropped; /* lines past MON_LOG_TICK_MAX this tick */
   char partial[MON_LOG_LINE_MAX]; /* an unfinished line */
   size_t plen;
 } mon_log_stream;
@@ -58,7 +61,9 @@ int mon_logs_pipe(mon_logs *l, size_t i, int stream);
 void mon_logs_read(mon_logs *l, size_t k, int64_t wall_ms);
 /* A line from the monitor itself ("spawned pid 12"), into stdout's log. */
 void mon_logs_note(mon_logs *l, size_t i, int64_t wall_ms, const char *text);
-/* Drops the pending lines (after the store wrote them). */
+/* Drops the pending lines (after the store wrote them). A stream that had
+ * more than MON_LOG_TICK_MAX lines gets one pending line saying how many
+ * went only to its file. */
 void mon_logs_clear_pending(mon_logs *l);
 
 /* mkdir -p dir (mode 0755). 0 or -1 with errno. */

@@ -47,6 +47,7 @@ typedef struct mon {
   mon_sampler *sampler;
   mon_shared shared;
   mon_http *http;
+  mon_prober *prober; /* svc.ping off the loop's thread */
   mon_pidfile pidfile;
   char token[MON_TOKEN_LEN + 1];
   char *db_path;
@@ -90,6 +91,7 @@ static int mon_op_spawn(void *ctx, size_t i) {
   if (pid > 0) {
     m->views[i].started_wall_ms = mon_wall_ms();
     m->pids_dirty = true;
+    mon_prober_reset(m->prober, i); /* a ping answered by the last run */
   }
   return pid;
 }
@@ -105,7 +107,7 @@ static void mon_op_signal(void *ctx, size_t i, int pid, int sig) {
 
 static int mon_op_probe(void *ctx, size_t i) {
   mon *m = ctx;
-  return mon_probe_ping(m->cfg->services[i].name, MON_PROBE_TIMEOUT_MS);
+  return mon_prober_poll(m->prober, i); /* never blocks */
 }
 
 static void mon_op_event(void *ctx, size_t i, const char *kind,
@@ -370,6 +372,7 @@ static void mon_note_stderr(void *ctx, const char *line) {
 
 static void mon_fini(mon *m) {
   mon_http_stop(m->http);
+  mon_prober_free(m->prober);
   mon_sup_fini(&m->sup);
   mon_sampler_free(m->sampler);
   mon_store_close(m->store);
@@ -473,7 +476,12 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
     snprintf(err, errlen, "out of memory");
     goto out;
   }
+  m.prober = mon_prober_new(cfg, MON_PROBE_TIMEOUT_MS);
   m.db_path = strdup(cfg->db);
+  if (!m.prober) {
+    snprintf(err, errlen, "cannot start the probe thread");
+    goto out;
+  }
   mon_http_opts ho = {
       .cfg = cfg, .shared = &m.shared, .token = m.token, .db_path = m.db_path};
   if (!m.db_path || mon_http_start(&ho, &m.http, err, errlen) != 0)

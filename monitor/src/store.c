@@ -242,46 +242,47 @@ static int64_t store_min(mon_store *st, int which, int64_t dflt) {
   return v;
 }
 
+/* Deletes what is past retention, service by service so every DELETE is a
+ * range scan of a (service_id, ts_ms) key rather than a table scan. */
 static int store_retention(mon_store *st, int64_t now_ms, int retention_days) {
-  char sql[512];
-  snprintf(sql, sizeof sql,
-           "DELETE FROM samples WHERE ts_ms < %lld;"
-           "DELETE FROM samples_1m WHERE ts_ms < %lld;"
-           "DELETE FROM samples_1h WHERE ts_ms < %lld;"
-           "DELETE FROM events WHERE ts_ms < %lld;",
-           (long long)(now_ms - MON_RAW_KEEP_MS),
-           (long long)(now_ms - (int64_t)retention_days * 86400 * 1000),
-           (long long)(now_ms - MON_HOUR_KEEP_MS),
-           (long long)(now_ms - MON_HOUR_KEEP_MS));
-  if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-    return -1;
-  /* logs: younger than retention_days and the newest MON_LOG_ROWS_KEEP
-   * lines of each service (the cutoff is found once per service through
-   * the (service_id, ts_ms) index) */
-  snprintf(sql, sizeof sql, "DELETE FROM logs WHERE ts_ms < %lld",
-           (long long)(now_ms - (int64_t)retention_days * 86400 * 1000));
-  if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-    return -1;
-  sqlite3_stmt *ids, *del;
+  /* log lines: younger than retention_days and among the newest
+   * MON_LOG_ROWS_KEEP of the service */
+  static const char logs_sql[] =
+      "DELETE FROM logs WHERE service_id = ?1 AND ts_ms < max(?3, coalesce("
+      "(SELECT ts_ms FROM logs WHERE service_id = ?1"
+      " ORDER BY ts_ms DESC LIMIT 1 OFFSET ?5), -1))";
+  static const char *const sql[] = {
+      "DELETE FROM samples WHERE service_id = ?1 AND ts_ms < ?2",
+      "DELETE FROM samples_1m WHERE service_id = ?1 AND ts_ms < ?3",
+      "DELETE FROM samples_1h WHERE service_id = ?1 AND ts_ms < ?4",
+      "DELETE FROM events WHERE service_id = ?1 AND ts_ms < ?4",
+      logs_sql,
+  };
+  enum { NQ = sizeof sql / sizeof sql[0] };
+  sqlite3_stmt *ids = NULL, *q[NQ] = {0};
+  int rc = -1;
   if (sqlite3_prepare_v2(st->db, "SELECT id FROM services", -1, &ids, NULL) !=
       SQLITE_OK)
-    return -1;
-  snprintf(sql, sizeof sql,
-           "DELETE FROM logs WHERE service_id = ?1 AND ts_ms < coalesce("
-           "(SELECT ts_ms FROM logs WHERE service_id = ?1"
-           " ORDER BY ts_ms DESC LIMIT 1 OFFSET %d), -1)",
-           MON_LOG_ROWS_KEEP);
-  if (sqlite3_prepare_v2(st->db, sql, -1, &del, NULL) != SQLITE_OK) {
-    sqlite3_finalize(ids);
-    return -1;
-  }
-  int rc = 0;
+    goto out;
+  for (int k = 0; k < NQ; k++)
+    if (sqlite3_prepare_v2(st->db, sql[k], -1, &q[k], NULL) != SQLITE_OK)
+      goto out;
+  rc = 0;
   while (sqlite3_step(ids) == SQLITE_ROW) {
-    sqlite3_bind_int64(del, 1, sqlite3_column_int64(ids, 0));
-    rc |= store_step_done(del);
+    for (int k = 0; k < NQ; k++) {
+      sqlite3_bind_int64(q[k], 1, sqlite3_column_int64(ids, 0));
+      sqlite3_bind_int64(q[k], 2, now_ms - MON_RAW_KEEP_MS);
+      sqlite3_bind_int64(q[k], 3,
+                         now_ms - (int64_t)retention_days * 86400 * 1000);
+      sqlite3_bind_int64(q[k], 4, now_ms - MON_HOUR_KEEP_MS);
+      sqlite3_bind_int(q[k], 5, MON_LOG_ROWS_KEEP);
+      rc |= store_step_done(q[k]);
+    }
   }
+out:
+  for (int k = 0; k < NQ; k++)
+    sqlite3_finalize(q[k]);
   sqlite3_finalize(ids);
-  sqlite3_finalize(del);
   return rc;
 }
 

@@ -15,10 +15,10 @@
 extern "C" {
 #endif
 
-#define MON_RAW_KEEP_MS (2LL * 86400 * 1000)     /* raw samples: two days */
-#define MON_HOUR_KEEP_MS (730LL * 86400 * 1000)  /* hour rows: two years */
-#define MON_LOG_ROWS_KEEP 10000                  /* log rows per service */
-#define MON_MAINTAIN_EVERY_MS (10LL * 60 * 1000) /* retention period */
+#define MON_RAW_KEEP_MS (2LL * 86400 * 1000)    /* raw samples: two days */
+#define MON_HOUR_KEEP_MS (730LL * 86400 * 1000) /* hour rows: two years */
+#define MON_LOG_ROWS_KEEP 10000                 /* log rows per service */
+#define MON_MAINTAIN_EVERY_MS (60LL * 1000)     /* retention period */
 
 typedef struct mon_store mon_store;
 

@@ -51,10 +51,11 @@ static mon_state sup_after_exit(mon_sup *s, size_t i, bool failed) {
   return MON_BACKOFF;
 }
 
-static mon_state sup_spawn(mon_sup *s, size_t i) {
+/* Spawns service i; a restart (after backoff or by request) is counted and
+ * recorded as such. */
+static mon_state sup_spawn_as(mon_sup *s, size_t i, bool restart) {
   mon_proc *p = &s->procs[i];
   uint64_t now = sup_now(s);
-  bool restart = p->state == MON_BACKOFF;
   p->after = MON_AFTER_NOTHING;
   p->started_ms = now;
   p->next_probe_ms = now;
@@ -76,6 +77,10 @@ static mon_state sup_spawn(mon_sup *s, size_t i) {
   snprintf(d, sizeof d, "spawned pid %d", pid);
   sup_event(s, i, restart ? "restart" : "start", d);
   return MON_STARTING;
+}
+
+static mon_state sup_spawn(mon_sup *s, size_t i) {
+  return sup_spawn_as(s, i, s->procs[i].state == MON_BACKOFF);
 }
 
 /* A start request from a resting state begins a fresh retry count. */
@@ -148,9 +153,9 @@ static mon_state sup_stopped(mon_sup *s, size_t i) {
   mon_after_stop after = p->after;
   p->after = MON_AFTER_NOTHING;
   p->deadline_ms = 0;
-  if (after == MON_AFTER_START) {
-    p->state = MON_STOPPED;
-    return sup_fresh_start(s, i);
+  if (after == MON_AFTER_START) { /* a requested restart */
+    p->retries = 0;
+    return sup_spawn_as(s, i, true);
   }
   if (after == MON_AFTER_RETRY)
     return sup_after_exit(s, i, true);

@@ -69,7 +69,7 @@ typedef struct mon_proc {
   uint64_t deadline_ms;   /* MON_EV_TIMER fires at this time; 0 = none */
   uint64_t next_probe_ms; /* next svc.ping while STARTING */
   int retries;            /* failed runs in a row (reset after 60 s up) */
-  int restarts;           /* restarts since the monitor started */
+  int restarts;           /* restarts (automatic or requested) so far */
   int last_status;        /* wait status of the last exit */
   mon_after_stop after;   /* see mon_after_stop */
 } mon_proc;

@@ -285,7 +285,8 @@ TEST_F(Http, ControlNeedsToken) {
       req("POST", "/api/services/web/stop", "Authorization: Bearer wrong\r\n")
           .status,
       401);
-  EXPECT_EQ(shared.nqueue, 0u);
+  mon_command none[4];
+  EXPECT_EQ(mon_shared_take(&shared, none, 4), 0u);
   r = req("POST", "/api/services/web/restart",
           "Authorization: Bearer sekrit\r\nContent-Length: 3\r\n", nullptr,
           "abc");

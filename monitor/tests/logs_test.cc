@@ -105,6 +105,23 @@ TEST_F(Logs, TimestampsAndLongLines) {
   EXPECT_EQ(file("a.stdout.log").rfind("2023-11-14T22:13:20.123Z yyy", 0), 0u);
 }
 
+TEST_F(Logs, FloodIsCappedForTheDatabaseNotTheFile) {
+  start("");
+  int w = mon_logs_pipe(&logs, 0, MON_STDOUT);
+  std::string many;
+  for (int i = 0; i < MON_LOG_TICK_MAX + 100; i++)
+    many += "x\n";
+  ASSERT_EQ(write(w, many.data(), many.size()), (ssize_t)many.size());
+  close(w);
+  mon_logs_read(&logs, 0, 1000);
+  EXPECT_EQ(logs.npending, (size_t)MON_LOG_TICK_MAX);
+  EXPECT_EQ(file("a.stdout.log").size(), many.size());
+  mon_logs_clear_pending(&logs); // the next tick learns what was left out
+  ASSERT_EQ(logs.npending, 1u);
+  EXPECT_STREQ(logs.pending[0].line,
+               "svc-monitor: 100 more lines are only in the log file");
+}
+
 TEST_F(Logs, ReadNeverBlocks) {
   start("");
   int w = mon_logs_pipe(&logs, 0, MON_STDOUT);

@@ -188,6 +188,8 @@ TEST_F(Sup, RestartRequest) {
   mon_sup_reaped(&sup, 100, SIGTERM);
   EXPECT_EQ(st(), MON_STARTING);
   EXPECT_EQ(sup.procs[0].pid, 101);
+  EXPECT_EQ(sup.procs[0].restarts, 1);
+  EXPECT_EQ(f.events.back(), "restart: spawned pid 101");
 }
 
 TEST_F(Sup, StopDuringBackoffCancels) {

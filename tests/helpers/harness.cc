@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -58,18 +59,36 @@ int PickTcpPort() {
 
 // ---- temp dirs ----
 
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/svct-XXXXXX";
-  if (!mkdtemp(tmpl)) {
-    perror("mkdtemp");
-    abort();
-  }
-  path_ = tmpl;
-}
-
 static int rm_entry(const char *p, const struct stat *, int, struct FTW *) {
   remove(p);
   return 0;
+}
+
+// Dirs of test processes that were killed (a ctest timeout) before they
+// could clean up: /tmp/svct-PID-* whose PID no longer exists.
+static void remove_stale_dirs() {
+  for (const std::string &e : ListDir("/tmp")) {
+    int pid = 0;
+    if (sscanf(e.c_str(), "svct-%d-", &pid) != 1 || pid <= 0) continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    nftw(("/tmp/" + e).c_str(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  }
+}
+
+TempDir::TempDir() {
+  static bool swept = false;
+  if (!swept) {
+    swept = true;
+    remove_stale_dirs();
+  }
+  std::string tmpl = "/tmp/svct-" + std::to_string(getpid()) + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!mkdtemp(buf.data())) {
+    perror("mkdtemp");
+    abort();
+  }
+  path_ = buf.data();
 }
 
 TempDir::~TempDir() {
@@ -106,9 +125,13 @@ ServerProc::~ServerProc() {
 int ServerProc::Start(const std::vector<std::string> &args, int timeout_ms) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
+    // Dies with the test (say, killed by a ctest timeout): no orphans.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
     dup2(p[1], 1);
     std::vector<char *> argv;
     argv.push_back(const_cast<char *>(SVC_TEST_SERVER));
@@ -316,6 +339,18 @@ int CountFds(pid_t pid) {
     if (e->d_name[0] != '.') n++;
   closedir(dir);
   return pid == getpid() ? n - 1 : n;  // our own opendir fd
+}
+
+std::string DescribeFds(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd", out;
+  for (const std::string &e : ListDir(dir)) {
+    char buf[256];
+    ssize_t n = readlink((dir + "/" + e).c_str(), buf, sizeof buf - 1);
+    if (n < 0) continue;
+    buf[n] = 0;
+    out += e + "=" + buf + " ";
+  }
+  return out;
 }
 
 int CountThreads(pid_t pid) {

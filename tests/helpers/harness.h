@@ -118,6 +118,8 @@ std::string WireRequest(uint32_t call_id, const std::string &method,
 
 int CountFds(pid_t pid);      // entries in /proc/PID/fd, -1 if gone
 int CountThreads(pid_t pid);  // Threads: in /proc/PID/status, -1 if gone
+// "3=socket:[123] 4=/memfd:svc (deleted) ...": for leak reports.
+std::string DescribeFds(pid_t pid);
 long CpuTicks(pid_t pid);     // utime + stime from /proc/PID/stat, -1 if gone
 long TicksPerSecond();
 // Lines of /proc/PID/maps that contain needle.

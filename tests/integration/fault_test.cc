@@ -212,7 +212,8 @@ TEST_P(Faults, ClientKilledMidCall) {
       },
       15000);
   EXPECT_TRUE(settled) << "server fds " << fd0 << " -> " << fd1
-                       << ", threads " << th0 << " -> " << th1;
+                       << ", threads " << th0 << " -> " << th1 << ": "
+                       << DescribeFds(spid);
   ExpectServes(url_);
 }
 
@@ -277,7 +278,7 @@ TEST_P(Faults, GarbageIsRejectedAndServerCarriesOn) {
   }
   int fd1 = -1;
   EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
-      << "server fds " << fd0 << " -> " << fd1;
+      << "server fds " << fd0 << " -> " << fd1 << ": " << DescribeFds(spid);
 }
 
 TEST_P(Faults, ConnectAndCloseSilently) {
@@ -295,7 +296,7 @@ TEST_P(Faults, ConnectAndCloseSilently) {
   ExpectServes(url_);
   int fd1 = -1;
   EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
-      << "server fds " << fd0 << " -> " << fd1;
+      << "server fds " << fd0 << " -> " << fd1 << ": " << DescribeFds(spid);
 }
 
 TEST_P(Faults, IdleRawConnectionDoesNotBlockOthers) {
@@ -371,7 +372,7 @@ TEST_P(StreamFaults, TruncatedFramesThenClose) {
   }
   int fd1 = -1;
   EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
-      << "server fds " << fd0 << " -> " << fd1;
+      << "server fds " << fd0 << " -> " << fd1 << ": " << DescribeFds(spid);
 }
 
 TEST_P(StreamFaults, LengthOverTheMaximumClosesAtOnce) {
@@ -532,7 +533,8 @@ TEST_P(ShmFaults, BadRegionsAreRefused) {
   close(pp[1]);
   int fd1 = -1;
   EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
-      << "server fds " << fd0 << " -> " << fd1 << " (leaked a passed fd?)";
+      << "server fds " << fd0 << " -> " << fd1 << " (leaked a passed fd?): "
+      << DescribeFds(spid);
 }
 
 SVC_ALL_TRANSPORTS(Faults);

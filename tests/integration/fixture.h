@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <memory>
@@ -118,8 +119,13 @@ class SvcTest : public ::testing::TestWithParam<std::string> {
   // fork()ed helper processes: killed and reaped in TearDown.
   pid_t Fork() {
     fflush(nullptr);
+    pid_t parent = getpid();
     pid_t p = fork();
     if (p > 0) children_.push_back(p);
+    if (p == 0) {  // dies with the test process: no orphans on a timeout
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+    }
     return p;
   }
 

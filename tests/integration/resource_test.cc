@@ -133,7 +133,7 @@ TEST_P(Resources, ClosedClientsReleaseServerFds) {
   }
   int fd1 = -1;
   EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
-      << "server fds " << fd0 << " -> " << fd1;
+      << "server fds " << fd0 << " -> " << fd1 << ": " << DescribeFds(spid);
 }
 
 TEST_P(Resources, ClientCloseReleasesClientFds) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -243,6 +244,163 @@ TEST_P(Robust, HandlerWithoutReplyIsAnEmptyReply) {
   int rc = svc_call(c.get(), "fail", "0", 1, &p, &n);  // handler returns 0
   EXPECT_EQ(0, rc) << ErrName(rc);
   EXPECT_EQ(n, 0u);
+}
+
+// ---- a peer that stops reading or writing ----
+
+TEST_P(Robust, ServerDyingWhileRequestIsWrittenDoesNotKillTheClient) {
+  // The server is stopped, so a large request fills the socket buffers and
+  // the client blocks writing; then the server dies. The client must get an
+  // error back (EPIPE/ECONNRESET inside), not be killed by SIGPIPE.
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Client c = MustOpen();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(0, Call(c.get(), "echo", "warm"));
+  pid_t spid = ServerPid();
+  kill(spid, SIGSTOP);
+  ASSERT_TRUE(Eventually([&] { return AllThreadsStopped(spid); }, 5000));
+  std::thread killer([&] {
+    SleepMs(300);
+    kill(spid, SIGKILL);
+  });
+  std::string big(32u << 20, 'w');
+  int64_t t0 = NowMs();
+  int rc = Call(c.get(), "echo", big);
+  int64_t ms = NowMs() - t0;
+  killer.join();
+  server_->Wait();
+  // The request never fully left, so the library may retry on a fresh
+  // connection, which is then refused.
+  EXPECT_TRUE(rc == SVC_EPEERGONE || rc == SVC_ECONNREFUSED) << ErrName(rc);
+  EXPECT_LT(ms, 3000);
+}
+
+TEST_P(Robust, TimeoutCoversABlockedWrite) {
+  // The deadline covers sending the request too, not only the wait for the
+  // reply: a stalled server with full socket buffers still times out.
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Client c = MustOpen();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(0, Call(c.get(), "echo", "warm"));
+  pid_t spid = ServerPid();
+  kill(spid, SIGSTOP);
+  ASSERT_TRUE(Eventually([&] { return AllThreadsStopped(spid); }, 5000));
+  ASSERT_EQ(0, svc_client_set_timeout(c.get(), 500));
+  std::string big(32u << 20, 'w');
+  int64_t t0 = NowMs();
+  int rc = Call(c.get(), "echo", big);
+  int64_t ms = NowMs() - t0;
+  kill(spid, SIGCONT);
+  EXPECT_EQ(SVC_ETIMEDOUT, rc) << ErrName(rc);
+  EXPECT_LT(ms, 3000) << "a 500 ms timeout took " << ms << " ms";
+  ASSERT_EQ(0, svc_client_set_timeout(c.get(), 20000));
+  std::string resp;
+  rc = Call(c.get(), "echo", "after", &resp);
+  if (rc != 0) rc = Call(c.get(), "echo", "after", &resp);
+  ASSERT_EQ(0, rc) << ErrName(rc);
+  EXPECT_EQ(resp, "after");
+}
+
+TEST_P(Robust, ClientsThatNeverReadTheirReplyDoNotStallOthers) {
+  // Stream peers that ask for a 32 MiB reply and never read it: the server
+  // may spend a thread on each, but must keep serving everybody else, and
+  // reclaim everything once they hang up.
+  if (is_shm()) GTEST_SKIP() << "stream transports";
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  pid_t spid = ServerPid();
+  ExpectServes(url_);
+  SleepMs(300);
+  int fd0 = CountFds(spid);
+  std::vector<int> raws;
+  for (int i = 0; i < 5; i++) {
+    int fd = RawConnect();
+    ASSERT_GE(fd, 0);
+    std::string req = WireRequest(1, "big", std::to_string(32u << 20));
+    ASSERT_TRUE(SendAll(fd, req.data(), req.size()));
+    raws.push_back(fd);
+  }
+  SleepMs(300);
+  int64_t t0 = NowMs();
+  ExpectServes(url_);
+  EXPECT_LT(NowMs() - t0, 2000);
+  for (int fd : raws) close(fd);
+  int fd1 = -1;
+  EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
+      << "server fds " << fd0 << " -> " << fd1 << ": " << DescribeFds(spid);
+  ExpectServes(url_);
+}
+
+TEST_P(Robust, StalledPartialFramesDoNotStallOthers) {
+  // Slowloris: peers that send part of a frame (or of the shm hello) and
+  // stall must not hold up the accept loop or other clients.
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  std::vector<int> raws;
+  std::string partial = WireRequest(1, "echo", std::string(100, 'x')).substr(0, 30);
+  for (int i = 0; i < 5; i++) {
+    int fd = RawConnect();
+    ASSERT_GE(fd, 0);
+    SendAll(fd, partial.data(), (size_t)(i * 6));  // 0, 6, 12, 18, 24 bytes
+    raws.push_back(fd);
+  }
+  int64_t t0 = NowMs();
+  ExpectServes(url_);
+  EXPECT_LT(NowMs() - t0, 2000);
+  for (int fd : raws) close(fd);
+  ExpectServes(url_);
+}
+
+TEST_P(Robust, TcpByHostName) {
+  if (transport() != "tcp") GTEST_SKIP() << "tcp only";
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  int rc = 0;
+  Client c = Open("tcp://localhost:" + std::to_string(port_), &rc);
+  ASSERT_EQ(0, rc) << ErrName(rc);
+  std::string resp;
+  ASSERT_EQ(0, Call(c.get(), "echo", "by name", &resp));
+  EXPECT_EQ(resp, "by name");
+}
+
+TEST_P(Robust, TcpIpv6Loopback) {
+  if (transport() != "tcp") GTEST_SKIP() << "tcp only";
+  std::ifstream f("/proc/net/if_inet6");
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (all.find("00000000000000000000000000000001") == std::string::npos)
+    GTEST_SKIP() << "no ::1 on this host";
+  url_ = "tcp://[::1]:" + std::to_string(port_);
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Client c = MustOpen();
+  ASSERT_TRUE(c);
+  std::string resp;
+  ASSERT_EQ(0, Call(c.get(), "echo", "v6", &resp));
+  EXPECT_EQ(resp, "v6");
+}
+
+TEST_P(Robust, ManyThreadsOnTwoCoresAllFinish) {
+  // More busy callers than cores: adaptive spinning must back off so that
+  // everybody makes progress (a spin storm would take minutes).
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  const int kThreads = 12, kCalls = 300;
+  std::atomic<int> bad{0};
+  int64_t t0 = NowMs();
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; t++)
+    ts.emplace_back([&, t] {
+      Client c = Open(url_);
+      if (!c) {
+        bad++;
+        return;
+      }
+      for (int i = 0; i < kCalls; i++) {
+        std::string req = std::to_string(t * kCalls + i), resp;
+        if (Call(c.get(), "echo", req, &resp) != 0 || resp != req) bad++;
+      }
+    });
+  for (auto &t : ts) t.join();
+  int64_t ms = NowMs() - t0;
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_LT(ms, 30000);
+  printf("[ info ] %s: %d threads x %d calls in %lld ms\n", transport().c_str(),
+         kThreads, kCalls, (long long)ms);
 }
 
 // ---- stopping in odd places (in-process) ----
