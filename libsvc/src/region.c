@@ -110,7 +110,9 @@ int svc__region_attach(svc__region *r, int fd, size_t max_payload) {
   int seals = fcntl(fd, F_GET_SEALS);
   size_t size;
   int rc = 0;
-  if (seals < 0 || !(seals & F_SEAL_SHRINK) || (seals & F_SEAL_WRITE))
+  /* Must not shrink; must stay writable and growable by us. */
+  if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+      (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_GROW)))
     rc = SVC_EPROTO;
   if (rc == 0)
     rc = file_size(fd, &size);
@@ -121,8 +123,8 @@ int svc__region_attach(svc__region *r, int fd, size_t max_payload) {
     rc = SVC_EPROTO;
   if (rc == 0)
     rc = reserve(r);
-  if (rc == 0)
-    rc = map_more(r, size);
+  if (rc == 0 && map_more(r, size) < 0)
+    rc = SVC_EPROTO; /* a file we cannot map is the peer's doing */
   if (rc < 0) {
     svc__region_fini(r);
     return rc;

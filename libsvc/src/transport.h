@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "svc.h"
 #include "url.h"
@@ -91,6 +92,14 @@ struct svc__transport {
   void (*close)(svc__conn *c);
   void (*unlisten)(svc__listener *l);
 };
+
+/* Copies a method name from a frame into dst[SVC_METHOD_MAX + 1] as a C
+ * string. SVC_ENOMETHOD if it holds a NUL: "fail\0x" must not run "fail". */
+static inline int svc__method_copy(char *dst, const uint8_t *src, size_t len) {
+  memcpy(dst, src, len);
+  dst[len] = '\0';
+  return memchr(dst, '\0', len) ? SVC_ENOMETHOD : 0;
+}
 
 /* Registry: the transport for u->scheme, or NULL. */
 const svc__transport *svc__transport_find(const char *scheme);

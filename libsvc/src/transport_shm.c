@@ -291,12 +291,12 @@ static int handle_request(shm_conn *c, svc__dispatch_fn fn, void *ctx) {
   if (rc < 0)
     return SVC_EPROTO;
   char method[SVC_METHOD_MAX + 1];
-  memcpy(method, f.method, f.method_len);
-  method[f.method_len] = '\0';
+  int status = svc__method_copy(method, f.method, f.method_len);
   c->reply_off =
       svc__region_reply_off(svc__frame_size(f.method_len, f.payload_len));
   svc_reply rep = {.alloc = shm_reply_alloc, .conn = c};
-  int status = fn(ctx, method, f.payload, f.payload_len, &rep);
+  if (status == 0)
+    status = fn(ctx, method, f.payload, f.payload_len, &rep);
   if (status == 0 && rep.error)
     status = rep.error;
   svc__frame out = {.type = SVC__FRAME_REPLY,

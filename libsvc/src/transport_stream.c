@@ -331,10 +331,10 @@ static int send_reply(stream_conn *c, uint32_t call_id, int status,
 static int handle_request(stream_conn *c, const svc__frame *f,
                           svc__dispatch_fn fn, void *ctx) {
   char method[SVC_METHOD_MAX + 1];
-  memcpy(method, f->method, f->method_len);
-  method[f->method_len] = '\0';
+  int status = svc__method_copy(method, f->method, f->method_len);
   svc_reply r = {.alloc = stream_reply_alloc, .conn = c};
-  int status = fn(ctx, method, f->payload, f->payload_len, &r);
+  if (status == 0)
+    status = fn(ctx, method, f->payload, f->payload_len, &r);
   if (status == 0 && r.error)
     status = r.error;
   return send_reply(c, f->call_id, status, status == 0 ? r.len : 0);

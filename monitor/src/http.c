@@ -72,8 +72,11 @@ int mon_http_host_ok(const char *bound_host, int port, const char *host) {
   }
   if (portp) {
     char *end;
+    /* digits only: strtol alone would take "\t5155" or "+5155" */
+    if (!*portp || strspn(portp, "0123456789") != strlen(portp))
+      return 0;
     long p = strtol(portp, &end, 10);
-    if (!*portp || *end || p != port)
+    if (*end || p != port)
       return 0;
   } else if (port != 80) {
     return 0;

@@ -26,6 +26,7 @@
 #include "spawn.h"
 #include "store.h"
 #include "supervisor.h"
+#include "svcline.h"
 #include "token.h"
 #include "view.h"
 
@@ -110,11 +111,9 @@ static int mon_op_probe(void *ctx, size_t i) {
   return mon_prober_poll(m->prober, i); /* never blocks */
 }
 
-static void mon_op_event(void *ctx, size_t i, const char *kind,
-                         const char *detail) {
-  mon *m = ctx;
-  int64_t now = mon_wall_ms();
-  mon_logs_note(&m->logs, i, now, detail);
+/* Queues an events row for the next transaction. */
+static void mon_event_push(mon *m, size_t i, int64_t now, const char *kind,
+                           const char *detail) {
   if (m->nev == m->capev) {
     size_t cap = m->capev ? m->capev * 2 : 64;
     mon_event_row *ne = realloc(m->ev, cap * sizeof *ne);
@@ -128,7 +127,29 @@ static void mon_op_event(void *ctx, size_t i, const char *kind,
   e->service = i;
   snprintf(e->kind, sizeof e->kind, "%s", kind);
   snprintf(e->detail, sizeof e->detail, "%s", detail);
+}
+
+static void mon_op_event(void *ctx, size_t i, const char *kind,
+                         const char *detail) {
+  mon *m = ctx;
+  int64_t now = mon_wall_ms();
+  mon_logs_note(&m->logs, i, now, detail);
+  mon_event_push(m, i, now, kind, detail);
   m->pids_dirty = true;
+}
+
+/* libsvc's worker master reports scaling and replaced workers on stderr,
+ * one line each: they become `scale` and `worker` events. */
+static void mon_scan_svclines(mon *m) {
+  for (size_t k = 0; k < m->logs.npending; k++) {
+    const mon_logline *l = &m->logs.pending[k];
+    char kind[MON_SVCLINE_KIND_MAX], detail[MON_SVCLINE_DETAIL_MAX];
+    if (l->stream == MON_STDERR &&
+        mon_svcline_parse(l->line, l->len, kind, detail)) {
+      mon_event_push(m, l->service, l->ts_ms, kind, detail);
+      m->views[l->service].svc_scaling = true;
+    }
+  }
 }
 
 static uint64_t mon_op_now(void *ctx) {
@@ -150,6 +171,7 @@ static void mon_store_error(mon *m, const char *what) {
 /* Writes pending events and log lines (and samples when have_samples). */
 static void mon_flush(mon *m, bool have_samples) {
   int64_t now = mon_wall_ms();
+  mon_scan_svclines(m);
   if (mon_store_begin(m->store) != 0) {
     mon_store_error(m, "BEGIN");
     goto out;

@@ -258,6 +258,39 @@ TEST_P(Calls, ReplyOverServerMaxIsTooBig) {
   EXPECT_EQ(resp.size(), 65536u);
 }
 
+TEST_P(Calls, MaxMsgCanChangeBetweenCalls) {
+  // Lowering and then raising the limit on a connected client: the new
+  // limit applies from the next call, in both directions.
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Client c = MustOpen();
+  ASSERT_TRUE(c);
+  std::string resp;
+  ASSERT_EQ(0, svc_client_set_max_msg(c.get(), 4096));
+  ASSERT_EQ(0, Call(c.get(), "echo", std::string(4096, 'a'), &resp));
+  EXPECT_EQ(SVC_ETOOBIG, Call(c.get(), "echo", std::string(8192, 'a')));
+  ASSERT_EQ(0, svc_client_set_max_msg(c.get(), 4u << 20));
+  std::string big = RandomBytes(7, 3u << 20);
+  int rc = Call(c.get(), "echo", big, &resp);
+  ASSERT_EQ(0, rc) << "3 MiB after raising the limit to 4 MiB: " << ErrName(rc);
+  EXPECT_TRUE(resp == big);
+  rc = Call(c.get(), "big", std::to_string(3u << 20), &resp);
+  ASSERT_EQ(0, rc) << ErrName(rc);
+  EXPECT_EQ(resp.size(), 3u << 20);
+}
+
+TEST_P(Calls, ReplyExactlyAtClientMax) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Client c = MustOpen();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(0, svc_client_set_max_msg(c.get(), 10000));
+  std::string resp;
+  int rc = Call(c.get(), "big", "10000", &resp);
+  ASSERT_EQ(0, rc) << ErrName(rc);
+  EXPECT_EQ(resp.size(), 10000u);
+  EXPECT_EQ(SVC_ETOOBIG, Call(c.get(), "big", "10001"));
+  ASSERT_EQ(0, Call(c.get(), "big", "10000", &resp));
+}
+
 TEST_P(Calls, ResponseStaysValidUntilThatClientsNextCall) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
   Client a = MustOpen(), b = MustOpen();

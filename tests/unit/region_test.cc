@@ -308,6 +308,19 @@ TEST(RegionAttach, WriteSealedRefused) {
                 &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_WRITE, true), kMax));
 }
 
+// Regressions found by fuzz_shm_header: a region we could not grow (every
+// larger reply would fail) or write (mapping fails) is refused up front.
+TEST(RegionAttach, GrowOrFutureWriteSealRefused) {
+  svc__region r;
+  EXPECT_EQ(SVC_EPROTO,
+            svc__region_attach(
+                &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_GROW, true), kMax));
+  EXPECT_EQ(SVC_EPROTO,
+            svc__region_attach(
+                &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE, true),
+                kMax));
+}
+
 TEST(RegionAttach, NotAMemfdRefused) {
   int p[2];
   ASSERT_EQ(0, pipe(p));
