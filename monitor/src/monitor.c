@@ -147,7 +147,6 @@ static void mon_scan_svclines(mon *m) {
     if (l->stream == MON_STDERR &&
         mon_svcline_parse(l->line, l->len, kind, detail)) {
       mon_event_push(m, l->service, l->ts_ms, kind, detail);
-      m->views[l->service].svc_scaling = true;
     }
   }
 }
@@ -212,13 +211,17 @@ static void mon_sample_tick(mon *m) {
   for (size_t i = 0; i < n; i++) {
     const mon_sample *s = &m->samples[i];
     mon_view *v = &m->views[i];
-    if (m->cfg->services[i].workers_max > 1 && m->sup.procs[i].pid > 0 &&
+    /* a libsvc service reports its own scaling (mon_scan_svclines) */
+    if (m->cfg->services[i].workers_max > 1 &&
+        m->cfg->services[i].ready != MON_READY_PING && m->sup.procs[i].pid > 0 &&
         v->nprocs > 0 && s->nprocs > 0 && s->nprocs != v->nprocs) {
       char d[64];
       snprintf(d, sizeof d, "processes %d -> %d", v->nprocs, s->nprocs);
       mon_op_event(m, i, "scale", d);
     }
     v->nprocs = s->nprocs;
+    v->nworkers = s->nworkers;
+    memcpy(v->workers, s->workers, sizeof v->workers);
     v->cpu_valid = s->cpu_valid;
     v->cpu_pct = s->cpu_pct;
     v->rss_bytes = s->rss_bytes;
@@ -242,6 +245,7 @@ static void mon_publish(mon *m) {
     if (!p->pid) {
       v->started_wall_ms = 0;
       v->nprocs = 0;
+      v->nworkers = 0;
     }
   }
   mon_shared_put(&m->shared, m->views);

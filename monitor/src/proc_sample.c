@@ -340,6 +340,11 @@ int mon_sampler_tick(mon_sampler *s, uint64_t now_ms, const int *roots,
     mon_sample *m = &out[o];
     m->valid = true;
     m->nprocs++;
+    if (p->st.ppid == roots[o]) { /* procs are sorted: pids stay ascending */
+      if (m->nworkers < MON_WORKERS_MAX)
+        m->workers[m->nworkers] = p->st.pid;
+      m->nworkers++;
+    }
     m->rss_bytes += (uint64_t)(p->st.rss_pages > 0 ? p->st.rss_pages : 0) *
                     (uint64_t)s->page_size;
     ps_base *b = &nb[nnb++];

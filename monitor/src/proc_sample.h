@@ -12,6 +12,8 @@
 extern "C" {
 #endif
 
+#define MON_WORKERS_MAX 64 /* worker pids kept per service and tick */
+
 typedef struct mon_ps_stat {
   int pid;
   char state; /* R, S, D, Z, ... */
@@ -50,6 +52,9 @@ typedef struct mon_sample {
   uint64_t read_bytes;  /* in this interval */
   uint64_t write_bytes; /* in this interval */
   int nprocs;
+  int nworkers; /* live children of the main process (prefork workers) */
+  int workers[MON_WORKERS_MAX]; /* their pids, ascending (the first
+                                   MON_WORKERS_MAX of them) */
 } mon_sample;
 
 typedef struct mon_sampler mon_sampler;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proc_sample.h"
 #include "route.h"
 #include "supervisor.h"
 
@@ -23,6 +24,9 @@ typedef struct mon_view {
   int64_t started_wall_ms; /* when the current run started; 0 when down */
   int restarts;
   int nprocs; /* processes in the tree (master + workers) */
+  int nworkers; /* children of the main process (a libsvc master's workers) */
+  int workers[MON_WORKERS_MAX]; /* their pids, ascending; the first
+                                   MON_WORKERS_MAX of nworkers */
   bool cpu_valid;
   double cpu_pct;
   uint64_t rss_bytes;
