@@ -100,9 +100,8 @@ int main(int argc, char **argv) {
     opts.stats = stats;
     std::string label = std::string("stats/svc-shm/") + (stats ? "on" : "off");
     auto *b = benchmark::RegisterBenchmark(
-        label.c_str(), [opts](benchmark::State &s) {
-          bench::BM_Latency(s, "svc-shm", opts);
-        });
+        label.c_str(),
+        [opts](benchmark::State &s) { bench::BM_Latency(s, "svc-shm", opts); });
     b->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
   benchmark::RunSpecifiedBenchmarks();

@@ -20,9 +20,9 @@ constexpr size_t kPayload = 64; /* the size DESIGN.md quotes */
 
 /* Shared by the benchmark process and its client processes. */
 struct Board {
-  uint32_t ready; /* clients connected and warmed up */
-  uint32_t go;    /* set by the parent: start counting */
-  uint32_t stop;  /* set by the parent: stop calling */
+  uint32_t ready;   /* clients connected and warmed up */
+  uint32_t go;      /* set by the parent: start counting */
+  uint32_t stop;    /* set by the parent: stop calling */
   uint32_t burn_us; /* >0: the request asks the server to burn this CPU */
   struct {
     uint64_t calls;
@@ -194,20 +194,20 @@ int main(int argc, char **argv) {
    * GIL, a global lock), the case worker processes exist for; "threads" is
    * the default pool, where one worker already spreads over the cores. */
   for (int threads : {1, 0})
-  for (int workers : {1, 2}) {
-    bench::ServerOptions opts;
-    opts.workers = workers;
-    opts.method = "burn";
-    opts.max_threads = threads;
-    std::string label = std::string("workers/svc-shm/burn200us-") +
-                        (threads == 1 ? "1thread/" : "threads/") +
-                        std::to_string(workers);
-    auto *b = benchmark::RegisterBenchmark(
-        label.c_str(), [opts](benchmark::State &s) {
-          bench::BM_Throughput(s, "svc-shm", opts, 200);
-        });
-    b->Arg(4)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-  }
+    for (int workers : {1, 2}) {
+      bench::ServerOptions opts;
+      opts.workers = workers;
+      opts.method = "burn";
+      opts.max_threads = threads;
+      std::string label = std::string("workers/svc-shm/burn200us-") +
+                          (threads == 1 ? "1thread/" : "threads/") +
+                          std::to_string(workers);
+      auto *b = benchmark::RegisterBenchmark(
+          label.c_str(), [opts](benchmark::State &s) {
+            bench::BM_Throughput(s, "svc-shm", opts, 200);
+          });
+      b->Arg(4)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+    }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

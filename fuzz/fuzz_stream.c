@@ -25,8 +25,8 @@
 #define CHECK(cond)                                                            \
   do {                                                                         \
     if (!(cond)) {                                                             \
-      fprintf(stderr, "fuzz_stream: property failed at %s:%d: %s\n",          \
-              __FILE__, __LINE__, #cond);                                      \
+      fprintf(stderr, "fuzz_stream: property failed at %s:%d: %s\n", __FILE__, \
+              __LINE__, #cond);                                                \
       abort();                                                                 \
     }                                                                          \
   } while (0)
@@ -87,8 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (whole_hdr && f.payload_len > max) {
       if (f.type == SVC__FRAME_REQUEST)
         nreq++; /* answered SVC_ETOOBIG */
-      want_rc = f.type != SVC__FRAME_REQUEST || rc > 0 ? SVC_EPROTO
-                                                       : SVC_EPEERGONE;
+      want_rc =
+          f.type != SVC__FRAME_REQUEST || rc > 0 ? SVC_EPROTO : SVC_EPEERGONE;
       break;
     }
     if (rc == 0)
@@ -130,8 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t roff = 0, req_off = 0;
   for (size_t i = 0; i < nreq; i++) {
     svc__frame q, p;
-    long qn = svc__frame_decode(s + req_off, n - req_off, SVC__MAX_MSG_LIMIT,
-                                &q);
+    long qn =
+        svc__frame_decode(s + req_off, n - req_off, SVC__MAX_MSG_LIMIT, &q);
     long pn = svc__frame_decode(buf + roff, got - roff, max, &p);
     CHECK(pn > 0);
     CHECK(p.type == SVC__FRAME_REPLY && p.call_id == q.call_id);

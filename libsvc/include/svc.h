@@ -89,8 +89,8 @@ SVC_API int svc_reply_set(svc_reply *r, const void *p, size_t len);
 SVC_API int svc_server_new(const char *name, svc_server **out);
 /* Registers fn for method (1..255 bytes; the "svc." prefix is reserved).
  * Before start/run only. */
-SVC_API int svc_server_method(svc_server *s, const char *method,
-                              svc_handler fn, void *ctx);
+SVC_API int svc_server_method(svc_server *s, const char *method, svc_handler fn,
+                              void *ctx);
 /* Adds a listener: shm://NAME, unix:///path or tcp://HOST:PORT. Several are
  * allowed. Binds now: SVC_EADDRINUSE if another server holds it. */
 SVC_API int svc_server_listen(svc_server *s, const char *url);

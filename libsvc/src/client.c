@@ -10,10 +10,10 @@
 struct svc_client {
   svc__url url;
   const svc__transport *tp;
-  svc__conn *conn;      /* NULL between a lost connection and the next call */
+  svc__conn *conn; /* NULL between a lost connection and the next call */
   svc__conn_opts opts;
-  int timeout_ms;       /* 0: none */
-  int handler_code;     /* from the last SVC_EHANDLER */
+  int timeout_ms;   /* 0: none */
+  int handler_code; /* from the last SVC_EHANDLER */
 };
 
 static int client_dial(svc_client *c, int64_t deadline) {
@@ -79,8 +79,8 @@ int svc_call(svc_client *c, const char *method, const void *req, size_t len,
   for (int attempt = 0; attempt < 2; attempt++) {
     if (!c->conn && (rc = client_dial(c, deadline)) < 0)
       return rc;
-    rc = c->tp->call(c->conn, method, mlen, req ? req : "", len, deadline,
-                     &res);
+    rc =
+        c->tp->call(c->conn, method, mlen, req ? req : "", len, deadline, &res);
     if (rc == 0 || rc == SVC_ETOOBIG)
       break;
     client_drop(c);

@@ -32,14 +32,13 @@ void svc__frame_encode_header(const svc__frame *f, uint8_t *out) {
   put32(out + 20, f->payload_len);
 }
 
-int svc__frame_decode_header(const uint8_t *buf, size_t len,
-                             size_t max_payload, svc__frame *f) {
+int svc__frame_decode_header(const uint8_t *buf, size_t len, size_t max_payload,
+                             svc__frame *f) {
   if (len < SVC__FRAME_HDR) { /* reject garbage as soon as it shows */
-    static const uint8_t prefix[] = {SVC__FRAME_MAGIC & 0xff,
-                                     (SVC__FRAME_MAGIC >> 8) & 0xff,
-                                     (SVC__FRAME_MAGIC >> 16) & 0xff,
-                                     SVC__FRAME_MAGIC >> 24,
-                                     SVC__FRAME_VERSION};
+    static const uint8_t prefix[] = {
+        SVC__FRAME_MAGIC & 0xff, (SVC__FRAME_MAGIC >> 8) & 0xff,
+        (SVC__FRAME_MAGIC >> 16) & 0xff, SVC__FRAME_MAGIC >> 24,
+        SVC__FRAME_VERSION};
     size_t n = len < sizeof prefix ? len : sizeof prefix;
     return n == 0 || memcmp(buf, prefix, n) == 0 ? 1 : SVC_EPROTO;
   }
@@ -56,8 +55,7 @@ int svc__frame_decode_header(const uint8_t *buf, size_t len,
   f->payload = NULL;
   switch (f->type) {
   case SVC__FRAME_REQUEST:
-    if (f->method_len == 0 || f->method_len > SVC_METHOD_MAX ||
-        f->status != 0)
+    if (f->method_len == 0 || f->method_len > SVC_METHOD_MAX || f->status != 0)
       return SVC_EPROTO;
     break;
   case SVC__FRAME_REPLY:

@@ -18,10 +18,10 @@ enum svc__frame_type {
 };
 
 typedef struct svc__frame {
-  uint8_t type;       /* enum svc__frame_type */
-  uint8_t flags;      /* reserved, 0 */
-  uint32_t call_id;   /* echoed in the reply */
-  int32_t status;     /* reply: 0, SVC_E* (<0) or handler code (>0) */
+  uint8_t type;     /* enum svc__frame_type */
+  uint8_t flags;    /* reserved, 0 */
+  uint32_t call_id; /* echoed in the reply */
+  int32_t status;   /* reply: 0, SVC_E* (<0) or handler code (>0) */
   uint32_t method_len;
   uint32_t payload_len;
   const uint8_t *method;  /* decode only: points into the decoded buffer */
@@ -36,8 +36,8 @@ void svc__frame_encode_header(const svc__frame *f, uint8_t *out);
  * than SVC__FRAME_HDR bytes are available and they begin like a header,
  * SVC_EPROTO when the (partial) header is
  * malformed or a length exceeds max_payload (or SVC_METHOD_MAX). Pure. */
-int svc__frame_decode_header(const uint8_t *buf, size_t len,
-                             size_t max_payload, svc__frame *f);
+int svc__frame_decode_header(const uint8_t *buf, size_t len, size_t max_payload,
+                             svc__frame *f);
 
 /* Decodes one whole frame at the start of buf. Returns the frame's total
  * size (> 0) with f's pointers into buf, 0 when more bytes are needed, or

@@ -43,9 +43,9 @@ static int map_more(svc__region *r, size_t size) {
   if (size <= r->mapped)
     return 0;
   void *want = r->base + r->mapped;
-  void *p = mmap(want, size - r->mapped, PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_FIXED | MAP_POPULATE, r->fd,
-                 (off_t)r->mapped);
+  void *p =
+      mmap(want, size - r->mapped, PROT_READ | PROT_WRITE,
+           MAP_SHARED | MAP_FIXED | MAP_POPULATE, r->fd, (off_t)r->mapped);
   if (p == MAP_FAILED)
     return svc__from_errno(errno);
   r->mapped = size;
@@ -118,8 +118,8 @@ int svc__region_attach(svc__region *r, int fd, size_t max_payload) {
     rc = file_size(fd, &size);
   r->max_payload = max_payload;
   r->reserved = svc__region_max_size(max_payload);
-  if (rc == 0 && (size < page_size() || size > r->reserved ||
-                  size % page_size() != 0))
+  if (rc == 0 &&
+      (size < page_size() || size > r->reserved || size % page_size() != 0))
     rc = SVC_EPROTO;
   if (rc == 0)
     rc = reserve(r);
@@ -190,8 +190,7 @@ int svc__region_read_frame(svc__region *r, size_t off, uint8_t want_type,
   return 0;
 }
 
-void svc__region_write_header(svc__region *r, size_t off,
-                              const svc__frame *f) {
+void svc__region_write_header(svc__region *r, size_t off, const svc__frame *f) {
   svc__frame_encode_header(f, r->base + off);
 }
 

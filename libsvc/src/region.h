@@ -36,18 +36,18 @@ typedef struct svc__region_hdr {
   /* line 3: written by the server as it takes a call; read by the client
    * only when the server died. Its own line, so that this store does not
    * pull line 2 away from a client spinning on resp_seq. */
-  _Atomic uint32_t taken_seq;       /* = req_seq once the server read it */
+  _Atomic uint32_t taken_seq; /* = req_seq once the server read it */
   uint8_t pad3[SVC__CACHELINE - 4];
 } svc__region_hdr;
 
 #define SVC__REGION_DATA ((size_t)sizeof(svc__region_hdr)) /* request frame */
 
 typedef struct svc__region {
-  int fd;               /* the memfd; owned */
-  uint8_t *base;        /* start of the reservation; never moves */
-  size_t mapped;        /* bytes of the file mapped at base */
-  size_t reserved;      /* bytes of address space reserved at base */
-  size_t max_payload;   /* largest payload either way */
+  int fd;             /* the memfd; owned */
+  uint8_t *base;      /* start of the reservation; never moves */
+  size_t mapped;      /* bytes of the file mapped at base */
+  size_t reserved;    /* bytes of address space reserved at base */
+  size_t max_payload; /* largest payload either way */
 } svc__region;
 
 /* Largest region a connection with this payload limit may need. */

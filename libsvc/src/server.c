@@ -22,7 +22,8 @@
 
 #define DEFAULT_MAX_THREADS 64
 #define INITIAL_THREADS 2
-#define IDLE_EXIT_MS 2000 /* threads above INITIAL_THREADS idle this long exit */
+#define IDLE_EXIT_MS                                                           \
+  2000 /* threads above INITIAL_THREADS idle this long exit */
 
 int svc_server_new(const char *name, svc_server **out) {
   if (!out || !svc__name_valid(name))
@@ -406,12 +407,12 @@ int svc_server_set_workers(svc_server *s, int min, int max) {
   return 0;
 }
 
-int svc_server_set_scaling(svc_server *s, int up_pct, int up_secs,
-                           int down_pct, int down_secs) {
+int svc_server_set_scaling(svc_server *s, int up_pct, int up_secs, int down_pct,
+                           int down_secs) {
   if (s && s->started)
     return SVC_ESTATE;
-  if (!s || up_pct < 1 || up_pct > 100 || down_pct < 0 ||
-      down_pct >= up_pct || up_secs < 1 || down_secs < 1)
+  if (!s || up_pct < 1 || up_pct > 100 || down_pct < 0 || down_pct >= up_pct ||
+      up_secs < 1 || down_secs < 1)
     return SVC_EINVAL;
   s->workers.up_pct = up_pct;
   s->workers.up_secs = up_secs;
@@ -420,8 +421,7 @@ int svc_server_set_scaling(svc_server *s, int up_pct, int up_secs,
   return 0;
 }
 
-int svc_server_set_worker_init(svc_server *s, int (*fn)(void *ctx),
-                               void *ctx) {
+int svc_server_set_worker_init(svc_server *s, int (*fn)(void *ctx), void *ctx) {
   if (s && s->started)
     return SVC_ESTATE;
   if (!s)

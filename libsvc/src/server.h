@@ -38,22 +38,22 @@ struct svc_server {
   char listen_urls[MAX_LISTENERS][SVC__PATH_MAX + 16];
   int nlisteners;
   svc__conn_opts opts;
-  _Atomic int spinners;   /* threads spinning now (bounded by cores) */
+  _Atomic int spinners; /* threads spinning now (bounded by cores) */
   int max_threads;
-  int epfd;               /* -1 until started */
-  int stopfd;             /* eventfd: readable once stop was asked */
+  int epfd;   /* -1 until started */
+  int stopfd; /* eventfd: readable once stop was asked */
   svc__item stop_item;
   _Atomic int stopping;
-  _Atomic int retiring;   /* worker winding down: no accepts, goaway */
+  _Atomic int retiring; /* worker winding down: no accepts, goaway */
   int started;
-  int owns_sockets;       /* unlink socket files on free (not in workers) */
-  svc__workers workers;   /* worker processes (workers.c) */
+  int owns_sockets;          /* unlink socket files on free (not in workers) */
+  svc__workers workers;      /* worker processes (workers.c) */
   svc__pool_info *pool_info; /* shared with workers; NULL without them */
-  struct svc__stats *stats; /* per-method counters, shared with workers */
-  _Atomic int nthreads;   /* serving threads alive (detached) */
+  struct svc__stats *stats;  /* per-method counters, shared with workers */
+  _Atomic int nthreads;      /* serving threads alive (detached) */
   pthread_cond_t threads_done; /* signalled when nthreads reaches 0 */
-  _Atomic int idle;       /* threads waiting in epoll_wait */
-  pthread_mutex_t lock;   /* guards conns and thread creation */
+  _Atomic int idle;            /* threads waiting in epoll_wait */
+  pthread_mutex_t lock;        /* guards conns and thread creation */
   svc__item conns;             /* list head */
   int64_t started_ns;
 };

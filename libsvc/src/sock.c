@@ -144,8 +144,7 @@ int svc__sock_tcp_dial(const char *host, uint16_t port, int64_t deadline,
     if (fd < 0)
       continue;
     tcp_tune(fd);
-    rc = connect_wait(fd, ai->ai_addr, ai->ai_addrlen,
-                      dial_deadline(deadline));
+    rc = connect_wait(fd, ai->ai_addr, ai->ai_addrlen, dial_deadline(deadline));
     if (rc == 0) {
       *out = fd;
       break;

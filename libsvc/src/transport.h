@@ -16,11 +16,11 @@ typedef struct svc__transport svc__transport;
 
 /* Settings a connection is made with. */
 typedef struct svc__conn_opts {
-  size_t max_payload;     /* largest request or reply payload */
-  svc_wait_policy wait;   /* shm only */
-  int allow_any_uid;      /* server: accept peers of another uid */
-  _Atomic int *spinners;  /* server: shared count of spinning threads */
-  int max_spinners;       /* server: spin only while fewer spin */
+  size_t max_payload;          /* largest request or reply payload */
+  svc_wait_policy wait;        /* shm only */
+  int allow_any_uid;           /* server: accept peers of another uid */
+  _Atomic int *spinners;       /* server: shared count of spinning threads */
+  int max_spinners;            /* server: spin only while fewer spin */
   const _Atomic int *stopping; /* server: set when serving must end */
 } svc__conn_opts;
 
@@ -33,17 +33,17 @@ typedef struct svc__conn {
 
 typedef struct svc__listener {
   const svc__transport *tp;
-  int fd;           /* listening socket, nonblocking */
-  char path[108];   /* socket file to unlink on close, or "" */
+  int fd;         /* listening socket, nonblocking */
+  char path[108]; /* socket file to unlink on close, or "" */
 } svc__listener;
 
 /* A reply under construction. The transport provides alloc; svc_reply_alloc
  * and svc_reply_set go through it. */
 struct svc_reply {
   void *(*alloc)(svc_reply *r, size_t len); /* NULL: too big / no memory */
-  void *conn;        /* the transport's connection */
-  size_t len;        /* payload length allocated so far */
-  int error;         /* SVC_ETOOBIG / SVC_ENOMEM from a failed alloc */
+  void *conn;                               /* the transport's connection */
+  size_t len; /* payload length allocated so far */
+  int error;  /* SVC_ETOOBIG / SVC_ENOMEM from a failed alloc */
 };
 
 /* The server's method table, as a transport sees it. Returns the reply
@@ -54,10 +54,10 @@ typedef int (*svc__dispatch_fn)(void *ctx, const char *method, const void *req,
 
 /* Result of a client call; payload valid until the next call or close. */
 typedef struct svc__result {
-  int32_t status;       /* reply status (see svc__dispatch_fn) */
+  int32_t status; /* reply status (see svc__dispatch_fn) */
   const void *payload;
   size_t len;
-  int not_taken;        /* on SVC_EPEERGONE: the server never saw the call */
+  int not_taken; /* on SVC_EPEERGONE: the server never saw the call */
 } svc__result;
 
 struct svc__transport {

@@ -36,10 +36,10 @@ typedef struct shm_conn {
   svc__conn base;
   svc__region region;
   svc__waiter waiter;
-  uint32_t seq;        /* client: last call posted; server: last taken */
-  int ready;           /* server: handshake done */
-  size_t reply_off;    /* server: where the current reply goes */
-  int64_t idle_since;  /* server: when it last went to sleep */
+  uint32_t seq;       /* client: last call posted; server: last taken */
+  int ready;          /* server: handshake done */
+  size_t reply_off;   /* server: where the current reply goes */
+  int64_t idle_since; /* server: when it last went to sleep */
   const _Atomic int *stopping; /* server: stop serving when set */
 } shm_conn;
 
@@ -112,7 +112,8 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
   ack_msg ack = {0};
   int64_t hs = svc__now_ns() + HANDSHAKE_TIMEOUT_NS;
   if (rc == 0)
-    rc = svc__sock_read_all(fd, &ack, sizeof ack, deadline < hs ? deadline : hs);
+    rc =
+        svc__sock_read_all(fd, &ack, sizeof ack, deadline < hs ? deadline : hs);
   if (rc == 0 && ack.magic != HELLO_MAGIC)
     rc = SVC_EPROTO;
   if (rc == 0 && ack.status < 0)

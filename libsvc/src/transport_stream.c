@@ -21,10 +21,10 @@
 typedef struct stream_conn {
   svc__conn base;
   size_t max_payload;
-  uint8_t *in;     /* bytes received, not yet consumed */
+  uint8_t *in; /* bytes received, not yet consumed */
   size_t in_len;
   size_t in_cap;
-  uint8_t *out;    /* server: reply frame under construction */
+  uint8_t *out; /* server: reply frame under construction */
   size_t out_cap;
   uint32_t next_id; /* client: id of the next call */
   int goaway;       /* client: server asked us to reconnect */
@@ -212,9 +212,8 @@ static int stream_call(svc__conn *base, const char *method, size_t method_len,
                   .payload_len = (uint32_t)len};
   uint8_t hdr[SVC__FRAME_HDR];
   svc__frame_encode_header(&f, hdr);
-  struct iovec iov[3] = {{hdr, sizeof hdr},
-                         {(void *)method, method_len},
-                         {(void *)req, len}};
+  struct iovec iov[3] = {
+      {hdr, sizeof hdr}, {(void *)method, method_len}, {(void *)req, len}};
   rc = svc__sock_writev_all(c->base.fd, iov, len ? 3 : 2, deadline);
   if (rc < 0) {
     res->not_taken = rc == SVC_EPEERGONE; /* unsent: the server never saw it */

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SVC__NAME_MAX 64   /* service names */
-#define SVC__PATH_MAX 108  /* sizeof(sockaddr_un.sun_path) */
+#define SVC__NAME_MAX 64  /* service names */
+#define SVC__PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
 #define SVC__HOST_MAX 255
 
 typedef struct svc__url {

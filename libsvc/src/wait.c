@@ -163,8 +163,8 @@ static int sleep_until(const _Atomic uint32_t *seq, uint32_t old,
     }
     int64_t left_ms = (deadline - now + 999999) / 1000000;
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int n = poll(&p, 1, left_ms > SLEEP_SLICE_MS ? SLEEP_SLICE_MS
-                                                 : (int)left_ms);
+    int n =
+        poll(&p, 1, left_ms > SLEEP_SLICE_MS ? SLEEP_SLICE_MS : (int)left_ms);
     if (n < 0 && errno != EINTR) {
       rc = SVC_ESYS;
       break;

@@ -16,9 +16,9 @@
 
 typedef struct svc__waiter {
   svc_wait_policy policy;
-  uint32_t budget_ns;  /* current spin budget (adaptive) */
-  uint32_t cooldown;   /* waits left that must sleep without spinning */
-  uint32_t backoff;    /* next cooldown length; doubles on each preemption */
+  uint32_t budget_ns;    /* current spin budget (adaptive) */
+  uint32_t cooldown;     /* waits left that must sleep without spinning */
+  uint32_t backoff;      /* next cooldown length; doubles on each preemption */
   _Atomic int *spinners; /* optional: spinning threads sharing the cores */
   int max_spinners;      /* spin only while *spinners < this */
 } svc__waiter;

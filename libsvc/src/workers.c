@@ -37,8 +37,8 @@ typedef struct worker {
 typedef struct pool {
   svc_server *s;
   worker w[SVC__WORKERS_MAX];
-  int n;             /* entries in w (including retiring) */
-  double *window;    /* recent samples of mean CPU % per active worker */
+  int n;          /* entries in w (including retiring) */
+  double *window; /* recent samples of mean CPU % per active worker */
   int window_len, window_fill, window_pos;
   int64_t last_sample_ns;
   int64_t deaths_since_ns;

@@ -12,8 +12,8 @@ typedef struct svc_server svc_server;
 /* What the master tells every worker (a MAP_SHARED page made before the
  * first fork), e.g. for svc.info. */
 typedef struct svc__pool_info {
-  _Atomic int nworkers;          /* active workers */
-  _Atomic int pids[64];          /* their pids, 0 in unused slots */
+  _Atomic int nworkers; /* active workers */
+  _Atomic int pids[64]; /* their pids, 0 in unused slots */
 } svc__pool_info;
 
 #define SVC__WORKERS_MAX 64
