@@ -48,7 +48,11 @@ def load(path):
         # suite/transport/arg[/iterations:1][/manual_time]
         if len(parts) < 3:
             continue
-        key = (parts[0], parts[1], int(parts[2]))
+        if parts[0] in ("stats", "workers") and len(parts) >= 4:
+            # stats/svc-shm/on|off/64, workers/svc-shm/VARIANT/N/...
+            key = (parts[0], parts[2], int(parts[3]))
+        else:
+            key = (parts[0], parts[1], int(parts[2]))
         runs.setdefault(key, []).append(b)
     picked = {}
     for key, rs in runs.items():
@@ -56,7 +60,7 @@ def load(path):
         if not good:
             picked[key] = rs[-1]
             continue
-        metric = "p50_us" if key[0] == "latency" else "calls_per_s"
+        metric = "p50_us" if key[0] in ("latency", "stats") else "calls_per_s"
         good.sort(key=lambda r: r.get(metric, 0))
         picked[key] = good[len(good) // 2]
     return doc.get("context", {}), picked
@@ -232,8 +236,38 @@ def targets_section(lat, tp):
         check(f"svc-shm min/max calls per client, {n} clients",
               ratio(val(r, "min_calls"), val(r, "max_calls")), "≥ 0.5 (no starvation)",
               lambda v: v >= 0.5)
-    return ["## Targets (issue 4)", "",
+    st_on = val(lat.get(("stats", "on", 64)), "p50_us")
+    st_off = val(lat.get(("stats", "off", 64)), "p50_us")
+    check("svc-shm 64 B p50, stats on / off (issue 7)", ratio(st_on, st_off),
+          "≤ 1.05", lambda v: v <= 1.05)
+    w1 = val(tp.get(("workers", "burn200us-1thread", 1)), "calls_per_s")
+    w2 = val(tp.get(("workers", "burn200us-1thread", 2)), "calls_per_s")
+    check("CPU-bound handler, 2 workers / 1 worker calls/s (issue 6)",
+          ratio(w2, w1), "≥ 1.7", lambda v: v >= 1.7)
+    return ["## Targets (issues 4, 6, 7)", "",
             "| target | this run | wanted | |", "|---|---:|---|---|"] + rows + [""]
+
+
+def workers_section(tp):
+    """Issue 6: a CPU-bound handler (200 us of CPU per call) called by 4
+    client processes, served by 1 or 2 worker processes."""
+    rows = []
+    for variant, what in (("burn200us-1thread", "1 thread per worker (GIL-like)"),
+                          ("burn200us-threads", "default thread pool")):
+        base = val(tp.get(("workers", variant, 1)), "calls_per_s")
+        for n in (1, 2):
+            r = tp.get(("workers", variant, n))
+            if r is None:
+                continue
+            rate = val(r, "calls_per_s")
+            rows.append(f"| {what} | {n} | {fmt(rate)} | {fmt(ratio(rate, base))} "
+                        f"| {fmt(val(r, 'cpu_us_per_call'))} |")
+    if not rows:
+        return []
+    return ["## Worker processes (issue 6)", "",
+            "4 client processes call a handler that burns 200 µs of CPU.", "",
+            "| server | workers | calls/s | × 1 worker | CPU µs/call |",
+            "|---|---:|---:|---:|---:|"] + rows + [""]
 
 
 def write_dat(lat, path):
@@ -271,6 +305,7 @@ def main():
     if tp:
         note = f" ({a.duration_ms} ms)" if a.duration_ms else ""
         out += throughput_section(tp, note)
+        out += workers_section(tp)
     out += ["See docs/benchmarks.md for what each baseline does and how CPU "
             "is measured. Plot: latency.svg.", ""]
     with open(os.path.join(a.dir, "report.md"), "w") as f:
