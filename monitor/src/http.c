@@ -270,6 +270,21 @@ static const char *const http_state_class[MON_NSTATES] = {
 
 /* ---- pages ---- */
 
+/* "2: 101 102", or "-" without children: the count, then each pid. */
+static void http_workers_html(mon_buf *b, const mon_view *w) {
+  if (w->nworkers <= 0) {
+    mon_buf_puts(b, "-");
+    return;
+  }
+  mon_buf_printf(b, "%d:<small>", w->nworkers);
+  int shown = w->nworkers < MON_WORKERS_MAX ? w->nworkers : MON_WORKERS_MAX;
+  for (int k = 0; k < shown; k++)
+    mon_buf_printf(b, " %d", w->workers[k]);
+  if (shown < w->nworkers)
+    mon_buf_puts(b, " &hellip;");
+  mon_buf_puts(b, "</small>");
+}
+
 static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
   const mon_config *cfg = h->o->cfg;
   mon_view *v = http_views(h);
@@ -279,7 +294,8 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
   http_head(&b, "svc-monitor", true);
   mon_buf_puts(&b, "<h1>Services</h1><table class=\"services\"><thead><tr>"
                    "<th>Service</th><th>State</th><th>PID</th>"
-                   "<th>Processes</th><th>Uptime</th><th>Restarts</th>"
+                   "<th>Processes</th><th>Workers</th><th>Uptime</th>"
+                   "<th>Restarts</th>"
                    "<th>CPU</th><th>Memory (RSS)</th><th>CPU, last 5 min</th>"
                    "</tr></thead><tbody>");
   int64_t now = http_now_ms();
@@ -306,10 +322,13 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
     mon_buf_html(&b, s->name, strlen(s->name));
     mon_buf_printf(&b, "</a></td><td><span class=\"state %s\">%s</span></td>",
                    http_state_class[w->state], mon_state_name(w->state));
-    if (w->pid)
-      mon_buf_printf(&b, "<td>%d</td><td>%d</td>", w->pid, w->nprocs);
-    else
-      mon_buf_puts(&b, "<td>-</td><td>-</td>");
+    if (w->pid) {
+      mon_buf_printf(&b, "<td>%d</td><td>%d</td><td>", w->pid, w->nprocs);
+      http_workers_html(&b, w);
+      mon_buf_puts(&b, "</td>");
+    } else {
+      mon_buf_puts(&b, "<td>-</td><td>-</td><td>-</td>");
+    }
     mon_buf_printf(&b,
                    "<td>%s</td><td>%d</td><td class=\"num\">%s</td>"
                    "<td class=\"num\">%s<br><small>%s</small></td><td>",
@@ -390,9 +409,14 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   mon_buf_puts(&b, "<table class=\"facts\"><tr><th>Command</th><td><code>");
   mon_buf_html(&b, s->command, strlen(s->command));
   mon_buf_puts(&b, "</code></td></tr>");
-  if (w->pid)
-    mon_buf_printf(&b, "<tr><th>PID</th><td>%d (%d processes)</td></tr>",
+  if (w->pid) {
+    mon_buf_printf(&b,
+                   "<tr><th>PID</th><td>%d (%d processes)</td></tr>"
+                   "<tr><th>Workers</th><td>",
                    w->pid, w->nprocs);
+    http_workers_html(&b, w);
+    mon_buf_puts(&b, "</td></tr>");
+  }
   if (s->port)
     mon_buf_printf(&b, "<tr><th>Port</th><td>%d</td></tr>", s->port);
   mon_buf_printf(&b,
@@ -489,9 +513,14 @@ static void http_view_json(mon_buf *b, const mon_service_cfg *s,
   http_json_num(b, (double)w->rss_bytes, w->pid && w->nprocs);
   mon_buf_puts(b, ",\"pss_bytes\":");
   http_json_num(b, (double)w->pss_bytes, w->pid && w->pss_valid);
-  mon_buf_printf(b, ",\"read_bytes_total\":%llu,\"write_bytes_total\":%llu}",
+  mon_buf_printf(b, ",\"read_bytes_total\":%llu,\"write_bytes_total\":%llu",
                  (unsigned long long)w->read_total,
                  (unsigned long long)w->write_total);
+  int nw = w->pid ? w->nworkers : 0;
+  mon_buf_printf(b, ",\"workers\":%d,\"worker_pids\":[", nw);
+  for (int k = 0; k < nw && k < MON_WORKERS_MAX; k++)
+    mon_buf_printf(b, k ? ",%d" : "%d", w->workers[k]);
+  mon_buf_puts(b, "]}");
 }
 
 static enum MHD_Result http_api_services(mon_http *h,
