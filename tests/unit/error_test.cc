@@ -90,7 +90,8 @@ TEST(Error, Version) {
 }
 
 TEST(Error, FromErrno) {
-  EXPECT_EQ(svc__from_errno(0), 0);
+  // Called after a failure: errno 0 then must not turn it into success.
+  EXPECT_EQ(svc__from_errno(0), SVC_ESYS);
   EXPECT_EQ(svc__from_errno(EINVAL), SVC_EINVAL);
   EXPECT_EQ(svc__from_errno(ENOMEM), SVC_ENOMEM);
   EXPECT_EQ(svc__from_errno(EMFILE), SVC_ENOMEM);
