@@ -107,19 +107,24 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
     return SVC_ENOMEM;
   }
   rc = svc__region_create(&c->region, o->max_payload);
-  if (rc == 0)
-    rc = send_hello(fd, c->region.fd);
+  int sent = rc == 0 ? send_hello(fd, c->region.fd) : rc;
   ack_msg ack = {0};
   int64_t hs = svc__now_ns() + HANDSHAKE_TIMEOUT_NS;
+  /* Read the ack even if the hello could not be sent: a server that
+   * refused us (another uid) said why before it closed. */
   if (rc == 0)
     rc =
         svc__sock_read_all(fd, &ack, sizeof ack, deadline < hs ? deadline : hs);
+  if (rc == 0 && sent < 0 && ack.status == 0)
+    rc = sent;
   if (rc == 0 && ack.magic != HELLO_MAGIC)
     rc = SVC_EPROTO;
   if (rc == 0 && ack.status < 0)
     rc = ack.status;
   if (rc == SVC_EPEERGONE)
     rc = SVC_ECONNREFUSED; /* the server closed before accepting us */
+  if (rc == SVC_ETIMEDOUT && svc__now_ns() < deadline)
+    rc = SVC_ECONNREFUSED; /* no answer in time: not the caller's timeout */
   if (rc < 0) {
     shm_close(&c->base);
     return rc;

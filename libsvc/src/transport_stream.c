@@ -147,6 +147,12 @@ static long read_frame(stream_conn *c, svc__frame *f, int64_t deadline) {
   }
 }
 
+/* A reply to call 0 (never a real call id) with an error: the server
+ * refused the connection itself, e.g. SVC_EPERM for a peer of another uid. */
+static int refusal(const svc__frame *f) {
+  return f->type == SVC__FRAME_REPLY && f->call_id == 0 && f->status < 0;
+}
+
 /* Drops n bytes of input (an oversized reply), reading as needed. */
 static int discard(stream_conn *c, size_t n, int64_t deadline) {
   for (;;) {
@@ -186,12 +192,20 @@ static int check_idle(stream_conn *c) {
   if (r <= 0)
     return SVC_EPEERGONE;
   long n = read_frame(c, &f, svc__now_ns() + 1000000000);
+  if (n > 0 && refusal(&f))
+    return f.status;
   if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
     consume(c, (size_t)n);
     c->goaway = 1;
     return SVC_EPEERGONE;
   }
   return n < 0 ? (int)n : SVC_EPROTO;
+}
+
+static uint32_t next_call_id(stream_conn *c) {
+  if (c->next_id == 0) /* 0 marks a refusal of the connection */
+    c->next_id = 1;
+  return c->next_id++;
 }
 
 static int stream_call(svc__conn *base, const char *method, size_t method_len,
@@ -203,11 +217,11 @@ static int stream_call(svc__conn *base, const char *method, size_t method_len,
     return SVC_ETOOBIG;
   int rc = check_idle(c);
   if (rc < 0) {
-    res->not_taken = 1;
-    return rc == SVC_EPROTO ? rc : SVC_EPEERGONE;
+    res->not_taken = rc == SVC_EPEERGONE;
+    return rc;
   }
   svc__frame f = {.type = SVC__FRAME_REQUEST,
-                  .call_id = c->next_id++,
+                  .call_id = next_call_id(c),
                   .method_len = (uint32_t)method_len,
                   .payload_len = (uint32_t)len};
   uint8_t hdr[SVC__FRAME_HDR];
@@ -234,6 +248,8 @@ static int stream_call(svc__conn *base, const char *method, size_t method_len,
       consume(c, (size_t)n);
       continue;
     }
+    if (refusal(&r))
+      return r.status;
     if (r.type != SVC__FRAME_REPLY || r.call_id != f.call_id)
       return SVC_EPROTO;
     if (r.status == SVC_ETOOBIG)
@@ -280,14 +296,19 @@ static void stream_unlisten(svc__listener *l) {
   free(l);
 }
 
+static int send_reply(stream_conn *c, uint32_t call_id, int status, size_t len);
+
 static int stream_accept(svc__listener *l, const svc__conn_opts *o,
                          svc__conn **out) {
   int fd, rc = svc__sock_accept(l->fd, !o->allow_any_uid, &fd);
-  if (rc != 0) {
-    if (rc == SVC_EPERM)
-      close(fd);
-    return rc;
+  if (rc == SVC_EPERM) { /* say why before closing, as shm's ack does */
+    stream_conn tmp = {.base = {.fd = fd}};
+    (void)send_reply(&tmp, 0, SVC_EPERM, 0);
+    free(tmp.out);
+    close(fd);
   }
+  if (rc != 0)
+    return rc;
   stream_conn *c = conn_new(l->tp, fd, o->max_payload);
   if (!c) {
     close(fd);
