@@ -270,6 +270,131 @@ static const char *const http_state_class[MON_NSTATES] = {
 
 /* ---- pages ---- */
 
+/* ---- method statistics (libsvc services) ---- */
+
+#define HTTP_METHOD_WINDOW_MS 300000 /* the tables cover the last 5 minutes */
+
+static void http_ns(char *out, size_t cap, double ns) {
+  mon_fmt_value(out, cap, ns, MON_U_NS);
+}
+
+/* "Top methods" across services (name NULL) or one service's methods. */
+static void http_methods_html(mon_http *h, mon_buf *b, const char *name,
+                              int64_t now) {
+  mon_reader *r = http_reader(h);
+  mon_method_row *rows = NULL;
+  size_t n = 0;
+  if (!r || mon_reader_method_top(r, name, now - HTTP_METHOD_WINDOW_MS, now,
+                                  name ? 200 : 10, &rows, &n) != 0) {
+    mon_buf_puts(b, "<p class=\"none\">cannot read method statistics</p>");
+    return;
+  }
+  if (n == 0) {
+    mon_buf_puts(b, "<p class=\"none\">no calls in the last 5 minutes "
+                    "(only libsvc services report methods)</p>");
+    return;
+  }
+  mon_buf_puts(b, "<table class=\"services methods\"><thead><tr>");
+  if (!name)
+    mon_buf_puts(b, "<th>Service</th><th>Method</th><th>Calls</th>"
+                    "<th>Total time</th><th>Average</th><th>p99</th>");
+  else
+    mon_buf_puts(b, "<th>Method</th><th>Calls/s</th><th>Errors</th>"
+                    "<th>p50</th><th>p99</th><th>Bytes in</th>"
+                    "<th>Bytes out</th><th>Total time</th>");
+  mon_buf_puts(b, "</tr></thead><tbody>");
+  for (size_t i = 0; i < n; i++) {
+    const mon_method_row *m = &rows[i];
+    char tot[32], avg[32], p50[32] = "-", p99[32] = "-";
+    http_ns(tot, sizeof tot, (double)m->total_ns);
+    http_ns(avg, sizeof avg,
+            m->calls ? (double)m->total_ns / (double)m->calls : NAN);
+    if (m->pct_valid) {
+      http_ns(p50, sizeof p50, (double)m->p50_ns);
+      http_ns(p99, sizeof p99, (double)m->p99_ns);
+    }
+    mon_buf_puts(b, "<tr>");
+    if (!name) {
+      mon_buf_puts(b, "<td><a href=\"/service/");
+      mon_buf_html(b, m->service, strlen(m->service));
+      mon_buf_puts(b, "\">");
+      mon_buf_html(b, m->service, strlen(m->service));
+      mon_buf_puts(b, "</a></td>");
+    }
+    mon_buf_puts(b, "<td><code>");
+    mon_buf_html(b, m->method, strlen(m->method));
+    mon_buf_puts(b, "</code></td>");
+    if (!name) {
+      mon_buf_printf(b,
+                     "<td class=\"num\">%lld</td><td class=\"num\">%s</td>"
+                     "<td class=\"num\">%s</td><td class=\"num\">%s</td>",
+                     (long long)m->calls, tot, avg, p99);
+    } else {
+      char in[32], out[32];
+      mon_fmt_value(in, sizeof in, (double)m->bytes_in, MON_U_BYTES);
+      mon_fmt_value(out, sizeof out, (double)m->bytes_out, MON_U_BYTES);
+      mon_buf_printf(b,
+                     "<td class=\"num\">%.1f</td><td class=\"num\">%lld</td>"
+                     "<td class=\"num\">%s</td><td class=\"num\">%s</td>"
+                     "<td class=\"num\">%s</td><td class=\"num\">%s</td>"
+                     "<td class=\"num\">%s</td>",
+                     (double)m->calls / (HTTP_METHOD_WINDOW_MS / 1000.0),
+                     (long long)m->errors, p50, p99, in, out, tot);
+    }
+    mon_buf_puts(b, "</tr>");
+  }
+  mon_buf_puts(b, "</tbody></table>");
+  mon_method_rows_free(rows, n);
+}
+
+/* p50/p99 over the last 5 minutes of a service's busiest methods (by
+ * total time), one chart each. */
+static void http_method_charts(mon_http *h, mon_buf *b, const char *name,
+                               int64_t now) {
+  mon_reader *r = http_reader(h);
+  mon_method_row *top = NULL, *pts = NULL;
+  size_t ntop = 0, npts = 0;
+  int64_t from = now - HTTP_METHOD_WINDOW_MS;
+  if (!r || mon_reader_method_top(r, name, from, now, 3, &top, &ntop) != 0)
+    return;
+  if (ntop &&
+      mon_reader_method_points(r, name, from, now, 100000, &pts, &npts) == 0) {
+    int64_t *ts = malloc((npts ? npts : 1) * sizeof *ts);
+    double *v50 = malloc((npts ? npts : 1) * sizeof *v50);
+    double *v99 = malloc((npts ? npts : 1) * sizeof *v99);
+    mon_buf_puts(b, "<div class=\"charts\">");
+    for (size_t k = 0; k < ntop && ts && v50 && v99; k++) {
+      size_t n = 0;
+      for (size_t i = 0; i < npts; i++) {
+        if (strcmp(pts[i].method, top[k].method) != 0)
+          continue;
+        ts[n] = pts[i].ts_ms;
+        v50[n] = pts[i].pct_valid ? (double)pts[i].p50_ns : NAN;
+        v99[n] = pts[i].pct_valid ? (double)pts[i].p99_ns : NAN;
+        n++;
+      }
+      char title[MON_STATS_NAME_MAX + 16];
+      snprintf(title, sizeof title, "%s latency", top[k].method);
+      mon_chart ch = {.width = 420,
+                      .height = 150,
+                      .from = from,
+                      .to = now,
+                      .gap_ms = h->o->cfg->sample_interval_ms * 3 + 1000,
+                      .unit = MON_U_NS,
+                      .title = title};
+      mon_series ser[2] = {{ts, v50, n, "#2563eb", "p50"},
+                           {ts, v99, n, "#dc2626", "p99"}};
+      mon_svg_chart(b, &ch, ser, 2);
+    }
+    mon_buf_puts(b, "</div>");
+    free(ts);
+    free(v50);
+    free(v99);
+  }
+  mon_method_rows_free(top, ntop);
+  mon_method_rows_free(pts, npts);
+}
+
 /* "2: 101 102", or "-" without children: the count, then each pid. */
 static void http_workers_html(mon_buf *b, const mon_view *w) {
   if (w->nworkers <= 0) {
@@ -347,8 +472,10 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
     }
     mon_buf_puts(&b, "</td></tr>");
   }
+  mon_buf_puts(&b, "</tbody></table><h2>Top methods, last 5 minutes</h2>");
+  http_methods_html(h, &b, NULL, now);
   mon_buf_puts(&b,
-               "</tbody></table><p class=\"hint\">JSON: <a href=\""
+               "<p class=\"hint\">JSON: <a href=\""
                "/api/services\">/api/services</a> &middot; Prometheus: "
                "<a href=\"/metrics\">/metrics</a></p></main></body></html>");
   free(v);
@@ -463,6 +590,10 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
     mon_buf_puts(&b, "</div>");
     http_series_free(&se);
   }
+
+  mon_buf_puts(&b, "<h2>Methods, last 5 minutes</h2>");
+  http_methods_html(h, &b, s->name, now);
+  http_method_charts(h, &b, s->name, now);
 
   mon_reader *r = http_reader(h);
   static const char *const streams[] = {"stdout", "stderr"};
@@ -579,6 +710,70 @@ static enum MHD_Result http_api_metrics(mon_http *h, struct MHD_Connection *c,
   }
   mon_buf_puts(&b, "]}\n");
   free(pts);
+  return http_send(c, 200, "application/json", &b);
+}
+
+static void http_method_json(mon_buf *b, const mon_method_row *m) {
+  if (m->ts_ms)
+    mon_buf_printf(b, "{\"ts_ms\":%lld,\"method\":", (long long)m->ts_ms);
+  else
+    mon_buf_puts(b, "{\"method\":");
+  mon_buf_json(b, m->method, strlen(m->method));
+  mon_buf_printf(b,
+                 ",\"calls\":%lld,\"errors\":%lld,\"bytes_in\":%lld,"
+                 "\"bytes_out\":%lld,\"total_ns\":%lld,\"p50_ns\":",
+                 (long long)m->calls, (long long)m->errors,
+                 (long long)m->bytes_in, (long long)m->bytes_out,
+                 (long long)m->total_ns);
+  http_json_num(b, (double)m->p50_ns, m->pct_valid);
+  mon_buf_puts(b, ",\"p99_ns\":");
+  http_json_num(b, (double)m->p99_ns, m->pct_valid);
+  mon_buf_puts(b, "}");
+}
+
+#define HTTP_METHOD_POINTS_MAX 10000
+
+/* Per-method sums over [from, to) and the per-interval rows, oldest first
+ * (at most HTTP_METHOD_POINTS_MAX; "truncated" says there were more). */
+static enum MHD_Result http_api_methods(mon_http *h, struct MHD_Connection *c,
+                                        const mon_route *rt) {
+  if (http_find(h, rt->name) < 0)
+    return http_error(c, 404, "no such service");
+  int64_t to = rt->has_to ? rt->to : http_now_ms();
+  int64_t from = rt->has_from ? rt->from : to - 300000;
+  if (from >= to)
+    return http_error(c, 400, "from must be before to");
+  mon_reader *r = http_reader(h);
+  mon_method_row *sum = NULL, *pts = NULL;
+  size_t nsum = 0, npts = 0;
+  if (!r ||
+      mon_reader_method_top(r, rt->name, from, to, 10000, &sum, &nsum) != 0 ||
+      mon_reader_method_points(r, rt->name, from, to,
+                               HTTP_METHOD_POINTS_MAX + 1, &pts, &npts) != 0) {
+    mon_method_rows_free(sum, nsum);
+    return http_error(c, 500, "cannot read the store");
+  }
+  bool truncated = npts > HTTP_METHOD_POINTS_MAX;
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"service\":");
+  mon_buf_json(&b, rt->name, strlen(rt->name));
+  mon_buf_printf(&b, ",\"from\":%lld,\"to\":%lld,\"methods\":[",
+                 (long long)from, (long long)to);
+  for (size_t i = 0; i < nsum; i++) {
+    if (i)
+      mon_buf_puts(&b, ",");
+    http_method_json(&b, &sum[i]);
+  }
+  mon_buf_printf(&b, "],\"truncated\":%s,\"points\":[",
+                 truncated ? "true" : "false");
+  for (size_t i = 0; i < npts && i < HTTP_METHOD_POINTS_MAX; i++) {
+    if (i)
+      mon_buf_puts(&b, ",");
+    http_method_json(&b, &pts[i]);
+  }
+  mon_buf_puts(&b, "]}\n");
+  mon_method_rows_free(sum, nsum);
+  mon_method_rows_free(pts, npts);
   return http_send(c, 200, "application/json", &b);
 }
 
@@ -762,6 +957,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
     return http_api_metrics(h, c, &r);
   case MON_R_API_LOGS:
     return http_api_logs(h, c, &r);
+  case MON_R_API_METHODS:
+    return http_api_methods(h, c, &r);
   case MON_R_PROMETHEUS:
     return http_prometheus(h, c);
   case MON_R_CONTROL:

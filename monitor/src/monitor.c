@@ -24,6 +24,7 @@
 #include "probe.h"
 #include "proc_sample.h"
 #include "spawn.h"
+#include "stats_poll.h"
 #include "store.h"
 #include "supervisor.h"
 #include "svcline.h"
@@ -31,6 +32,7 @@
 #include "view.h"
 
 #define MON_PROBE_TIMEOUT_MS 250
+#define MON_STATS_TIMEOUT_MS 200 /* one svc.stats call */
 
 typedef struct mon_event_row {
   int64_t ts_ms;
@@ -48,7 +50,10 @@ typedef struct mon {
   mon_sampler *sampler;
   mon_shared shared;
   mon_http *http;
-  mon_prober *prober; /* svc.ping off the loop's thread */
+  mon_prober *prober;      /* svc.ping off the loop's thread */
+  mon_stats_poller *stats; /* svc.stats off the loop's thread */
+  mon_method_result *mres; /* method rows waiting for the next transaction */
+  size_t nmres;
   mon_pidfile pidfile;
   char token[MON_TOKEN_LEN + 1];
   char *db_path;
@@ -179,6 +184,11 @@ static void mon_flush(mon *m, bool have_samples) {
     if (m->samples[i].valid &&
         mon_store_sample(m->store, m->sids[i], now, &m->samples[i]) != 0)
       mon_store_error(m, "sample insert");
+  for (size_t k = 0; k < m->nmres; k++) {
+    const mon_method_result *r = &m->mres[k];
+    if (mon_store_method(m->store, m->sids[r->service], r->ts_ms, &r->d) != 0)
+      mon_store_error(m, "method insert");
+  }
   for (size_t k = 0; k < m->nev; k++) {
     mon_event_row *e = &m->ev[k];
     if (mon_store_event(m->store, m->sids[e->service], e->ts_ms, e->kind,
@@ -198,6 +208,9 @@ static void mon_flush(mon *m, bool have_samples) {
     mon_store_error(m, "COMMIT");
 out:
   m->nev = 0;
+  free(m->mres);
+  m->mres = NULL;
+  m->nmres = 0;
   mon_logs_clear_pending(&m->logs);
 }
 
@@ -213,8 +226,9 @@ static void mon_sample_tick(mon *m) {
     mon_view *v = &m->views[i];
     /* a libsvc service reports its own scaling (mon_scan_svclines) */
     if (m->cfg->services[i].workers_max > 1 &&
-        m->cfg->services[i].ready != MON_READY_PING && m->sup.procs[i].pid > 0 &&
-        v->nprocs > 0 && s->nprocs > 0 && s->nprocs != v->nprocs) {
+        m->cfg->services[i].ready != MON_READY_PING &&
+        m->sup.procs[i].pid > 0 && v->nprocs > 0 && s->nprocs > 0 &&
+        s->nprocs != v->nprocs) {
       char d[64];
       snprintf(d, sizeof d, "processes %d -> %d", v->nprocs, s->nprocs);
       mon_op_event(m, i, "scale", d);
@@ -232,6 +246,16 @@ static void mon_sample_tick(mon *m) {
     v->read_bps = (double)s->read_bytes / secs;
     v->write_bps = (double)s->write_bytes / secs;
   }
+  /* method statistics: rows of the last round in, the next round asked
+   * for, of the services that answered svc.ping (libsvc speakers) */
+  free(m->mres);
+  m->nmres = mon_stats_poller_take(m->stats, &m->mres);
+  for (size_t i = 0; i < n; i++)
+    m->roots[i] = m->cfg->services[i].ready == MON_READY_PING &&
+                          m->sup.procs[i].state == MON_RUNNING
+                      ? m->sup.procs[i].pid
+                      : 0;
+  mon_stats_poller_request(m->stats, m->roots, n);
   mon_flush(m, true);
 }
 
@@ -399,6 +423,8 @@ static void mon_note_stderr(void *ctx, const char *line) {
 static void mon_fini(mon *m) {
   mon_http_stop(m->http);
   mon_prober_free(m->prober);
+  mon_stats_poller_free(m->stats);
+  free(m->mres);
   mon_sup_fini(&m->sup);
   mon_sampler_free(m->sampler);
   mon_store_close(m->store);
@@ -503,8 +529,9 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
     goto out;
   }
   m.prober = mon_prober_new(cfg, MON_PROBE_TIMEOUT_MS);
+  m.stats = mon_stats_poller_new(cfg, MON_STATS_TIMEOUT_MS);
   m.db_path = strdup(cfg->db);
-  if (!m.prober) {
+  if (!m.prober || !m.stats) {
     snprintf(err, errlen, "cannot start the probe thread");
     goto out;
   }

@@ -17,6 +17,16 @@ void mon_fmt_value(char *out, size_t cap, double v, mon_unit u) {
     snprintf(out, cap, "%.1f %%", v);
     return;
   }
+  if (u == MON_U_NS) {
+    static const char *const t[] = {"ns", "us", "ms", "s"};
+    int k = 0;
+    while (fabs(v) >= 1000 && k < 3) {
+      v /= 1000;
+      k++;
+    }
+    snprintf(out, cap, k ? "%.1f %s" : "%.0f %s", v, t[k]);
+    return;
+  }
   static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int k = 0;
   while (fabs(v) >= 1024 && k < 4) {
@@ -27,11 +37,12 @@ void mon_fmt_value(char *out, size_t cap, double v, mon_unit u) {
            u == MON_U_BPS ? "/s" : "");
 }
 
-/* The y axis top: 1, 2, 5 x 10^k for percent, a power of two for bytes. */
+/* The y axis top: 1, 2, 5 x 10^k for percent and durations, a power of
+ * two for bytes. */
 static double svg_nice_max(double v, mon_unit u) {
   if (!(v > 0))
-    return u == MON_U_PERCENT ? 100 : 1024;
-  if (u != MON_U_PERCENT) {
+    return u == MON_U_PERCENT ? 100 : u == MON_U_NS ? 1000 : 1024;
+  if (u != MON_U_PERCENT && u != MON_U_NS) {
     double p = 1;
     while (p < v)
       p *= 2;

@@ -13,7 +13,12 @@
 extern "C" {
 #endif
 
-typedef enum mon_unit { MON_U_PERCENT, MON_U_BYTES, MON_U_BPS } mon_unit;
+typedef enum mon_unit {
+  MON_U_PERCENT,
+  MON_U_BYTES,
+  MON_U_BPS,
+  MON_U_NS /* a duration in nanoseconds: "850 ns", "1.2 us", "3.4 ms" */
+} mon_unit;
 
 typedef struct mon_series {
   const int64_t *ts; /* ms */
@@ -34,7 +39,7 @@ typedef struct mon_chart {
 /* Appends an <svg> element. A sparkline (title NULL) has no axes. */
 void mon_svg_chart(mon_buf *b, const mon_chart *c, const mon_series *s,
                    size_t ns);
-/* "12.3 MiB", "4.5 %", "1.2 KiB/s" */
+/* "12.3 MiB", "4.5 %", "1.2 KiB/s", "1.2 ms" */
 void mon_fmt_value(char *out, size_t cap, double v, mon_unit u);
 
 #ifdef __cplusplus

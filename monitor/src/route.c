@@ -80,6 +80,8 @@ int mon_route_parse(const char *method, const char *path, mon_route *r) {
         r->kind = MON_R_API_METRICS;
       else if (route_is(seg[3], len[3], "logs"))
         r->kind = MON_R_API_LOGS;
+      else if (route_is(seg[3], len[3], "methods"))
+        r->kind = MON_R_API_METHODS;
       else {
         r->kind = MON_R_CONTROL;
         want_post = true;
@@ -120,7 +122,8 @@ int mon_route_arg(mon_route *r, const char *key, const char *value) {
   const int64_t tmax = INT64_C(1) << 50; /* ms: far beyond any real date */
   if (!key)
     return 200;
-  if (r->kind == MON_R_API_METRICS || r->kind == MON_R_SERVICE) {
+  if (r->kind == MON_R_API_METRICS || r->kind == MON_R_API_METHODS ||
+      r->kind == MON_R_SERVICE) {
     if (!strcmp(key, "from")) {
       if (!route_int(value, 0, tmax, &x))
         return 400;

@@ -20,6 +20,7 @@ typedef enum mon_route_kind {
   MON_R_API_SERVICES, /* GET /api/services */
   MON_R_API_METRICS,  /* GET /api/services/NAME/metrics?from=&to= */
   MON_R_API_LOGS,     /* GET /api/services/NAME/logs?stream=&tail= */
+  MON_R_API_METHODS,  /* GET /api/services/NAME/methods?from=&to= */
   MON_R_PROMETHEUS,   /* GET /metrics */
   MON_R_CONTROL,      /* POST /api/services/NAME/{start,stop,restart} */
   MON_R_STYLE,        /* GET /static/style.css */

@@ -34,7 +34,13 @@ static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS logs("
     " ts_ms INTEGER NOT NULL, service_id INTEGER, stream TEXT, line TEXT);"
     "CREATE INDEX IF NOT EXISTS logs_by_service ON logs(service_id, ts_ms);"
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);";
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
+    "CREATE TABLE IF NOT EXISTS method_samples("
+    " service_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL, method TEXT NOT "
+    "NULL,"
+    " calls INTEGER, errors INTEGER, p50_ns INTEGER, p99_ns INTEGER,"
+    " bytes_in INTEGER, bytes_out INTEGER, total_ns INTEGER,"
+    " PRIMARY KEY(service_id, ts_ms, method)) WITHOUT ROWID;";
 
 /* Aggregation shared by both tiers. ?1 = from, ?2 = to, ?3 = bucket ms. */
 #define STORE_FOLD(dst, src, cpu_max, rss_max)                                 \
@@ -58,6 +64,7 @@ enum {
   Q_COMMIT,
   Q_MIN_RAW,
   Q_MIN_1M,
+  Q_METHOD,
   Q_NQ
 };
 static const char *const store_sql[Q_NQ] = {
@@ -78,6 +85,8 @@ static const char *const store_sql[Q_NQ] = {
     [Q_COMMIT] = "COMMIT",
     [Q_MIN_RAW] = "SELECT min(ts_ms) FROM samples",
     [Q_MIN_1M] = "SELECT min(ts_ms) FROM samples_1m",
+    [Q_METHOD] = "INSERT OR REPLACE INTO method_samples"
+                 " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
 };
 
 struct mon_store {
@@ -224,6 +233,31 @@ int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms, const char *stream,
   return store_step_done(q);
 }
 
+static sqlite3_int64 store_i64(uint64_t v) {
+  return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+int mon_store_method(mon_store *st, int64_t sid, int64_t ts_ms,
+                     const mon_method_delta *d) {
+  sqlite3_stmt *q = st->q[Q_METHOD];
+  sqlite3_bind_int64(q, 1, sid);
+  sqlite3_bind_int64(q, 2, ts_ms);
+  sqlite3_bind_text(q, 3, d->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 4, store_i64(d->calls));
+  sqlite3_bind_int64(q, 5, store_i64(d->errors));
+  if (d->pct_valid) {
+    sqlite3_bind_int64(q, 6, store_i64(d->p50_ns));
+    sqlite3_bind_int64(q, 7, store_i64(d->p99_ns));
+  } else {
+    sqlite3_bind_null(q, 6);
+    sqlite3_bind_null(q, 7);
+  }
+  sqlite3_bind_int64(q, 8, store_i64(d->bytes_in));
+  sqlite3_bind_int64(q, 9, store_i64(d->bytes_out));
+  sqlite3_bind_int64(q, 10, store_i64(d->total_ns));
+  return store_step_done(q);
+}
+
 static int store_fold(mon_store *st, int which, int64_t from, int64_t to,
                       int64_t bucket) {
   sqlite3_stmt *q = st->q[which];
@@ -253,6 +287,7 @@ static int store_retention(mon_store *st, int64_t now_ms, int retention_days) {
       " ORDER BY ts_ms DESC LIMIT 1 OFFSET ?5), -1))";
   static const char *const sql[] = {
       "DELETE FROM samples WHERE service_id = ?1 AND ts_ms < ?2",
+      "DELETE FROM method_samples WHERE service_id = ?1 AND ts_ms < ?2",
       "DELETE FROM samples_1m WHERE service_id = ?1 AND ts_ms < ?3",
       "DELETE FROM samples_1h WHERE service_id = ?1 AND ts_ms < ?4",
       "DELETE FROM events WHERE service_id = ?1 AND ts_ms < ?4",
@@ -507,6 +542,114 @@ void mon_rows_free(mon_row *rows, size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(rows[i].a);
     free(rows[i].b);
+  }
+  free(rows);
+}
+
+/* ---- method statistics ---- */
+
+static int store_method_rows(sqlite3_stmt *q, bool with_ts,
+                             mon_method_row **rows, size_t *n) {
+  size_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 64;
+      mon_method_row *nr = realloc(*rows, cap * sizeof *nr);
+      if (!nr) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      *rows = nr;
+    }
+    mon_method_row *row = &(*rows)[*n];
+    memset(row, 0, sizeof *row);
+    (*n)++;
+    /* columns: ts_ms or service, method, calls, errors, bytes_in,
+     * bytes_out, total_ns, p50_ns, p99_ns */
+    const char *a = (const char *)sqlite3_column_text(q, 0);
+    const char *m = (const char *)sqlite3_column_text(q, 1);
+    if (with_ts)
+      row->ts_ms = sqlite3_column_int64(q, 0);
+    else
+      row->service = strdup(a ? a : "");
+    row->method = strdup(m ? m : "");
+    row->calls = sqlite3_column_int64(q, 2);
+    row->errors = sqlite3_column_int64(q, 3);
+    row->bytes_in = sqlite3_column_int64(q, 4);
+    row->bytes_out = sqlite3_column_int64(q, 5);
+    row->total_ns = sqlite3_column_int64(q, 6);
+    row->pct_valid = sqlite3_column_type(q, 7) != SQLITE_NULL &&
+                     sqlite3_column_type(q, 8) != SQLITE_NULL;
+    row->p50_ns = sqlite3_column_int64(q, 7);
+    row->p99_ns = sqlite3_column_int64(q, 8);
+    if (!row->method || (!with_ts && !row->service)) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+  }
+  sqlite3_finalize(q);
+  if (rc != SQLITE_DONE) {
+    mon_method_rows_free(*rows, *n);
+    *rows = NULL;
+    *n = 0;
+    return -1;
+  }
+  return 0;
+}
+
+int mon_reader_method_top(mon_reader *r, const char *name, int64_t from,
+                          int64_t to, int limit, mon_method_row **rows,
+                          size_t *n) {
+  *rows = NULL;
+  *n = 0;
+  /* services first (CROSS JOIN fixes the order), so each service's rows
+   * are a range of the (service_id, ts_ms, method) key, never a scan */
+  const char *sql =
+      "SELECT v.name, m.method, sum(m.calls), sum(m.errors), sum(m.bytes_in),"
+      " sum(m.bytes_out), sum(m.total_ns),"
+      " sum(m.p50_ns * m.calls) / sum(CASE WHEN m.p50_ns IS NOT NULL"
+      "  THEN m.calls END), max(m.p99_ns)"
+      " FROM services v CROSS JOIN method_samples m ON m.service_id = v.id"
+      " WHERE (?1 IS NULL OR v.name = ?1) AND m.ts_ms >= ?2 AND m.ts_ms < ?3"
+      " GROUP BY v.id, m.method ORDER BY sum(m.total_ns) DESC, v.name,"
+      " m.method LIMIT ?4";
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+    return -1;
+  if (name)
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 2, from);
+  sqlite3_bind_int64(q, 3, to);
+  sqlite3_bind_int(q, 4, limit);
+  return store_method_rows(q, false, rows, n);
+}
+
+int mon_reader_method_points(mon_reader *r, const char *name, int64_t from,
+                             int64_t to, int limit, mon_method_row **rows,
+                             size_t *n) {
+  *rows = NULL;
+  *n = 0;
+  const char *sql =
+      "SELECT m.ts_ms, m.method, m.calls, m.errors, m.bytes_in, m.bytes_out,"
+      " m.total_ns, m.p50_ns, m.p99_ns"
+      " FROM services v CROSS JOIN method_samples m ON m.service_id = v.id"
+      " WHERE v.name = ?1 AND m.ts_ms >= ?2 AND m.ts_ms < ?3"
+      " ORDER BY m.ts_ms, m.method LIMIT ?4";
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 2, from);
+  sqlite3_bind_int64(q, 3, to);
+  sqlite3_bind_int(q, 4, limit);
+  return store_method_rows(q, true, rows, n);
+}
+
+void mon_method_rows_free(mon_method_row *rows, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(rows[i].service);
+    free(rows[i].method);
   }
   free(rows);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "proc_sample.h"
+#include "stats_json.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,10 @@ int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms, const char *kind,
                     const char *detail);
 int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms, const char *stream,
                   const char *line, size_t len);
+/* Inserts one method_samples row: d is one method over the interval that
+ * ends at ts_ms (p50/p99 NULL when !d->pct_valid). */
+int mon_store_method(mon_store *st, int64_t sid, int64_t ts_ms,
+                     const mon_method_delta *d);
 /* Writes minute rows for every minute completed before now_ms and hour
  * rows for every completed hour, then (every MON_MAINTAIN_EVERY_MS) deletes
  * what is past retention. Call inside the tick's transaction. */
@@ -87,6 +92,29 @@ int mon_reader_logs(mon_reader *r, const char *name, const char *stream,
 int mon_reader_events(mon_reader *r, const char *name, int limit,
                       mon_row **rows, size_t *n);
 void mon_rows_free(mon_row *rows, size_t n);
+
+/* method_samples, summed over a range (service set, ts_ms 0) or per
+ * interval (ts_ms set, service NULL). */
+typedef struct mon_method_row {
+  int64_t ts_ms;
+  char *service; /* summaries only */
+  char *method;
+  int64_t calls, errors, bytes_in, bytes_out, total_ns;
+  bool pct_valid; /* p50/p99 known */
+  int64_t p50_ns; /* summaries: the calls-weighted mean of interval p50s */
+  int64_t p99_ns; /* summaries: the largest interval p99 (an upper bound) */
+} mon_method_row;
+/* Methods over [from, to) of service name (NULL: every service), by total
+ * time, largest first, at most limit. Free with mon_method_rows_free. */
+int mon_reader_method_top(mon_reader *r, const char *name, int64_t from,
+                          int64_t to, int limit, mon_method_row **rows,
+                          size_t *n);
+/* The per-interval rows of service name over [from, to), oldest first,
+ * at most limit. */
+int mon_reader_method_points(mon_reader *r, const char *name, int64_t from,
+                             int64_t to, int limit, mon_method_row **rows,
+                             size_t *n);
+void mon_method_rows_free(mon_method_row *rows, size_t n);
 
 #ifdef __cplusplus
 }

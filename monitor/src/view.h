@@ -23,7 +23,7 @@ typedef struct mon_view {
   int pid;                 /* main process, 0 when down */
   int64_t started_wall_ms; /* when the current run started; 0 when down */
   int restarts;
-  int nprocs; /* processes in the tree (master + workers) */
+  int nprocs;   /* processes in the tree (master + workers) */
   int nworkers; /* children of the main process (a libsvc master's workers) */
   int workers[MON_WORKERS_MAX]; /* their pids, ascending; the first
                                    MON_WORKERS_MAX of nworkers */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <string>
 
@@ -33,6 +34,8 @@ TEST(Route, Table) {
   EXPECT_EQ(r.kind, MON_R_API_METRICS);
   EXPECT_EQ(mon_route_parse("GET", "/api/services/kv/logs", &r), 200);
   EXPECT_EQ(r.kind, MON_R_API_LOGS);
+  EXPECT_EQ(mon_route_parse("GET", "/api/services/kv/methods", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_API_METHODS);
   EXPECT_EQ(mon_route_parse("POST", "/api/services/kv/restart", &r), 200);
   EXPECT_EQ(r.kind, MON_R_CONTROL);
   EXPECT_EQ(r.action, MON_A_RESTART);
@@ -163,12 +166,32 @@ protected:
     const char line[] = "<img src=x onerror=alert(1)>";
     mon_store_log(st, sid, 1, "stdout", line, strlen(line));
     mon_store_event(st, sid, 1, "start", "spawned pid 42 <b>");
+    mon_store_event(st, sid, 2, "scale", "up: 2 workers (cpu 93% over 5 s)");
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    mon_method_delta d{};
+    d.name = "<b>get</b>";
+    d.calls = 10;
+    d.errors = 1;
+    d.bytes_in = 100;
+    d.bytes_out = 200;
+    d.total_ns = 5000;
+    d.pct_valid = true;
+    d.p50_ns = 400;
+    d.p99_ns = 900;
+    mon_store_method(st, sid, ms - 2000, &d);
+    d.p99_ns = 1200;
+    mon_store_method(st, sid, ms - 1000, &d);
     mon_store_close(st);
     ASSERT_EQ(mon_shared_init(&shared, 1), 0);
     mon_view v{};
     v.state = MON_RUNNING;
     v.pid = 42;
     v.nprocs = 3;
+    v.nworkers = 2;
+    v.workers[0] = 43;
+    v.workers[1] = 44;
     mon_shared_put(&shared, &v);
     opts = {&cfg, &shared, token, db.c_str()};
     ASSERT_EQ(mon_http_start(&opts, &h, err, sizeof err), 0) << err;
@@ -264,6 +287,46 @@ TEST_F(Http, Json) {
   EXPECT_NE(r.body.find("svc_up{service=\"web\"} 1"), std::string::npos);
   EXPECT_NE(r.body.find("# TYPE svc_restarts_total counter"),
             std::string::npos);
+}
+
+TEST_F(Http, WorkersAndMethods) {
+  Resp r = req("GET", "/api/services");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"workers\":2,\"worker_pids\":[43,44]"),
+            std::string::npos)
+      << r.body;
+  r = req("GET", "/");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("2:<small> 43 44</small>"), std::string::npos);
+  EXPECT_NE(r.body.find("Top methods"), std::string::npos);
+  EXPECT_EQ(r.body.find("<b>get"), std::string::npos);
+  EXPECT_NE(r.body.find("&lt;b&gt;get&lt;/b&gt;"), std::string::npos);
+  EXPECT_NE(r.body.find(">20<"), std::string::npos) << "calls summed";
+  EXPECT_NE(r.body.find("1.2 us"), std::string::npos) << "p99: the largest";
+
+  r = req("GET", "/service/web");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.find("<b>get"), std::string::npos);
+  EXPECT_NE(r.body.find("&lt;b&gt;get&lt;/b&gt; latency"), std::string::npos);
+  EXPECT_NE(r.body.find("up: 2 workers (cpu 93% over 5 s)"), std::string::npos);
+  EXPECT_NE(r.body.find("43 44"), std::string::npos);
+
+  r = req("GET", "/api/services/web/methods");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.head.find("application/json"), std::string::npos);
+  EXPECT_NE(r.body.find("\"methods\":[{\"method\":\"\\u003cb\\u003eget"),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find("\"calls\":20,\"errors\":2"), std::string::npos);
+  EXPECT_NE(r.body.find("\"p99_ns\":1200}"), std::string::npos);
+  EXPECT_NE(r.body.find("\"truncated\":false"), std::string::npos);
+  r = req("GET", "/api/services/web/methods?from=0&to=1000");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"methods\":[],\"truncated\":false,\"points\":[]"),
+            std::string::npos);
+  EXPECT_EQ(req("GET", "/api/services/web/methods?from=5&to=1").status, 400);
+  EXPECT_EQ(req("GET", "/api/services/nope/methods").status, 404);
+  EXPECT_EQ(req("POST", "/api/services/web/methods").status, 405);
 }
 
 TEST_F(Http, NotFoundAndTraversal) {

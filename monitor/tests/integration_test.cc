@@ -5,6 +5,7 @@
 // Waits poll for conditions with generous deadlines: the machine is loaded.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <svc.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -386,6 +387,67 @@ TEST_F(Monitor, LibsvcServiceIsRunningOnceItAnswersPing) {
   EXPECT_TRUE(eventually([&] {
     std::string o = svc(name);
     return field(o, "state") == "RUNNING" && num(field(o, "pid")) != pid;
+  })) << services();
+  int status = stop_monitor();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// Worker processes (issue 6) and method statistics (issue 7): an
+// echo_server with two workers shows both worker pids, a worker killed
+// with -9 becomes a `worker` event, and calls become method_samples rows.
+TEST_F(Monitor, LibsvcWorkersAndMethodStatistics) {
+  std::string name = "it-wk-" + std::to_string(getpid());
+  write_config("[service." + name +
+               "]\ncommand = " MON_ECHO_SERVER "\nport = " +
+               std::to_string(free_port()) +
+               "\nworkers_min = 2\nready_timeout_ms = 60000\n");
+  start();
+  std::string obj;
+  ASSERT_TRUE(eventually([&] {
+    obj = svc(name);
+    return field(obj, "state") == "RUNNING" && field(obj, "workers") == "2";
+  })) << services();
+  // "worker_pids":[a,b]: two distinct live children of the master
+  size_t at = obj.find("\"worker_pids\":[");
+  ASSERT_NE(at, std::string::npos) << obj;
+  int w1 = 0, w2 = 0;
+  ASSERT_EQ(sscanf(obj.c_str() + at, "\"worker_pids\":[%d,%d]", &w1, &w2), 2)
+      << obj;
+  EXPECT_NE(w1, w2);
+  EXPECT_TRUE(alive(w1) && alive(w2));
+  EXPECT_NE(http(port, "GET", "/").find(std::to_string(w1)), std::string::npos);
+
+  svc_client *c = nullptr;
+  ASSERT_EQ(svc_client_open(("shm://" + name).c_str(), &c), 0);
+  // a few rounds of calls spread over several sampling ticks
+  ASSERT_TRUE(eventually([&] {
+    for (int i = 0; i < 50; i++) {
+      const void *resp;
+      size_t len;
+      if (svc_call(c, "echo", "hello", 5, &resp, &len) != 0)
+        return false;
+    }
+    return sql("SELECT coalesce(sum(calls), 0) FROM method_samples"
+               " WHERE method = 'echo'") >= 100;
+  })) << "no method_samples rows for echo";
+  svc_client_close(c);
+  EXPECT_EQ(sql("SELECT count(*) FROM method_samples WHERE method = 'echo'"
+                " AND (p50_ns IS NULL OR p99_ns < p50_ns OR bytes_in <= 0)"),
+            0);
+  std::string api = http(port, "GET", "/api/services/" + name + "/methods");
+  EXPECT_NE(api.find("\"method\":\"echo\""), std::string::npos) << api;
+
+  // a killed worker is replaced; libsvc's line becomes a `worker` event
+  kill(w1, SIGKILL);
+  EXPECT_TRUE(eventually([&] {
+    return sql("SELECT count(*) FROM events WHERE kind = 'worker' AND detail"
+               " LIKE 'worker " +
+               std::to_string(w1) + " killed by signal 9%'") == 1;
+  })) << sql("SELECT count(*) FROM events");
+  EXPECT_TRUE(eventually([&] {
+    std::string o = svc(name);
+    return field(o, "workers") == "2" &&
+           o.find(std::to_string(w1)) == std::string::npos;
   })) << services();
   int status = stop_monitor();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -194,4 +194,68 @@ TEST_F(Store, LogsAndEvents) {
   mon_reader_close(r);
 }
 
+TEST_F(Store, MethodSamplesRoundTripAndRetention) {
+  int64_t sid_b = 0;
+  ASSERT_EQ(mon_store_service(st, "svc-b", 7001, "cmd b", &sid_b), 0);
+  const int64_t day = 86400000, now = 10 * day;
+  mon_method_delta d{};
+  d.name = "get";
+  d.calls = 5;
+  d.errors = 1;
+  d.bytes_in = 50;
+  d.bytes_out = 70;
+  d.total_ns = 500;
+  d.pct_valid = true;
+  d.p50_ns = 90;
+  d.p99_ns = 200;
+  ASSERT_EQ(mon_store_begin(st), 0);
+  ASSERT_EQ(mon_store_method(st, sid, now - 3 * day, &d), 0); // past 2 days
+  ASSERT_EQ(mon_store_method(st, sid, now - 2000, &d), 0);
+  d.p50_ns = 110;
+  d.p99_ns = 400;
+  d.calls = 15;
+  ASSERT_EQ(mon_store_method(st, sid, now - 1000, &d), 0);
+  d.name = "put";
+  d.pct_valid = false;
+  d.total_ns = 100000;
+  ASSERT_EQ(mon_store_method(st, sid_b, now - 1000, &d), 0);
+  ASSERT_EQ(mon_store_commit(st), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM method_samples"), 4);
+  EXPECT_EQ(count("SELECT count(*) FROM method_samples WHERE p50_ns IS NULL"),
+            1);
+
+  ASSERT_EQ(mon_store_begin(st), 0);
+  ASSERT_EQ(mon_store_maintain(st, now, 7), 0);
+  ASSERT_EQ(mon_store_commit(st), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM method_samples"), 3);
+
+  mon_reader *r;
+  ASSERT_EQ(mon_reader_open(path.c_str(), &r), 0);
+  mon_method_row *rows = nullptr;
+  size_t n = 0;
+  ASSERT_EQ(mon_reader_method_top(r, nullptr, now - 300000, now, 10, &rows, &n),
+            0);
+  ASSERT_EQ(n, 2u);
+  EXPECT_STREQ(rows[0].service, "svc-b"); // most total time first
+  EXPECT_STREQ(rows[0].method, "put");
+  EXPECT_FALSE(rows[0].pct_valid);
+  EXPECT_STREQ(rows[1].method, "get");
+  EXPECT_EQ(rows[1].calls, 20);
+  EXPECT_EQ(rows[1].errors, 2);
+  EXPECT_EQ(rows[1].total_ns, 1000);
+  EXPECT_EQ(rows[1].p50_ns, (5 * 90 + 15 * 110) / 20); // calls-weighted
+  EXPECT_EQ(rows[1].p99_ns, 400);                      // the largest
+  mon_method_rows_free(rows, n);
+  ASSERT_EQ(
+      mon_reader_method_points(r, "svc-a", now - 300000, now, 100, &rows, &n),
+      0);
+  ASSERT_EQ(n, 2u);
+  EXPECT_EQ(rows[0].ts_ms, now - 2000);
+  EXPECT_EQ(rows[1].calls, 15);
+  EXPECT_EQ(rows[1].bytes_out, 70);
+  EXPECT_EQ(rows[1].p99_ns, 400);
+  mon_method_rows_free(rows, n);
+  mon_reader_close(r);
+}
+
 } // namespace

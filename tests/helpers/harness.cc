@@ -45,14 +45,16 @@ int PickTcpPort() {
   for (int attempt = 0; attempt < 200; attempt++) {
     int port = 20000 + (int)(rng() % 40000);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
+    if (fd < 0)
+      continue;
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int ok = bind(fd, (sockaddr *)&a, sizeof a) == 0;
     close(fd);
-    if (ok) return port;
+    if (ok)
+      return port;
   }
   return 20000 + (int)(getpid() % 40000);
 }
@@ -69,8 +71,10 @@ static int rm_entry(const char *p, const struct stat *, int, struct FTW *) {
 static void remove_stale_dirs() {
   for (const std::string &e : ListDir("/tmp")) {
     int pid = 0;
-    if (sscanf(e.c_str(), "svct-%d-", &pid) != 1 || pid <= 0) continue;
-    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (sscanf(e.c_str(), "svct-%d-", &pid) != 1 || pid <= 0)
+      continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH)
+      continue;
     nftw(("/tmp/" + e).c_str(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   }
 }
@@ -91,14 +95,13 @@ TempDir::TempDir() {
   path_ = buf.data();
 }
 
-TempDir::~TempDir() {
-  nftw(path_.c_str(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+TempDir::~TempDir() { nftw(path_.c_str(), rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 ScopedEnv::ScopedEnv(const char *key, const char *value) : key_(key) {
   const char *o = getenv(key);
   had_ = o != nullptr;
-  if (o) old_ = o;
+  if (o)
+    old_ = o;
   if (value)
     setenv(key, value, 1);
   else
@@ -119,23 +122,28 @@ ServerProc::~ServerProc() {
     kill(pid_, SIGKILL);
     Wait(10000);
   }
-  if (out_ >= 0) close(out_);
+  if (out_ >= 0)
+    close(out_);
 }
 
 int ServerProc::Start(const std::vector<std::string> &args, int timeout_ms) {
   int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  if (pipe2(p, O_CLOEXEC) != 0)
+    return -1;
   pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid < 0) return -1;
+  if (pid < 0)
+    return -1;
   if (pid == 0) {
     // Dies with the test (say, killed by a ctest timeout): no orphans.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
+    if (getppid() != parent)
+      _exit(127);
     dup2(p[1], 1);
     std::vector<char *> argv;
     argv.push_back(const_cast<char *>(SVC_TEST_SERVER));
-    for (const std::string &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+    for (const std::string &a : args)
+      argv.push_back(const_cast<char *>(a.c_str()));
     argv.push_back(nullptr);
     execv(SVC_TEST_SERVER, argv.data());
     _exit(127);
@@ -148,32 +156,40 @@ int ServerProc::Start(const std::vector<std::string> &args, int timeout_ms) {
   while (!ready && NowMs() < end) {
     pollfd pf{p[0], POLLIN, 0};
     int n = poll(&pf, 1, 100);
-    if (n <= 0) continue;
+    if (n <= 0)
+      continue;
     char buf[256];
     ssize_t r = read(p[0], buf, sizeof buf);
-    if (r <= 0) break;  // exited before READY
+    if (r <= 0)
+      break; // exited before READY
     out.append(buf, (size_t)r);
     ready = out.find("READY\n") != std::string::npos;
   }
-  if (out_ >= 0) close(out_);
+  if (out_ >= 0)
+    close(out_);
   out_ = p[0];
-  if (ready) return 0;
+  if (ready)
+    return 0;
   int st = Wait(2000);
-  fprintf(stderr, "harness: test_server did not become ready (status %d)\n", st);
+  fprintf(stderr, "harness: test_server did not become ready (status %d)\n",
+          st);
   return st == 0 ? -1 : st;
 }
 
 void ServerProc::Kill(int sig) {
-  if (pid_ > 0) kill(pid_, sig);
+  if (pid_ > 0)
+    kill(pid_, sig);
 }
 
 int ServerProc::Wait(int timeout_ms) {
-  if (pid_ <= 0) return -1;
+  if (pid_ <= 0)
+    return -1;
   int st = 0;
   int64_t end = NowMs() + timeout_ms;
   for (;;) {
     pid_t r = waitpid(pid_, &st, WNOHANG);
-    if (r == pid_ || (r < 0 && errno != EINTR)) break;
+    if (r == pid_ || (r < 0 && errno != EINTR))
+      break;
     if (NowMs() >= end) {
       kill(pid_, SIGKILL);
       waitpid(pid_, &st, 0);
@@ -186,7 +202,8 @@ int ServerProc::Wait(int timeout_ms) {
 }
 
 bool ServerProc::Alive() {
-  if (pid_ <= 0) return false;
+  if (pid_ <= 0)
+    return false;
   int st;
   pid_t r = waitpid(pid_, &st, WNOHANG);
   if (r == pid_) {
@@ -201,8 +218,10 @@ bool ServerProc::Alive() {
 Client Open(const std::string &url, int *rc) {
   svc_client *c = nullptr;
   int r = svc_client_open(url.c_str(), &c);
-  if (rc) *rc = r;
-  if (r != 0) return Client();
+  if (rc)
+    *rc = r;
+  if (r != 0)
+    return Client();
   return Client(c);
 }
 
@@ -224,7 +243,8 @@ int Call(svc_client *c, const char *method, const std::string &req,
 
 int ConnectUnix(const std::string &path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
+  if (fd < 0)
+    return -1;
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   if (path.size() >= sizeof a.sun_path) {
@@ -241,7 +261,8 @@ int ConnectUnix(const std::string &path) {
 
 int ConnectTcp(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
+  if (fd < 0)
+    return -1;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)port);
@@ -257,8 +278,10 @@ bool SendAll(int fd, const void *p, size_t len) {
   const char *c = static_cast<const char *>(p);
   while (len) {
     ssize_t n = send(fd, c, len, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
     c += n;
     len -= (size_t)n;
   }
@@ -269,15 +292,20 @@ bool WaitClosed(int fd, int timeout_ms) {
   int64_t end = NowMs() + timeout_ms;
   for (;;) {
     int left = (int)(end - NowMs());
-    if (left <= 0) return false;
+    if (left <= 0)
+      return false;
     pollfd pf{fd, POLLIN, 0};
     int n = poll(&pf, 1, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
     char buf[4096];
     ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (r == 0) return true;
-    if (r < 0 && errno != EAGAIN && errno != EINTR) return true;  // reset
+    if (r == 0)
+      return true;
+    if (r < 0 && errno != EAGAIN && errno != EINTR)
+      return true; // reset
   }
 }
 
@@ -286,15 +314,20 @@ bool RecvAll(int fd, void *p, size_t len, int timeout_ms) {
   int64_t end = NowMs() + timeout_ms;
   while (len) {
     int left = (int)(end - NowMs());
-    if (left <= 0) return false;
+    if (left <= 0)
+      return false;
     pollfd pf{fd, POLLIN, 0};
     int n = poll(&pf, 1, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
     ssize_t r = recv(fd, c, len, MSG_DONTWAIT);
-    if (r == 0) return false;
+    if (r == 0)
+      return false;
     if (r < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EINTR)
+        continue;
       return false;
     }
     c += r;
@@ -304,16 +337,17 @@ bool RecvAll(int fd, void *p, size_t len, int timeout_ms) {
 }
 
 static void put32(std::string *s, uint32_t v) {
-  for (int i = 0; i < 4; i++) s->push_back((char)(uint8_t)(v >> (8 * i)));
+  for (int i = 0; i < 4; i++)
+    s->push_back((char)(uint8_t)(v >> (8 * i)));
 }
 
 std::string WireHeader(uint8_t type, uint32_t call_id, int32_t status,
                        uint32_t method_len, uint32_t payload_len) {
   std::string h = "SVC1";
-  h.push_back(1);  // version
+  h.push_back(1); // version
   h.push_back((char)type);
-  h.push_back(0);  // flags
-  h.push_back(0);  // reserved
+  h.push_back(0); // flags
+  h.push_back(0); // reserved
   put32(&h, call_id);
   put32(&h, (uint32_t)status);
   put32(&h, method_len);
@@ -333,12 +367,14 @@ std::string WireRequest(uint32_t call_id, const std::string &method,
 int CountFds(pid_t pid) {
   std::string d = "/proc/" + std::to_string(pid) + "/fd";
   DIR *dir = opendir(d.c_str());
-  if (!dir) return -1;
+  if (!dir)
+    return -1;
   int n = 0;
   while (dirent *e = readdir(dir))
-    if (e->d_name[0] != '.') n++;
+    if (e->d_name[0] != '.')
+      n++;
   closedir(dir);
-  return pid == getpid() ? n - 1 : n;  // our own opendir fd
+  return pid == getpid() ? n - 1 : n; // our own opendir fd
 }
 
 std::string DescribeFds(pid_t pid) {
@@ -346,7 +382,8 @@ std::string DescribeFds(pid_t pid) {
   for (const std::string &e : ListDir(dir)) {
     char buf[256];
     ssize_t n = readlink((dir + "/" + e).c_str(), buf, sizeof buf - 1);
-    if (n < 0) continue;
+    if (n < 0)
+      continue;
     buf[n] = 0;
     out += e + "=" + buf + " ";
   }
@@ -357,7 +394,8 @@ int CountThreads(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("Threads:", 0) == 0) return atoi(line.c_str() + 8);
+    if (line.rfind("Threads:", 0) == 0)
+      return atoi(line.c_str() + 8);
   return -1;
 }
 
@@ -366,14 +404,17 @@ long CpuTicks(pid_t pid) {
   std::string s((std::istreambuf_iterator<char>(f)),
                 std::istreambuf_iterator<char>());
   size_t rp = s.rfind(')');
-  if (rp == std::string::npos) return -1;
+  if (rp == std::string::npos)
+    return -1;
   std::istringstream in(s.substr(rp + 2));
   // fields from 3 (state) on; utime is field 14, stime 15
   std::string tok;
   long utime = 0, stime = 0;
   for (int field = 3; field <= 15 && (in >> tok); field++) {
-    if (field == 14) utime = atol(tok.c_str());
-    if (field == 15) stime = atol(tok.c_str());
+    if (field == 14)
+      utime = atol(tok.c_str());
+    if (field == 15)
+      stime = atol(tok.c_str());
   }
   return utime + stime;
 }
@@ -385,16 +426,19 @@ std::vector<std::string> MapsMatching(pid_t pid, const std::string &needle) {
   std::vector<std::string> out;
   std::string line;
   while (std::getline(f, line))
-    if (line.find(needle) != std::string::npos) out.push_back(line);
+    if (line.find(needle) != std::string::npos)
+      out.push_back(line);
   return out;
 }
 
 std::vector<std::string> ListDir(const std::string &dir) {
   std::vector<std::string> out;
   DIR *d = opendir(dir.c_str());
-  if (!d) return out;
+  if (!d)
+    return out;
   while (dirent *e = readdir(d))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) out.push_back(e->d_name);
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      out.push_back(e->d_name);
   closedir(d);
   return out;
 }
@@ -419,7 +463,8 @@ std::string RandomBytes(uint64_t seed, size_t len) {
     uint64_t v = rng();
     memcpy(&s[i], &v, 8);
   }
-  for (; i < len; i++) s[i] = (char)rng();
+  for (; i < len; i++)
+    s[i] = (char)rng();
   return s;
 }
 
@@ -439,4 +484,4 @@ std::string ErrName(int rc) {
   return std::string(svc_err_name(rc)) + " (" + std::to_string(rc) + ")";
 }
 
-}  // namespace svctest
+} // namespace svctest

@@ -28,26 +28,26 @@ int PickTcpPort();
 
 // mkdtemp under /tmp, removed recursively on destruction.
 class TempDir {
- public:
+public:
   TempDir();
   ~TempDir();
   TempDir(const TempDir &) = delete;
   TempDir &operator=(const TempDir &) = delete;
   const std::string &path() const { return path_; }
 
- private:
+private:
   std::string path_;
 };
 
 // Sets (or unsets, value == nullptr) an environment variable for a scope.
 class ScopedEnv {
- public:
+public:
   ScopedEnv(const char *key, const char *value);
   ~ScopedEnv();
   ScopedEnv(const ScopedEnv &) = delete;
   ScopedEnv &operator=(const ScopedEnv &) = delete;
 
- private:
+private:
   std::string key_, old_;
   bool had_ = false;
 };
@@ -55,9 +55,9 @@ class ScopedEnv {
 // ---- the helper server ----
 
 class ServerProc {
- public:
+public:
   ServerProc() = default;
-  ~ServerProc();  // SIGKILL + waitpid if still running
+  ~ServerProc(); // SIGKILL + waitpid if still running
   ServerProc(const ServerProc &) = delete;
   ServerProc &operator=(const ServerProc &) = delete;
 
@@ -74,9 +74,9 @@ class ServerProc {
   // True if the process is still alive (not exited, not a zombie).
   bool Alive();
 
- private:
+private:
   pid_t pid_ = -1;
-  int out_ = -1;  // its stdout; kept open so a late write cannot SIGPIPE it
+  int out_ = -1; // its stdout; kept open so a late write cannot SIGPIPE it
 };
 
 // ---- clients ----
@@ -116,11 +116,11 @@ std::string WireRequest(uint32_t call_id, const std::string &method,
 
 // ---- /proc ----
 
-int CountFds(pid_t pid);      // entries in /proc/PID/fd, -1 if gone
-int CountThreads(pid_t pid);  // Threads: in /proc/PID/status, -1 if gone
+int CountFds(pid_t pid);     // entries in /proc/PID/fd, -1 if gone
+int CountThreads(pid_t pid); // Threads: in /proc/PID/status, -1 if gone
 // "3=socket:[123] 4=/memfd:svc (deleted) ...": for leak reports.
 std::string DescribeFds(pid_t pid);
-long CpuTicks(pid_t pid);     // utime + stime from /proc/PID/stat, -1 if gone
+long CpuTicks(pid_t pid); // utime + stime from /proc/PID/stat, -1 if gone
 long TicksPerSecond();
 // Lines of /proc/PID/maps that contain needle.
 std::vector<std::string> MapsMatching(pid_t pid, const std::string &needle);
@@ -130,23 +130,23 @@ std::vector<std::string> ListDir(const std::string &dir);
 
 uint64_t Fnv1a64(const void *p, size_t len);
 std::string RandomBytes(uint64_t seed, size_t len);
-int64_t NowMs();  // monotonic
+int64_t NowMs(); // monotonic
 // Polls pred every 20 ms until it holds or timeout_ms passes.
-template <class F>
-bool Eventually(F pred, int timeout_ms);
+template <class F> bool Eventually(F pred, int timeout_ms);
 void SleepMs(int ms);
-std::string ErrName(int rc);  // "SVC_EPEERGONE (-4)"
+std::string ErrName(int rc); // "SVC_EPEERGONE (-4)"
 
-template <class F>
-bool Eventually(F pred, int timeout_ms) {
+template <class F> bool Eventually(F pred, int timeout_ms) {
   int64_t end = NowMs() + timeout_ms;
   for (;;) {
-    if (pred()) return true;
-    if (NowMs() >= end) return false;
+    if (pred())
+      return true;
+    if (NowMs() >= end)
+      return false;
     SleepMs(20);
   }
 }
 
-}  // namespace svctest
+} // namespace svctest
 
 #endif

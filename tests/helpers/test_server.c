@@ -183,10 +183,10 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     svc_handler fn;
-  } methods[] = {{"echo", m_echo},   {"echo_set", m_echo_set},
+  } methods[] = {{"echo", m_echo},         {"echo_set", m_echo_set},
                  {"checksum", m_checksum}, {"fail", m_fail},
-                 {"sleep", m_sleep}, {"burn", m_burn},
-                 {"big", m_big},     {"pid", m_pid}};
+                 {"sleep", m_sleep},       {"burn", m_burn},
+                 {"big", m_big},           {"pid", m_pid}};
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
     check(svc_server_method(s, methods[i].name, methods[i].fn, NULL),
           "svc_server_method", methods[i].name);

@@ -33,10 +33,13 @@ namespace svctest {
 namespace {
 
 int Echo(void *ctx, const void *req, size_t len, svc_reply *r) {
-  if (ctx) static_cast<std::atomic<int> *>(ctx)->fetch_add(1);
+  if (ctx)
+    static_cast<std::atomic<int> *>(ctx)->fetch_add(1);
   void *p = svc_reply_alloc(r, len);
-  if (!p) return SVC_ETOOBIG;
-  if (len) memcpy(p, req, len);
+  if (!p)
+    return SVC_ETOOBIG;
+  if (len)
+    memcpy(p, req, len);
   return 0;
 }
 
@@ -50,14 +53,15 @@ using Server = std::unique_ptr<svc_server, ServerCloser>;
 Server NewServer(const std::string &name, int *rc = nullptr) {
   svc_server *s = nullptr;
   int r = svc_server_new(name.c_str(), &s);
-  if (rc) *rc = r;
+  if (rc)
+    *rc = r;
   return Server(r == 0 ? s : nullptr);
 }
 
 // ---- argument checking (no server process needed) ----
 
 class Api : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
     tmp_ = std::make_unique<TempDir>();
     env_ = std::make_unique<ScopedEnv>("SVC_RUNTIME_DIR",
@@ -88,7 +92,7 @@ TEST_F(Api, ServerNullArgs) {
   EXPECT_EQ(SVC_EINVAL, svc_server_set_max_msg(nullptr, 100));
   EXPECT_EQ(SVC_EINVAL, svc_server_set_allow_any_uid(nullptr, 1));
   EXPECT_EQ(SVC_EINVAL, svc_server_set_max_threads(nullptr, 4));
-  svc_server_stop(nullptr);  // no crash
+  svc_server_stop(nullptr); // no crash
   svc_server_free(nullptr);
 }
 
@@ -123,16 +127,19 @@ TEST_F(Api, MethodNames) {
   Server srv = NewServer(UniqueName());
   ASSERT_TRUE(srv);
   EXPECT_EQ(0, svc_server_method(srv.get(), "m", Echo, nullptr));
-  EXPECT_EQ(0, svc_server_method(srv.get(), std::string(SVC_METHOD_MAX, 'x').c_str(),
-                                 Echo, nullptr));
+  EXPECT_EQ(0, svc_server_method(srv.get(),
+                                 std::string(SVC_METHOD_MAX, 'x').c_str(), Echo,
+                                 nullptr));
   EXPECT_EQ(SVC_EINVAL, svc_server_method(srv.get(), "", Echo, nullptr));
   EXPECT_EQ(SVC_EINVAL,
             svc_server_method(srv.get(),
                               std::string(SVC_METHOD_MAX + 1, 'x').c_str(),
                               Echo, nullptr));
   // The "svc." prefix is reserved for the library (svc.ping).
-  EXPECT_EQ(SVC_EINVAL, svc_server_method(srv.get(), "svc.ping", Echo, nullptr));
-  EXPECT_EQ(SVC_EINVAL, svc_server_method(srv.get(), "svc.mine", Echo, nullptr));
+  EXPECT_EQ(SVC_EINVAL,
+            svc_server_method(srv.get(), "svc.ping", Echo, nullptr));
+  EXPECT_EQ(SVC_EINVAL,
+            svc_server_method(srv.get(), "svc.mine", Echo, nullptr));
   EXPECT_EQ(SVC_EINVAL, svc_server_method(srv.get(), "svc.", Echo, nullptr));
   // Not a prefix match on "svc" alone.
   EXPECT_EQ(0, svc_server_method(srv.get(), "svcx", Echo, nullptr));
@@ -149,7 +156,7 @@ TEST_F(Api, ClientNullArgs) {
   EXPECT_EQ(SVC_EINVAL, svc_client_set_timeout(nullptr, 10));
   EXPECT_EQ(SVC_EINVAL, svc_client_set_wait(nullptr, SVC_WAIT_SPIN));
   EXPECT_EQ(SVC_EINVAL, svc_client_set_max_msg(nullptr, 10));
-  svc_client_close(nullptr);  // no crash
+  svc_client_close(nullptr); // no crash
 }
 
 TEST_F(Api, BadUrls) {
@@ -175,12 +182,12 @@ TEST_F(Api, BadUrls) {
 }
 
 TEST_F(Api, LifecycleWithoutClients) {
-  {  // free without start
+  { // free without start
     Server srv = NewServer(UniqueName());
     ASSERT_TRUE(srv);
     ASSERT_EQ(0, svc_server_method(srv.get(), "echo", Echo, nullptr));
   }
-  {  // start with no listener: nothing to serve
+  { // start with no listener: nothing to serve
     Server srv = NewServer(UniqueName());
     ASSERT_TRUE(srv);
     int rc = svc_server_start(srv.get());
@@ -190,7 +197,7 @@ TEST_F(Api, LifecycleWithoutClients) {
       EXPECT_TRUE(rc == SVC_EINVAL || rc == SVC_ESTATE) << ErrName(rc);
     }
   }
-  {  // start, stop, stop again, free
+  { // start, stop, stop again, free
     std::string name = UniqueName();
     Server srv = NewServer(name);
     ASSERT_TRUE(srv);
@@ -202,7 +209,7 @@ TEST_F(Api, LifecycleWithoutClients) {
     svc_server_stop(srv.get());
     svc_server_stop(srv.get());
   }
-  {  // start then free directly (free stops)
+  { // start then free directly (free stops)
     std::string name = UniqueName();
     Server srv = NewServer(name);
     ASSERT_TRUE(srv);
@@ -252,10 +259,12 @@ TEST_P(InProcess, ServerAndClientInOneProcess) {
           }
           for (int i = 0; i < 100; i++) {
             std::string req = std::to_string(t * 1000 + i), resp;
-            if (Call(c2.get(), "echo", req, &resp) != 0 || resp != req) bad++;
+            if (Call(c2.get(), "echo", req, &resp) != 0 || resp != req)
+              bad++;
           }
         });
-      for (auto &t : ts) t.join();
+      for (auto &t : ts)
+        t.join();
       EXPECT_EQ(bad.load(), 0);
       svc_server_stop(srv.get());
       // Once the stop has taken effect, the client learns promptly that the
@@ -291,9 +300,12 @@ TEST_P(InProcess, CallRightAfterStopFailsPromptly) {
   for (int i = 0; i < 20; i++) {
     std::string name = UniqueName();
     std::string url = url_;
-    if (transport() == "shm") url = "shm://" + name;
-    if (transport() == "unix") url = "unix://" + tmp_->path() + "/" + name + ".sock";
-    if (transport() == "tcp") url = "tcp://127.0.0.1:" + std::to_string(PickTcpPort());
+    if (transport() == "shm")
+      url = "shm://" + name;
+    if (transport() == "unix")
+      url = "unix://" + tmp_->path() + "/" + name + ".sock";
+    if (transport() == "tcp")
+      url = "tcp://127.0.0.1:" + std::to_string(PickTcpPort());
     Server srv = NewServer(name);
     ASSERT_TRUE(srv);
     ASSERT_EQ(0, svc_server_method(srv.get(), "echo", Echo, nullptr));
@@ -336,7 +348,7 @@ TEST_P(InProcess, RunReturnsAfterStopFromAnotherThread) {
   bool stopped = Eventually([&] { return done.load(); }, 5000);
   if (!stopped) {
     ADD_FAILURE() << "svc_server_run did not return after svc_server_stop";
-    t.detach();  // leaks, but the test process ends anyway
+    t.detach(); // leaks, but the test process ends anyway
     srv.release();
     return;
   }
@@ -358,7 +370,8 @@ TEST_P(InProcess, SecondServerOnTheSameAddressIsInUse) {
 }
 
 TEST_P(InProcess, OneServerOnAllThreeTransports) {
-  if (transport() != "shm") GTEST_SKIP() << "runs once, in the shm instance";
+  if (transport() != "shm")
+    GTEST_SKIP() << "runs once, in the shm instance";
   Server srv = NewServer(name_);
   ASSERT_TRUE(srv);
   ASSERT_EQ(0, svc_server_method(srv.get(), "echo", Echo, nullptr));
@@ -368,7 +381,8 @@ TEST_P(InProcess, OneServerOnAllThreeTransports) {
   ASSERT_EQ(0, svc_server_listen(srv.get(), unix_url.c_str()));
   for (int i = 0; i < 5 && tcp_url.empty(); i++) {
     std::string u = "tcp://127.0.0.1:" + std::to_string(PickTcpPort());
-    if (svc_server_listen(srv.get(), u.c_str()) == 0) tcp_url = u;
+    if (svc_server_listen(srv.get(), u.c_str()) == 0)
+      tcp_url = u;
   }
   ASSERT_FALSE(tcp_url.empty());
   ASSERT_EQ(0, svc_server_start(srv.get()));
@@ -383,7 +397,8 @@ TEST_P(InProcess, OneServerOnAllThreeTransports) {
 }
 
 TEST_P(InProcess, TcpBindsLoopbackByDefault) {
-  if (transport() != "tcp") GTEST_SKIP() << "tcp only";
+  if (transport() != "tcp")
+    GTEST_SKIP() << "tcp only";
   // tcp://localhost:PORT binds 127.0.0.1, not every interface.
   Server srv = NewServer(name_);
   ASSERT_TRUE(srv);
@@ -398,10 +413,13 @@ TEST_P(InProcess, TcpBindsLoopbackByDefault) {
   while (fgets(line, sizeof line, f)) {
     char local[64];
     unsigned st;
-    if (sscanf(line, " %*d: %63s %*s %x", local, &st) != 2 || st != 0x0A) continue;
-    if (!strstr(local, want)) continue;
+    if (sscanf(line, " %*d: %63s %*s %x", local, &st) != 2 || st != 0x0A)
+      continue;
+    if (!strstr(local, want))
+      continue;
     found = true;
-    if (strncmp(local, "00000000", 8) == 0) any = true;
+    if (strncmp(local, "00000000", 8) == 0)
+      any = true;
   }
   fclose(f);
   EXPECT_TRUE(found) << "no listening socket on port " << port_;
@@ -480,11 +498,13 @@ int CallAsNobody(SvcTest *t, const std::string &url) {
 }
 
 TEST_P(ForeignUid, RefusedUnlessAllowed) {
-  if (getuid() != 0) GTEST_SKIP() << "needs root to run a client as another uid";
+  if (getuid() != 0)
+    GTEST_SKIP() << "needs root to run a client as another uid";
   for (bool allow : {false, true}) {
     SCOPED_TRACE(allow ? "allow-any-uid" : "default");
     std::vector<std::string> extra;
-    if (allow) extra.push_back("--allow-any-uid");
+    if (allow)
+      extra.push_back("--allow-any-uid");
     ASSERT_NO_FATAL_FAILURE(StartServer(extra));
     // Open the file-system path to everybody so only SO_PEERCRED decides.
     chmod(tmp_->path().c_str(), 0755);
@@ -501,5 +521,5 @@ TEST_P(ForeignUid, RefusedUnlessAllowed) {
 INSTANTIATE_TEST_SUITE_P(T, ForeignUid, ::testing::Values("shm", "unix"),
                          ParamName);
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -17,7 +17,7 @@ namespace {
 
 using Calls = SvcTest;
 
-const size_t kSizes[] = {0,    1,    64,        4095,     4096,
+const size_t kSizes[] = {0,    1,     64,       4095,     4096,
                          4097, 65536, 1u << 20, 16u << 20};
 
 TEST_P(Calls, EchoEverySize) {
@@ -59,7 +59,8 @@ TEST_P(Calls, ChecksumOfLargeRequests) {
     ASSERT_EQ(0, rc) << n << " " << ErrName(rc);
     ASSERT_EQ(resp.size(), 8u);
     uint64_t got = 0;
-    for (int i = 7; i >= 0; i--) got = got << 8 | (uint8_t)resp[(size_t)i];
+    for (int i = 7; i >= 0; i--)
+      got = got << 8 | (uint8_t)resp[(size_t)i];
     EXPECT_EQ(got, Fnv1a64(req.data(), req.size())) << n;
   }
 }
@@ -74,7 +75,8 @@ TEST_P(Calls, LargeReplies) {
     ASSERT_EQ(0, rc) << n << " " << ErrName(rc);
     ASSERT_EQ(resp.size(), n);
     for (size_t i = 0; i < n; i++)
-      if ((uint8_t)resp[i] != (uint8_t)(i % 251)) FAIL() << "byte " << i << " of " << n;
+      if ((uint8_t)resp[i] != (uint8_t)(i % 251))
+        FAIL() << "byte " << i << " of " << n;
   }
 }
 
@@ -193,7 +195,8 @@ TEST_P(Calls, TimeoutDoesNotFireOnQuickCalls) {
   Client c = MustOpen();
   ASSERT_TRUE(c);
   ASSERT_EQ(0, svc_client_set_timeout(c.get(), 5000));
-  for (int i = 0; i < 200; i++) ASSERT_EQ(0, Call(c.get(), "echo", "q"));
+  for (int i = 0; i < 200; i++)
+    ASSERT_EQ(0, Call(c.get(), "echo", "q"));
   std::string resp;
   ASSERT_EQ(0, Call(c.get(), "sleep", "50", &resp));
   EXPECT_EQ(resp, "ok");
@@ -344,13 +347,15 @@ TEST_P(Calls, SixtyFourClientsInOneProcess) {
   for (int i = 0; i < 64; i++)
     ts.emplace_back([&, i] {
       for (int k = 0; k < 20; k++) {
-        std::string req = RandomBytes((uint64_t)(i * 1000 + k), 100 + (size_t)k),
+        std::string req =
+                        RandomBytes((uint64_t)(i * 1000 + k), 100 + (size_t)k),
                     resp;
         if (Call(cs[(size_t)i].get(), "echo", req, &resp) != 0 || resp != req)
           failures++;
       }
     });
-  for (auto &t : ts) t.join();
+  for (auto &t : ts)
+    t.join();
   EXPECT_EQ(failures.load(), 0);
 }
 
@@ -362,7 +367,7 @@ TEST_P(Calls, EightClientProcessesWithChecksums) {
     pid_t p = Fork();
     ASSERT_GE(p, 0);
     if (p == 0) {
-      alarm(240);  // never outlive a stuck test
+      alarm(240); // never outlive a stuck test
       svc_client *c;
       int rc = svc_client_open(url_.c_str(), &c);
       if (rc != 0) {
@@ -372,7 +377,9 @@ TEST_P(Calls, EightClientProcessesWithChecksums) {
       std::mt19937 rng(seed + (uint32_t)k);
       for (int i = 0; i < 300; i++) {
         unsigned r = rng() % 100;
-        size_t n = r < 70 ? rng() % 1024 : r < 95 ? rng() % 65536 : rng() % (1u << 20);
+        size_t n = r < 70   ? rng() % 1024
+                   : r < 95 ? rng() % 65536
+                            : rng() % (1u << 20);
         std::string req = RandomBytes(rng(), n), resp;
         const char *m = (i % 2) ? "checksum" : "echo";
         rc = Call(c, m, req, &resp);
@@ -402,8 +409,8 @@ TEST_P(Calls, EightClientProcessesWithChecksums) {
     kids.push_back(p);
   }
   for (size_t k = 0; k < kids.size(); k++)
-    EXPECT_EQ(0, WaitChild(kids[k], 240000)) << "child " << k << " (seed "
-                                               << seed << ")";
+    EXPECT_EQ(0, WaitChild(kids[k], 240000))
+        << "child " << k << " (seed " << seed << ")";
   EXPECT_TRUE(server_->Alive());
 }
 
@@ -414,7 +421,8 @@ TEST_P(Calls, WaitPolicies) {
   for (int sp = 0; sp < 3; sp++) {
     ASSERT_NO_FATAL_FAILURE(StartServer({"--wait", names[sp]}));
     for (int cp = 0; cp < 3; cp++) {
-      SCOPED_TRACE(std::string("server ") + names[sp] + ", client " + names[cp]);
+      SCOPED_TRACE(std::string("server ") + names[sp] + ", client " +
+                   names[cp]);
       Client c = MustOpen();
       ASSERT_TRUE(c);
       ASSERT_EQ(0, svc_client_set_wait(c.get(), (svc_wait_policy)cp));
@@ -428,7 +436,8 @@ TEST_P(Calls, WaitPolicies) {
     }
     server_->Kill(SIGTERM);
     server_->Wait();
-    if (transport() == "tcp") NewUrl();  // no TIME_WAIT surprises
+    if (transport() == "tcp")
+      NewUrl(); // no TIME_WAIT surprises
   }
 }
 
@@ -448,5 +457,5 @@ TEST_P(Calls, StartModeServer) {
 
 SVC_ALL_TRANSPORTS(Calls);
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

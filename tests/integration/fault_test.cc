@@ -47,7 +47,8 @@ TEST_P(Faults, ServerKilledMidCall) {
     server_->Wait();
     EXPECT_EQ(SVC_EPEERGONE, rc) << ErrName(rc);
     int64_t notice = returned - killed_at.load();
-    EXPECT_LT(notice, 2000) << "noticed the dead server after " << notice << " ms";
+    EXPECT_LT(notice, 2000)
+        << "noticed the dead server after " << notice << " ms";
     RecordProperty(std::string("notice_ms_") + method, std::to_string(notice));
     printf("[ info ] %s: %s call noticed server death after %lld ms\n",
            transport().c_str(), method, (long long)notice);
@@ -57,7 +58,8 @@ TEST_P(Faults, ServerKilledMidCall) {
     EXPECT_NE(0, rc);
     EXPECT_TRUE(rc == SVC_ECONNREFUSED || rc == SVC_EPEERGONE) << ErrName(rc);
     EXPECT_LT(NowMs() - t0, 3000);
-    if (transport() == "tcp") NewUrl();
+    if (transport() == "tcp")
+      NewUrl();
   }
 }
 
@@ -181,9 +183,12 @@ TEST_P(Faults, ClientKilledMidCall) {
       close(p[0]);
       alarm(60);
       svc_client *c;
-      if (svc_client_open(url_.c_str(), &c) != 0) _exit(10);
-      if (Call(c, "echo", "x") != 0) _exit(11);
-      if (write(p[1], "x", 1) != 1) _exit(12);
+      if (svc_client_open(url_.c_str(), &c) != 0)
+        _exit(10);
+      if (Call(c, "echo", "x") != 0)
+        _exit(11);
+      if (write(p[1], "x", 1) != 1)
+        _exit(12);
       Call(c, "sleep", "1000");
       _exit(13);
     }
@@ -191,10 +196,11 @@ TEST_P(Faults, ClientKilledMidCall) {
     char b;
     bool ready = false;
     int64_t end = NowMs() + 20000;
-    while (!ready && NowMs() < end) ready = read(p[0], &b, 1) == 1;
+    while (!ready && NowMs() < end)
+      ready = read(p[0], &b, 1) == 1;
     close(p[0]);
     ASSERT_TRUE(ready) << "child client did not get going";
-    SleepMs(200);  // the sleep call is now in the server
+    SleepMs(200); // the sleep call is now in the server
     kill(kid, SIGKILL);
     EXPECT_EQ(-1, WaitChild(kid, 10000));
     // Others are served meanwhile.
@@ -211,9 +217,8 @@ TEST_P(Faults, ClientKilledMidCall) {
         return fd1 <= fd0 && th1 <= th0 + 1;
       },
       15000);
-  EXPECT_TRUE(settled) << "server fds " << fd0 << " -> " << fd1
-                       << ", threads " << th0 << " -> " << th1 << ": "
-                       << DescribeFds(spid);
+  EXPECT_TRUE(settled) << "server fds " << fd0 << " -> " << fd1 << ", threads "
+                       << th0 << " -> " << th1 << ": " << DescribeFds(spid);
   ExpectServes(url_);
 }
 
@@ -230,8 +235,10 @@ TEST_P(Faults, ClientProcessExitsWithoutClosing) {
     alarm(60);
     for (int i = 0; i < 20; i++) {
       svc_client *c;
-      if (svc_client_open(url_.c_str(), &c) != 0) _exit(10);
-      if (Call(c, "echo", "x") != 0) _exit(11);
+      if (svc_client_open(url_.c_str(), &c) != 0)
+        _exit(10);
+      if (Call(c, "echo", "x") != 0)
+        _exit(11);
     }
     _exit(0);
   }
@@ -259,18 +266,15 @@ TEST_P(Faults, GarbageIsRejectedAndServerCarriesOn) {
   SleepMs(200);
   int fd0 = CountFds(spid);
   const std::string junk[] = {
-      std::string(1, '\0'),
-      "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-      RandomBytes(1, 24),
-      RandomBytes(2, 4096),
-      RandomBytes(3, 100000),
-      std::string(64, '\xff'),
+      std::string(1, '\0'),   "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+      RandomBytes(1, 24),     RandomBytes(2, 4096),
+      RandomBytes(3, 100000), std::string(64, '\xff'),
   };
   for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
     SCOPED_TRACE(::testing::Message() << "junk " << i);
     int fd = RawConnect();
     ASSERT_GE(fd, 0) << strerror(errno);
-    SendAll(fd, junk[i].data(), junk[i].size());  // may fail once closed
+    SendAll(fd, junk[i].data(), junk[i].size()); // may fail once closed
     EXPECT_TRUE(WaitClosed(fd, 5000)) << "server kept a garbage connection";
     close(fd);
     ASSERT_TRUE(server_->Alive());
@@ -311,7 +315,8 @@ TEST_P(Faults, IdleRawConnectionDoesNotBlockOthers) {
   int64_t t0 = NowMs();
   ExpectServes(url_);
   EXPECT_LT(NowMs() - t0, 2000);
-  for (int fd : fds) close(fd);
+  for (int fd : fds)
+    close(fd);
 }
 
 // ---- malformed frames (stream transports) ----
@@ -359,8 +364,8 @@ TEST_P(StreamFaults, TruncatedFramesThenClose) {
   SleepMs(200);
   int fd0 = CountFds(spid);
   std::string full = WireRequest(1, "echo", std::string(1000, 'z'));
-  for (size_t cut : {(size_t)1, (size_t)10, (size_t)23, (size_t)24,
-                     (size_t)26, (size_t)28, (size_t)500, full.size() - 1}) {
+  for (size_t cut : {(size_t)1, (size_t)10, (size_t)23, (size_t)24, (size_t)26,
+                     (size_t)28, (size_t)500, full.size() - 1}) {
     SCOPED_TRACE(::testing::Message() << "cut at " << cut);
     int fd = RawConnect();
     ASSERT_GE(fd, 0);
@@ -389,7 +394,7 @@ TEST_P(StreamFaults, LengthOverTheMaximumClosesAtOnce) {
     close(fd);
     ExpectServes(url_);
   }
-  {  // method length over 255
+  { // method length over 255
     int fd = RawConnect();
     ASSERT_GE(fd, 0);
     std::string h = WireHeader(1, 1, 0, 100000, 0);
@@ -503,7 +508,8 @@ TEST_P(ShmFaults, BadRegionsAreRefused) {
       std::string g = RandomBytes(size, size);
       EXPECT_EQ((ssize_t)size, pwrite(fd, g.data(), size, 0));
     }
-    if (seals) fcntl(fd, F_ADD_SEALS, seals);
+    if (seals)
+      fcntl(fd, F_ADD_SEALS, seals);
     return fd;
   };
   struct Case {
@@ -524,7 +530,8 @@ TEST_P(ShmFaults, BadRegionsAreRefused) {
     ASSERT_GE(s, 0);
     std::string hello(64, '\0');
     SendFd(s, k.fd, hello.data(), hello.size());
-    EXPECT_TRUE(WaitClosed(s, 5000)) << "server kept a connection with a bad region";
+    EXPECT_TRUE(WaitClosed(s, 5000))
+        << "server kept a connection with a bad region";
     close(s);
     close(k.fd);
     ASSERT_TRUE(server_->Alive());
@@ -533,13 +540,13 @@ TEST_P(ShmFaults, BadRegionsAreRefused) {
   close(pp[1]);
   int fd1 = -1;
   EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
-      << "server fds " << fd0 << " -> " << fd1 << " (leaked a passed fd?): "
-      << DescribeFds(spid);
+      << "server fds " << fd0 << " -> " << fd1
+      << " (leaked a passed fd?): " << DescribeFds(spid);
 }
 
 SVC_ALL_TRANSPORTS(Faults);
 SVC_STREAM_TRANSPORTS(StreamFaults);
 INSTANTIATE_TEST_SUITE_P(T, ShmFaults, ::testing::Values("shm"), ParamName);
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -31,7 +31,7 @@ inline void ExpectServes(const std::string &url) {
 
 // Members are public so helper functions in test files can use them.
 class SvcTest : public ::testing::TestWithParam<std::string> {
- public:
+public:
   void SetUp() override {
     tmp_ = std::make_unique<TempDir>();
     rundir_ = tmp_->path() + "/run";
@@ -70,13 +70,15 @@ class SvcTest : public ::testing::TestWithParam<std::string> {
   // The socket file a raw client connects to: the unix socket itself, or
   // the shm rendezvous socket.
   std::string SocketPath() const {
-    if (transport() == "unix") return url_.substr(7);
+    if (transport() == "unix")
+      return url_.substr(7);
     return rundir_ + "/" + name_ + ".sock";
   }
 
   // A raw stream connection to the server's listening socket.
   int RawConnect() const {
-    if (transport() == "tcp") return ConnectTcp(port_);
+    if (transport() == "tcp")
+      return ConnectTcp(port_);
     return ConnectUnix(SocketPath());
   }
 
@@ -88,7 +90,8 @@ class SvcTest : public ::testing::TestWithParam<std::string> {
       std::vector<std::string> args = {"--name", name_, "--listen", url_};
       args.insert(args.end(), extra.begin(), extra.end());
       int st = server_->Start(args);
-      if (st == 0) return;
+      if (st == 0)
+        return;
       if (transport() == "tcp" && WIFEXITED(st) && WEXITSTATUS(st) == 3) {
         NewUrl();
         continue;
@@ -121,10 +124,12 @@ class SvcTest : public ::testing::TestWithParam<std::string> {
     fflush(nullptr);
     pid_t parent = getpid();
     pid_t p = fork();
-    if (p > 0) children_.push_back(p);
-    if (p == 0) {  // dies with the test process: no orphans on a timeout
+    if (p > 0)
+      children_.push_back(p);
+    if (p == 0) { // dies with the test process: no orphans on a timeout
       prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
+      if (getppid() != parent)
+        _exit(127);
     }
     return p;
   }
@@ -136,7 +141,8 @@ class SvcTest : public ::testing::TestWithParam<std::string> {
     int64_t end = NowMs() + timeout_ms;
     for (;;) {
       pid_t r = waitpid(p, &st, WNOHANG);
-      if (r == p) break;
+      if (r == p)
+        break;
       if (NowMs() >= end) {
         kill(p, SIGKILL);
         waitpid(p, &st, 0);
@@ -146,8 +152,10 @@ class SvcTest : public ::testing::TestWithParam<std::string> {
       SleepMs(10);
     }
     for (size_t i = 0; i < children_.size(); i++)
-      if (children_[i] == p) children_.erase(children_.begin() + (long)i);
-    if (st == -1 || !WIFEXITED(st)) return -1;
+      if (children_[i] == p)
+        children_.erase(children_.begin() + (long)i);
+    if (st == -1 || !WIFEXITED(st))
+      return -1;
     return WEXITSTATUS(st);
   }
 
@@ -163,15 +171,14 @@ inline std::string ParamName(const ::testing::TestParamInfo<std::string> &i) {
   return i.param;
 }
 
-}  // namespace svctest
+} // namespace svctest
 
 // Instantiates a suite over all three transports, or the stream ones.
-#define SVC_ALL_TRANSPORTS(suite)                                        \
-  INSTANTIATE_TEST_SUITE_P(T, suite,                                     \
-                           ::testing::Values("shm", "unix", "tcp"),      \
+#define SVC_ALL_TRANSPORTS(suite)                                              \
+  INSTANTIATE_TEST_SUITE_P(T, suite, ::testing::Values("shm", "unix", "tcp"),  \
                            svctest::ParamName)
-#define SVC_STREAM_TRANSPORTS(suite)                                     \
-  INSTANTIATE_TEST_SUITE_P(T, suite, ::testing::Values("unix", "tcp"),   \
+#define SVC_STREAM_TRANSPORTS(suite)                                           \
+  INSTANTIATE_TEST_SUITE_P(T, suite, ::testing::Values("unix", "tcp"),         \
                            svctest::ParamName)
 
 #endif

@@ -23,7 +23,7 @@ TEST_P(Regression, MethodNameWithNulIsUnknown) {
   char hdr[24];
   ASSERT_TRUE(RecvAll(fd, hdr, sizeof hdr, 10000));
   int32_t status;
-  memcpy(&status, hdr + 12, sizeof status);  // little-endian hosts
+  memcpy(&status, hdr + 12, sizeof status); // little-endian hosts
   EXPECT_EQ(SVC_ENOMETHOD, status);
   close(fd);
   ExpectServes(url_);
@@ -32,5 +32,5 @@ TEST_P(Regression, MethodNameWithNulIsUnknown) {
 INSTANTIATE_TEST_SUITE_P(T, Regression, ::testing::Values("shm", "unix", "tcp"),
                          [](const auto &info) { return info.param; });
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -30,9 +30,10 @@ TEST_P(Resources, IdleConnectionsCostNoCpu) {
     cs.push_back(MustOpen());
     ASSERT_TRUE(cs.back());
     // Enough calls for an adaptive spin budget to have grown.
-    for (int k = 0; k < 200; k++) ASSERT_EQ(0, Call(cs.back().get(), "echo", "x"));
+    for (int k = 0; k < 200; k++)
+      ASSERT_EQ(0, Call(cs.back().get(), "echo", "x"));
   }
-  SleepMs(300);  // any spin after the last call is over
+  SleepMs(300); // any spin after the last call is over
   long t0 = CpuTicks(spid), self0 = SelfCpuMs();
   int64_t w0 = NowMs();
   SleepMs(1000);
@@ -46,7 +47,8 @@ TEST_P(Resources, IdleConnectionsCostNoCpu) {
   EXPECT_LT(server_pct, 5.0) << "idle connections make the server burn CPU";
   EXPECT_LT(self_pct, 5.0) << "idle clients burn CPU in this process";
   // And they still work.
-  for (auto &c : cs) ASSERT_EQ(0, Call(c.get(), "echo", "wake"));
+  for (auto &c : cs)
+    ASSERT_EQ(0, Call(c.get(), "echo", "wake"));
 }
 
 TEST_P(Resources, IdleConnectionsNeedNoThreadEach) {
@@ -96,7 +98,7 @@ TEST_P(Resources, NothingInDevShm) {
       cs.push_back(MustOpen());
       ASSERT_TRUE(cs.back());
       std::string big = RandomBytes((uint64_t)i, 3u << 20), resp;
-      ASSERT_EQ(0, Call(cs.back().get(), "echo", big, &resp));  // grows
+      ASSERT_EQ(0, Call(cs.back().get(), "echo", big, &resp)); // grows
     }
     // While connected: no process maps anything from /dev/shm, and on shm://
     // both sides map a memfd.
@@ -110,7 +112,7 @@ TEST_P(Resources, NothingInDevShm) {
     for (const std::string &e : during)
       EXPECT_TRUE(before.count(e)) << "/dev/shm/" << e << " appeared";
   }
-  server_->Kill(SIGKILL);  // even a crash leaves nothing behind
+  server_->Kill(SIGKILL); // even a crash leaves nothing behind
   server_->Wait();
   std::set<std::string> after = svc_entries(spid);
   for (const std::string &e : after)
@@ -149,5 +151,5 @@ TEST_P(Resources, ClientCloseReleasesClientFds) {
 
 SVC_ALL_TRANSPORTS(Resources);
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -34,7 +34,7 @@ void OnAlarm(int) { g_alarms++; }
 // SIGALRM every ms, without SA_RESTART, for the scope's life: every
 // blocking syscall in the library gets EINTR again and again.
 class AlarmStorm {
- public:
+public:
   AlarmStorm() {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -51,7 +51,7 @@ class AlarmStorm {
     sigaction(SIGALRM, &old_, nullptr);
   }
 
- private:
+private:
   struct sigaction old_;
 };
 
@@ -95,16 +95,19 @@ TEST_P(Robust, CallsSurviveSignals) {
 bool AllThreadsStopped(pid_t pid) {
   std::string dir = "/proc/" + std::to_string(pid) + "/task";
   std::vector<std::string> tids = ListDir(dir);
-  if (tids.empty()) return false;
+  if (tids.empty())
+    return false;
   for (const std::string &t : tids) {
     FILE *f = fopen((dir + "/" + t + "/stat").c_str(), "r");
-    if (!f) continue;
+    if (!f)
+      continue;
     char buf[512];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
     char *rp = strrchr(buf, ')');
-    if (!rp || rp[1] != ' ' || (rp[2] != 'T' && rp[2] != 't')) return false;
+    if (!rp || rp[1] != ' ' || (rp[2] != 'T' && rp[2] != 't'))
+      return false;
   }
   return true;
 }
@@ -118,7 +121,8 @@ TEST_P(Robust, StalledServerTimesOutWithoutBurningCpu) {
     ASSERT_EQ(0, svc_client_set_wait(c.get(), p));
     ASSERT_EQ(0, Call(c.get(), "echo", "warm"));
     kill(ServerPid(), SIGSTOP);
-    ASSERT_TRUE(Eventually([&] { return AllThreadsStopped(ServerPid()); }, 5000));
+    ASSERT_TRUE(
+        Eventually([&] { return AllThreadsStopped(ServerPid()); }, 5000));
     ASSERT_EQ(0, svc_client_set_timeout(c.get(), 1000));
     long cpu0 = SelfCpuMs();
     int64_t t0 = NowMs();
@@ -136,7 +140,8 @@ TEST_P(Robust, StalledServerTimesOutWithoutBurningCpu) {
     ASSERT_EQ(0, svc_client_set_timeout(c.get(), 10000));
     std::string resp;
     rc = Call(c.get(), "echo", "resumed", &resp);
-    if (rc != 0) rc = Call(c.get(), "echo", "resumed", &resp);
+    if (rc != 0)
+      rc = Call(c.get(), "echo", "resumed", &resp);
     ASSERT_EQ(0, rc) << ErrName(rc);
     EXPECT_EQ(resp, "resumed");
   }
@@ -167,7 +172,8 @@ TEST_P(Robust, RepeatedTimeoutsNeverDeliverAStaleReply) {
     std::string sum;
     ASSERT_EQ(0, Call(c.get(), "checksum", req, &sum));
     uint64_t got = 0;
-    for (int b = 7; b >= 0 && sum.size() == 8; b--) got = got << 8 | (uint8_t)sum[(size_t)b];
+    for (int b = 7; b >= 0 && sum.size() == 8; b--)
+      got = got << 8 | (uint8_t)sum[(size_t)b];
     ASSERT_EQ(got, Fnv1a64(req.data(), req.size()));
   }
   if (clean_errors)
@@ -212,10 +218,12 @@ TEST_P(Robust, ClientHandedBetweenThreads) {
       for (int i = 0; i < 100; i++) {
         std::lock_guard<std::mutex> g(mu);
         std::string req = std::to_string(t) + ":" + std::to_string(i), resp;
-        if (Call(c.get(), "echo", req, &resp) != 0 || resp != req) bad++;
+        if (Call(c.get(), "echo", req, &resp) != 0 || resp != req)
+          bad++;
       }
     });
-  for (auto &t : ts) t.join();
+  for (auto &t : ts)
+    t.join();
   EXPECT_EQ(bad.load(), 0);
 }
 
@@ -241,7 +249,7 @@ TEST_P(Robust, HandlerWithoutReplyIsAnEmptyReply) {
   ASSERT_TRUE(c);
   const void *p = reinterpret_cast<const void *>(1);
   size_t n = 99;
-  int rc = svc_call(c.get(), "fail", "0", 1, &p, &n);  // handler returns 0
+  int rc = svc_call(c.get(), "fail", "0", 1, &p, &n); // handler returns 0
   EXPECT_EQ(0, rc) << ErrName(rc);
   EXPECT_EQ(n, 0u);
 }
@@ -296,7 +304,8 @@ TEST_P(Robust, TimeoutCoversABlockedWrite) {
   ASSERT_EQ(0, svc_client_set_timeout(c.get(), 20000));
   std::string resp;
   rc = Call(c.get(), "echo", "after", &resp);
-  if (rc != 0) rc = Call(c.get(), "echo", "after", &resp);
+  if (rc != 0)
+    rc = Call(c.get(), "echo", "after", &resp);
   ASSERT_EQ(0, rc) << ErrName(rc);
   EXPECT_EQ(resp, "after");
 }
@@ -305,7 +314,8 @@ TEST_P(Robust, ClientsThatNeverReadTheirReplyDoNotStallOthers) {
   // Stream peers that ask for a 32 MiB reply and never read it: the server
   // may spend a thread on each, but must keep serving everybody else, and
   // reclaim everything once they hang up.
-  if (is_shm()) GTEST_SKIP() << "stream transports";
+  if (is_shm())
+    GTEST_SKIP() << "stream transports";
   ASSERT_NO_FATAL_FAILURE(StartServer());
   pid_t spid = ServerPid();
   ExpectServes(url_);
@@ -323,7 +333,8 @@ TEST_P(Robust, ClientsThatNeverReadTheirReplyDoNotStallOthers) {
   int64_t t0 = NowMs();
   ExpectServes(url_);
   EXPECT_LT(NowMs() - t0, 2000);
-  for (int fd : raws) close(fd);
+  for (int fd : raws)
+    close(fd);
   int fd1 = -1;
   EXPECT_TRUE(Eventually([&] { return (fd1 = CountFds(spid)) <= fd0; }, 10000))
       << "server fds " << fd0 << " -> " << fd1 << ": " << DescribeFds(spid);
@@ -335,22 +346,25 @@ TEST_P(Robust, StalledPartialFramesDoNotStallOthers) {
   // stall must not hold up the accept loop or other clients.
   ASSERT_NO_FATAL_FAILURE(StartServer());
   std::vector<int> raws;
-  std::string partial = WireRequest(1, "echo", std::string(100, 'x')).substr(0, 30);
+  std::string partial =
+      WireRequest(1, "echo", std::string(100, 'x')).substr(0, 30);
   for (int i = 0; i < 5; i++) {
     int fd = RawConnect();
     ASSERT_GE(fd, 0);
-    SendAll(fd, partial.data(), (size_t)(i * 6));  // 0, 6, 12, 18, 24 bytes
+    SendAll(fd, partial.data(), (size_t)(i * 6)); // 0, 6, 12, 18, 24 bytes
     raws.push_back(fd);
   }
   int64_t t0 = NowMs();
   ExpectServes(url_);
   EXPECT_LT(NowMs() - t0, 2000);
-  for (int fd : raws) close(fd);
+  for (int fd : raws)
+    close(fd);
   ExpectServes(url_);
 }
 
 TEST_P(Robust, TcpByHostName) {
-  if (transport() != "tcp") GTEST_SKIP() << "tcp only";
+  if (transport() != "tcp")
+    GTEST_SKIP() << "tcp only";
   ASSERT_NO_FATAL_FAILURE(StartServer());
   int rc = 0;
   Client c = Open("tcp://localhost:" + std::to_string(port_), &rc);
@@ -361,9 +375,11 @@ TEST_P(Robust, TcpByHostName) {
 }
 
 TEST_P(Robust, TcpIpv6Loopback) {
-  if (transport() != "tcp") GTEST_SKIP() << "tcp only";
+  if (transport() != "tcp")
+    GTEST_SKIP() << "tcp only";
   std::ifstream f("/proc/net/if_inet6");
-  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string all((std::istreambuf_iterator<char>(f)),
+                  std::istreambuf_iterator<char>());
   if (all.find("00000000000000000000000000000001") == std::string::npos)
     GTEST_SKIP() << "no ::1 on this host";
   url_ = "tcp://[::1]:" + std::to_string(port_);
@@ -392,10 +408,12 @@ TEST_P(Robust, ManyThreadsOnTwoCoresAllFinish) {
       }
       for (int i = 0; i < kCalls; i++) {
         std::string req = std::to_string(t * kCalls + i), resp;
-        if (Call(c.get(), "echo", req, &resp) != 0 || resp != req) bad++;
+        if (Call(c.get(), "echo", req, &resp) != 0 || resp != req)
+          bad++;
       }
     });
-  for (auto &t : ts) t.join();
+  for (auto &t : ts)
+    t.join();
   int64_t ms = NowMs() - t0;
   EXPECT_EQ(bad.load(), 0);
   EXPECT_LT(ms, 30000);
@@ -456,7 +474,7 @@ TEST_P(Robust, StopBeforeRun) {
   });
   if (!Eventually([&] { return done.load(); }, 3000)) {
     ADD_FAILURE() << "svc_server_run ignored a stop requested before it ran";
-    svc_server_stop(s);  // now it is running: this one must work
+    svc_server_stop(s); // now it is running: this one must work
     if (!Eventually([&] { return done.load(); }, 3000)) {
       t.detach();
       return;
@@ -471,9 +489,11 @@ std::vector<pid_t> ChildPids(pid_t parent) {
   std::vector<pid_t> out;
   for (const std::string &e : ListDir("/proc")) {
     pid_t p = (pid_t)atoi(e.c_str());
-    if (p <= 0) continue;
+    if (p <= 0)
+      continue;
     FILE *f = fopen(("/proc/" + e + "/stat").c_str(), "r");
-    if (!f) continue;
+    if (!f)
+      continue;
     char buf[512];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
@@ -502,11 +522,12 @@ TEST_P(Robust, MasterKilledLeavesNoOrphanWorkers) {
   for (pid_t p : w) {
     bool gone = Eventually([&] { return kill(p, 0) != 0; }, 5000);
     EXPECT_TRUE(gone) << "orphan worker " << p;
-    if (!gone) kill(p, SIGKILL);
+    if (!gone)
+      kill(p, SIGKILL);
   }
 }
 
 SVC_ALL_TRANSPORTS(Robust);
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -35,7 +35,8 @@ long IoSyscalls(pid_t pid) {
   std::string k;
   long v, sum = 0;
   while (f >> k >> v)
-    if (k == "syscr:" || k == "syscw:") sum += v;
+    if (k == "syscr:" || k == "syscw:")
+      sum += v;
   return sum;
 }
 
@@ -48,8 +49,8 @@ TEST_P(Shm, ReplyIsReadInPlace) {
     const void *p = nullptr;
     size_t len = 0;
     ASSERT_EQ(0, svc_call(c.get(), "echo", req.data(), req.size(), &p, &len));
-    EXPECT_TRUE(InMapping(p, "/memfd:")) << "reply of " << n
-                                         << " bytes was copied out of the region";
+    EXPECT_TRUE(InMapping(p, "/memfd:"))
+        << "reply of " << n << " bytes was copied out of the region";
   }
 }
 
@@ -60,11 +61,14 @@ struct InPlaceSeen {
 int RecordPlaces(void *ctx, const void *req, size_t len, svc_reply *r) {
   InPlaceSeen *seen = static_cast<InPlaceSeen *>(ctx);
   void *out = svc_reply_alloc(r, len);
-  if (!out) return SVC_ETOOBIG;
+  if (!out)
+    return SVC_ETOOBIG;
   memcpy(out, req, len);
   seen->calls++;
-  if (InMapping(req, "/memfd:")) seen->req_in_region++;
-  if (InMapping(out, "/memfd:")) seen->reply_in_region++;
+  if (InMapping(req, "/memfd:"))
+    seen->req_in_region++;
+  if (InMapping(out, "/memfd:"))
+    seen->reply_in_region++;
   return 0;
 }
 
@@ -96,12 +100,15 @@ TEST_P(Shm, SpinningSidesMakeNoSyscallsPerCall) {
   Client c = MustOpen();
   ASSERT_TRUE(c);
   ASSERT_EQ(0, svc_client_set_wait(c.get(), SVC_WAIT_SPIN));
-  for (int i = 0; i < 500; i++) ASSERT_EQ(0, Call(c.get(), "echo", "warm"));
+  for (int i = 0; i < 500; i++)
+    ASSERT_EQ(0, Call(c.get(), "echo", "warm"));
   const int kCalls = 5000;
   long self0 = IoSyscalls(getpid()), srv0 = IoSyscalls(ServerPid());
   std::string payload(64, 'p');
-  for (int i = 0; i < kCalls; i++) ASSERT_EQ(0, Call(c.get(), "echo", payload));
-  long self = IoSyscalls(getpid()) - self0, srv = IoSyscalls(ServerPid()) - srv0;
+  for (int i = 0; i < kCalls; i++)
+    ASSERT_EQ(0, Call(c.get(), "echo", payload));
+  long self = IoSyscalls(getpid()) - self0,
+       srv = IoSyscalls(ServerPid()) - srv0;
   printf("[ info ] %d spinning shm calls: %ld client, %ld server read/write "
          "syscalls\n",
          kCalls, self, srv);
@@ -111,7 +118,8 @@ TEST_P(Shm, SpinningSidesMakeNoSyscallsPerCall) {
 }
 
 TEST_P(Shm, RuntimeDirOfAnotherUserIsRefused) {
-  if (getuid() != 0) GTEST_SKIP() << "needs root to make a dir of another uid";
+  if (getuid() != 0)
+    GTEST_SKIP() << "needs root to make a dir of another uid";
   // docs/protocol.md: the directory "must belong to the server's user";
   // otherwise that user could swap the rendezvous socket.
   ASSERT_EQ(0, mkdir(rundir_.c_str(), 0700));
@@ -124,7 +132,8 @@ TEST_P(Shm, RuntimeDirOfAnotherUserIsRefused) {
   svc_client *c = nullptr;
   rc = svc_client_open(url_.c_str(), &c);
   EXPECT_NE(0, rc);
-  if (rc == 0) svc_client_close(c);
+  if (rc == 0)
+    svc_client_close(c);
 }
 
 TEST_P(Shm, RuntimeDirOpenToOthersIsTightenedOrRefused) {
@@ -145,5 +154,5 @@ TEST_P(Shm, RuntimeDirOpenToOthersIsTightenedOrRefused) {
 
 INSTANTIATE_TEST_SUITE_P(T, Shm, ::testing::Values("shm"), ParamName);
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -20,31 +20,35 @@ namespace {
 std::set<pid_t> ChildrenOf(pid_t ppid) {
   std::set<pid_t> out;
   DIR *d = opendir("/proc");
-  if (!d) return out;
+  if (!d)
+    return out;
   while (dirent *e = readdir(d)) {
     pid_t pid = atoi(e->d_name);
-    if (pid <= 0) continue;
+    if (pid <= 0)
+      continue;
     std::ifstream f("/proc/" + std::string(e->d_name) + "/stat");
     std::string s((std::istreambuf_iterator<char>(f)),
                   std::istreambuf_iterator<char>());
     size_t close = s.rfind(')');
-    if (close == std::string::npos) continue;
+    if (close == std::string::npos)
+      continue;
     std::istringstream rest(s.substr(close + 1));
     char state;
     int parent = 0;
     rest >> state >> parent;
-    if (parent == ppid && state != 'Z') out.insert(pid);
+    if (parent == ppid && state != 'Z')
+      out.insert(pid);
   }
   closedir(d);
   return out;
 }
 
 // Waits up to timeout_ms until pred() holds.
-template <typename F>
-bool WaitFor(F pred, int timeout_ms) {
+template <typename F> bool WaitFor(F pred, int timeout_ms) {
   int64_t end = NowMs() + timeout_ms;
   while (NowMs() < end) {
-    if (pred()) return true;
+    if (pred())
+      return true;
     SleepMs(50);
   }
   return pred();
@@ -53,7 +57,8 @@ bool WaitFor(F pred, int timeout_ms) {
 int CallPid(svc_client *c, pid_t *pid) {
   std::string resp;
   int rc = Call(c, "pid", "", &resp);
-  if (rc == 0) *pid = atoi(resp.c_str());
+  if (rc == 0)
+    *pid = atoi(resp.c_str());
   return rc;
 }
 
@@ -62,8 +67,8 @@ class WorkersTest : public SvcTest {};
 TEST_P(WorkersTest, FixedPoolServesFromSeveralWorkerPids) {
   ScopedEnv min("SVC_WORKERS_MIN", "3"), max("SVC_WORKERS_MAX", "3");
   StartServer();
-  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 3; },
-                      20000));
+  ASSERT_TRUE(
+      WaitFor([&] { return ChildrenOf(ServerPid()).size() == 3; }, 20000));
   std::set<pid_t> workers = ChildrenOf(ServerPid());
   std::set<pid_t> seen;
   std::vector<Client> clients;
@@ -87,14 +92,15 @@ TEST_P(WorkersTest, GrowsUnderLoadShrinksAfterWithoutFailedCalls) {
   ScopedEnv downp("SVC_SCALE_DOWN_PCT", "10");
   ScopedEnv grace("SVC_RETIRE_GRACE_MS", "1000");
   StartServer();
-  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 1; },
-                      20000));
+  ASSERT_TRUE(
+      WaitFor([&] { return ChildrenOf(ServerPid()).size() == 1; }, 20000));
   std::atomic<bool> burning{true}, ticking{true};
   std::atomic<int> errors{0}, calls{0}, moved{0};
   auto burner = [&] {
     Client c = MustOpen();
     while (burning && c) {
-      if (Call(c.get(), "burn", "40") != 0) errors++;
+      if (Call(c.get(), "burn", "40") != 0)
+        errors++;
       calls++;
     }
   };
@@ -114,12 +120,13 @@ TEST_P(WorkersTest, GrowsUnderLoadShrinksAfterWithoutFailedCalls) {
       calls++;
       SleepMs(20);
     }
-    if (pids.size() > 1) moved++;
+    if (pids.size() > 1)
+      moved++;
   };
   pid_t first = *ChildrenOf(ServerPid()).begin();
   std::thread b1(burner), b2(burner);
-  bool grew = WaitFor([&] { return ChildrenOf(ServerPid()).size() == 2; },
-                      60000);
+  bool grew =
+      WaitFor([&] { return ChildrenOf(ServerPid()).size() == 2; }, 60000);
   std::vector<std::thread> tickers;
   for (int i = 0; grew && i < 200 && tickers.size() < 3; i++) {
     Client c = MustOpen();
@@ -130,11 +137,12 @@ TEST_P(WorkersTest, GrowsUnderLoadShrinksAfterWithoutFailedCalls) {
   burning = false;
   b1.join();
   b2.join();
-  bool shrank = WaitFor(
-      [&] { return ChildrenOf(ServerPid()).size() == 1; }, 90000);
+  bool shrank =
+      WaitFor([&] { return ChildrenOf(ServerPid()).size() == 1; }, 90000);
   SleepMs(300);
   ticking = false;
-  for (auto &t : tickers) t.join();
+  for (auto &t : tickers)
+    t.join();
   EXPECT_TRUE(grew) << "no second worker under load";
   EXPECT_TRUE(shrank) << "still " << ChildrenOf(ServerPid()).size()
                       << " workers after the load stopped";
@@ -147,8 +155,8 @@ TEST_P(WorkersTest, GrowsUnderLoadShrinksAfterWithoutFailedCalls) {
 TEST_P(WorkersTest, KilledWorkerIsReplacedAndItsClientReconnects) {
   ScopedEnv min("SVC_WORKERS_MIN", "2"), max("SVC_WORKERS_MAX", "2");
   StartServer();
-  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 2; },
-                      20000));
+  ASSERT_TRUE(
+      WaitFor([&] { return ChildrenOf(ServerPid()).size() == 2; }, 20000));
   Client c = MustOpen();
   pid_t first = 0;
   ASSERT_EQ(0, CallPid(c.get(), &first));
@@ -168,10 +176,10 @@ TEST_P(WorkersTest, KilledWorkerIsReplacedAndItsClientReconnects) {
 TEST_P(WorkersTest, SigtermToMasterLeavesNoWorker) {
   ScopedEnv min("SVC_WORKERS_MIN", "3"), max("SVC_WORKERS_MAX", "3");
   StartServer();
-  ASSERT_TRUE(WaitFor([&] { return ChildrenOf(ServerPid()).size() == 3; },
-                      20000));
+  ASSERT_TRUE(
+      WaitFor([&] { return ChildrenOf(ServerPid()).size() == 3; }, 20000));
   std::set<pid_t> workers = ChildrenOf(ServerPid());
-  Client c = MustOpen();  // a connected client must not keep one alive
+  Client c = MustOpen(); // a connected client must not keep one alive
   ASSERT_EQ(0, Call(c.get(), "echo", "x"));
   server_->Kill(SIGTERM);
   int st = server_->Wait(20000);
@@ -185,5 +193,5 @@ INSTANTIATE_TEST_SUITE_P(Transports, WorkersTest,
                          ::testing::Values("shm", "unix", "tcp"),
                          [](const auto &info) { return info.param; });
 
-}  // namespace
-}  // namespace svctest
+} // namespace
+} // namespace svctest

@@ -107,4 +107,4 @@ TEST(Error, FromErrno) {
   EXPECT_EQ(svc__from_errno(EBADF), SVC_ESYS);
 }
 
-}  // namespace
+} // namespace

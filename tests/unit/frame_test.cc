@@ -23,27 +23,30 @@ constexpr size_t kMax = SVC_DEFAULT_MAX_MSG;
 // Bytes placed so that the last one ends right before a PROT_NONE page: a
 // decoder that reads past len faults instead of passing by luck.
 class GuardedBuf {
- public:
+public:
   explicit GuardedBuf(const std::vector<uint8_t> &bytes) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t need = bytes.size();
     data_pages_ = (need + page - 1) / page;
-    if (data_pages_ == 0) data_pages_ = 1;
+    if (data_pages_ == 0)
+      data_pages_ = 1;
     total_ = (data_pages_ + 1) * page;
     void *m = mmap(nullptr, total_, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) abort();
+    if (m == MAP_FAILED)
+      abort();
     base_ = static_cast<uint8_t *>(m);
     mprotect(base_ + data_pages_ * page, page, PROT_NONE);
     ptr_ = base_ + data_pages_ * page - need;
-    if (need) memcpy(ptr_, bytes.data(), need);
+    if (need)
+      memcpy(ptr_, bytes.data(), need);
   }
   ~GuardedBuf() { munmap(base_, total_); }
   GuardedBuf(const GuardedBuf &) = delete;
   GuardedBuf &operator=(const GuardedBuf &) = delete;
   const uint8_t *data() const { return ptr_; }
 
- private:
+private:
   uint8_t *base_ = nullptr;
   uint8_t *ptr_ = nullptr;
   size_t total_ = 0;
@@ -81,7 +84,8 @@ std::vector<uint8_t> Encode(uint8_t type, uint32_t call_id, int32_t status,
 }
 
 void Put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 
 int DecodeHeader(const std::vector<uint8_t> &b, size_t max, svc__frame *f) {
@@ -100,15 +104,15 @@ TEST(FrameLayout, HeaderIs24BytesLittleEndianAsDocumented) {
   svc__frame f = Frame(SVC__FRAME_REQUEST, 0x04030201u, 0, 0x07, 0x0A090807u);
   std::vector<uint8_t> h = Header(f);
   const uint8_t want[SVC__FRAME_HDR] = {
-      'S',  'V',  'C',  '1',   // magic "SVC1"
-      1,                       // version
-      1,                       // type REQUEST
-      0,                       // flags
-      0,                       // reserved
-      0x01, 0x02, 0x03, 0x04,  // call id
-      0,    0,    0,    0,     // status
-      0x07, 0,    0,    0,     // method length
-      0x07, 0x08, 0x09, 0x0A,  // payload length
+      'S',  'V',  'C',  '1',  // magic "SVC1"
+      1,                      // version
+      1,                      // type REQUEST
+      0,                      // flags
+      0,                      // reserved
+      0x01, 0x02, 0x03, 0x04, // call id
+      0,    0,    0,    0,    // status
+      0x07, 0,    0,    0,    // method length
+      0x07, 0x08, 0x09, 0x0A, // payload length
   };
   ASSERT_EQ(SVC__FRAME_HDR, 24);
   EXPECT_EQ(0, memcmp(h.data(), want, sizeof want));
@@ -117,7 +121,7 @@ TEST(FrameLayout, HeaderIs24BytesLittleEndianAsDocumented) {
 TEST(FrameLayout, NegativeStatusIsTwosComplement) {
   svc__frame f = Frame(SVC__FRAME_REPLY, 1, SVC_ENOMETHOD, 0, 0);
   std::vector<uint8_t> h = Header(f);
-  EXPECT_EQ(h[12], 0xFA);  // -6
+  EXPECT_EQ(h[12], 0xFA); // -6
   EXPECT_EQ(h[13], 0xFF);
   EXPECT_EQ(h[14], 0xFF);
   EXPECT_EQ(h[15], 0xFF);
@@ -151,8 +155,8 @@ TEST(FrameRoundTrip, RequestEveryField) {
 }
 
 TEST(FrameRoundTrip, ReplyStatuses) {
-  const int32_t statuses[] = {0,  SVC_EINVAL, SVC_ESTATE, SVC_EHANDLER, 1, 42,
-                              INT32_MAX, INT32_MIN};
+  const int32_t statuses[] = {0, SVC_EINVAL, SVC_ESTATE, SVC_EHANDLER,
+                              1, 42,         INT32_MAX,  INT32_MIN};
   for (int32_t st : statuses) {
     svc__frame in = Frame(SVC__FRAME_REPLY, 77, st, 0, 5), out;
     ASSERT_EQ(0, DecodeHeader(Header(in), kMax, &out)) << st;
@@ -215,8 +219,10 @@ TEST(FramePartial, ShortHeaderNeedsMore) {
 
 TEST(FramePartial, EveryPrefixOfAFrameNeedsMore) {
   std::vector<uint8_t> payload(300);
-  for (size_t i = 0; i < payload.size(); i++) payload[i] = (uint8_t)i;
-  std::vector<uint8_t> b = Encode(SVC__FRAME_REQUEST, 3, 0, "checksum", payload);
+  for (size_t i = 0; i < payload.size(); i++)
+    payload[i] = (uint8_t)i;
+  std::vector<uint8_t> b =
+      Encode(SVC__FRAME_REQUEST, 3, 0, "checksum", payload);
   for (size_t n = 0; n < b.size(); n++) {
     std::vector<uint8_t> part(b.begin(), b.begin() + (long)n);
     svc__frame f;
@@ -243,9 +249,7 @@ struct Bad {
 
 std::vector<Bad> BadHeaders() {
   std::vector<Bad> v;
-  auto base = [] {
-    return Header(Frame(SVC__FRAME_REQUEST, 1, 0, 4, 10));
-  };
+  auto base = [] { return Header(Frame(SVC__FRAME_REQUEST, 1, 0, 4, 10)); };
   for (int i = 0; i < 4; i++) {
     std::vector<uint8_t> b = base();
     b[i] ^= 0x20;
@@ -253,7 +257,7 @@ std::vector<Bad> BadHeaders() {
   }
   {
     std::vector<uint8_t> b = base();
-    Put32(b.data(), 0x53564331u);  // "1CVS": magic in the wrong byte order
+    Put32(b.data(), 0x53564331u); // "1CVS": magic in the wrong byte order
     v.push_back({"big-endian magic", b});
   }
   for (uint8_t ver : {0, 2, 255}) {
@@ -282,15 +286,16 @@ std::vector<Bad> BadHeaders() {
                Header(Frame(SVC__FRAME_REQUEST, 1, 0, SVC_METHOD_MAX + 1, 0))});
   v.push_back({"request method 4 GiB",
                Header(Frame(SVC__FRAME_REQUEST, 1, 0, 0xFFFFFFFFu, 0))});
-  v.push_back({"request with status",
-               Header(Frame(SVC__FRAME_REQUEST, 1, 5, 4, 0))});
+  v.push_back(
+      {"request with status", Header(Frame(SVC__FRAME_REQUEST, 1, 5, 4, 0))});
   v.push_back({"request with negative status",
                Header(Frame(SVC__FRAME_REQUEST, 1, -1, 4, 0))});
-  v.push_back({"reply with method", Header(Frame(SVC__FRAME_REPLY, 1, 0, 1, 0))});
-  v.push_back({"goaway with payload",
-               Header(Frame(SVC__FRAME_GOAWAY, 1, 0, 0, 1))});
-  v.push_back({"goaway with method",
-               Header(Frame(SVC__FRAME_GOAWAY, 1, 0, 3, 0))});
+  v.push_back(
+      {"reply with method", Header(Frame(SVC__FRAME_REPLY, 1, 0, 1, 0))});
+  v.push_back(
+      {"goaway with payload", Header(Frame(SVC__FRAME_GOAWAY, 1, 0, 0, 1))});
+  v.push_back(
+      {"goaway with method", Header(Frame(SVC__FRAME_GOAWAY, 1, 0, 3, 0))});
   v.push_back({"payload max+1",
                Header(Frame(SVC__FRAME_REQUEST, 1, 0, 4, (uint32_t)kMax + 1))});
   v.push_back({"payload 4 GiB",
@@ -321,28 +326,26 @@ TEST(FrameMalformed, EachIsEproto) {
 TEST(FrameLimits, PayloadAtMaxAcceptedAboveRejected) {
   for (size_t max : {(size_t)0, (size_t)1, (size_t)4096, kMax}) {
     svc__frame f;
-    EXPECT_EQ(0, DecodeHeader(Header(Frame(SVC__FRAME_REQUEST, 1, 0, 1,
-                                           (uint32_t)max)),
-                              max, &f))
+    EXPECT_EQ(0, DecodeHeader(
+                     Header(Frame(SVC__FRAME_REQUEST, 1, 0, 1, (uint32_t)max)),
+                     max, &f))
         << max;
-    EXPECT_EQ(SVC_EPROTO,
-              DecodeHeader(Header(Frame(SVC__FRAME_REQUEST, 1, 0, 1,
-                                        (uint32_t)max + 1)),
-                           max, &f))
+    EXPECT_EQ(SVC_EPROTO, DecodeHeader(Header(Frame(SVC__FRAME_REQUEST, 1, 0, 1,
+                                                    (uint32_t)max + 1)),
+                                       max, &f))
         << max;
-    EXPECT_EQ(SVC_EPROTO,
-              DecodeHeader(Header(Frame(SVC__FRAME_REPLY, 1, 0, 0,
-                                        (uint32_t)max + 1)),
-                           max, &f))
+    EXPECT_EQ(SVC_EPROTO, DecodeHeader(Header(Frame(SVC__FRAME_REPLY, 1, 0, 0,
+                                                    (uint32_t)max + 1)),
+                                       max, &f))
         << max;
   }
 }
 
 TEST(FrameLimits, MethodAtMaxAccepted) {
   svc__frame f;
-  EXPECT_EQ(0, DecodeHeader(Header(Frame(SVC__FRAME_REQUEST, 1, 0,
-                                         SVC_METHOD_MAX, 0)),
-                            0, &f));
+  EXPECT_EQ(0, DecodeHeader(
+                   Header(Frame(SVC__FRAME_REQUEST, 1, 0, SVC_METHOD_MAX, 0)),
+                   0, &f));
 }
 
 TEST(FrameLimits, HugeMaxDoesNotOverflowTotal) {
@@ -389,19 +392,21 @@ TEST(FrameProperty, RandomBytesNeverMisreadOrOverread) {
   const uint32_t seed = 0x5eed0002u;
   std::mt19937 rng(seed);
   svc__frame valid = Frame(SVC__FRAME_REQUEST, 1, 0, 4, 16);
-  std::vector<uint8_t> good = Encode(SVC__FRAME_REQUEST, 1, 0, "echo",
-                                     std::vector<uint8_t>(16, 7));
+  std::vector<uint8_t> good =
+      Encode(SVC__FRAME_REQUEST, 1, 0, "echo", std::vector<uint8_t>(16, 7));
   (void)valid;
   for (int i = 0; i < 5000; i++) {
     SCOPED_TRACE(::testing::Message() << "seed " << seed << " iteration " << i);
     std::vector<uint8_t> b;
-    if (i % 2) {  // pure noise
+    if (i % 2) { // pure noise
       b.resize(rng() % 64);
-      for (auto &c : b) c = (uint8_t)rng();
-    } else {  // a valid frame with a few bytes mutated and maybe truncated
+      for (auto &c : b)
+        c = (uint8_t)rng();
+    } else { // a valid frame with a few bytes mutated and maybe truncated
       b = good;
       int flips = 1 + (int)(rng() % 3);
-      for (int k = 0; k < flips; k++) b[rng() % b.size()] = (uint8_t)rng();
+      for (int k = 0; k < flips; k++)
+        b[rng() % b.size()] = (uint8_t)rng();
       b.resize(rng() % (b.size() + 1));
     }
     svc__frame f;
@@ -432,7 +437,8 @@ TEST(FrameProperty, SplitAnywhereGivesSameResult) {
     SCOPED_TRACE(::testing::Message() << "seed " << seed << " iteration " << i);
     std::string method(1 + rng() % 20, 'm');
     std::vector<uint8_t> payload(rng() % 200);
-    for (auto &c : payload) c = (uint8_t)rng();
+    for (auto &c : payload)
+      c = (uint8_t)rng();
     std::vector<uint8_t> b =
         Encode(SVC__FRAME_REQUEST, (uint32_t)rng(), 0, method, payload);
     for (size_t k = 0; k <= b.size(); k++) {
@@ -468,4 +474,4 @@ TEST(FrameDecode, GarbageRefusedBeforeWholeHeader) {
   EXPECT_EQ(0, svc__frame_decode(good, 3, 1 << 20, &f));
 }
 
-}  // namespace
+} // namespace

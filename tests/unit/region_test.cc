@@ -13,7 +13,7 @@
 #include <random>
 #include <string>
 
-#include "c_atomic_compat.h"  // before region.h
+#include "c_atomic_compat.h" // before region.h
 
 extern "C" {
 #include "region.h"
@@ -34,7 +34,8 @@ std::string FdTarget(int fd) {
   char path[64], buf[256];
   snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
   ssize_t n = readlink(path, buf, sizeof buf - 1);
-  if (n < 0) return "";
+  if (n < 0)
+    return "";
   buf[n] = 0;
   return buf;
 }
@@ -44,7 +45,7 @@ constexpr size_t kMax = 1 << 20;
 // A client region plus a server attached to a dup of its fd, as after the
 // SCM_RIGHTS hand-over.
 class RegionPair : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
     ASSERT_EQ(0, svc__region_create(&client_, kMax));
     client_ok_ = true;
@@ -54,8 +55,10 @@ class RegionPair : public ::testing::Test {
     server_ok_ = true;
   }
   void TearDown() override {
-    if (server_ok_) svc__region_fini(&server_);
-    if (client_ok_) svc__region_fini(&client_);
+    if (server_ok_)
+      svc__region_fini(&server_);
+    if (client_ok_)
+      svc__region_fini(&client_);
   }
   // Writes a request frame at the data offset from the client side.
   size_t PostRequest(const char *method, const void *p, size_t len) {
@@ -70,7 +73,8 @@ class RegionPair : public ::testing::Test {
     f.payload_len = (uint32_t)len;
     svc__region_write_header(&client_, off, &f);
     memcpy(client_.base + off + SVC__FRAME_HDR, method, ml);
-    if (len) memcpy(client_.base + off + SVC__FRAME_HDR + ml, p, len);
+    if (len)
+      memcpy(client_.base + off + SVC__FRAME_HDR + ml, p, len);
     return off;
   }
   svc__region client_{}, server_{};
@@ -134,8 +138,8 @@ TEST(RegionCreate, HeaderLayoutSeparatesWriters) {
 }
 
 TEST(RegionCreate, MaxSizeHoldsRequestAndReplyAtTheLimit) {
-  for (size_t max : {(size_t)0, (size_t)1, (size_t)4096, kMax,
-                     SVC_DEFAULT_MAX_MSG}) {
+  for (size_t max :
+       {(size_t)0, (size_t)1, (size_t)4096, kMax, SVC_DEFAULT_MAX_MSG}) {
     size_t req = svc__frame_size(SVC_METHOD_MAX, max);
     size_t reply_end = svc__region_reply_off(req) + svc__frame_size(0, max);
     size_t m = svc__region_max_size(max);
@@ -160,7 +164,7 @@ TEST(RegionGrow, PowersOfTwoOfThePage) {
   svc__region r;
   ASSERT_EQ(0, svc__region_create(&r, kMax));
   uint8_t *base = r.base;
-  EXPECT_EQ(0, svc__region_ensure(&r, 10));  // fits already
+  EXPECT_EQ(0, svc__region_ensure(&r, 10)); // fits already
   EXPECT_EQ(FileSize(r.fd), Page());
   EXPECT_EQ(0, svc__region_ensure(&r, Page() + 1));
   EXPECT_EQ(FileSize(r.fd), 2 * Page());
@@ -236,7 +240,8 @@ TEST_F(RegionPair, ReadsARequestFrame) {
 
 TEST_F(RegionPair, PeerGrowthIsMappedOnRead) {
   std::string big(300000, 'x');
-  for (size_t i = 0; i < big.size(); i++) big[i] = (char)('a' + i % 26);
+  for (size_t i = 0; i < big.size(); i++)
+    big[i] = (char)('a' + i % 26);
   size_t off = PostRequest("checksum", big.data(), big.size());
   EXPECT_EQ(server_.mapped, Page()) << "server has not looked yet";
   svc__frame f;
@@ -269,24 +274,29 @@ TEST_F(RegionPair, ServerWritesReplyClientReads) {
 
 int Memfd(size_t size, unsigned seals, bool header) {
   int fd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return fd;
-  if (size && ftruncate(fd, (off_t)size) != 0) abort();
+  if (fd < 0)
+    return fd;
+  if (size && ftruncate(fd, (off_t)size) != 0)
+    abort();
   if (header && size >= sizeof(svc__region_hdr)) {
     svc__region_hdr h;
     memset(&h, 0, sizeof h);
     h.magic = SVC__REGION_MAGIC;
     h.version = SVC__REGION_VERSION;
     h.max_payload = kMax;
-    if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) abort();
+    if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+      abort();
   }
-  if (seals) fcntl(fd, F_ADD_SEALS, seals);
+  if (seals)
+    fcntl(fd, F_ADD_SEALS, seals);
   return fd;
 }
 
 TEST(RegionAttach, WellFormedMemfdAccepted) {
   // The control for the refusals below.
   svc__region r;
-  ASSERT_EQ(0, svc__region_attach(&r, Memfd(Page(), F_SEAL_SHRINK, true), kMax));
+  ASSERT_EQ(0,
+            svc__region_attach(&r, Memfd(Page(), F_SEAL_SHRINK, true), kMax));
   svc__region_fini(&r);
 }
 
@@ -315,10 +325,10 @@ TEST(RegionAttach, GrowOrFutureWriteSealRefused) {
   EXPECT_EQ(SVC_EPROTO,
             svc__region_attach(
                 &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_GROW, true), kMax));
-  EXPECT_EQ(SVC_EPROTO,
-            svc__region_attach(
-                &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE, true),
-                kMax));
+  EXPECT_EQ(
+      SVC_EPROTO,
+      svc__region_attach(
+          &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE, true), kMax));
 }
 
 TEST(RegionAttach, NotAMemfdRefused) {
@@ -352,10 +362,10 @@ TEST(RegionAttach, BadSizesRefused) {
   EXPECT_EQ(SVC_EPROTO, svc__region_attach(
                             &r, Memfd(Page() + 100, F_SEAL_SHRINK, true), kMax))
       << "not page-aligned";
-  EXPECT_EQ(SVC_EPROTO,
-            svc__region_attach(
-                &r, Memfd(2 * svc__region_max_size(4096), F_SEAL_SHRINK, true),
-                4096))
+  EXPECT_EQ(
+      SVC_EPROTO,
+      svc__region_attach(
+          &r, Memfd(2 * svc__region_max_size(4096), F_SEAL_SHRINK, true), 4096))
       << "larger than the server's limit allows";
 }
 
@@ -368,7 +378,7 @@ TEST(RegionAttach, CorruptedHeaderRefused) {
     memset(&h, 0, sizeof h);
     h.magic = field == 0 ? 0x12345678u : SVC__REGION_MAGIC;
     h.version = field == 1 ? SVC__REGION_VERSION + 1 : SVC__REGION_VERSION;
-    if (field == 2) {  // all zero
+    if (field == 2) { // all zero
       h.magic = 0;
       h.version = 0;
     }
@@ -383,7 +393,8 @@ TEST(RegionAttach, DoesNotLeakFdsOnRefusal) {
   auto count = [] {
     int n = 0;
     for (int fd = 0; fd < 4096; fd++)
-      if (fcntl(fd, F_GETFD) != -1) n++;
+      if (fcntl(fd, F_GETFD) != -1)
+        n++;
     return n;
   };
   int before = count();
@@ -406,7 +417,7 @@ TEST_F(RegionPair, WrongTypeRefused) {
 
 TEST_F(RegionPair, GarbageHeaderRefused) {
   size_t off = PostRequest("echo", "x", 1);
-  client_.base[off] ^= 0xFF;  // magic
+  client_.base[off] ^= 0xFF; // magic
   svc__frame f;
   EXPECT_EQ(SVC_EPROTO,
             svc__region_read_frame(&server_, off, SVC__FRAME_REQUEST, &f));
@@ -419,7 +430,7 @@ TEST_F(RegionPair, PayloadLengthBeyondTheFileRefused) {
   memset(&h, 0, sizeof h);
   h.type = SVC__FRAME_REQUEST;
   h.method_len = 4;
-  h.payload_len = 500000;  // within kMax, beyond the one-page file
+  h.payload_len = 500000; // within kMax, beyond the one-page file
   svc__region_write_header(&client_, off, &h);
   svc__frame f;
   EXPECT_EQ(SVC_EPROTO,
@@ -444,10 +455,10 @@ TEST_F(RegionPair, PayloadLengthOverTheLimitRefused) {
 
 TEST_F(RegionPair, OffsetsOutsideTheRegionRefused) {
   svc__frame f;
-  for (size_t off : {(size_t)0, (size_t)8, SVC__REGION_DATA - 1,
-                     server_.reserved, server_.reserved - 1,
-                     server_.reserved - SVC__FRAME_HDR + 1, SIZE_MAX,
-                     SIZE_MAX - SVC__FRAME_HDR + 1}) {
+  for (size_t off :
+       {(size_t)0, (size_t)8, SVC__REGION_DATA - 1, server_.reserved,
+        server_.reserved - 1, server_.reserved - SVC__FRAME_HDR + 1, SIZE_MAX,
+        SIZE_MAX - SVC__FRAME_HDR + 1}) {
     EXPECT_EQ(SVC_EPROTO,
               svc__region_read_frame(&server_, off, SVC__FRAME_REQUEST, &f))
         << off;
@@ -479,7 +490,8 @@ TEST_F(RegionPair, RandomCorruptionNeverEscapesTheRegion) {
     h.payload_len = rng() % 2 ? rng() % 8192 : (uint32_t)rng();
     h.status = (int32_t)(rng() % 3) - 1;
     svc__region_write_header(&client_, off, &h);
-    if (rng() % 4 == 0) client_.base[off + rng() % SVC__FRAME_HDR] = (uint8_t)rng();
+    if (rng() % 4 == 0)
+      client_.base[off + rng() % SVC__FRAME_HDR] = (uint8_t)rng();
     svc__frame f;
     int rc = svc__region_read_frame(&server_, off, SVC__FRAME_REQUEST, &f);
     ASSERT_TRUE(rc == 0 || rc == SVC_EPROTO) << rc;
@@ -490,10 +502,11 @@ TEST_F(RegionPair, RandomCorruptionNeverEscapesTheRegion) {
       ASSERT_EQ(f.method, server_.base + off + SVC__FRAME_HDR);
       // Touch every byte: faults if the mapping is short.
       volatile uint8_t sum = 0;
-      for (size_t k = 0; k < f.payload_len; k++) sum ^= f.payload[k];
+      for (size_t k = 0; k < f.payload_len; k++)
+        sum ^= f.payload[k];
       (void)sum;
     }
   }
 }
 
-}  // namespace
+} // namespace

@@ -60,7 +60,7 @@ TEST(UrlValid, Unix) {
 }
 
 TEST(UrlValid, UnixLongestPath) {
-  std::string p = "/" + std::string(SVC__PATH_MAX - 2, 'p');  // 107 bytes
+  std::string p = "/" + std::string(SVC__PATH_MAX - 2, 'p'); // 107 bytes
   int rc;
   svc__url u = Parse("unix://" + p, &rc);
   ASSERT_EQ(0, rc);
@@ -202,7 +202,7 @@ TEST(UrlName, Valid) {
 // ---- runtime dir ----
 
 class RuntimeDir : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
     Save("SVC_RUNTIME_DIR", &svc_);
     Save("XDG_RUNTIME_DIR", &xdg_);
@@ -260,7 +260,7 @@ TEST_F(RuntimeDir, TooSmallBuffer) {
   setenv("SVC_RUNTIME_DIR", "/tmp/abcdef", 1);
   char buf[8];
   EXPECT_EQ(SVC_EINVAL, svc__runtime_dir(buf, sizeof buf));
-  char exact[12];  // 11 chars + NUL fits
+  char exact[12]; // 11 chars + NUL fits
   EXPECT_EQ(0, svc__runtime_dir(exact, sizeof exact));
   char one_short[11];
   EXPECT_EQ(SVC_EINVAL, svc__runtime_dir(one_short, sizeof one_short));
@@ -271,18 +271,20 @@ TEST_F(RuntimeDir, TooSmallBuffer) {
 TEST(UrlProperty, RandomStringsNeverCrashAndResultsAreConsistent) {
   const uint32_t seed = 0x5eed0101u;
   std::mt19937 rng(seed);
-  const char *prefixes[] = {"", "shm://", "unix://", "unix:///", "tcp://",
-                            "tcp://[", "tcp://h:"};
+  const char *prefixes[] = {"",       "shm://",  "unix://", "unix:///",
+                            "tcp://", "tcp://[", "tcp://h:"};
   const char alphabet[] = "azAZ09._-/:[]%@ \x01\xff";
   for (int i = 0; i < 20000; i++) {
     SCOPED_TRACE(::testing::Message() << "seed " << seed << " iteration " << i);
     std::string s = prefixes[rng() % 7];
     size_t n = rng() % 80;
-    for (size_t k = 0; k < n; k++) s += alphabet[rng() % (sizeof alphabet - 1)];
+    for (size_t k = 0; k < n; k++)
+      s += alphabet[rng() % (sizeof alphabet - 1)];
     svc__url u;
     int rc = svc__url_parse(s.c_str(), &u);
     ASSERT_TRUE(rc == 0 || rc == SVC_EINVAL) << rc;
-    if (rc != 0) continue;
+    if (rc != 0)
+      continue;
     std::string scheme = u.scheme;
     if (scheme == "shm") {
       ASSERT_TRUE(svc__name_valid(u.name)) << s;
@@ -300,4 +302,4 @@ TEST(UrlProperty, RandomStringsNeverCrashAndResultsAreConsistent) {
   }
 }
 
-}  // namespace
+} // namespace

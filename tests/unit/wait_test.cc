@@ -12,7 +12,7 @@
 #include <chrono>
 #include <thread>
 
-#include "c_atomic_compat.h"  // before wait.h
+#include "c_atomic_compat.h" // before wait.h
 
 extern "C" {
 #include "internal.h"
@@ -29,13 +29,14 @@ double MsSince(Clock::time_point t) {
 }
 
 class Sockets : public ::testing::Test {
- protected:
+protected:
   void SetUp() override {
     ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fd_));
   }
   void TearDown() override {
     for (int &f : fd_)
-      if (f >= 0) close(f);
+      if (f >= 0)
+        close(f);
   }
   // Bytes waiting on fd without blocking.
   int Pending(int fd) {
@@ -65,19 +66,22 @@ TEST(Waiter, InitialBudgets) {
 TEST(Waiter, AdaptiveBudgetShrinksTowardSleepingOnSlowWaits) {
   svc__waiter w;
   svc__waiter_init(&w, SVC_WAIT_ADAPTIVE);
-  for (int i = 0; i < 64; i++) svc__waiter_learn(&w, 50 * 1000 * 1000);
+  for (int i = 0; i < 64; i++)
+    svc__waiter_learn(&w, 50 * 1000 * 1000);
   EXPECT_EQ(w.budget_ns, 0u) << "slow calls: pure sleeping";
   // A short wait probes back into spinning, never above the cap.
   svc__waiter_learn(&w, 1000);
   EXPECT_GT(w.budget_ns, 0u);
-  for (int i = 0; i < 64; i++) svc__waiter_learn(&w, SVC__SPIN_MAX_NS / 2 - 1);
+  for (int i = 0; i < 64; i++)
+    svc__waiter_learn(&w, SVC__SPIN_MAX_NS / 2 - 1);
   EXPECT_LE(w.budget_ns, (uint32_t)SVC__SPIN_MAX_NS);
 }
 
 TEST(Waiter, FixedPoliciesDoNotLearn) {
   svc__waiter w;
   svc__waiter_init(&w, SVC_WAIT_SPIN);
-  for (int i = 0; i < 10; i++) svc__waiter_learn(&w, 50 * 1000 * 1000);
+  for (int i = 0; i < 10; i++)
+    svc__waiter_learn(&w, 50 * 1000 * 1000);
   EXPECT_EQ(w.budget_ns, (uint32_t)SVC__SPIN_FORCED_NS);
   svc__waiter_init(&w, SVC_WAIT_BLOCK);
   svc__waiter_learn(&w, 100);
@@ -100,7 +104,8 @@ TEST(Spin, BlockPolicyNeverSpins) {
   svc__waiter w;
   svc__waiter_init(&w, SVC_WAIT_BLOCK);
   auto t = Clock::now();
-  for (int i = 0; i < 1000; i++) EXPECT_EQ(0, svc__spin(&w, &seq, 0));
+  for (int i = 0; i < 1000; i++)
+    EXPECT_EQ(0, svc__spin(&w, &seq, 0));
   EXPECT_LT(MsSince(t), 200.0);
 }
 
@@ -123,7 +128,8 @@ TEST(Spin, SeesAChangeFromAnotherThread) {
   // what matters is that a spin eventually observes the store.
   int got = 0;
   auto t = Clock::now();
-  while (!got && MsSince(t) < 10000) got = svc__spin(&w, &seq, 0);
+  while (!got && MsSince(t) < 10000)
+    got = svc__spin(&w, &seq, 0);
   th.join();
   EXPECT_EQ(1, got);
 }
@@ -132,7 +138,7 @@ TEST(Spin, RespectsTheSpinnerCap) {
   _Atomic uint32_t seq = 0;
   _Atomic int spinners = 2;
   svc__waiter w;
-  svc__waiter_init(&w, SVC_WAIT_SPIN);  // would spin 50 ms if allowed
+  svc__waiter_init(&w, SVC_WAIT_SPIN); // would spin 50 ms if allowed
   w.spinners = &spinners;
   w.max_spinners = 2;
   auto t = Clock::now();
@@ -148,7 +154,8 @@ TEST(Spin, RespectsTheSpinnerCap) {
   });
   int got = 0;
   t = Clock::now();
-  while (!got && MsSince(t) < 10000) got = svc__spin(&w, &seq, 0);
+  while (!got && MsSince(t) < 10000)
+    got = svc__spin(&w, &seq, 0);
   th.join();
   EXPECT_EQ(got, 1);
   EXPECT_EQ(atomic_load(&spinners), 2);
@@ -201,8 +208,8 @@ TEST_F(Sockets, WaitReturnsWhenAlreadyChanged) {
   atomic_store(&seq_, 3u);
   svc__waiter w;
   svc__waiter_init(&w, SVC_WAIT_BLOCK);
-  EXPECT_EQ(0, svc__wait(&w, &seq_, 2, &sleeping_, fd_[1],
-                         svc__deadline(1000)));
+  EXPECT_EQ(0,
+            svc__wait(&w, &seq_, 2, &sleeping_, fd_[1], svc__deadline(1000)));
   EXPECT_EQ(atomic_load(&sleeping_), 0u);
 }
 
@@ -250,7 +257,8 @@ TEST_F(Sockets, AdaptiveWaiterCatchesAFastPeer) {
   svc__waiter_init(&w, SVC_WAIT_ADAPTIVE);
   std::thread peer([&] {
     for (uint32_t i = 1; i <= 500; i++) {
-      while (atomic_load(&seq_) != 2 * i - 1) sched_yield();  // the ping
+      while (atomic_load(&seq_) != 2 * i - 1)
+        sched_yield(); // the ping
       svc__wake(&seq_, 2 * i, &sleeping_, fd_[0]);
     }
   });
@@ -295,16 +303,17 @@ TEST_P(PeerDeath, ReplyBeforeHangUpWins) {
   atomic_store(&sleeping_, 0u);
   close(fd_[0]);
   fd_[0] = -1;
-  EXPECT_EQ(0, svc__wait(&w, &seq_, 0, &sleeping_, fd_[1], svc__deadline(5000)));
+  EXPECT_EQ(0,
+            svc__wait(&w, &seq_, 0, &sleeping_, fd_[1], svc__deadline(5000)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Policies, PeerDeath,
-                         ::testing::Values(SVC_WAIT_ADAPTIVE, SVC_WAIT_SPIN,
-                                           SVC_WAIT_BLOCK),
-                         [](const ::testing::TestParamInfo<svc_wait_policy> &i) {
-                           return std::string(i.param == SVC_WAIT_ADAPTIVE ? "adaptive"
-                                              : i.param == SVC_WAIT_SPIN   ? "spin"
-                                                                           : "block");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Policies, PeerDeath,
+    ::testing::Values(SVC_WAIT_ADAPTIVE, SVC_WAIT_SPIN, SVC_WAIT_BLOCK),
+    [](const ::testing::TestParamInfo<svc_wait_policy> &i) {
+      return std::string(i.param == SVC_WAIT_ADAPTIVE ? "adaptive"
+                         : i.param == SVC_WAIT_SPIN   ? "spin"
+                                                      : "block");
+    });
 
-}  // namespace
+} // namespace

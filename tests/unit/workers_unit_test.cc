@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <string>
 
-#include "c_atomic_compat.h"  // before workers.h
+#include "c_atomic_compat.h" // before workers.h
 extern "C" {
 #include "workers.h"
 }
@@ -26,9 +26,9 @@ std::string MakeProc(const std::string &stat_line) {
 }
 
 TEST(ProcCpuTicks, ParsesAfterTheLastParenthesis) {
-  std::string root = MakeProc(
-      "42 (evil) name ) (x) S 1 42 42 0 -1 4194560 100 0 0 0 "
-      "250 75 0 0 20 0 1 0 1234 1000000 100 18446744073709551615\n");
+  std::string root =
+      MakeProc("42 (evil) name ) (x) S 1 42 42 0 -1 4194560 100 0 0 0 "
+               "250 75 0 0 20 0 1 0 1234 1000000 100 18446744073709551615\n");
   EXPECT_EQ(325, svc__proc_cpu_ticks(root.c_str(), 42));
   EXPECT_EQ(-1, svc__proc_cpu_ticks(root.c_str(), 43)) << "no such pid";
   std::string cmd = "rm -rf " + root;
@@ -52,4 +52,4 @@ TEST(CpuPct, HundredIsOneCore) {
   EXPECT_DOUBLE_EQ(0.0, svc__cpu_pct(10, 0, 100)) << "no time, no value";
 }
 
-}  // namespace
+} // namespace
