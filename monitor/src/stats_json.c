@@ -351,7 +351,7 @@ int mon_stats_parse(const char *json, size_t len, mon_stats_doc *out, char *err,
   if (!sj_eat(&j, '}')) {
     do {
       char key[32];
-      bool long_key;
+      bool long_key = false;
       if (sj_string(&j, key, sizeof key, NULL, &long_key) != 0 ||
           sj_expect(&j, ':') != 0)
         goto fail;
