@@ -48,6 +48,7 @@ int svc_server_new(const char *name, svc_server **out) {
   s->opts.stopping = &s->stopping;
   s->conns.next = s->conns.prev = &s->conns;
   s->owns_sockets = 1;
+  s->pool_slot = -1;
   svc__workers_defaults(&s->workers);
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->threads_done, NULL);
@@ -135,6 +136,8 @@ static void conn_add(svc_server *s, svc__conn *c) {
   }
   it->kind = ITEM_CONN;
   it->conn = c;
+  if (s->pool_info && s->pool_slot >= 0)
+    atomic_fetch_add(&s->pool_info->conns[s->pool_slot], 1);
   pthread_mutex_init(&it->serving, NULL);
   pthread_mutex_lock(&s->lock);
   it->next = s->conns.next;
@@ -153,6 +156,8 @@ static void conn_add(svc_server *s, svc__conn *c) {
 
 static void conn_remove(svc_server *s, svc__item *it) {
   epoll_ctl(s->epfd, EPOLL_CTL_DEL, it->conn->fd, NULL);
+  if (s->pool_info && s->pool_slot >= 0)
+    atomic_fetch_sub(&s->pool_info->conns[s->pool_slot], 1);
   pthread_mutex_lock(&s->lock);
   it->prev->next = it->next;
   it->next->prev = it->prev;
@@ -163,6 +168,8 @@ static void conn_remove(svc_server *s, svc__item *it) {
 static void accept_all(svc_server *s, svc__item *it) {
   svc__listener *l = it->listener;
   for (;;) {
+    if (svc__workers_defer_accept(s))
+      break; /* another worker should take it: poll again */
     svc__conn *c;
     int rc = l->tp->accept(l, &s->opts, &c);
     if (rc == 1 || rc == SVC_ENOMEM || rc == SVC_ESYS)

@@ -49,6 +49,8 @@ struct svc_server {
   int owns_sockets;          /* unlink socket files on free (not in workers) */
   svc__workers workers;      /* worker processes (workers.c) */
   svc__pool_info *pool_info; /* shared with workers; NULL without them */
+  int pool_slot;             /* a worker's slot in pool_info, else -1 */
+  _Atomic int accept_defers; /* accepts deferred in a row (workers.c) */
   struct svc__stats *stats;  /* per-method counters, shared with workers */
   _Atomic int nthreads;      /* serving threads alive (detached) */
   pthread_cond_t threads_done; /* signalled when nthreads reaches 0 */

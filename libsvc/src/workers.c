@@ -30,6 +30,7 @@
 
 typedef struct worker {
   pid_t pid;
+  int slot; /* index in svc__pool_info's per-slot arrays */
   int retiring;
   long long ticks; /* CPU ticks at the last sample */
 } worker;
@@ -88,6 +89,28 @@ void svc__workers_from_env(svc__workers *w) {
   env_int("SVC_RETIRE_GRACE_MS", &w->grace_ms);
   if (w->interval_ms < 10)
     w->interval_ms = 10;
+}
+
+#define ACCEPT_DEFER_US 200
+#define ACCEPT_DEFERS_MAX 5
+
+int svc__workers_defer_accept(svc_server *s) {
+  svc__pool_info *info = s->pool_info;
+  if (!info || s->pool_slot < 0 || atomic_load(&s->retiring))
+    return 0;
+  int mine = atomic_load(&info->conns[s->pool_slot]), least = mine;
+  for (int i = 0; i < SVC__WORKERS_MAX; i++)
+    if (i != s->pool_slot && atomic_load(&info->active[i])) {
+      int n = atomic_load(&info->conns[i]);
+      least = n < least ? n : least;
+    }
+  if (mine <= least ||
+      atomic_fetch_add(&s->accept_defers, 1) >= ACCEPT_DEFERS_MAX) {
+    atomic_store(&s->accept_defers, 0);
+    return 0;
+  }
+  usleep(ACCEPT_DEFER_US); /* a moment for the less busy worker */
+  return 1;
 }
 
 double svc__cpu_pct(unsigned long long ticks, long long wall_ns, long hz) {
@@ -176,25 +199,43 @@ static int active_count(const pool *p) {
 
 static void publish(pool *p) {
   svc__pool_info *info = p->s->pool_info;
-  int k = 0;
+  int k = 0, active[SVC__WORKERS_MAX] = {0};
   for (int i = 0; i < p->n; i++)
-    if (!p->w[i].retiring)
+    if (!p->w[i].retiring) {
       atomic_store(&info->pids[k++], (int)p->w[i].pid);
+      active[p->w[i].slot] = 1;
+    }
+  for (int i = 0; i < SVC__WORKERS_MAX; i++)
+    atomic_store(&info->active[i], active[i]);
   for (int i = k; i < SVC__WORKERS_MAX; i++)
     atomic_store(&info->pids[i], 0);
   atomic_store(&info->nworkers, k);
 }
 
+static int free_slot(const pool *p) {
+  for (int slot = 0; slot < SVC__WORKERS_MAX; slot++) {
+    int used = 0;
+    for (int i = 0; i < p->n; i++)
+      used |= p->w[i].slot == slot;
+    if (!used)
+      return slot;
+  }
+  return -1;
+}
+
 static int spawn(pool *p, int sfd) {
-  if (p->n == SVC__WORKERS_MAX)
+  int slot = free_slot(p);
+  if (p->n == SVC__WORKERS_MAX || slot < 0)
     return SVC_EINVAL;
+  atomic_store(&p->s->pool_info->conns[slot], 0);
+  p->s->pool_slot = slot; /* the child's; the master never accepts */
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0)
     return svc__from_errno(errno);
   if (pid == 0)
     worker_main(p->s, sfd);
-  p->w[p->n++] = (worker){.pid = pid, .ticks = -1};
+  p->w[p->n++] = (worker){.pid = pid, .slot = slot, .ticks = -1};
   publish(p);
   return 0;
 }

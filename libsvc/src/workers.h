@@ -12,8 +12,10 @@ typedef struct svc_server svc_server;
 /* What the master tells every worker (a MAP_SHARED page made before the
  * first fork), e.g. for svc.info. */
 typedef struct svc__pool_info {
-  _Atomic int nworkers; /* active workers */
-  _Atomic int pids[64]; /* their pids, 0 in unused slots */
+  _Atomic int nworkers;   /* active workers */
+  _Atomic int pids[64];   /* their pids, 0 in unused slots */
+  _Atomic int active[64]; /* by worker slot: 1 while it accepts */
+  _Atomic int conns[64];  /* by worker slot: connections it holds */
 } svc__pool_info;
 
 #define SVC__WORKERS_MAX 64
@@ -37,6 +39,12 @@ void svc__workers_from_env(svc__workers *w);
  * SIGTERM/SIGINT arrives on sfd (a signalfd for TERM, INT and CHLD), then
  * stops them all. Returns 0 or an SVC_E* code. */
 int svc__workers_master(svc_server *s, int sfd);
+
+/* In a worker, before accepting: 1 (after a short pause) when another
+ * active worker holds fewer connections and should take this one, so a
+ * burst of clients spreads over the workers instead of landing on whichever
+ * polled first; gives up deferring after a few tries. */
+int svc__workers_defer_accept(svc_server *s);
 
 /* Mean CPU use in percent from two tick counts over wall_ns. */
 double svc__cpu_pct(unsigned long long ticks, long long wall_ns, long hz);
