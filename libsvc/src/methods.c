@@ -186,10 +186,11 @@ int svc__server_stats_open(svc_server *s) {
   const char *env = getenv("SVC_STATS"); /* "off": measure without counting */
   if (s->stats || (env && (strcmp(env, "off") == 0 || strcmp(env, "0") == 0)))
     return 0;
-  /* One slot per serving thread of every worker process, and room for
-   * the threads of replacements while a dead worker's slots are unclaimed. */
+  /* Slots for 256 open connections per worker process, and room for a
+   * replacement's while a dead worker's slots wait to be reclaimed; more
+   * connections share the overflow slot. */
   long nproc = s->workers.max > 1 ? s->workers.max : 1;
-  long slots = (long)s->max_threads * (nproc + 1);
+  long slots = 256L * (nproc + 1);
   if (slots > 65536)
     slots = 65536;
   return svc__stats_new(s->nmethods + NBUILTIN, (int)slots, &s->stats);
@@ -197,7 +198,8 @@ int svc__server_stats_open(svc_server *s) {
 
 int svc__server_dispatch(void *ctx, const char *name, const void *req,
                          size_t len, svc_reply *r) {
-  svc_server *s = ctx;
+  svc__item *it = ctx;
+  svc_server *s = it->server;
   int i = method_index(s, name);
   if (i < 0) {
     svc__stats_count_unknown(s->stats);
@@ -206,11 +208,13 @@ int svc__server_dispatch(void *ctx, const char *name, const void *req,
   if (!s->stats) /* SVC_STATS=off */
     return i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
                            : run_builtin(s, i - s->nmethods, req, len, r);
-  uint64_t t0 = svc__stats_ticks();
+  int tsc = svc__stats_uses_tsc(s->stats);
+  uint64_t t0 = svc__stats_ticks(tsc);
   int rc = i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
                            : run_builtin(s, i - s->nmethods, req, len, r);
-  uint64_t t1 = svc__stats_ticks();
-  svc__stats_record(s->stats, i, t1 - t0, len, rc == 0 ? r->len : 0, rc != 0);
+  uint64_t t1 = svc__stats_ticks(tsc);
+  svc__stats_record(s->stats, it->stats_slot, i, t1 - t0, len,
+                    rc == 0 ? r->len : 0, rc != 0);
   return rc;
 }
 

@@ -123,6 +123,7 @@ static int arm(svc_server *s, svc__item *it, int op) {
 }
 
 static void item_free(svc__item *it) {
+  svc__stats_release(it->server->stats, it->stats_slot);
   it->conn->tp->close(it->conn);
   pthread_mutex_destroy(&it->serving);
   free(it);
@@ -136,6 +137,8 @@ static void conn_add(svc_server *s, svc__conn *c) {
   }
   it->kind = ITEM_CONN;
   it->conn = c;
+  it->server = s;
+  it->stats_slot = svc__stats_claim(s->stats);
   if (s->pool_info && s->pool_slot >= 0)
     atomic_fetch_add(&s->pool_info->conns[s->pool_slot], 1);
   pthread_mutex_init(&it->serving, NULL);
@@ -236,7 +239,7 @@ static int thread_leave(svc_server *s, int idle_timeout) {
 
 static void serve_conn(svc_server *s, svc__item *it) {
   pthread_mutex_lock(&it->serving);
-  int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, s);
+  int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, it);
   if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
     it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
   /* Re-armed before the unlock: the next thread to serve it locks after

@@ -25,8 +25,10 @@ typedef struct svc__item {
   enum item_kind kind;
   svc__listener *listener;
   svc__conn *conn;
-  pthread_mutex_t serving; /* held by the thread serving conn */
-  int goaway_sent;         /* the client was asked to reconnect */
+  struct svc_server *server; /* connections: the server they belong to */
+  int stats_slot;            /* connections: their statistics slot */
+  pthread_mutex_t serving;   /* held by the thread serving conn */
+  int goaway_sent;           /* the client was asked to reconnect */
   struct svc__item *prev, *next;
 } svc__item;
 
@@ -61,7 +63,7 @@ struct svc_server {
 };
 
 /* Runs the method named name (a NUL-terminated private copy) for a
- * transport; see svc__dispatch_fn. ctx is the svc_server. */
+ * transport; see svc__dispatch_fn. ctx is the connection's svc__item. */
 int svc__server_dispatch(void *ctx, const char *name, const void *req,
                          size_t len, svc_reply *r);
 

@@ -1,10 +1,11 @@
-/* stats.c — per-method statistics in a shared mapping of slots. Each serving
- * thread claims a slot on its first call and is then its only writer, so a
- * call costs a few plain loads and stores (relaxed atomics, no lock prefix);
- * readers sum every slot. Slots keep their counts when released, so totals
- * survive threads, connections and worker processes that come and go. */
+/* stats.c — per-method statistics in a shared mapping of slots. Each
+ * connection claims a slot when it opens and is then its only writer (one
+ * thread serves it at a time), so a call costs a few plain loads and stores
+ * (relaxed atomics, no lock prefix); readers sum every slot. Slots keep
+ * their counts when released, so totals survive connections and worker
+ * processes that come and go. No process-wide state: all of it lives in
+ * the svc__stats handle and its mapping. */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,8 +19,6 @@
 
 #define STATS_MAGIC 0x3173746174737673ull /* "svstats1" */
 #define RELAXED memory_order_relaxed
-
-int svc__stats_tsc; /* set once, before any mapping exists */
 
 /* ---- histogram ---- */
 
@@ -91,51 +90,12 @@ typedef struct shared_hdr {
 } shared_hdr;
 
 struct svc__stats {
-  uint64_t id; /* process-unique: what a thread's slot belongs to */
   shared_hdr *hdr;
   char *slots; /* slot i at slots + i * slot_size */
   size_t slot_size, map_size;
   int nmethods, max_slots;
-  struct svc__stats *next; /* live handles, for thread-exit release */
+  int tsc; /* ticks are TSC cycles */
 };
-
-/* The calling thread's slot. Cleared in a forked child, whose slot (if any)
- * still belongs to the parent's thread. */
-static _Thread_local struct {
-  uint64_t id; /* svc__stats.id the slot belongs to, 0 = none */
-  int slot;    /* 0: the shared overflow slot */
-} tls;
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static svc__stats *reg_head; /* live handles of this process */
-static uint64_t reg_next_id = 1;
-static pthread_key_t tls_key; /* its destructor releases the slot */
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-static void release_locked(uint64_t id, int slot) {
-  for (svc__stats *st = reg_head; st; st = st->next)
-    if (st->id == id) {
-      if (slot > 0)
-        atomic_store_explicit(&st->hdr->owner[slot], 0, memory_order_release);
-      return;
-    }
-}
-
-static void thread_exit(void *unused) {
-  (void)unused;
-  pthread_mutex_lock(&reg_lock);
-  if (tls.id)
-    release_locked(tls.id, tls.slot);
-  tls.id = 0;
-  pthread_mutex_unlock(&reg_lock);
-}
-
-static void fork_prepare(void) { pthread_mutex_lock(&reg_lock); }
-static void fork_parent(void) { pthread_mutex_unlock(&reg_lock); }
-static void fork_child(void) {
-  pthread_mutex_unlock(&reg_lock);
-  tls.id = 0;
-}
 
 /* The TSC only where the kernel keeps its time by it: then it is
  * constant-rate and synchronised across CPUs. */
@@ -156,19 +116,11 @@ static int tsc_usable(void) {
 #endif
 }
 
-static void init_once(void) {
-  const char *env = getenv("SVC_STATS_CLOCK"); /* "ns": no TSC */
-  svc__stats_tsc = !(env && strcmp(env, "ns") == 0) && tsc_usable();
-  pthread_key_create(&tls_key, thread_exit);
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
-}
-
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 int svc__stats_new(int nmethods, int max_slots, svc__stats **out) {
   if (!out || nmethods < 1 || max_slots < 1 || max_slots > 65536)
     return SVC_EINVAL;
-  pthread_once(&once, init_once);
   svc__stats *st = calloc(1, sizeof *st);
   if (!st)
     return SVC_ENOMEM;
@@ -187,14 +139,11 @@ int svc__stats_new(int nmethods, int max_slots, svc__stats **out) {
   st->nmethods = nmethods;
   st->max_slots = max_slots;
   st->hdr->magic = STATS_MAGIC;
+  const char *env = getenv("SVC_STATS_CLOCK"); /* "ns": no TSC */
+  st->tsc = !(env && strcmp(env, "ns") == 0) && tsc_usable();
   st->hdr->ns0 = svc__now_ns();
-  st->hdr->ticks0 = svc__stats_ticks();
+  st->hdr->ticks0 = svc__stats_ticks(st->tsc);
   atomic_store(&st->hdr->hwm, 1);
-  pthread_mutex_lock(&reg_lock);
-  st->id = reg_next_id++;
-  st->next = reg_head;
-  reg_head = st;
-  pthread_mutex_unlock(&reg_lock);
   *out = st;
   return 0;
 }
@@ -202,18 +151,11 @@ int svc__stats_new(int nmethods, int max_slots, svc__stats **out) {
 void svc__stats_free(svc__stats *st) {
   if (!st)
     return;
-  pthread_mutex_lock(&reg_lock);
-  for (svc__stats **pp = &reg_head; *pp; pp = &(*pp)->next)
-    if (*pp == st) {
-      *pp = st->next;
-      break;
-    }
-  if (tls.id == st->id)
-    tls.id = 0;
-  pthread_mutex_unlock(&reg_lock);
   munmap(st->hdr, st->map_size);
   free(st);
 }
+
+int svc__stats_uses_tsc(const svc__stats *st) { return st ? st->tsc : 0; }
 
 static mstat *slot_at(const svc__stats *st, int slot, int method) {
   return (mstat *)(st->slots + (size_t)slot * st->slot_size) + method;
@@ -246,19 +188,11 @@ static int claim(svc__stats *st) {
   return got;
 }
 
-/* This thread's slot in st, claiming one (and dropping one of another
- * handle) on first use. */
-static int my_slot(svc__stats *st) {
-  if (tls.id == st->id)
-    return tls.slot;
-  pthread_mutex_lock(&reg_lock);
-  if (tls.id)
-    release_locked(tls.id, tls.slot);
-  tls.slot = claim(st);
-  tls.id = st->id;
-  pthread_mutex_unlock(&reg_lock);
-  pthread_setspecific(tls_key, &tls); /* non-NULL: run the destructor */
-  return tls.slot;
+int svc__stats_claim(svc__stats *st) { return st ? claim(st) : 0; }
+
+void svc__stats_release(svc__stats *st, int slot) {
+  if (st && slot > 0 && slot <= st->max_slots)
+    atomic_store_explicit(&st->hdr->owner[slot], 0, memory_order_release);
 }
 
 /* Single writer: a load and a store, no read-modify-write instruction. */
@@ -266,11 +200,12 @@ static inline void own_add(_Atomic uint64_t *p, uint64_t v) {
   atomic_store_explicit(p, atomic_load_explicit(p, RELAXED) + v, RELAXED);
 }
 
-void svc__stats_record(svc__stats *st, int method, uint64_t ticks,
+void svc__stats_record(svc__stats *st, int slot, int method, uint64_t ticks,
                        uint64_t bytes_in, uint64_t bytes_out, int error) {
   if (!st || method < 0 || method >= st->nmethods)
     return;
-  int slot = my_slot(st);
+  if (slot < 0 || slot > st->max_slots)
+    slot = 0;
   mstat *m = slot_at(st, slot, method);
   _Atomic uint64_t *h = &m->hist[svc__hist_bucket(ticks)];
   if (slot > 0) {
@@ -300,13 +235,13 @@ void svc__stats_record(svc__stats *st, int method, uint64_t ticks,
 
 /* ns per tick, measured over the mapping's life (at least 2 ms of it). */
 static double ns_per_tick(const svc__stats *st) {
-  if (!svc__stats_tsc)
+  if (!st->tsc)
     return 1.0;
   int64_t ns;
   uint64_t ticks;
   do {
     ns = svc__now_ns() - st->hdr->ns0;
-    ticks = svc__stats_ticks() - st->hdr->ticks0;
+    ticks = svc__stats_ticks(st->tsc) - st->hdr->ticks0;
   } while (ns < 2000000);
   return ticks ? (double)ns / (double)ticks : 1.0;
 }

@@ -12,13 +12,15 @@
 
 /* Handler time is counted in ticks: TSC cycles on x86 when the kernel's
  * clocksource is the TSC (a read costs about half of clock_gettime's, which
- * matters on a sub-microsecond shm call), else nanoseconds. Readers convert
- * with the ns_per_tick measured since the mapping was made. */
-extern int svc__stats_tsc;
-static inline uint64_t svc__stats_ticks(void) {
+ * matters on a sub-microsecond shm call), else nanoseconds; tsc is what
+ * svc__stats_uses_tsc said. Readers convert with the ns_per_tick measured
+ * since the mapping was made. */
+static inline uint64_t svc__stats_ticks(int tsc) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (svc__stats_tsc)
+  if (tsc)
     return __builtin_ia32_rdtsc();
+#else
+  (void)tsc;
 #endif
   return (uint64_t)svc__now_ns();
 }
@@ -57,19 +59,28 @@ typedef struct svc__method_stats {
 typedef struct svc__stats svc__stats;
 
 /* Maps room for nmethods counters in each of max_slots slots (one per
- * serving thread of any process; more threads than slots share a slower
- * overflow slot). The mapping is MAP_SHARED | MAP_ANONYMOUS: create it
- * before forking workers. Pages are touched only as slots are used.
+ * open connection of any process; more connections than slots share a
+ * slower overflow slot). The mapping is MAP_SHARED | MAP_ANONYMOUS: create
+ * it before forking workers. Pages are touched only as slots are used.
  * SVC_EINVAL, SVC_ENOMEM. */
 int svc__stats_new(int nmethods, int max_slots, svc__stats **out);
-/* Unmaps (this process's view). Threads that recorded must have exited. */
+/* Unmaps (this process's view). */
 void svc__stats_free(svc__stats *st);
 
+/* Whether ticks are TSC cycles (pass to svc__stats_ticks). */
+int svc__stats_uses_tsc(const svc__stats *st);
+
+/* A slot for one connection: its only writer while it lives (a connection
+ * is served by one thread at a time). A free slot, else one whose owner
+ * process died, else 0, the shared overflow slot. Never blocks. */
+int svc__stats_claim(svc__stats *st);
+/* Gives the slot back; its counts stay (totals outlive connections). */
+void svc__stats_release(svc__stats *st, int slot);
+
 /* Counts one call of method (0 .. nmethods-1) that took ticks (a difference
- * of svc__stats_ticks) on the calling thread's slot, claiming a slot on the
- * thread's first call. Never blocks, never fails; the slot is released when
- * the thread exits. */
-void svc__stats_record(svc__stats *st, int method, uint64_t ticks,
+ * of svc__stats_ticks) in slot (from svc__stats_claim). Plain loads and
+ * stores in an owned slot, atomic adds in the overflow slot. */
+void svc__stats_record(svc__stats *st, int slot, int method, uint64_t ticks,
                        uint64_t bytes_in, uint64_t bytes_out, int error);
 /* Sums method's counters over every slot of every process into *out. */
 void svc__stats_read(const svc__stats *st, int method, svc__method_stats *out);

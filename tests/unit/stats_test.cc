@@ -90,12 +90,15 @@ TEST(Hist, QuantilesMatchSortedReferenceLatencyLike) {
 TEST(Stats, RecordAndReadAcrossThreads) {
   svc__stats *st = nullptr;
   ASSERT_EQ(0, svc__stats_new(3, 4, &st));
-  // More threads than slots: the rest share the overflow slot.
+  // More connections (threads here) than slots: the rest share the
+  // overflow slot (0), whose counters take atomic adds.
   std::vector<std::thread> ts;
   for (int t = 0; t < 8; t++)
     ts.emplace_back([st, t] {
+      int slot = svc__stats_claim(st);
       for (int i = 0; i < 10000; i++)
-        svc__stats_record(st, t % 3, 1000 + (uint64_t)t, 10, 20, i % 100 == 0);
+        svc__stats_record(st, slot, t % 3, 1000 + (uint64_t)t, 10, 20,
+                          i % 100 == 0);
     });
   for (auto &t : ts)
     t.join();
@@ -115,28 +118,33 @@ TEST(Stats, RecordAndReadAcrossThreads) {
   EXPECT_EQ(80000u, calls);
   svc__method_stats ms;
   svc__stats_read(st, 1, &ms);
-  EXPECT_EQ(1007u, ms.max);             // threads 1, 4, 7
-  svc__stats_record(st, 3, 1, 1, 1, 0); // out of range: ignored
-  svc__stats_record(st, -1, 1, 1, 1, 0);
+  EXPECT_EQ(1007u, ms.max);                // threads 1, 4, 7
+  svc__stats_record(st, 1, 3, 1, 1, 1, 0); // out of range: ignored
+  svc__stats_record(st, 1, -1, 1, 1, 1, 0);
   svc__stats_free(st);
 }
 
 TEST(Stats, ChildProcessCountsAreShared) {
   svc__stats *st = nullptr;
   ASSERT_EQ(0, svc__stats_new(1, 8, &st));
-  svc__stats_record(st, 0, 500, 1, 1, 0); // this thread holds a slot
+  int mine = svc__stats_claim(st);
+  svc__stats_record(st, mine, 0, 500, 1, 1, 0);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    // The forked thread must not write the parent thread's slot.
+    // A worker process claims slots of its own in the shared mapping.
+    int slot = svc__stats_claim(st);
+    if (slot == mine)
+      _exit(3);
     for (int i = 0; i < 1000; i++)
-      svc__stats_record(st, 0, 700, 1, 1, 0);
+      svc__stats_record(st, slot, 0, 700, 1, 1, 0);
     _exit(0);
   }
   for (int i = 0; i < 1000; i++)
-    svc__stats_record(st, 0, 500, 1, 1, 0);
+    svc__stats_record(st, mine, 0, 500, 1, 1, 0);
   int status = 0;
   ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   svc__method_stats ms;
   svc__stats_read(st, 0, &ms);
   EXPECT_EQ(2001u, ms.calls);
@@ -146,12 +154,14 @@ TEST(Stats, ChildProcessCountsAreShared) {
   svc__stats_free(st);
 }
 
-TEST(Stats, SlotsOfExitedThreadsAreReused) {
+TEST(Stats, ReleasedSlotsAreReusedAndKeepTheirCounts) {
   svc__stats *st = nullptr;
   ASSERT_EQ(0, svc__stats_new(1, 2, &st));
-  for (int round = 0; round < 20; round++) {
-    std::thread t([st] { svc__stats_record(st, 0, 100, 0, 0, 0); });
-    t.join();
+  for (int round = 0; round < 20; round++) { // a connection each round
+    int slot = svc__stats_claim(st);
+    EXPECT_EQ(1, slot) << "the released slot comes back first";
+    svc__stats_record(st, slot, 0, 100, 0, 0, 0);
+    svc__stats_release(st, slot);
   }
   svc__method_stats ms;
   svc__stats_read(st, 0, &ms);
