@@ -1,9 +1,9 @@
 /* fuzz_shm_header.c — libFuzzer harness for the shared-memory region as a
  * server meets it: a memfd whose size, seals, header and request frame a
  * hostile client chose. It is attached and read exactly as the server does
- * (svc__region_attach, svc__region_read_frame at SVC__REGION_DATA), then a
+ * (svc__region_attach, svc__region_read_frame at SVC__REGION_REQ), then a
  * reply is placed the way the server places it (svc__region_ensure and
- * svc__region_write_header at svc__region_reply_off).
+ * svc__region_write_header in the slot at svc__region_reply_slot).
  *
  * Input layout (see fuzz/make_corpus.py):
  *   byte 0  bits 0-2 file size (1, 2, 4, 8, 16 pages, 0, 100 bytes, 1 page
@@ -12,8 +12,9 @@
  *   byte 1  bits 0-1 seals (SHRINK|SEAL as the client makes it, SHRINK,
  *           none, SHRINK|GROW); bit 2 adds F_SEAL_FUTURE_WRITE; bits 3-5
  *           grow the file by 2^n after attach, before the read (the peer may
- *           grow it at any time); bit 6 also reads the reply frame at the
- *           header's resp_off as a client would; bit 7 adds F_SEAL_WRITE
+ *           grow it at any time); bit 6 also reads a reply frame at an
+ *           offset taken from file bytes 136..143 (any value, as a lying
+ *           peer would make a reader use); bit 7 adds F_SEAL_WRITE
  *   byte 2  reply payload size, in 64-byte steps
  *   3..     the file's first bytes: header, then the request frame
  *
@@ -24,6 +25,7 @@
  * max_payload (min of both sides), and lies wholly inside the mapping (every
  * byte is read to prove it); a reply that ensure accepts fits the mapping. */
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,12 +117,13 @@ static void check_frame(const svc__region *r, size_t off, uint8_t type,
   (void)touch_frame(r, off, f);
 }
 
-/* The server's reply, as transport_shm.c places it: room for the payload
- * after the request (svc_reply_alloc), else a bare error header after the
- * request, else at the request's place. Whatever the client did to the file,
- * this must not fault. */
+/* The server's reply, as transport_shm.c places it: in the reply slot after
+ * the request, with room for the payload (svc_reply_alloc), else a bare
+ * error header; if even that does not fit, the server drops the connection.
+ * Whatever the client did to the file, this must not fault. */
 static void place_reply(svc__region *r, size_t req_total, size_t len) {
-  size_t off = svc__region_reply_off(req_total);
+  size_t slot = svc__region_reply_slot(req_total);
+  size_t off = slot + SVC__SLOT_HDR;
   svc__frame f = {.type = SVC__FRAME_REPLY, .call_id = 1};
   int rc = SVC_ETOOBIG; /* svc_reply_alloc refuses it before the region */
   if (len <= r->max_payload)
@@ -134,11 +137,12 @@ static void place_reply(svc__region *r, size_t req_total, size_t len) {
   } else {
     f.status = rc;
     if (svc__region_ensure(r, off + SVC__FRAME_HDR) < 0)
-      off = SVC__REGION_DATA;
+      return; /* the server closes this connection */
     CHECK(off + SVC__FRAME_HDR <= r->mapped);
   }
   CHECK(r->mapped <= r->reserved);
   svc__region_write_header(r, off, &f);
+  atomic_store(svc__region_seq(r, slot), 1);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -181,14 +185,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     (void)ftruncate(probe, (off_t)(fsize << grow));
 
   svc__frame f;
-  rc = svc__region_read_frame(&r, SVC__REGION_DATA, SVC__FRAME_REQUEST, &f);
+  rc = svc__region_read_frame(&r, SVC__REGION_REQ, SVC__FRAME_REQUEST, &f);
   CHECK(read_code_ok(rc));
   if (rc == 0) {
-    check_frame(&r, SVC__REGION_DATA, SVC__FRAME_REQUEST, &f);
+    check_frame(&r, SVC__REGION_REQ, SVC__FRAME_REQUEST, &f);
     place_reply(&r, svc__frame_size(f.method_len, f.payload_len), reply_len);
   }
   if (read_reply) { /* a client reading a reply at an offset it was given */
-    uint64_t off64 = svc__region_hdr_of(&r)->resp_off;
+    uint64_t off64;
+    memcpy(&off64, r.base + 136, sizeof off64); /* line 2, any value */
     size_t off = (size_t)off64;
     rc = svc__region_read_frame(&r, off, SVC__FRAME_REPLY, &f);
     CHECK(read_code_ok(rc));

@@ -26,7 +26,8 @@ static size_t pow2_at_least(size_t n) {
 size_t svc__region_max_size(size_t max_payload) {
   /* request and reply frames side by side, each cache-line aligned */
   size_t frame = SVC__FRAME_HDR + SVC_METHOD_MAX + max_payload;
-  return pow2_at_least(SVC__REGION_DATA + 2 * (frame + SVC__CACHELINE));
+  return pow2_at_least(SVC__REGION_DATA +
+                       2 * (SVC__SLOT_HDR + frame + SVC__CACHELINE));
 }
 
 static int reserve(svc__region *r) {

@@ -23,24 +23,28 @@ typedef struct svc__region_hdr {
   uint32_t version;
   uint64_t max_payload; /* client's limit; the server uses min(its, this) */
   uint8_t pad0[SVC__CACHELINE - 16];
-  /* line 1: written by the client */
-  _Atomic uint32_t req_seq;         /* bumped when a request is posted */
+  /* line 1: written by the client when it goes to sleep */
   _Atomic uint32_t client_sleeping; /* 1: ring the doorbell on reply */
-  uint8_t pad1[SVC__CACHELINE - 8];
-  /* line 2: written by the server, read by the client on every call */
-  _Atomic uint32_t resp_seq;        /* = req_seq when the reply is posted */
+  uint8_t pad1[SVC__CACHELINE - 4];
+  /* line 2: written by the server, rarely */
   _Atomic uint32_t server_sleeping; /* 1: ring the doorbell on request */
-  _Atomic uint64_t resp_off;        /* where the reply frame starts */
   _Atomic uint32_t closing;         /* 1: reconnect before the next call */
-  uint8_t pad2[SVC__CACHELINE - 20];
+  uint8_t pad2[SVC__CACHELINE - 8];
   /* line 3: written by the server as it takes a call; read by the client
-   * only when the server died. Its own line, so that this store does not
-   * pull line 2 away from a client spinning on resp_seq. */
-  _Atomic uint32_t taken_seq; /* = req_seq once the server read it */
+   * only when the server died. */
+  _Atomic uint32_t taken_seq; /* = the request's sequence once read */
   uint8_t pad3[SVC__CACHELINE - 4];
 } svc__region_hdr;
 
-#define SVC__REGION_DATA ((size_t)sizeof(svc__region_hdr)) /* request frame */
+/* Messages travel in slots: a 32-bit sequence word, 4 reserved bytes, then
+ * the frame, so the cache line a reader spins on also brings it the frame
+ * header, method and first payload bytes (a 64-byte call moves two lines
+ * each way, as a bare ping-pong does). The request slot is at
+ * SVC__REGION_DATA; the reply slot follows the request, at an offset both
+ * sides compute (svc__region_reply_slot). */
+#define SVC__REGION_DATA ((size_t)sizeof(svc__region_hdr)) /* request slot */
+#define SVC__SLOT_HDR 8
+#define SVC__REGION_REQ (SVC__REGION_DATA + SVC__SLOT_HDR) /* request frame */
 
 typedef struct svc__region {
   int fd;             /* the memfd; owned */
@@ -85,10 +89,18 @@ int svc__region_read_frame(svc__region *r, size_t off, uint8_t want_type,
  * or has already). The region must hold the whole frame. */
 void svc__region_write_header(svc__region *r, size_t off, const svc__frame *f);
 
-/* Where the reply to a request frame of req_size bytes goes. */
-static inline size_t svc__region_reply_off(size_t req_size) {
-  size_t end = SVC__REGION_DATA + req_size;
+/* Where the reply slot goes after a request frame of req_size bytes:
+ * cache-line aligned after it (a zero-copy handler writes its reply while
+ * it still reads the request). The reply frame is at slot + SVC__SLOT_HDR. */
+static inline size_t svc__region_reply_slot(size_t req_size) {
+  size_t end = SVC__REGION_REQ + req_size;
   return (end + SVC__CACHELINE - 1) & ~(size_t)(SVC__CACHELINE - 1);
+}
+
+/* The sequence word of the slot at off (the caller keeps off mapped). */
+static inline _Atomic uint32_t *svc__region_seq(const svc__region *r,
+                                                size_t off) {
+  return (_Atomic uint32_t *)(void *)(r->base + off);
 }
 
 void svc__region_fini(svc__region *r);

@@ -38,7 +38,7 @@ typedef struct shm_conn {
   svc__waiter waiter;
   uint32_t seq;       /* client: last call posted; server: last taken */
   int ready;          /* server: handshake done */
-  size_t reply_off;   /* server: where the current reply goes */
+  size_t reply_off;   /* server: where the current reply frame goes */
   int64_t idle_since; /* server: when it last went to sleep */
   const _Atomic int *stopping; /* server: stop serving when set */
 } shm_conn;
@@ -148,32 +148,39 @@ static int shm_call(svc__conn *base, const char *method, size_t method_len,
   }
   if (len > r->max_payload)
     return SVC_ETOOBIG;
+  /* Room for the request and for the reply slot's header after it; the
+   * server grows the region if the reply's payload needs more. */
   size_t size = svc__frame_size(method_len, len);
-  int rc = svc__region_ensure(r, SVC__REGION_DATA + size);
+  size_t slot = svc__region_reply_slot(size);
+  int rc = svc__region_ensure(r, slot + SVC__SLOT_HDR + SVC__FRAME_HDR);
   if (rc < 0)
     return rc;
-  uint32_t seq = c->seq + 1;
+  uint32_t seq = c->seq + 1 ? c->seq + 1 : 1; /* 0 marks "no reply yet" */
   svc__frame f = {.type = SVC__FRAME_REQUEST,
                   .call_id = seq,
                   .method_len = (uint32_t)method_len,
                   .payload_len = (uint32_t)len};
-  uint8_t *at = r->base + SVC__REGION_DATA;
+  uint8_t *at = r->base + SVC__REGION_REQ;
   svc__frame_encode_header(&f, at);
   memcpy(at + SVC__FRAME_HDR, method, method_len);
   if (len)
     memcpy(at + SVC__FRAME_HDR + method_len, req, len);
+  _Atomic uint32_t *reply_seq = svc__region_seq(r, slot);
+  atomic_store_explicit(reply_seq, 0, memory_order_relaxed);
   c->seq = seq;
-  rc = svc__wake(&h->req_seq, seq, &h->server_sleeping, c->base.fd);
+  rc = svc__wake(svc__region_seq(r, SVC__REGION_DATA), seq, &h->server_sleeping,
+                 c->base.fd);
   if (rc == 0)
-    rc = svc__wait(&c->waiter, &h->resp_seq, seq - 1, &h->client_sleeping,
-                   c->base.fd, deadline);
+    rc = svc__wait(&c->waiter, reply_seq, 0, &h->client_sleeping, c->base.fd,
+                   deadline);
   if (rc == SVC_EPEERGONE)
     res->not_taken = atomic_load(&h->taken_seq) != seq;
   if (rc < 0)
     return rc;
   svc__frame rep;
-  size_t off = (size_t)atomic_load_explicit(&h->resp_off, memory_order_relaxed);
-  rc = svc__region_read_frame(r, off, SVC__FRAME_REPLY, &rep);
+  if (atomic_load_explicit(reply_seq, memory_order_acquire) != seq)
+    return SVC_EPROTO;
+  rc = svc__region_read_frame(r, slot + SVC__SLOT_HDR, SVC__FRAME_REPLY, &rep);
   if (rc < 0 || rep.call_id != seq)
     return SVC_EPROTO;
   res->status = rep.status;
@@ -265,7 +272,7 @@ static int handshake(shm_conn *c) {
   }
   if (rc == 0) { /* before the ack: the client may post at once */
     c->ready = 1;
-    c->seq = atomic_load(&svc__region_hdr_of(&c->region)->req_seq);
+    c->seq = atomic_load(svc__region_seq(&c->region, SVC__REGION_DATA));
   }
   send_ack(c->base.fd, rc, rc == 0 ? c->region.max_payload : 0);
   return rc;
@@ -293,13 +300,14 @@ static int handle_request(shm_conn *c, svc__dispatch_fn fn, void *ctx) {
   svc__region_hdr *h = svc__region_hdr_of(r);
   atomic_store_explicit(&h->taken_seq, c->seq, memory_order_relaxed);
   svc__frame f;
-  int rc = svc__region_read_frame(r, SVC__REGION_DATA, SVC__FRAME_REQUEST, &f);
+  int rc = svc__region_read_frame(r, SVC__REGION_REQ, SVC__FRAME_REQUEST, &f);
   if (rc < 0)
     return SVC_EPROTO;
   char method[SVC_METHOD_MAX + 1];
   int status = svc__method_copy(method, f.method, f.method_len);
-  c->reply_off =
-      svc__region_reply_off(svc__frame_size(f.method_len, f.payload_len));
+  size_t slot =
+      svc__region_reply_slot(svc__frame_size(f.method_len, f.payload_len));
+  c->reply_off = slot + SVC__SLOT_HDR;
   svc_reply rep = {.alloc = shm_reply_alloc, .conn = c};
   if (status == 0)
     status = fn(ctx, method, f.payload, f.payload_len, &rep);
@@ -309,15 +317,13 @@ static int handle_request(shm_conn *c, svc__dispatch_fn fn, void *ctx) {
                     .call_id = f.call_id,
                     .status = status,
                     .payload_len = status == 0 ? (uint32_t)rep.len : 0};
-  size_t off = c->reply_off;
-  if (status != 0 || rep.len == 0) {
-    /* a bare header: ensure room for it, or reuse the request's place */
-    if (svc__region_ensure(r, off + SVC__FRAME_HDR) < 0)
-      off = SVC__REGION_DATA;
-  }
-  svc__region_write_header(r, off, &out);
-  atomic_store_explicit(&h->resp_off, off, memory_order_relaxed);
-  return svc__wake(&h->resp_seq, c->seq, &h->client_sleeping, c->base.fd);
+  /* The client made room for a bare header; a region that lacks it is a
+   * client that lied, and loses its connection. */
+  if (svc__region_ensure(r, c->reply_off + SVC__FRAME_HDR) < 0)
+    return SVC_EPROTO;
+  svc__region_write_header(r, c->reply_off, &out);
+  return svc__wake(svc__region_seq(r, slot), c->seq, &h->client_sleeping,
+                   c->base.fd);
 }
 
 static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
@@ -334,8 +340,9 @@ static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   atomic_store(&h->server_sleeping, 0);
   if (c->idle_since)
     svc__waiter_learn(&c->waiter, svc__now_ns() - c->idle_since);
+  _Atomic uint32_t *req_seq = svc__region_seq(&c->region, SVC__REGION_DATA);
   for (;;) {
-    uint32_t cur = atomic_load_explicit(&h->req_seq, memory_order_acquire);
+    uint32_t cur = atomic_load_explicit(req_seq, memory_order_acquire);
     if (cur != c->seq) {
       c->seq = cur;
       if ((rc = handle_request(c, fn, ctx)) < 0)
@@ -344,10 +351,10 @@ static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
     }
     if (c->stopping && atomic_load_explicit(c->stopping, memory_order_relaxed))
       return 0;
-    if (svc__spin(&c->waiter, &h->req_seq, cur))
+    if (svc__spin(&c->waiter, req_seq, cur))
       continue;
     atomic_store(&h->server_sleeping, 1); /* then re-check: see wait.c */
-    if (atomic_load(&h->req_seq) != cur) {
+    if (atomic_load(req_seq) != cur) {
       atomic_store(&h->server_sleeping, 0);
       continue;
     }

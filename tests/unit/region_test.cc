@@ -103,8 +103,8 @@ TEST(RegionCreate, OnePageSealedMemfdWithHeader) {
   EXPECT_EQ(h->magic, SVC__REGION_MAGIC);
   EXPECT_EQ(h->version, (uint32_t)SVC__REGION_VERSION);
   EXPECT_EQ(h->max_payload, kMax);
-  EXPECT_EQ(atomic_load(&h->req_seq), 0u);
-  EXPECT_EQ(atomic_load(&h->resp_seq), 0u);
+  EXPECT_EQ(atomic_load(svc__region_seq(&r, SVC__REGION_DATA)), 0u);
+  EXPECT_EQ(atomic_load(&h->taken_seq), 0u);
   svc__region_fini(&r);
 }
 
@@ -121,27 +121,27 @@ TEST(RegionCreate, HeaderLayoutSeparatesWriters) {
   // Each side writes only its own cache lines, so a spinning reader never
   // contends with its own writes; the once-written line 0 is shared by none.
   auto line = [](size_t off) { return off / SVC__CACHELINE; };
-  size_t client = line(offsetof(svc__region_hdr, req_seq));
-  EXPECT_EQ(line(offsetof(svc__region_hdr, client_sleeping)), client);
+  size_t client = line(offsetof(svc__region_hdr, client_sleeping));
   EXPECT_NE(client, 0u);
-  for (size_t off : {offsetof(svc__region_hdr, resp_seq),
-                     offsetof(svc__region_hdr, server_sleeping),
+  for (size_t off : {offsetof(svc__region_hdr, server_sleeping),
                      offsetof(svc__region_hdr, taken_seq),
-                     offsetof(svc__region_hdr, closing),
-                     offsetof(svc__region_hdr, resp_off)}) {
+                     offsetof(svc__region_hdr, closing)}) {
     EXPECT_NE(line(off), client) << "server field at " << off;
     EXPECT_NE(line(off), 0u) << "server field at " << off;
   }
   EXPECT_EQ(line(offsetof(svc__region_hdr, max_payload)), 0u);
   EXPECT_EQ(sizeof(svc__region_hdr) % SVC__CACHELINE, 0u);
   EXPECT_EQ(SVC__REGION_DATA % SVC__CACHELINE, 0u);
+  // A slot's sequence word shares its cache line with the frame header.
+  EXPECT_EQ(line(SVC__REGION_DATA), line(SVC__REGION_REQ + SVC__FRAME_HDR - 1));
 }
 
 TEST(RegionCreate, MaxSizeHoldsRequestAndReplyAtTheLimit) {
   for (size_t max :
        {(size_t)0, (size_t)1, (size_t)4096, kMax, SVC_DEFAULT_MAX_MSG}) {
     size_t req = svc__frame_size(SVC_METHOD_MAX, max);
-    size_t reply_end = svc__region_reply_off(req) + svc__frame_size(0, max);
+    size_t reply_end =
+        svc__region_reply_slot(req) + SVC__SLOT_HDR + svc__frame_size(0, max);
     size_t m = svc__region_max_size(max);
     EXPECT_GE(m, reply_end) << max;
     EXPECT_EQ(m & (m - 1), 0u) << "power of two: " << m;
@@ -149,11 +149,11 @@ TEST(RegionCreate, MaxSizeHoldsRequestAndReplyAtTheLimit) {
   }
 }
 
-TEST(RegionCreate, ReplyOffsetIsAlignedAfterTheRequest) {
+TEST(RegionCreate, ReplySlotIsAlignedAfterTheRequest) {
   for (size_t req : {(size_t)24, (size_t)25, (size_t)64, (size_t)1000}) {
-    size_t off = svc__region_reply_off(req);
-    EXPECT_GE(off, SVC__REGION_DATA + req);
-    EXPECT_LT(off, SVC__REGION_DATA + req + SVC__CACHELINE);
+    size_t off = svc__region_reply_slot(req);
+    EXPECT_GE(off, SVC__REGION_REQ + req);
+    EXPECT_LT(off, SVC__REGION_REQ + req + SVC__CACHELINE);
     EXPECT_EQ(off % SVC__CACHELINE, 0u);
   }
 }
@@ -253,7 +253,7 @@ TEST_F(RegionPair, PeerGrowthIsMappedOnRead) {
 
 TEST_F(RegionPair, ServerWritesReplyClientReads) {
   size_t off = PostRequest("echo", "hi", 2);
-  size_t roff = svc__region_reply_off(svc__frame_size(4, 2));
+  size_t roff = svc__region_reply_slot(svc__frame_size(4, 2)) + SVC__SLOT_HDR;
   ASSERT_EQ(0, svc__region_ensure(&server_, roff + svc__frame_size(0, 3)));
   svc__frame r;
   memset(&r, 0, sizeof r);
