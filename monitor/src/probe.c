@@ -5,7 +5,7 @@
  * that has been reset meanwhile. */
 #include "probe.h"
 
-#include <pthread.h>
+#include "bgthread.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,34 +34,31 @@ typedef struct probe_slot {
 struct mon_prober {
   const mon_config *cfg;
   int timeout_ms;
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool quit;
+  mon_bgthread bg; /* bg.mu guards slots */
   probe_slot *slots;
 };
 
 static void *probe_main(void *arg) {
   mon_prober *p = arg;
-  pthread_mutex_lock(&p->mu);
-  while (!p->quit) {
+  pthread_mutex_lock(&p->bg.mu);
+  while (!p->bg.quit) {
     bool did = false;
-    for (size_t i = 0; i < p->cfg->nservices && !p->quit; i++) {
+    for (size_t i = 0; i < p->cfg->nservices && !p->bg.quit; i++) {
       if (!p->slots[i].wanted)
         continue;
       unsigned gen = p->slots[i].gen;
-      pthread_mutex_unlock(&p->mu);
+      pthread_mutex_unlock(&p->bg.mu);
       int ok = mon_probe_ping(p->cfg->services[i].name, p->timeout_ms);
-      pthread_mutex_lock(&p->mu);
+      pthread_mutex_lock(&p->bg.mu);
       p->slots[i].wanted = false;
       if (ok && gen == p->slots[i].gen)
         p->slots[i].ok = true;
       did = true;
     }
-    if (!did && !p->quit)
-      pthread_cond_wait(&p->cv, &p->mu);
+    if (!did && !p->bg.quit)
+      pthread_cond_wait(&p->bg.cv, &p->bg.mu);
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->bg.mu);
   return NULL;
 }
 
@@ -76,11 +73,7 @@ mon_prober *mon_prober_new(const mon_config *cfg, int timeout_ms) {
     free(p);
     return NULL;
   }
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
-  if (pthread_create(&p->thread, NULL, probe_main, p) != 0) {
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
+  if (mon_bgthread_start(&p->bg, probe_main, p) != 0) {
     free(p->slots);
     free(p);
     return NULL;
@@ -91,13 +84,7 @@ mon_prober *mon_prober_new(const mon_config *cfg, int timeout_ms) {
 void mon_prober_free(mon_prober *p) {
   if (!p)
     return;
-  pthread_mutex_lock(&p->mu);
-  p->quit = true;
-  pthread_cond_signal(&p->cv);
-  pthread_mutex_unlock(&p->mu);
-  pthread_join(p->thread, NULL);
-  pthread_cond_destroy(&p->cv);
-  pthread_mutex_destroy(&p->mu);
+  mon_bgthread_stop(&p->bg);
   free(p->slots);
   free(p);
 }
@@ -105,21 +92,21 @@ void mon_prober_free(mon_prober *p) {
 int mon_prober_poll(mon_prober *p, size_t i) {
   if (i >= p->cfg->nservices)
     return 0;
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->bg.mu);
   int ok = p->slots[i].ok;
   if (!ok && !p->slots[i].wanted) {
     p->slots[i].wanted = true;
-    pthread_cond_signal(&p->cv);
+    pthread_cond_signal(&p->bg.cv);
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->bg.mu);
   return ok;
 }
 
 void mon_prober_reset(mon_prober *p, size_t i) {
   if (i >= p->cfg->nservices)
     return;
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->bg.mu);
   p->slots[i].ok = false;
   p->slots[i].gen++;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->bg.mu);
 }

@@ -5,7 +5,7 @@
  * never wrong ones. */
 #include "stats_poll.h"
 
-#include <pthread.h>
+#include "bgthread.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +25,8 @@ typedef struct poll_svc {
 struct mon_stats_poller {
   const mon_config *cfg;
   int timeout_ms;
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool quit, pending;
+  mon_bgthread bg; /* bg.mu guards pending and want_pid */
+  bool pending;
   poll_svc *svc; /* want_pid under mu; the rest owned by the thread */
   mon_method_result *out;
   size_t nout, capout;
@@ -61,7 +59,7 @@ static void poll_complain(const mon_config *cfg, size_t i, poll_svc *s,
 /* Queues rows under the lock; drops them if the loop stopped taking. */
 static void poll_emit(mon_stats_poller *p, size_t i, int64_t ts,
                       const mon_method_delta *d, int n) {
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->bg.mu);
   for (int k = 0; k < n; k++) {
     /* the built-ins are mostly the monitor's own probes (one svc.stats per
      * tick): rows of them would only crowd out the service's methods */
@@ -84,7 +82,7 @@ static void poll_emit(mon_stats_poller *p, size_t i, int64_t ts,
     snprintf(r->name, sizeof r->name, "%s", d[k].name);
     r->d.name = NULL; /* fixed up on take: the array may move */
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->bg.mu);
 }
 
 static void poll_one(mon_stats_poller *p, size_t i, int pid) {
@@ -136,25 +134,25 @@ static void *poll_main(void *arg) {
   mon_stats_poller *p = arg;
   size_t n = p->cfg->nservices;
   int *pids = calloc(n ? n : 1, sizeof *pids);
-  pthread_mutex_lock(&p->mu);
-  while (!p->quit && pids) {
+  pthread_mutex_lock(&p->bg.mu);
+  while (!p->bg.quit && pids) {
     if (!p->pending) {
-      pthread_cond_wait(&p->cv, &p->mu);
+      pthread_cond_wait(&p->bg.cv, &p->bg.mu);
       continue;
     }
     p->pending = false;
     for (size_t i = 0; i < n; i++)
       pids[i] = p->svc[i].want_pid;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->bg.mu);
     for (size_t i = 0; i < n; i++) {
       if (pids[i] > 0)
         poll_one(p, i, pids[i]);
       else if (p->svc[i].pid)
         poll_forget(&p->svc[i]);
     }
-    pthread_mutex_lock(&p->mu);
+    pthread_mutex_lock(&p->bg.mu);
   }
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->bg.mu);
   free(pids);
   return NULL;
 }
@@ -170,11 +168,7 @@ mon_stats_poller *mon_stats_poller_new(const mon_config *cfg, int timeout_ms) {
     free(p);
     return NULL;
   }
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
-  if (pthread_create(&p->thread, NULL, poll_main, p) != 0) {
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
+  if (mon_bgthread_start(&p->bg, poll_main, p) != 0) {
     free(p->svc);
     free(p);
     return NULL;
@@ -185,36 +179,30 @@ mon_stats_poller *mon_stats_poller_new(const mon_config *cfg, int timeout_ms) {
 void mon_stats_poller_free(mon_stats_poller *p) {
   if (!p)
     return;
-  pthread_mutex_lock(&p->mu);
-  p->quit = true;
-  pthread_cond_signal(&p->cv);
-  pthread_mutex_unlock(&p->mu);
-  pthread_join(p->thread, NULL);
+  mon_bgthread_stop(&p->bg);
   for (size_t i = 0; i < p->cfg->nservices; i++)
     poll_forget(&p->svc[i]);
-  pthread_cond_destroy(&p->cv);
-  pthread_mutex_destroy(&p->mu);
   free(p->svc);
   free(p->out);
   free(p);
 }
 
 void mon_stats_poller_request(mon_stats_poller *p, const int *pids, size_t n) {
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->bg.mu);
   for (size_t i = 0; i < n && i < p->cfg->nservices; i++)
     p->svc[i].want_pid = pids[i];
   p->pending = true;
-  pthread_cond_signal(&p->cv);
-  pthread_mutex_unlock(&p->mu);
+  pthread_cond_signal(&p->bg.cv);
+  pthread_mutex_unlock(&p->bg.mu);
 }
 
 size_t mon_stats_poller_take(mon_stats_poller *p, mon_method_result **out) {
-  pthread_mutex_lock(&p->mu);
+  pthread_mutex_lock(&p->bg.mu);
   size_t n = p->nout;
   *out = p->out;
   p->out = NULL;
   p->nout = p->capout = 0;
-  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->bg.mu);
   for (size_t k = 0; k < n; k++)
     (*out)[k].d.name = (*out)[k].name;
   return n;
