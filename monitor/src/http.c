@@ -673,14 +673,30 @@ static enum MHD_Result http_api_services(mon_http *h,
   return http_send(c, 200, "application/json", &b);
 }
 
+/* The [from, to) a metrics route asks for (default: the last 5 minutes)
+ * for an existing service: 0, or the HTTP status to answer with *why. */
+static int http_window(mon_http *h, const mon_route *rt, int64_t *from,
+                       int64_t *to, const char **why) {
+  if (http_find(h, rt->name) < 0) {
+    *why = "no such service";
+    return 404;
+  }
+  *to = rt->has_to ? rt->to : http_now_ms();
+  *from = rt->has_from ? rt->from : *to - 300000;
+  if (*from >= *to) {
+    *why = "from must be before to";
+    return 400;
+  }
+  return 0;
+}
+
 static enum MHD_Result http_api_metrics(mon_http *h, struct MHD_Connection *c,
                                         const mon_route *rt) {
-  if (http_find(h, rt->name) < 0)
-    return http_error(c, 404, "no such service");
-  int64_t to = rt->has_to ? rt->to : http_now_ms();
-  int64_t from = rt->has_from ? rt->from : to - 300000;
-  if (from >= to)
-    return http_error(c, 400, "from must be before to");
+  int64_t from, to;
+  const char *why;
+  int status = http_window(h, rt, &from, &to, &why);
+  if (status)
+    return http_error(c, status, why);
   mon_reader *r = http_reader(h);
   mon_point *pts = NULL;
   size_t n = 0;
@@ -737,12 +753,11 @@ static void http_method_json(mon_buf *b, const mon_method_row *m) {
  * (at most HTTP_METHOD_POINTS_MAX; "truncated" says there were more). */
 static enum MHD_Result http_api_methods(mon_http *h, struct MHD_Connection *c,
                                         const mon_route *rt) {
-  if (http_find(h, rt->name) < 0)
-    return http_error(c, 404, "no such service");
-  int64_t to = rt->has_to ? rt->to : http_now_ms();
-  int64_t from = rt->has_from ? rt->from : to - 300000;
-  if (from >= to)
-    return http_error(c, 400, "from must be before to");
+  int64_t from, to;
+  const char *why;
+  int status = http_window(h, rt, &from, &to, &why);
+  if (status)
+    return http_error(c, status, why);
   mon_reader *r = http_reader(h);
   mon_method_row *sum = NULL, *pts = NULL;
   size_t nsum = 0, npts = 0;
