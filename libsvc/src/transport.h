@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "frame.h"
 #include "svc.h"
 #include "url.h"
 
@@ -93,12 +94,20 @@ struct svc__transport {
   void (*unlisten)(svc__listener *l);
 };
 
-/* Copies a method name from a frame into dst[SVC_METHOD_MAX + 1] as a C
- * string. SVC_ENOMETHOD if it holds a NUL: "fail\0x" must not run "fail". */
-static inline int svc__method_copy(char *dst, const uint8_t *src, size_t len) {
-  memcpy(dst, src, len);
-  dst[len] = '\0';
-  return memchr(dst, '\0', len) ? SVC_ENOMETHOD : 0;
+/* Runs one request frame through fn, for both transports: the method name
+ * is copied out as a C string (one with a NUL inside is SVC_ENOMETHOD:
+ * "fail\0x" must not run "fail"), and a failed reply allocation becomes the
+ * status. Returns the reply status; reply->len is the payload to send when
+ * it is 0. */
+static inline int svc__run_request(svc__dispatch_fn fn, void *ctx,
+                                   const svc__frame *f, svc_reply *reply) {
+  char method[SVC_METHOD_MAX + 1];
+  memcpy(method, f->method, f->method_len);
+  method[f->method_len] = '\0';
+  if (memchr(method, '\0', f->method_len))
+    return SVC_ENOMETHOD;
+  int status = fn(ctx, method, f->payload, f->payload_len, reply);
+  return status == 0 && reply->error ? reply->error : status;
 }
 
 /* Registry: the transport for u->scheme, or NULL. */

@@ -303,16 +303,11 @@ static int handle_request(shm_conn *c, svc__dispatch_fn fn, void *ctx) {
   int rc = svc__region_read_frame(r, SVC__REGION_REQ, SVC__FRAME_REQUEST, &f);
   if (rc < 0)
     return SVC_EPROTO;
-  char method[SVC_METHOD_MAX + 1];
-  int status = svc__method_copy(method, f.method, f.method_len);
   size_t slot =
       svc__region_reply_slot(svc__frame_size(f.method_len, f.payload_len));
   c->reply_off = slot + SVC__SLOT_HDR;
   svc_reply rep = {.alloc = shm_reply_alloc, .conn = c};
-  if (status == 0)
-    status = fn(ctx, method, f.payload, f.payload_len, &rep);
-  if (status == 0 && rep.error)
-    status = rep.error;
+  int status = svc__run_request(fn, ctx, &f, &rep);
   svc__frame out = {.type = SVC__FRAME_REPLY,
                     .call_id = f.call_id,
                     .status = status,

@@ -350,13 +350,8 @@ static int send_reply(stream_conn *c, uint32_t call_id, int status,
 
 static int handle_request(stream_conn *c, const svc__frame *f,
                           svc__dispatch_fn fn, void *ctx) {
-  char method[SVC_METHOD_MAX + 1];
-  int status = svc__method_copy(method, f->method, f->method_len);
   svc_reply r = {.alloc = stream_reply_alloc, .conn = c};
-  if (status == 0)
-    status = fn(ctx, method, f->payload, f->payload_len, &r);
-  if (status == 0 && r.error)
-    status = r.error;
+  int status = svc__run_request(fn, ctx, f, &r);
   return send_reply(c, f->call_id, status, status == 0 ? r.len : 0);
 }
 
