@@ -73,8 +73,9 @@ int mon_http_host_ok(const char *bound_host, int port, const char *host) {
   if (portp) {
     char *end;
     /* digits only: strtol alone would take "\t5155" or "+5155" */
-    if (!*portp || strspn(portp, "0123456789") != strlen(portp))
-      return 0;
+    if (!*portp || *portp == '0' ||
+        strspn(portp, "0123456789") != strlen(portp))
+      return 0; /* canonical digits only: no sign, space or leading 0 */
     long p = strtol(portp, &end, 10);
     if (*end || p != port)
       return 0;
