@@ -4,6 +4,7 @@
  * that libsvc is compared with the best plain code, not a strawman. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "harness.h"
@@ -28,6 +30,10 @@ namespace {
  * server fails the benchmark instead of hanging CI. */
 constexpr uint64_t kReplyDeadlineNs = 10ull * 1000 * 1000 * 1000;
 
+/* A stream server reads up to this much at once, so that a client's window
+ * of small pipelined requests arrives in one read. */
+constexpr size_t kBatchBytes = 64 << 10;
+
 /* ================= stream baselines: pipe, unix, tcp ================= */
 
 /* The framing a careful user writes: an 8-byte length, then the payload,
@@ -35,24 +41,41 @@ constexpr uint64_t kReplyDeadlineNs = 10ull * 1000 * 1000 * 1000;
  * libsvc's stream transports must do at least this much work. */
 constexpr size_t kHdr = 8;
 
+/* writev of all n buffers, finishing a short write (large payloads, or a
+ * full socket buffer) where it stopped. Consumes iov. 0, or -1 (errno). */
+int raw_writev_all(int fd, struct iovec *iov, int n) {
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return -1;
+    for (; n > 0 && (size_t)w >= iov->iov_len; iov++, n--)
+      w -= (ssize_t)iov->iov_len;
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
+    }
+  }
+  return 0;
+}
+
 int raw_writev_full(int fd, const void *payload, size_t len) {
   uint64_t hdr = len;
   struct iovec iov[2] = {{&hdr, kHdr}, {const_cast<void *>(payload), len}};
-  size_t total = kHdr + len;
-  ssize_t n;
-  do
-    n = writev(fd, iov, 2);
-  while (n < 0 && errno == EINTR);
-  if (n < 0)
-    return -1;
-  if ((size_t)n == total)
+  return raw_writev_all(fd, iov, 2);
+}
+
+/* Whether the have bytes at p start with a whole frame: 1 (its payload
+ * length in *len), 0 (more bytes needed), -1 (a length over max_len). */
+int raw_frame_at(const unsigned char *p, size_t have, size_t max_len,
+                 uint64_t *len) {
+  if (have < kHdr)
     return 0;
-  /* Short write (only large payloads): finish the rest plainly. */
-  if ((size_t)n < kHdr &&
-      WriteFull(fd, (char *)&hdr + n, kHdr - (size_t)n) != 0)
+  memcpy(len, p, kHdr);
+  if (*len > max_len)
     return -1;
-  size_t done = (size_t)n > kHdr ? (size_t)n - kHdr : 0;
-  return WriteFull(fd, (const char *)payload + done, len - done);
+  return have - kHdr >= *len ? 1 : 0;
 }
 
 /* Reads one frame into buf (cap bytes, header included). Returns the
@@ -170,17 +193,41 @@ fail:
   return false;
 }
 
-/* Server loop: read a request, copy it into the reply buffer (the echo
- * handler's one copy, as libsvc's handler does), write the reply. */
+/* Server loop, as a careful user writes it for clients that may pipeline:
+ * read what is there, answer every whole request in it (copying each
+ * payload into the reply buffer: the echo handler's one copy, as libsvc's
+ * handler does), send all those replies with one write, and keep a partial
+ * request for the next read. A ping-pong client (one call in flight) costs
+ * it one read and one write per call. */
 void raw_stream_serve(StreamChan c, size_t max_len) {
-  std::vector<unsigned char> in(kHdr + max_len), out(max_len);
+  /* Room for the largest frame, and for a window of small ones per read. */
+  const size_t cap = std::max(kHdr + max_len, kBatchBytes);
+  std::vector<unsigned char> in(cap), out(cap);
+  size_t have = 0;
   for (;;) {
-    ssize_t len = raw_read_frame(c.server_rd, in.data(), in.size());
-    if (len < 0)
+    ssize_t n = read(c.server_rd, in.data() + have, cap - have);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
       return;
-    memcpy(out.data(), in.data() + kHdr, (size_t)len);
-    if (raw_writev_full(c.server_wr, out.data(), (size_t)len) != 0)
+    have += (size_t)n;
+    size_t off = 0, out_len = 0;
+    for (;;) {
+      uint64_t len;
+      int whole = raw_frame_at(in.data() + off, have - off, max_len, &len);
+      if (whole < 0)
+        return; /* a length over max_len: not our client */
+      if (whole == 0)
+        break;
+      memcpy(out.data() + out_len, &len, kHdr);
+      memcpy(out.data() + out_len + kHdr, in.data() + off + kHdr, len);
+      out_len += kHdr + len;
+      off += kHdr + len;
+    }
+    if (out_len && WriteFull(c.server_wr, out.data(), out_len) != 0)
       return;
+    memmove(in.data(), in.data() + off, have - off);
+    have -= off;
   }
 }
 
@@ -201,6 +248,61 @@ public:
     }
     *resp = buf_.data() + kHdr;
     *resp_len = (size_t)n;
+    return 0;
+  }
+
+  /* The baseline for calls in flight: window frames in one writev, then
+   * read until window replies are in (the server batches its answers, so
+   * usually in one read), and again. */
+  int Pipeline(const void *req, size_t len, int window, uint64_t until_ns,
+               uint64_t *calls, std::string *err) override {
+    if (window < 1 || 2 * window > IOV_MAX) {
+      *err = "window out of range";
+      return -1;
+    }
+    uint64_t hdr = len;
+    std::vector<struct iovec> batch, iov;
+    for (int i = 0; i < window; i++) {
+      batch.push_back({&hdr, kHdr});
+      batch.push_back({const_cast<void *>(req), len});
+    }
+    std::vector<unsigned char> in((size_t)window * (kHdr + len));
+    Deadline deadline(until_ns);
+    do {
+      iov = batch; /* raw_writev_all consumes its iovecs */
+      if (raw_writev_all(wr_, iov.data(), (int)iov.size()) != 0) {
+        *err = std::string("writev: ") + strerror(errno);
+        return -1;
+      }
+      size_t have = 0, off = 0;
+      for (int got = 0; got < window;) {
+        uint64_t n;
+        int whole = raw_frame_at(in.data() + off, have - off, len, &n);
+        if (whole < 0) {
+          *err = "reply longer than the request";
+          return -1;
+        }
+        if (whole == 0) {
+          ssize_t r = read(rd_, in.data() + have, in.size() - have);
+          if (r < 0 && errno == EINTR)
+            continue;
+          if (r <= 0) {
+            *err =
+                r < 0 ? std::string("read: ") + strerror(errno) : "peer closed";
+            return -1;
+          }
+          have += (size_t)r;
+          continue;
+        }
+        if (!ReplyMatches(req, len, in.data() + off + kHdr, n)) {
+          *err = "reply differs from request";
+          return -1;
+        }
+        off += kHdr + n;
+        got++;
+      }
+      *calls += (uint64_t)window;
+    } while (!deadline.Passed());
     return 0;
   }
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """report.py — turns the suites' Google Benchmark JSON into the report:
 report.md (latency table with ratios to the pipe baseline and the spin
-floor, CPU per call, the issue's targets, the throughput table) and
-latency.dat, the data latency.gp plots.
+floor, CPU per call, the issue's targets, the throughput table, the calls in
+flight table and its targets) and latency.dat, the data latency.gp plots.
 
 usage: report.py RESULTS_DIR [--mode quick|full|smoke]
-reads RESULTS_DIR/latency.json and RESULTS_DIR/throughput.json (either may
+reads RESULTS_DIR/latency.json, throughput.json and pipeline.json (any may
 be missing), writes RESULTS_DIR/report.md and RESULTS_DIR/latency.dat.
 """
 import argparse
@@ -200,6 +200,20 @@ def throughput_section(tp, window_note):
     return out
 
 
+def target_table(title, rows):
+    return [title, "", "| target | this run | wanted | |", "|---|---:|---|---|"] \
+        + rows + [""]
+
+
+def target_checker(rows):
+    """check(what, value, limit, ok) appends one target row to rows: met,
+    **missed**, or – when this run has no value for it."""
+    def check(what, value, limit, ok):
+        state = "–" if value is None else ("met" if ok(value) else "**missed**")
+        rows.append(f"| {what} | {fmt(value, 3)} | {limit} | {state} |")
+    return check
+
+
 def targets_section(lat, tp):
     """The targets of issue 4, checked against this run."""
     def p50(t, s):
@@ -209,10 +223,7 @@ def targets_section(lat, tp):
         return val(tp.get(("throughput", t, n)), "calls_per_s")
 
     rows = []
-
-    def check(what, value, limit, ok):
-        state = "–" if value is None else ("met" if ok(value) else "**missed**")
-        rows.append(f"| {what} | {fmt(value, 3)} | {limit} | {state} |")
+    check = target_checker(rows)
 
     check("svc-shm 64 B p50 / spin 64 B p50", ratio(p50("svc-shm", 64), p50("spin", 64)),
           "≤ 1.5", lambda v: v <= 1.5)
@@ -244,8 +255,7 @@ def targets_section(lat, tp):
     w2 = val(tp.get(("workers", "burn200us-1thread", 2)), "calls_per_s")
     check("CPU-bound handler, 2 workers / 1 worker calls/s (issue 6)",
           ratio(w2, w1), "≥ 1.7", lambda v: v >= 1.7)
-    return ["## Targets (issues 4, 6, 7)", "",
-            "| target | this run | wanted | |", "|---|---:|---|---|"] + rows + [""]
+    return target_table("## Targets (issues 4, 6, 7)", rows)
 
 
 def workers_section(tp):
@@ -268,6 +278,84 @@ def workers_section(tp):
             "4 client processes call a handler that burns 200 µs of CPU.", "",
             "| server | workers | calls/s | × 1 worker | CPU µs/call |",
             "|---|---:|---:|---:|---:|"] + rows + [""]
+
+
+# Calls in flight (bench_pipeline): rows in report order, what each is, and
+# the raw pipelined socket each libsvc stream row is measured against.
+PIPELINE_ORDER = ["unix", "svc-unix", "tcp", "svc-tcp", "svc-shm-sync", "svc-shm",
+                  "svc-shm-block"]
+PIPELINE_DESCR = {
+    "unix": "raw Unix socketpair, pipelined",
+    "svc-unix": "libsvc unix://",
+    "tcp": "raw TCP loopback, pipelined",
+    "svc-tcp": "libsvc tcp://",
+    "svc-shm-sync": "libsvc shm://, svc_call (no calls in flight)",
+    "svc-shm": "libsvc shm://, adaptive wait",
+    "svc-shm-block": "libsvc shm://, SVC_WAIT_BLOCK on both sides",
+}
+PIPELINE_RAW = {"svc-unix": "unix", "svc-tcp": "tcp"}
+
+
+def pipeline_section(pl):
+    def rate(t, w):
+        return val(pl.get(("pipeline", t, w)), "calls_per_s")
+
+    def own_window_1(t):
+        # svc_call is compared with its asynchronous twin at window 1
+        return rate("svc-shm" if t == "svc-shm-sync" else t, 1)
+
+    keys = sorted(pl, key=lambda k: (PIPELINE_ORDER.index(k[1])
+                                     if k[1] in PIPELINE_ORDER else 99, k[2]))
+    out = [
+        "## Calls in flight (64 B echo, one client thread)",
+        "",
+        "One client thread keeps `window` calls in flight on one connection",
+        "for a fixed time: libsvc sends with `svc_call_send` until `window`",
+        "calls are in flight, then sends one more for every call",
+        "`svc_call_recv` hands back. The raw baselines are a pipelined socket",
+        "written by a careful user: `window` length-prefixed requests in one",
+        "`writev`, a server that answers every whole request it read with one",
+        "write, then `window` replies read. `svc-shm-sync` is plain `svc_call`,",
+        "next to window 1 because the synchronous path must not get slower.",
+        "`x window 1` is calls/s over the same row's window 1 (for",
+        "`svc-shm-sync`: over `svc-shm` window 1); `x raw` is over the raw",
+        "pipelined socket at the same window.",
+        "",
+        "Rows: " + "; ".join(f"`{t}` = {PIPELINE_DESCR[t]}"
+                             for t in PIPELINE_ORDER) + ".",
+        "",
+        "| transport | window | calls/s | x window 1 | x raw | CPU/call µs | cores busy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k in keys:
+        r = pl[k]
+        t, w = k[1], k[2]
+        name = f"**{t}**" if t.startswith("svc-") else t
+        if r.get("error_occurred"):
+            out.append(f"| {name} | {w} | error: {r.get('error_message', '?')} |||||")
+            continue
+        v = rate(t, w)
+        raw = rate(PIPELINE_RAW[t], w) if t in PIPELINE_RAW else None
+        out.append(
+            f"| {name} | {w} | {fmt(v)} | {fmt(ratio(v, own_window_1(t)), 3)} | "
+            f"{fmt(ratio(v, raw), 2)} | {fmt(val(r, 'cpu_us_per_call'))} | "
+            f"{fmt(val(r, 'cores_busy'), 2)} |")
+    out.append("")
+
+    rows = []
+    check = target_checker(rows)
+    for kind in ("unix", "tcp"):
+        t = "svc-" + kind
+        check(f"{t} calls/s, window 64 / window 1", ratio(rate(t, 64), rate(t, 1)),
+              "≥ 10", lambda v: v >= 10)
+        check(f"{t} / raw pipelined {kind} calls/s, window 64",
+              ratio(rate(t, 64), rate(kind, 64)), "≥ 0.7", lambda v: v >= 0.7)
+    check("svc-shm-block calls/s, window 64 / window 1",
+          ratio(rate("svc-shm-block", 64), rate("svc-shm-block", 1)), "≥ 10",
+          lambda v: v >= 10)
+    check("svc-shm (adaptive) calls/s, window 64 / window 1",
+          ratio(rate("svc-shm", 64), rate("svc-shm", 1)), "≥ 2", lambda v: v >= 2)
+    return out + target_table("### Targets: calls in flight", rows)
 
 
 def write_dat(lat, path):
@@ -294,10 +382,11 @@ def main():
     a = ap.parse_args()
     ctx_l, lat = load(os.path.join(a.dir, "latency.json"))
     ctx_t, tp = load(os.path.join(a.dir, "throughput.json"))
-    if not lat and not tp:
+    ctx_p, pl = load(os.path.join(a.dir, "pipeline.json"))
+    if not lat and not tp and not pl:
         print(f"report.py: no results in {a.dir}", file=sys.stderr)
         return
-    out = header(ctx_l or ctx_t, a.mode, a.build_type)
+    out = header(ctx_l or ctx_t or ctx_p, a.mode, a.build_type)
     out += ["Transports: " + "; ".join(f"`{t}` = {DESCR[t]}" for t in ORDER) + ".", ""]
     if lat:
         out += targets_section(lat, tp)
@@ -306,6 +395,8 @@ def main():
         note = f" ({a.duration_ms} ms)" if a.duration_ms else ""
         out += throughput_section(tp, note)
         out += workers_section(tp)
+    if pl:
+        out += pipeline_section(pl)
     out += ["See docs/benchmarks.md for what each baseline does and how CPU "
             "is measured. Plot: latency.svg.", ""]
     with open(os.path.join(a.dir, "report.md"), "w") as f:

@@ -1,7 +1,8 @@
 /* svc_echo.cc — libsvc under test: an echo server in a forked child
  * (svc_server_new / svc_server_method / svc_server_listen / svc_server_run)
- * and clients through svc_call, over shm://, unix:// and tcp://. The echo
- * handler writes its reply in place with svc_reply_alloc (zero copy on shm). */
+ * and clients through svc_call (or svc_call_send / svc_call_recv with calls
+ * in flight), over shm://, unix:// and tcp://. The echo handler writes its
+ * reply in place with svc_reply_alloc (zero copy on shm). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -91,6 +92,10 @@ int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
     report("ERR " + svc_err("svc_server_set_max_threads", rc));
     goto fail;
   }
+  if (opts.wait_block && (rc = svc_server_set_wait(s, SVC_WAIT_BLOCK))) {
+    report("ERR " + svc_err("svc_server_set_wait", rc));
+    goto fail;
+  }
   /* Room for the largest payload plus headers. */
   if (max_len + 4096 > SVC_DEFAULT_MAX_MSG &&
       (rc = svc_server_set_max_msg(s, max_len + 4096))) {
@@ -137,6 +142,47 @@ public:
       return -1;
     }
     return 0;
+  }
+
+  /* Calls in flight as the API means them: svc_call_send until window
+   * calls are in flight, then one more for every call svc_call_recv hands
+   * back; once until_ns passes, only receives. SVC_EAGAIN from a send (the
+   * library's own window is full) means receive first. */
+  int Pipeline(const void *req, size_t len, int window, uint64_t until_ns,
+               uint64_t *calls, std::string *err) override {
+    Deadline deadline(until_ns);
+    bool sending = true;
+    int in_flight = 0;
+    uint64_t id;
+    for (;;) {
+      while (sending && in_flight < window) {
+        int rc = svc_call_send(c_, method_.c_str(), req, len, &id);
+        if (rc == SVC_EAGAIN && in_flight > 0)
+          break;
+        if (rc) {
+          *err = svc_err("svc_call_send", rc);
+          return -1;
+        }
+        in_flight++;
+      }
+      if (in_flight == 0)
+        return 0;
+      const void *resp;
+      size_t resp_len;
+      int rc = svc_call_recv(c_, -1, &id, &resp, &resp_len);
+      if (rc) {
+        *err = svc_err("svc_call_recv", rc);
+        return -1;
+      }
+      in_flight--;
+      if (!ReplyMatches(req, len, resp, resp_len)) {
+        *err = "reply differs from request";
+        return -1;
+      }
+      ++*calls;
+      if (sending && deadline.Passed())
+        sending = false;
+    }
   }
 
 private:
@@ -187,6 +233,11 @@ public:
         (rc = svc_client_set_max_msg(c, max_len_ + 4096))) {
       svc_client_close(c);
       *err = svc_err("svc_client_set_max_msg", rc);
+      return nullptr;
+    }
+    if (opts_.wait_block && (rc = svc_client_set_wait(c, SVC_WAIT_BLOCK))) {
+      svc_client_close(c);
+      *err = svc_err("svc_client_set_wait", rc);
       return nullptr;
     }
     return std::make_unique<SvcConn>(c, opts_.method);

@@ -6,6 +6,7 @@
 #define SVC_BENCH_TRANSPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <memory>
@@ -24,15 +25,30 @@ public:
    * either copy. Returns 0, or -1 with a message in *err. */
   virtual int Call(const void *req, size_t len, const void **resp,
                    size_t *resp_len, std::string *err) = 0;
+  /* Pipelined round trips (bench_pipeline): until_ns (NowNs) passes, keeps
+   * up to window requests of len bytes in flight on this connection,
+   * checking every reply against req, then receives what is still in
+   * flight. Adds the calls completed to *calls. Returns 0, or -1 with a
+   * message in *err; transports that cannot pipeline always fail. */
+  virtual int Pipeline(const void * /*req*/, size_t /*len*/, int /*window*/,
+                       uint64_t /*until_ns*/, uint64_t * /*calls*/,
+                       std::string *err) {
+    *err = "this transport has no pipelined calls";
+    return -1;
+  }
 };
 
-/* How the libsvc server child runs (issue 6 adds worker processes). */
+/* How the libsvc server child runs (issue 6 adds worker processes) and how
+ * its clients wait. */
 struct ServerOptions {
   int workers = 0; /* >0: SVC_WORKERS_MIN = SVC_WORKERS_MAX = workers */
   std::string method = "echo"; /* what a libsvc client calls ("burn") */
   bool stats = true;   /* false: SVC_STATS=off in the server (issue 7) */
   int max_threads = 0; /* >0: svc_server_set_max_threads (1 = a GIL-like
                           handler that cannot run twice in one process) */
+  /* true: SVC_WAIT_BLOCK for the server and for every client Connect makes
+   * (default: adaptive, what users get) */
+  bool wait_block = false;
 };
 
 class Transport {

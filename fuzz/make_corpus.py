@@ -144,96 +144,260 @@ def url_seeds():
 
 # ---- shm region layout (libsvc/src/region.h) ----
 REGION_MAGIC = 0x47455253
-REGION_VERSION = 1
-REGION_DATA = 192  # sizeof(svc__region_hdr): three cache lines
-RESP_OFF_AT = 144  # line 2: resp_seq, server_sleeping, taken_seq, closing
+REGION_VERSION = 2
+REGION_RING = 320  # sizeof(svc__region_hdr): five cache lines
+SLOT_SIZE, SLOT_REP, SLOT_HDR, SLOT_FRAME_MAX = 512, 256, 8, 248
+WHERE_INLINE, WHERE_LANE = 0, 1
+RING_MAX = 4096
+HDR_RING_SLOTS = 16        # offset of ring_slots in the header
+HDR_REPLY_LANE_BUSY = 256  # line 4
+MAX_MSG_LIMIT = 0xFFFFFFFF - 65536
 PAGE = 4096
 
-
-def region_hdr(max_payload=64 << 20, magic=REGION_MAGIC,
-               version=REGION_VERSION, resp_off=0):
-    h = bytearray(REGION_DATA)
-    struct.pack_into("<IIQ", h, 0, magic, version, max_payload)
-    struct.pack_into("<Q", h, RESP_OFF_AT, resp_off)
-    return bytes(h)
-
-
-def reply_off(req_size):
-    return (REGION_DATA + req_size + 63) & ~63
-
-
-# fuzz_shm_header input: byte 0 = file size (bits 0-2: 1, 2, 4, 8, 16 pages,
-# 0, 100 bytes, page + 1) | server max_payload (bits 3-5: 0, 64, 4096,
-# 65536, 1 MiB, 64 MiB...); byte 1 = seals (bits 0-1: SHRINK|SEAL, SHRINK,
-# none, SHRINK|GROW; bit 2 FUTURE_WRITE; bit 7 WRITE) | grow by 2^n after
-# attach (bits 3-5) | read the reply at resp_off too (bit 6); byte 2 = reply
-# payload / 64; then the file's first bytes.
-SZ_1P, SZ_2P, SZ_4P, SZ_8P, SZ_16P, SZ_0, SZ_100, SZ_P1 = range(8)
-MX_0, MX_64, MX_4K, MX_64K, MX_1M, MX_64M = (i << 3 for i in range(6))
+# fuzz_shm_header input (see the top of fuzz/fuzz_shm_header.c):
+# byte 0 = file size (bits 0-2) | server max_payload (bits 3-5); byte 1 =
+# seals (bits 0-1; bit 2 FUTURE_WRITE, bit 7 WRITE) | reply words left 0
+# (bit 3); byte 2 = the handler's reply; then the header's magic, version,
+# max_payload, ring_slots; then records.
+FS_RING, FS_RING_LESS_PAGE, FS_MAX, FS_MAX_PLUS_PAGE, FS_0, FS_100, \
+    FS_RING_PLUS_1, FS_RING_PLUS_4P = range(8)
+MX_0, MX_64, MX_200, MX_224, MX_4K, MX_64K, MX_1M, MX_64M = \
+    (i << 3 for i in range(8))
 SEAL_CLIENT, SEAL_SHRINK, SEAL_NONE, SEAL_GROW = range(4)
-FUTURE_WRITE, READ_REPLY, SEAL_WRITE = 4, 64, 128
+FUTURE_WRITE, REPLY_WORDS_ZERO, SEAL_WRITE = 4, 8, 128
+ECHO = 0xff
+
+OP_POST, OP_RAW, OP_GROW, OP_SEAL, OP_PUNCH, OP_SERVE = range(6)
+P_LIE, P_LANE, P_BAD_ID, P_UNPUBLISHED, P_NUL = 1, 2, 4, 8, 16
+LATE_GROW, LATE_FUTURE_WRITE, LATE_WRITE, LATE_SEAL = range(4)
+SERVE = bytes([OP_SERVE])
 
 
-def grow(n):
-    return n << 3
+def reply_of(n):
+    """The byte-2 selector for a reply of n bytes (even, < 256) or n KiB."""
+    if n < 256:
+        assert n % 2 == 0
+        return n // 2
+    assert n % 1024 == 0 and 1 <= n // 1024 <= 127
+    return 0x7f + n // 1024
 
 
-def shm_input(size, mx, b1, reply64, content):
-    return bytes([size | mx, b1, reply64]) + content
+def shm_input(records=b"", size=FS_RING, mx=MX_64M, b1=SEAL_CLIENT,
+              reply=reply_of(10), magic=REGION_MAGIC, version=REGION_VERSION,
+              max_payload=64 << 20, slots=8):
+    return (bytes([size | mx, b1, reply]) +
+            struct.pack("<IIQI", magic, version, max_payload, slots) +
+            records)
+
+
+def post(seq, method_len=4, payload_len=5, fill=0, flags=0):
+    return (bytes([OP_POST | flags << 3]) +
+            struct.pack("<IB", seq, method_len) +
+            payload_len.to_bytes(3, "little") + bytes([fill]))
+
+
+def posts(first, last, **kw):
+    return b"".join(post(s, **kw) for s in range(first, last + 1))
+
+
+def raw(off, data):
+    assert len(data) < 256
+    return bytes([OP_RAW]) + struct.pack("<IB", off, len(data)) + data
+
+
+def grow(pages):
+    return bytes([OP_GROW, pages])
+
+
+def seal(which):
+    return bytes([OP_SEAL, which])
+
+
+def punch(off, pages):
+    return bytes([OP_PUNCH]) + struct.pack("<IH", off, pages)
+
+
+def slot(seq, slots=8):
+    return REGION_RING + (seq % slots) * SLOT_SIZE
+
+
+def slot_frame(seq, fr, where=WHERE_INLINE):
+    """A request half's bytes: seq word, where word, then the frame."""
+    return struct.pack("<II", seq, where) + fr
 
 
 def shm_seeds():
-    req = frame(REQUEST, b"echo", b"hello")
-    ok = region_hdr() + req
-    big = region_hdr() + frame(REQUEST, b"echo", b"z" * 5000)
-    rep_at = reply_off(len(req))
-    with_reply = bytearray(region_hdr(resp_off=rep_at) + req)
-    with_reply += bytes(rep_at - len(with_reply)) + frame(REPLY, payload=b"ok")
+    u32 = lambda v: struct.pack("<I", v)
     return {
-        "request": shm_input(SZ_1P, MX_64M, SEAL_CLIENT, 1, ok),
-        "request-shrink-only": shm_input(SZ_2P, MX_4K, SEAL_SHRINK, 0, ok),
-        "request-and-reply": shm_input(SZ_1P, MX_64M,
-                                       SEAL_CLIENT | READ_REPLY, 2,
-                                       bytes(with_reply)),
-        "big-request-grown": shm_input(SZ_1P, MX_1M, SEAL_CLIENT | grow(1),
-                                       0, big),
-        "big-request-not-grown": shm_input(SZ_1P, MX_1M, SEAL_CLIENT, 0, big),
-        "big-reply-needs-growth": shm_input(SZ_1P, MX_1M, SEAL_CLIENT, 255, ok),
-        "big-reply-seal-grow": shm_input(SZ_1P, MX_1M, SEAL_GROW, 255, ok),
-        "payload-over-peer-max": shm_input(
-            SZ_1P, MX_64M, SEAL_CLIENT, 0, region_hdr(max_payload=2) + req),
-        "payload-over-server-max": shm_input(SZ_1P, MX_0, SEAL_CLIENT, 0, ok),
-        "peer-max-huge": shm_input(
-            SZ_1P, MX_64K, SEAL_CLIENT, 0,
-            region_hdr(max_payload=(1 << 64) - 1) + req),
+        # well-formed traffic
+        "inline-call": shm_input(post(1) + SERVE),
+        "inline-echo": shm_input(post(1, payload_len=100) + SERVE,
+                                 reply=ECHO),
+        "inline-frame-248": shm_input(post(1, 4, SLOT_FRAME_MAX - 28) +
+                                      SERVE, reply=ECHO),
+        "batch": shm_input(post(1, 1, 0) + post(2, 4, 1) + post(3, 8, 100) +
+                           post(4, 255, 0) + post(5, 4, 220) +
+                           post(6, 4, 221) + SERVE, reply=ECHO),
+        "batch-full-window": shm_input(posts(1, 4) + SERVE + posts(5, 8) +
+                                       SERVE, slots=4, reply=reply_of(64)),
+        "lane-request": shm_input(post(1, 8, 5000, fill=3) + post(2) +
+                                  SERVE, reply=reply_of(16)),
+        "lane-request-and-reply": shm_input(
+            post(1, 4, 100000) + SERVE + post(2, 4, 300000, fill=9) + SERVE,
+            reply=ECHO),
+        "lane-reply": shm_input(post(1) + post(2) + SERVE,
+                                reply=reply_of(16 << 10)),
+        "reply-224-inline": shm_input(post(1) + SERVE, reply=reply_of(224)),
+        "reply-226-lane": shm_input(post(1) + SERVE, reply=reply_of(226)),
+        "small-frame-in-lane": shm_input(post(1, flags=P_LANE) + SERVE),
+        "wrap-around": shm_input(
+            posts(1, 2) + SERVE + post(3) + post(4, 4, 3000) + SERVE +
+            posts(5, 6, payload_len=40) + SERVE, slots=2, reply=ECHO),
+        "wrap-around-one-slot": shm_input(
+            post(1) + SERVE + post(2, 4, 9000) + SERVE + post(3) + SERVE,
+            slots=1, reply=ECHO),
+        "ring-max-slots": shm_input(posts(1, 3) + SERVE, slots=RING_MAX),
+        "largest-region": shm_input(post(1, 4, 65536) + SERVE, size=FS_MAX,
+                                    mx=MX_64K, max_payload=65536, reply=ECHO),
+        "peer-max-limit": shm_input(post(1, 4, 65536) + SERVE, mx=MX_64K,
+                                    max_payload=MAX_MSG_LIMIT, reply=ECHO),
+        "server-max-0": shm_input(post(1, 4, 0) + post(2, 4, 1) + SERVE,
+                                  mx=MX_0, reply=ECHO),
+        "payload-at-server-max": shm_input(
+            post(1, 4, 64) + SERVE + post(2, 4, 65, flags=P_LIE) + SERVE,
+            mx=MX_64, reply=ECHO),
+        "reply-over-server-max": shm_input(post(1) + SERVE, mx=MX_200,
+                                           reply=reply_of(1024)),
+        "reply-words-zero": shm_input(post(1) + SERVE, b1=REPLY_WORDS_ZERO),
+        "ring-file-plus-4-pages": shm_input(post(1, 4, 5000) + SERVE,
+                                            size=FS_RING_PLUS_4P),
+        "nul-in-method": shm_input(post(1, flags=P_NUL) + post(2) + SERVE),
+        "unpublished": shm_input(post(1, flags=P_UNPUBLISHED) + post(2) +
+                                 SERVE),
+        # a lying client
+        "bad-call-id": shm_input(post(1, flags=P_BAD_ID) + post(2) + SERVE),
+        "method-len-0": shm_input(post(1, 0, 5) + SERVE),
+        "where-bogus": shm_input(post(1, flags=P_LIE | P_LANE) + SERVE),
+        "lane-not-grown": shm_input(post(1, 4, 500000, flags=P_LIE) +
+                                    SERVE),
+        "lane-longer-than-file": shm_input(
+            grow(1) + post(1, 4, 500000, flags=P_LIE) + SERVE),
+        "inline-frame-249": shm_input(raw(slot(1), slot_frame(
+            1, header(REQUEST, method_len=4, payload_len=221) + b"echo")) +
+            SERVE),
+        "inline-frame-248-raw": shm_input(raw(slot(1), slot_frame(
+            1, header(REQUEST, method_len=4, payload_len=220) + b"echo")) +
+            SERVE),
         "reply-type-at-request": shm_input(
-            SZ_1P, MX_64M, SEAL_CLIENT, 0,
-            region_hdr() + frame(REPLY, payload=b"x")),
-        "resp-off-huge": shm_input(
-            SZ_1P, MX_64M, SEAL_CLIENT | READ_REPLY, 0,
-            region_hdr(resp_off=(1 << 64) - 1) + req),
-        "resp-off-zero": shm_input(SZ_1P, MX_64M, SEAL_CLIENT | READ_REPLY, 0,
-                                   region_hdr(resp_off=0) + req),
-        "resp-off-end": shm_input(SZ_16P, MX_64K, SEAL_CLIENT | READ_REPLY, 0,
-                                  region_hdr(resp_off=16 * PAGE - 24) + req),
-        "bad-magic": shm_input(SZ_1P, MX_64M, SEAL_CLIENT, 0,
-                               region_hdr(magic=0) + req),
-        "bad-version": shm_input(SZ_1P, MX_64M, SEAL_CLIENT, 0,
-                                 region_hdr(version=2) + req),
-        "unsealed": shm_input(SZ_1P, MX_64M, SEAL_NONE, 0, ok),
-        "seal-write": shm_input(SZ_1P, MX_64M, SEAL_CLIENT | SEAL_WRITE, 0,
-                                ok),
-        "seal-future-write": shm_input(SZ_1P, MX_64M,
-                                       SEAL_CLIENT | FUTURE_WRITE, 0, ok),
-        "size-0": shm_input(SZ_0, MX_64M, SEAL_CLIENT, 0, b""),
-        "size-100": shm_input(SZ_100, MX_64M, SEAL_CLIENT, 0, ok[:100]),
-        "size-page-plus-1": shm_input(SZ_P1, MX_64M, SEAL_CLIENT, 0, ok),
-        "size-over-reserved": shm_input(SZ_16P, MX_0, SEAL_CLIENT, 0, ok),
+            raw(slot(1), slot_frame(1, frame(REPLY, payload=b"x"))) + SERVE),
+        "lane-where-raw": shm_input(
+            grow(1) + raw(slot(1), slot_frame(1, b"", WHERE_LANE)) +
+            raw(REGION_RING + 8 * SLOT_SIZE + (PAGE - (REGION_RING +
+                8 * SLOT_SIZE) % PAGE) % PAGE,
+                frame(REQUEST, b"echo", b"in the lane")) + SERVE),
+        "reply-lane-busy": shm_input(raw(HDR_REPLY_LANE_BUSY, u32(1)) +
+                                     post(1) + SERVE, reply=reply_of(4096)),
+        "ring-slots-changed": shm_input(raw(HDR_RING_SLOTS, u32(RING_MAX)) +
+                                        posts(1, 3) + SERVE),
+        "max-payload-changed": shm_input(
+            raw(8, struct.pack("<Q", (1 << 64) - 1)) + post(1, 4, 300) +
+            SERVE, reply=ECHO),
+        "late-seal-future-write": shm_input(
+            post(1, 4, 5000) + seal(LATE_FUTURE_WRITE) + SERVE,
+            b1=SEAL_SHRINK),
+        "late-seal-future-write-reply": shm_input(
+            post(1) + seal(LATE_FUTURE_WRITE) + SERVE, b1=SEAL_SHRINK,
+            reply=reply_of(8 << 10)),
+        "late-seal-grow": shm_input(post(1) + seal(LATE_GROW) + SERVE,
+                                    b1=SEAL_SHRINK, reply=reply_of(8 << 10)),
+        "late-seal-refused": shm_input(post(1) + seal(LATE_GROW) + SERVE,
+                                       reply=reply_of(8 << 10)),
+        "punch-ring": shm_input(posts(1, 2) + punch(0, 1) + SERVE),
+        "punch-lane": shm_input(post(1, 4, 5000) + punch(8192, 2) + SERVE),
+        "grow-beyond-region": shm_input(grow(0) + post(1, 4, 5000) + SERVE,
+                                        mx=MX_64K, max_payload=65536),
+        # attach refusals
+        "bad-magic": shm_input(post(1) + SERVE, magic=0),
+        "bad-version": shm_input(post(1) + SERVE, version=1),
+        "slots-0": shm_input(post(1) + SERVE, slots=0),
+        "slots-3": shm_input(post(1) + SERVE, slots=3),
+        "slots-over-max": shm_input(post(1) + SERVE, slots=2 * RING_MAX),
+        "file-smaller-than-ring": shm_input(post(1) + SERVE, slots=64,
+                                            size=FS_RING_LESS_PAGE),
+        "peer-max-0": shm_input(post(1) + SERVE, max_payload=0),
+        "peer-max-over-limit": shm_input(post(1) + SERVE,
+                                         max_payload=MAX_MSG_LIMIT + 1),
+        "peer-max-huge": shm_input(post(1) + SERVE,
+                                   max_payload=(1 << 64) - 1),
+        "size-0": shm_input(size=FS_0),
+        "size-100": shm_input(size=FS_100),
+        "size-ring-plus-1": shm_input(post(1) + SERVE, size=FS_RING_PLUS_1),
+        "size-over-region": shm_input(post(1) + SERVE,
+                                      size=FS_MAX_PLUS_PAGE),
+        "unsealed": shm_input(post(1) + SERVE, b1=SEAL_NONE),
+        "seal-grow": shm_input(post(1) + SERVE, b1=SEAL_GROW),
+        "seal-write": shm_input(post(1) + SERVE, b1=SEAL_CLIENT | SEAL_WRITE),
+        "seal-future-write": shm_input(post(1) + SERVE,
+                                       b1=SEAL_CLIENT | FUTURE_WRITE),
+        "truncated-record": shm_input(post(1) + SERVE + post(2)[:5]),
+    }
+
+
+# fuzz_replies input: byte 0 = calls sent - 1 (mod 64), byte 1 = the
+# client's max_payload selector (16, 64, 4096, 64 MiB), then what the
+# hostile server writes back. Calls are numbered 1, 2, ... on the
+# connection they are sent on.
+def replies_input(calls, stream, sel=3):
+    return bytes([calls - 1, sel]) + stream
+
+
+def replies_seeds():
+    def rep(i, payload=b"x", status=0):
+        return frame(REPLY, payload=payload, call_id=i, status=status)
+
+    in_order = b"".join(rep(i) for i in range(1, 9))
+    reverse = b"".join(rep(i) for i in range(8, 0, -1))
+    return {
+        "in-order": replies_input(8, in_order),
+        "reverse": replies_input(8, reverse),
+        "full-window": replies_input(
+            64, b"".join(rep(i, bytes([i])) for i in range(1, 65))),
+        "some-missing": replies_input(8, rep(2) + rep(5)),
+        "unknown-id": replies_input(4, rep(1) + rep(99) + rep(2)),
+        "id-zero-refusal": replies_input(4, rep(0, status=-11)),
+        "duplicate": replies_input(4, rep(1) + rep(1) + rep(2)),
+        "goaway-among-replies": replies_input(
+            4, rep(1) + frame(GOAWAY, call_id=0) + rep(2) + rep(3) + rep(4)),
+        "too-big-for-client": replies_input(4, rep(1, b"y" * 100) + rep(2),
+                                            sel=1),
+        "handler-errors": replies_input(
+            3, rep(1, b"", status=7) + rep(2, b"", status=EHANDLER) + rep(3)),
+        "request-instead": replies_input(2, frame(REQUEST, b"m", b"x")),
+        "partial-tail": replies_input(3, rep(1) + rep(2)[:10]),
+        "garbage": replies_input(2, b"HTTP/1.1 200 OK\r\n\r\n"),
+    }
+
+
+# Pipelined requests for fuzz_stream (byte 0 = max_payload selector: 0, 64,
+# 4096, 64 MiB); written beside its hand-made seeds.
+def stream_pipelined_seeds():
+    def req(i, method=b"echo", payload=b"p"):
+        return frame(REQUEST, method, payload, call_id=i)
+
+    return {
+        "sixty-four": bytes([3]) + b"".join(req(i, payload=bytes([i]) * i)
+                                            for i in range(1, 65)),
+        "mixed-sizes": bytes([2]) + b"".join(
+            req(i, payload=b"z" * (i * 97 % 3000)) for i in range(1, 17)),
+        "then-oversized": bytes([1]) + req(1) + req(2) + req(3, payload=b"q" * 65),
+        "then-garbage": bytes([3]) + req(1) + req(2) + b"\xff" * 30,
+        "fail-among-echoes": bytes([3]) + req(1) + req(2, b"fail") + req(3),
     }
 
 
 GENERATORS = {"fuzz_frame": frame_seeds, "fuzz_url": url_seeds,
-              "fuzz_shm_header": shm_seeds}
+              "fuzz_shm_header": shm_seeds, "fuzz_replies": replies_seeds}
+EXTRA = {"fuzz_stream": ("pipelined-", stream_pipelined_seeds)}
 
 
 def write(target, seeds):
@@ -249,11 +413,19 @@ def write(target, seeds):
 
 
 def main():
-    targets = sys.argv[1:] or sorted(GENERATORS)
+    targets = sys.argv[1:] or sorted(set(GENERATORS) | set(EXTRA))
     for t in targets:
-        if t not in GENERATORS:
+        if t not in GENERATORS and t not in EXTRA:
             sys.exit(f"make_corpus.py: unknown target {t}")
-        write(t, GENERATORS[t]())
+        if t in GENERATORS:
+            write(t, GENERATORS[t]())
+        if t in EXTRA:
+            prefix, fn = EXTRA[t]
+            d = os.path.join(HERE, "corpus", t)
+            for name, data in sorted(fn().items()):
+                with open(os.path.join(d, prefix + name), "wb") as f:
+                    f.write(data)
+            print(f"{t}: {len(fn())} {prefix}* seeds")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,7 @@
 /* svc.c — the `svc` command-line client: call any method of a libsvc
  * service, read its built-in svc.* methods (info, methods, stats as a table),
- * measure round trips (ping) and load-test it (bench, closed loop or open
- * loop at a fixed rate, timed from the intended send time). */
+ * measure round trips (ping); `svc bench` (load tests) is in svc_bench.c. */
 #include <errno.h>
-#include <inttypes.h>
-#include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +11,7 @@
 
 #include <svc.h>
 
-#define EXIT_FAIL 1  /* the call or connection failed */
-#define EXIT_USAGE 2 /* bad command line */
+#include "svc_tool.h"
 
 static const char *const main_usage =
     "usage: svc COMMAND [ARGS]   (svc COMMAND --help for details)\n"
@@ -33,21 +27,15 @@ static const char *const main_usage =
 
 /* ---- small helpers ---- */
 
-static int64_t now_ns(void) {
+int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void sleep_until(int64_t t) {
-  struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-    ;
-}
-
 /* Prints "svc: SVC_ENAME: text" (plus the handler's code) and returns the
  * exit code for a failed call. */
-static int fail(int rc, svc_client *c, const char *what) {
+int fail(int rc, svc_client *c, const char *what) {
   fprintf(stderr, "svc: %s: %s", svc_err_name(rc), svc_strerror(rc));
   if (rc == SVC_EHANDLER && c)
     fprintf(stderr, " (code %d)", svc_client_handler_code(c));
@@ -57,7 +45,7 @@ static int fail(int rc, svc_client *c, const char *what) {
   return EXIT_FAIL;
 }
 
-static int usage_error(const char *usage, const char *fmt, const char *arg) {
+int usage_error(const char *usage, const char *fmt, const char *arg) {
   fprintf(stderr, "svc: ");
   fprintf(stderr, fmt, arg);
   fprintf(stderr, "\n%s", usage);
@@ -65,7 +53,7 @@ static int usage_error(const char *usage, const char *fmt, const char *arg) {
 }
 
 /* A duration for people: "850ns", "12.3us", "4.56ms", "1.20s". */
-static const char *fmt_ns(double ns, char *buf, size_t cap) {
+const char *fmt_ns(double ns, char *buf, size_t cap) {
   if (ns < 1e3)
     snprintf(buf, cap, "%.0fns", ns);
   else if (ns < 1e6)
@@ -89,7 +77,7 @@ static const char *fmt_bytes(double b, char *buf, size_t cap) {
 }
 
 /* Parses a whole non-negative number; -1 if it is not one. */
-static long long parse_num(const char *s) {
+long long parse_num(const char *s) {
   if (!s || !*s)
     return -1;
   char *end;
@@ -102,22 +90,10 @@ static long long parse_num(const char *s) {
 
 /* ---- command line: positional arguments and options, in any order ---- */
 
-typedef struct opt {
-  const char *name;  /* "-n" or "--rate" */
-  const char *alias; /* or NULL */
-  int takes_value;
-  const char *value; /* set when given ("" for a flag) */
-} opt;
-
-typedef struct args {
-  const char *pos[8];
-  int npos;
-} args;
-
 /* Splits argv into positional arguments and the options in opts.
  * Returns 0, 1 for --help, or EXIT_USAGE after printing why. */
-static int parse_args(int argc, char **argv, opt *opts, int nopts, int max_pos,
-                      const char *usage, args *a) {
+int parse_args(int argc, char **argv, opt *opts, int nopts, int max_pos,
+               const char *usage, args *a) {
   a->npos = 0;
   int options_done = 0;
   for (int i = 0; i < argc; i++) {
@@ -158,7 +134,7 @@ static int parse_args(int argc, char **argv, opt *opts, int nopts, int max_pos,
 }
 
 /* Opens url, reporting failure; NULL then. */
-static svc_client *open_client(const char *url, int timeout_ms, int *exit) {
+svc_client *open_client(const char *url, int timeout_ms, int *exit) {
   svc_client *c;
   int rc = svc_client_open(url, &c);
   if (rc < 0) {
@@ -543,83 +519,6 @@ static int cmd_stats(int argc, char **argv) {
   return 0;
 }
 
-/* ---- latency histogram (log scale, 8 sub-buckets per power of two) ---- */
-
-#define HBUCKETS 512
-
-typedef struct hist {
-  uint64_t n[HBUCKETS];
-  uint64_t count, min, max;
-  double sum;
-} hist;
-
-static int hist_bucket(uint64_t v) {
-  if (v < 8)
-    return (int)v;
-  int e = 63 - __builtin_clzll(v);
-  int b = (e - 2) * 8 + (int)((v >> (e - 3)) & 7);
-  return b < HBUCKETS ? b : HBUCKETS - 1;
-}
-
-static double hist_bucket_mid(int b) {
-  if (b < 8)
-    return b;
-  int e = b / 8 + 2;
-  double lo = (double)((uint64_t)(8 + b % 8) << (e - 3));
-  return lo + (double)((uint64_t)1 << (e - 3)) / 2;
-}
-
-static void hist_add(hist *h, uint64_t v) {
-  h->n[hist_bucket(v)]++;
-  if (h->count == 0 || v < h->min)
-    h->min = v;
-  if (v > h->max)
-    h->max = v;
-  h->count++;
-  h->sum += (double)v;
-}
-
-static void hist_merge(hist *into, const hist *h) {
-  for (int b = 0; b < HBUCKETS; b++)
-    into->n[b] += h->n[b];
-  if (h->count && (into->count == 0 || h->min < into->min))
-    into->min = h->min;
-  if (h->max > into->max)
-    into->max = h->max;
-  into->count += h->count;
-  into->sum += h->sum;
-}
-
-static double hist_quantile(const hist *h, double q) {
-  if (h->count == 0)
-    return 0;
-  uint64_t rank = (uint64_t)ceil(q * (double)h->count), seen = 0;
-  if (rank == 0)
-    rank = 1;
-  if (rank >= h->count)
-    return (double)h->max;
-  for (int b = 0; b < HBUCKETS; b++)
-    if ((seen += h->n[b]) >= rank) {
-      double v = hist_bucket_mid(b);
-      return v > (double)h->max   ? (double)h->max
-             : v < (double)h->min ? (double)h->min
-                                  : v;
-    }
-  return (double)h->max;
-}
-
-static void print_latency(const char *label, const hist *h) {
-  char b[7][32];
-  printf("%s min %s  avg %s  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", label,
-         fmt_ns((double)h->min, b[0], 32),
-         fmt_ns(h->count ? h->sum / (double)h->count : 0, b[1], 32),
-         fmt_ns(hist_quantile(h, 0.5), b[2], 32),
-         fmt_ns(hist_quantile(h, 0.9), b[3], 32),
-         fmt_ns(hist_quantile(h, 0.99), b[4], 32),
-         fmt_ns(hist_quantile(h, 0.999), b[5], 32),
-         fmt_ns((double)h->max, b[6], 32));
-}
-
 /* ---- ping ---- */
 
 static const char *const ping_usage =
@@ -702,203 +601,6 @@ static int cmd_ping(int argc, char **argv) {
   }
   free(rtt);
   return failed ? (ex ? ex : EXIT_FAIL) : 0;
-}
-
-/* ---- bench ---- */
-
-static const char *const bench_usage =
-    "usage: svc bench URL METHOD [-c CLIENTS] [-d SECONDS] [-s SIZE]\n"
-    "                            [--rate CALLS_PER_S]\n"
-    "  Calls METHOD with SIZE-byte requests (default 64) from CLIENTS\n"
-    "  threads (default 1), each with its own connection, for SECONDS\n"
-    "  (default 5), and prints calls/s and latency percentiles. A progress\n"
-    "  line goes to stderr every second.\n"
-    "  Closed loop by default: each client sends its next call when the\n"
-    "  last one returns. --rate makes it open loop: calls are scheduled at\n"
-    "  CALLS_PER_S in total, and latency is measured from each call's\n"
-    "  scheduled time, so a stall counts against every call it delayed\n"
-    "  (no coordinated omission).\n";
-
-typedef struct bench {
-  const char *url, *method;
-  size_t size;
-  int clients;
-  double rate;        /* total calls/s; 0 = closed loop */
-  int64_t start, end; /* monotonic ns */
-  _Atomic int stop;
-  _Atomic int first_error; /* 0 or an SVC_E* code */
-} bench;
-
-typedef struct bench_thread {
-  bench *b;
-  int index;
-  pthread_t tid;
-  hist h;
-  _Atomic uint64_t calls, errors;
-  int open_rc;
-} bench_thread;
-
-static void *bench_main(void *arg) {
-  bench_thread *t = arg;
-  bench *b = t->b;
-  svc_client *c;
-  if ((t->open_rc = svc_client_open(b->url, &c)) < 0)
-    return NULL;
-  char *req = malloc(b->size ? b->size : 1);
-  if (!req) {
-    svc_client_close(c);
-    t->open_rc = SVC_ENOMEM;
-    return NULL;
-  }
-  memset(req, 'x', b->size);
-  /* Open loop: this client's calls are due every clients/rate seconds,
-   * staggered so the clients together send evenly. */
-  double period = b->rate > 0 ? 1e9 * b->clients / b->rate : 0;
-  int64_t k = 0;
-  while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
-    int64_t t0;
-    if (period > 0) {
-      t0 = b->start +
-           (int64_t)(period * ((double)k + (double)t->index / b->clients));
-      k++;
-      if (t0 >= b->end)
-        break;
-      if (now_ns() < t0)
-        sleep_until(t0);
-    } else {
-      t0 = now_ns();
-    }
-    const void *resp;
-    size_t len;
-    int rc = svc_call(c, b->method, req, b->size, &resp, &len);
-    int64_t t1 = now_ns();
-    if (rc < 0) {
-      int zero = 0;
-      atomic_compare_exchange_strong(&b->first_error, &zero, rc);
-      atomic_fetch_add_explicit(&t->errors, 1, memory_order_relaxed);
-      if (rc == SVC_ECONNREFUSED)
-        usleep(10000); /* don't spin on a dead service */
-    } else {
-      hist_add(&t->h, (uint64_t)(t1 - t0));
-      atomic_fetch_add_explicit(&t->calls, 1, memory_order_relaxed);
-    }
-    if (t1 >= b->end)
-      break;
-  }
-  free(req);
-  svc_client_close(c);
-  return NULL;
-}
-
-static int cmd_bench(int argc, char **argv) {
-  opt o[] = {{"-c", "--clients", 1, NULL},
-             {"-d", "--duration", 1, NULL},
-             {"-s", "--size", 1, NULL},
-             {"--rate", "-r", 1, NULL}};
-  args a;
-  int rc = parse_args(argc, argv, o, 4, 2, bench_usage, &a);
-  if (rc)
-    return rc == 1 ? (fputs(bench_usage, stdout), 0) : rc;
-  if (a.npos < 2)
-    return usage_error(bench_usage, "%s", "bench needs URL and METHOD");
-  long long clients = o[0].value ? parse_num(o[0].value) : 1;
-  double secs = o[1].value ? strtod(o[1].value, NULL) : 5;
-  long long size = o[2].value ? parse_num(o[2].value) : 64;
-  double rate = o[3].value ? strtod(o[3].value, NULL) : 0;
-  if (clients < 1 || clients > 1024)
-    return usage_error(bench_usage, "bad -c %s (1..1024)", o[0].value);
-  if (!(secs > 0 && secs <= 86400))
-    return usage_error(bench_usage, "bad -d %s", o[1].value);
-  if (size < 0 || size > (long long)SVC_DEFAULT_MAX_MSG)
-    return usage_error(bench_usage, "bad -s %s", o[2].value);
-  if (o[3].value && !(rate > 0 && rate <= 1e9))
-    return usage_error(bench_usage, "bad --rate %s", o[3].value);
-
-  /* One call first: a bad URL, dead service or unknown method fails here
-   * with a clear message instead of a stream of errors. */
-  int ex = 0;
-  svc_client *c = open_client(a.pos[0], 10000, &ex);
-  if (!c)
-    return ex;
-  char *req = calloc(1, (size_t)size + 1);
-  const void *resp;
-  size_t len;
-  rc = req ? svc_call(c, a.pos[1], req, (size_t)size, &resp, &len) : SVC_ENOMEM;
-  free(req);
-  if (rc < 0) {
-    ex = fail(rc, c, a.pos[1]);
-    svc_client_close(c);
-    return ex;
-  }
-  svc_client_close(c);
-
-  bench b = {.url = a.pos[0],
-             .method = a.pos[1],
-             .size = (size_t)size,
-             .clients = (int)clients,
-             .rate = rate};
-  bench_thread *t = calloc((size_t)clients, sizeof *t);
-  if (!t)
-    return fail(SVC_ENOMEM, NULL, NULL);
-  b.start = now_ns() + 20000000; /* let every thread connect first */
-  b.end = b.start + (int64_t)(secs * 1e9);
-  int started = 0;
-  for (int i = 0; i < clients; i++) {
-    t[i].b = &b;
-    t[i].index = i;
-    if (pthread_create(&t[i].tid, NULL, bench_main, &t[i]) != 0)
-      break;
-    started++;
-  }
-  fprintf(stderr, "svc bench %s %s: %d clients, %lld-byte requests, %.3gs, %s",
-          b.url, b.method, started, size, secs,
-          rate > 0 ? "open loop at " : "closed loop\n");
-  if (rate > 0)
-    fprintf(stderr, "%.0f calls/s\n", rate);
-  uint64_t last = 0;
-  for (int sec = 1;; sec++) {
-    int64_t tick = b.start + (int64_t)sec * 1000000000;
-    if (tick > b.end)
-      break;
-    sleep_until(tick);
-    uint64_t calls = 0, errors = 0;
-    for (int i = 0; i < started; i++) {
-      calls += atomic_load_explicit(&t[i].calls, memory_order_relaxed);
-      errors += atomic_load_explicit(&t[i].errors, memory_order_relaxed);
-    }
-    fprintf(stderr,
-            "[%3ds] %10" PRIu64 " calls/s  %" PRIu64 " calls  %" PRIu64
-            " errors\n",
-            sec, calls - last, calls, errors);
-    last = calls;
-  }
-  hist all = {0};
-  uint64_t errors = 0;
-  int open_rc = 0;
-  for (int i = 0; i < started; i++) {
-    pthread_join(t[i].tid, NULL);
-    hist_merge(&all, &t[i].h);
-    errors += t[i].errors;
-    if (t[i].open_rc)
-      open_rc = t[i].open_rc;
-  }
-  double wall =
-      (double)(now_ns() < b.end ? now_ns() - b.start : b.end - b.start) / 1e9;
-  printf("%s %s: %d clients, %lld-byte requests, %s\n", b.url, b.method,
-         started, size, rate > 0 ? "open loop" : "closed loop");
-  printf("calls     %" PRIu64 " in %.2fs = %.0f calls/s", all.count, wall,
-         (double)all.count / wall);
-  if (rate > 0)
-    printf(" (target %.0f)", rate);
-  printf("\nerrors    %" PRIu64 "\n", errors);
-  print_latency("latency  ", &all);
-  free(t);
-  if (open_rc)
-    return fail(open_rc, NULL, "a client could not connect");
-  int first = atomic_load(&b.first_error);
-  if (first)
-    return fail(first, NULL, "first error during the run");
-  return started == clients ? 0 : fail(SVC_ESYS, NULL, "pthread_create");
 }
 
 int main(int argc, char **argv) {

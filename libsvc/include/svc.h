@@ -6,6 +6,7 @@
 #define SVC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,7 +37,8 @@ extern "C" {
   X(ESYS, -10, "system call failed")                                           \
   X(EPERM, -11, "permission denied (peer of another user)")                    \
   X(EADDRINUSE, -12, "address already in use")                                 \
-  X(ESTATE, -13, "operation not valid in this state")
+  X(ESTATE, -13, "operation not valid in this state")                         \
+  X(EAGAIN, -14, "try again (window full, or nothing finished yet)")
 
 enum svc_errno {
 #define SVC__ERR_ENUM(name, value, text) SVC_##name = (value),
@@ -142,6 +144,63 @@ SVC_API int svc_call(svc_client *c, const char *method, const void *req,
 SVC_API int svc_client_set_timeout(svc_client *c, int ms);
 SVC_API int svc_client_set_wait(svc_client *c, svc_wait_policy p);
 SVC_API int svc_client_set_max_msg(svc_client *c, size_t bytes);
+/* ---- calls in flight ----
+ *
+ * A client may have up to its window of calls in flight at once, on every
+ * transport: svc_call_send posts a call and returns, svc_call_recv hands
+ * back whichever call finished next. svc_call is exactly a send followed by
+ * a receive of that call. The reply of a received call is valid until the
+ * next svc_call_recv or svc_call on c (svc_call_send leaves it alone).
+ *
+ * svc_call while calls sent by svc_call_send have not all been received
+ * returns SVC_ESTATE: receive them first.
+ *
+ * Order: replies may finish in any order, each names its call. This
+ * library's server runs one connection's requests in the order they were
+ * sent, so they finish in order unless a call times out.
+ *
+ * Deadlines: svc_client_set_timeout applies to each call from the moment it
+ * is sent; a call past it finishes with SVC_ETIMEDOUT and its late reply is
+ * dropped, never handed to another call. A connection on which every call
+ * in flight timed out is closed, so the next call starts afresh. A server
+ * that dies finishes every call in flight with SVC_EPEERGONE; a call the
+ * server may have taken is never sent again.
+ *
+ * Event loops: svc_client_fd polls readable while a finished call waits to
+ * be received. When it does, call svc_call_recv with timeout 0 until it
+ * returns SVC_EAGAIN (as with a nonblocking socket); the fd may rarely be
+ * readable with nothing to receive, and then SVC_EAGAIN says so. */
+
+/* Sends a call without waiting for its reply; *id (never 0) names it in
+ * svc_call_recv. SVC_EAGAIN when the window is full (or, on shm://, while
+ * another call's request larger than a ring slot is still in flight; or
+ * when the server asked this connection to close and calls are still in
+ * flight on it): receive first. req is copied; it may be reused at once.
+ * Never waits for a reply; may block briefly while a stream socket's send
+ * buffer is full. SVC_EINVAL, SVC_ETOOBIG, SVC_ECONNREFUSED (reconnecting
+ * failed), SVC_ENOMEM. */
+SVC_API int svc_call_send(svc_client *c, const char *method, const void *req,
+                          size_t len, uint64_t *id);
+/* Waits up to timeout_ms (0: do not wait, -1: forever) for the next call
+ * that finished, in any order. Returns that call's own outcome (0, or its
+ * SVC_E* code: SVC_EHANDLER, SVC_ETIMEDOUT for a call past its deadline,
+ * SVC_EPEERGONE, SVC_EPROTO, ...) with *id set; its reply (when 0) is valid
+ * until the next svc_call_recv or svc_call on c. SVC_EAGAIN with *id = 0
+ * when no call finished in time; SVC_ESTATE with *id = 0 when none is in
+ * flight. For SVC_EHANDLER, svc_client_handler_code gives that call's
+ * code. */
+SVC_API int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
+                          const void **resp, size_t *resp_len);
+/* A file descriptor that polls readable while a finished call waits to be
+ * received (or the connection broke, or a deadline passed). For
+ * epoll/poll/select/libuv: poll it for reading only, never read it. Owned
+ * by c; stable for c's life, across reconnects. Negative SVC_E* if it
+ * could not be made (SVC_ESYS). */
+SVC_API int svc_client_fd(svc_client *c);
+/* Most calls in flight at once (default 64, 1..4096). Takes effect on the
+ * next connection: SVC_ESTATE while calls are in flight. */
+SVC_API int svc_client_set_window(svc_client *c, int n);
+
 /* The positive code of the last call that failed with SVC_EHANDLER, else 0. */
 SVC_API int svc_client_handler_code(const svc_client *c);
 SVC_API void svc_client_close(svc_client *c);

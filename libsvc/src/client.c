@@ -1,30 +1,324 @@
-/* client.c — svc_client: a URL, its transport and at most one live
- * connection, opened again on the next call when the server closed it
- * between calls. Knows nothing of how a transport moves bytes. */
+/* client.c — svc_client: a URL, its transport, at most one live connection
+ * (opened again when the server closed it) and the calls in flight on it.
+ * This is the one place where a call finishes, whatever ends it: its reply,
+ * its deadline, or the connection breaking. svc_call is a send plus a
+ * receive. Knows nothing of how a transport moves bytes. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "internal.h"
+#include "region.h"
 #include "transport.h"
+
+#define DEFAULT_WINDOW 64
+#define MAX_WINDOW 4096
+
+enum call_state { CALL_FREE, CALL_LIVE, CALL_ABANDONED /* timed out */ };
+
+/* A call in flight on the connection, at index seq % slots. */
+typedef struct call_slot {
+  uint64_t id;
+  int64_t deadline; /* INT64_MAX: none */
+  uint32_t seq;
+  uint8_t state;
+  uint8_t resent; /* sent again after a connection broke */
+} call_slot;
+
+/* A call that finished without a reply to hand out (timed out, or its
+ * connection broke), waiting to be received. */
+typedef struct finished {
+  uint64_t id;
+  int rc;
+  int retry_safe; /* the server provably never took it */
+} finished;
+
+/* A call the server never took, to be sent again on a new connection. */
+typedef struct resend {
+  uint64_t id;
+  int64_t deadline;
+  char method[SVC_METHOD_MAX + 1];
+  uint8_t *req; /* owned */
+  size_t len;
+} resend;
 
 struct svc_client {
   svc__url url;
   const svc__transport *tp;
-  svc__conn *conn; /* NULL between a lost connection and the next call */
+  svc__conn *conn;   /* NULL between a lost connection and the next call */
+  svc__conn *parked; /* a dropped connection whose reply is still out */
   svc__conn_opts opts;
   int timeout_ms;   /* 0: none */
   int handler_code; /* from the last SVC_EHANDLER */
+  int window;       /* most calls in flight */
+  uint32_t slots;   /* the connection's ring: a power of two >= window */
+  call_slot *calls; /* [slots] */
+  uint32_t next_seq;
+  int inflight;   /* live + abandoned calls on conn */
+  int live;       /* calls on conn nobody has been told the end of */
+  int ndeadlines; /* live calls with a deadline */
+  uint64_t last_id;
+  finished *done; /* FIFO of finished calls: [done_head, +ndone) */
+  int ndone, done_head, done_cap;
+  int held; /* a reply is handed out (from parked if set, else conn) */
+  resend *resends; /* [nresends] calls to send again */
+  int nresends;
+  /* event-loop mode, made by svc_client_fd */
+  int epfd, evfd, tfd;
+  int ev_on;        /* evfd holds a count */
+  int64_t timer_at; /* what tfd is armed for; 0: disarmed */
 };
 
-static int client_dial(svc_client *c, int64_t deadline) {
-  return c->tp->dial(&c->url, &c->opts, deadline, &c->conn);
+/* ---- event-loop fd ---- */
+
+static void watch_conn(svc_client *c, int op) {
+  if (c->epfd < 0 || !c->conn)
+    return;
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = c->conn->fd};
+  (void)epoll_ctl(c->epfd, op, c->conn->fd, &ev);
 }
 
+static int64_t earliest_deadline(const svc_client *c) {
+  int64_t at = INT64_MAX;
+  for (uint32_t i = 0; c->ndeadlines && i < c->slots; i++)
+    if (c->calls[i].state == CALL_LIVE && c->calls[i].deadline < at)
+      at = c->calls[i].deadline;
+  return at;
+}
+
+/* Makes the fd tell the truth after every call into the client: evfd
+ * counts while something is ready that the connection's fd would not show,
+ * and tfd fires at the earliest deadline. */
+static void sync_fd(svc_client *c) {
+  if (c->epfd < 0)
+    return;
+  int want = c->ndone > 0 || (c->conn && c->tp->buffered(c->conn));
+  if (want != c->ev_on) {
+    uint64_t v = 1;
+    ssize_t n = want ? write(c->evfd, &v, sizeof v) : read(c->evfd, &v, sizeof v);
+    (void)n;
+    c->ev_on = want;
+  }
+  int64_t at = earliest_deadline(c);
+  at = at == INT64_MAX ? 0 : at;
+  if (at != c->timer_at || (at && svc__now_ns() >= at)) {
+    struct itimerspec ts = {{0, 0}, {at / 1000000000, at % 1000000000}};
+    (void)timerfd_settime(c->tfd, TFD_TIMER_ABSTIME, &ts, NULL);
+    c->timer_at = at;
+  }
+}
+
+int svc_client_fd(svc_client *c) {
+  if (!c)
+    return SVC_EINVAL;
+  if (c->epfd >= 0)
+    return c->epfd;
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  int ev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  int tf = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  struct epoll_event e1 = {.events = EPOLLIN, .data.fd = ev};
+  struct epoll_event e2 = {.events = EPOLLIN, .data.fd = tf};
+  if (ep < 0 || ev < 0 || tf < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e1) ||
+      epoll_ctl(ep, EPOLL_CTL_ADD, tf, &e2)) {
+    int rc = svc__from_errno(errno);
+    if (ep >= 0)
+      close(ep);
+    if (ev >= 0)
+      close(ev);
+    if (tf >= 0)
+      close(tf);
+    return rc;
+  }
+  c->epfd = ep;
+  c->evfd = ev;
+  c->tfd = tf;
+  if (c->conn) {
+    c->tp->watch(c->conn);
+    watch_conn(c, EPOLL_CTL_ADD);
+  }
+  sync_fd(c);
+  return c->epfd;
+}
+
+/* ---- connection ---- */
+
+static int client_dial(svc_client *c, int64_t deadline) {
+  uint32_t slots = svc__region_slots_for(c->window);
+  if (slots != c->slots || !c->calls) {
+    call_slot *p = calloc(slots, sizeof *p);
+    if (!p)
+      return SVC_ENOMEM;
+    free(c->calls);
+    c->calls = p;
+    c->slots = slots;
+  }
+  memset(c->calls, 0, slots * sizeof *c->calls);
+  c->next_seq = 1;
+  svc__dial_opts d = {.slots = slots};
+  int rc = c->tp->dial(&c->url, &c->opts, &d, deadline, &c->conn);
+  if (rc == 0 && c->epfd >= 0) {
+    c->tp->watch(c->conn);
+    watch_conn(c, EPOLL_CTL_ADD);
+  }
+  return rc;
+}
+
+/* Lets go of the reply handed out, if any. */
+static void release_held(svc_client *c) {
+  if (!c->held)
+    return;
+  c->held = 0;
+  if (c->parked) {
+    c->parked->tp->close(c->parked);
+    c->parked = NULL;
+  } else if (c->conn) {
+    c->tp->release(c->conn);
+  }
+}
+
+/* Closes the connection; every call on it must have been accounted for. A
+ * reply still handed out keeps its connection (parked) until released. */
 static void client_drop(svc_client *c) {
-  if (c->conn)
+  if (!c->conn)
+    return;
+  watch_conn(c, EPOLL_CTL_DEL);
+  if (c->held && !c->parked)
+    c->parked = c->conn;
+  else
     c->tp->close(c->conn);
   c->conn = NULL;
+  c->inflight = c->live = c->ndeadlines = 0;
 }
+
+/* Makes room for n finished calls in the queue. */
+static int reserve_done(svc_client *c, int n) {
+  if (c->done_cap >= n)
+    return 0;
+  int cap = c->done_cap ? c->done_cap : 16;
+  while (cap < n)
+    cap *= 2;
+  finished *p = malloc((size_t)cap * sizeof *p);
+  if (!p)
+    return SVC_ENOMEM;
+  for (int i = 0; i < c->ndone; i++)
+    p[i] = c->done[(c->done_head + i) % c->done_cap];
+  free(c->done);
+  c->done = p;
+  c->done_cap = cap;
+  c->done_head = 0;
+  return 0;
+}
+
+/* Queues a finished call; room was reserved when it started. */
+static void push_done(svc_client *c, uint64_t id, int rc, int retry_safe) {
+  c->done[(c->done_head + c->ndone++) % c->done_cap] =
+      (finished){id, rc, retry_safe};
+}
+
+/* Keeps a copy of a call the server never took, to send it again. */
+static int save_resend(svc_client *c, const call_slot *cs) {
+  svc__frame f;
+  if (c->tp->request(c->conn, cs->seq, &f) < 0)
+    return SVC_ESTATE;
+  resend *p = realloc(c->resends, (size_t)(c->nresends + 1) * sizeof *p);
+  if (!p)
+    return SVC_ENOMEM;
+  c->resends = p;
+  resend *r = &p[c->nresends];
+  r->req = malloc(f.payload_len ? f.payload_len : 1);
+  if (!r->req)
+    return SVC_ENOMEM;
+  memcpy(r->method, f.method, f.method_len);
+  r->method[f.method_len] = '\0';
+  memcpy(r->req, f.payload, f.payload_len);
+  r->len = f.payload_len;
+  r->id = cs->id;
+  r->deadline = cs->deadline;
+  c->nresends++;
+  return 0;
+}
+
+/* The connection broke: every live call finishes with rc, except that
+ * calls the server provably never took are sent again (once) on a new
+ * connection; then it is closed. */
+static void fail_all(svc_client *c, int rc) {
+  int may_resend = rc == SVC_EPEERGONE && c->nresends == 0;
+  for (uint32_t i = 0; i < c->slots; i++) {
+    call_slot *cs = &c->calls[i];
+    if (cs->state == CALL_LIVE) {
+      int safe = rc == SVC_EPEERGONE && !c->tp->taken(c->conn, cs->seq);
+      if (!(safe && may_resend && !cs->resent && save_resend(c, cs) == 0))
+        push_done(c, cs->id, rc, safe);
+    }
+    cs->state = CALL_FREE;
+  }
+  client_drop(c);
+}
+
+/* Sends the saved calls again, on a new connection, under their ids. */
+static void resend_all(svc_client *c) {
+  int64_t deadline = INT64_MAX;
+  for (int i = 0; i < c->nresends; i++)
+    if (c->resends[i].deadline < deadline)
+      deadline = c->resends[i].deadline;
+  int rc = c->conn ? 0 : client_dial(c, deadline);
+  for (int i = 0; i < c->nresends; i++) {
+    resend *r = &c->resends[i];
+    call_slot *cs = c->conn ? &c->calls[c->next_seq & (c->slots - 1)] : NULL;
+    int src = rc < 0 ? rc : cs->state != CALL_FREE ? SVC_EPEERGONE : 0;
+    if (src == 0)
+      src = c->tp->send(c->conn, c->next_seq, r->method, strlen(r->method),
+                        r->req, r->len, c->inflight == 0, deadline);
+    if (src == 0) {
+      *cs = (call_slot){r->id, r->deadline, c->next_seq, CALL_LIVE, 1};
+      if (++c->next_seq == 0)
+        c->next_seq = 1;
+      c->inflight++;
+      c->live++;
+      c->ndeadlines += r->deadline != INT64_MAX;
+    } else {
+      push_done(c, r->id, SVC_EPEERGONE, 0); /* as its connection did */
+    }
+    free(r->req);
+  }
+  c->nresends = 0;
+}
+
+static void slot_free(svc_client *c, call_slot *cs) {
+  if (cs->state == CALL_LIVE) {
+    c->live--;
+    if (cs->deadline != INT64_MAX)
+      c->ndeadlines--;
+  }
+  cs->state = CALL_FREE;
+  c->inflight--;
+}
+
+/* Calls past their deadline finish with SVC_ETIMEDOUT; their late replies
+ * will be dropped. A connection left with nothing but such calls is closed
+ * so that the next call does not queue behind them. */
+static void expire(svc_client *c, int64_t now) {
+  for (uint32_t i = 0; i < c->slots && c->ndeadlines; i++) {
+    call_slot *cs = &c->calls[i];
+    if (cs->state != CALL_LIVE || cs->deadline > now)
+      continue;
+    push_done(c, cs->id, SVC_ETIMEDOUT, 0);
+    cs->state = CALL_ABANDONED;
+    c->live--;
+    c->ndeadlines--;
+  }
+  if (c->live == 0 && c->inflight > 0) {
+    for (uint32_t i = 0; i < c->slots; i++)
+      c->calls[i].state = CALL_FREE;
+    client_drop(c);
+  }
+}
+
+/* ---- calls ---- */
 
 int svc_client_open(const char *url, svc_client **out) {
   if (!url || !out)
@@ -33,6 +327,8 @@ int svc_client_open(const char *url, svc_client **out) {
   svc_client *c = calloc(1, sizeof *c);
   if (!c)
     return SVC_ENOMEM;
+  c->epfd = c->evfd = c->tfd = -1;
+  c->window = DEFAULT_WINDOW;
   int rc = svc__url_parse(url, &c->url);
   if (rc == 0 && !(c->tp = svc__transport_find(c->url.scheme)))
     rc = SVC_EINVAL;
@@ -41,6 +337,7 @@ int svc_client_open(const char *url, svc_client **out) {
   if (rc == 0)
     rc = client_dial(c, INT64_MAX);
   if (rc < 0) {
+    free(c->calls);
     free(c);
     return rc;
   }
@@ -48,7 +345,7 @@ int svc_client_open(const char *url, svc_client **out) {
   return 0;
 }
 
-/* Maps a reply status to what svc_call returns. */
+/* Maps a reply status to what the caller receives. */
 static int status_result(svc_client *c, int32_t status) {
   if (status > 0) {
     c->handler_code = status;
@@ -59,42 +356,192 @@ static int status_result(svc_client *c, int32_t status) {
   return status;
 }
 
-int svc_call(svc_client *c, const char *method, const void *req, size_t len,
-             const void **resp, size_t *resp_len) {
-  if (!c || !method || (!req && len) || !resp || !resp_len)
+static int check_call_args(const svc_client *c, const char *method,
+                           const void *req, size_t len, size_t *mlen) {
+  if (!c || !method || (!req && len))
     return SVC_EINVAL;
-  size_t mlen = strlen(method);
-  if (mlen == 0 || mlen > SVC_METHOD_MAX)
+  *mlen = strlen(method);
+  if (*mlen == 0 || *mlen > SVC_METHOD_MAX)
     return SVC_EINVAL;
-  if (len > c->opts.max_payload)
-    return SVC_ETOOBIG;
-  *resp = NULL;
-  *resp_len = 0;
-  c->handler_code = 0;
+  return len > c->opts.max_payload ? SVC_ETOOBIG : 0;
+}
+
+/* Sends a call, reconnecting first when the connection was found closed
+ * with nothing in flight. */
+static int start_call(svc_client *c, const char *method, size_t mlen,
+                      const void *req, size_t len, uint64_t *id) {
+  if (c->inflight >= c->window)
+    return SVC_EAGAIN;
+  /* Room for every call in flight to finish unreceived, so that no
+   * completion is ever lost to a failed allocation. */
+  if (reserve_done(c, c->ndone + c->inflight + 1) < 0)
+    return SVC_ENOMEM;
   int64_t deadline = svc__deadline(c->timeout_ms);
-  svc__result res;
   int rc = 0;
-  /* Two tries: the second only when the first connection was found closed
-   * before the server took the call, so no call ever runs twice. */
   for (int attempt = 0; attempt < 2; attempt++) {
     if (!c->conn && (rc = client_dial(c, deadline)) < 0)
       return rc;
-    rc =
-        c->tp->call(c->conn, method, mlen, req ? req : "", len, deadline, &res);
-    if (rc == 0 || rc == SVC_ETOOBIG)
-      break;
-    client_drop(c);
-    if (!(rc == SVC_EPEERGONE && res.not_taken))
+    call_slot *cs = &c->calls[c->next_seq & (c->slots - 1)];
+    if (cs->state != CALL_FREE)
+      return SVC_EAGAIN; /* a slow call holds the slot a full ring later */
+    rc = c->tp->send(c->conn, c->next_seq, method, mlen, req ? req : "", len,
+                     c->inflight == 0, deadline);
+    if (rc == 0) {
+      *cs = (call_slot){++c->last_id, deadline, c->next_seq, CALL_LIVE, 0};
+      if (++c->next_seq == 0) /* 0 is never a call's number */
+        c->next_seq = 1;
+      c->inflight++;
+      c->live++;
+      c->ndeadlines += deadline != INT64_MAX;
+      *id = cs->id;
+      return 0;
+    }
+    if (rc == SVC_EAGAIN || rc == SVC_ETOOBIG)
       return rc;
+    if (rc == SVC_EPEERGONE && c->inflight > 0)
+      return SVC_EAGAIN; /* closing: what is in flight must finish first */
+    if (c->inflight == 0) {
+      client_drop(c);
+      if (rc == SVC_EPEERGONE)
+        continue; /* closed between calls: the server never saw this one */
+      return rc;
+    }
+    fail_all(c, SVC_EPEERGONE); /* the stream broke under a request */
+    return rc;
   }
+  return rc;
+}
+
+/* The next call that finished, its reply handed out when it has one.
+ * deadline: 0 look once, INT64_MAX none, else absolute. */
+static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
+                         const void **resp, size_t *resp_len,
+                         int *retry_safe) {
+  for (;;) {
+    if (c->nresends)
+      resend_all(c);
+    if (c->ndone) {
+      finished f = c->done[c->done_head];
+      c->done_head = (c->done_head + 1) % c->done_cap;
+      c->ndone--;
+      *id = f.id;
+      if (retry_safe)
+        *retry_safe = f.retry_safe;
+      return f.rc;
+    }
+    if (c->inflight == 0)
+      return SVC_ESTATE;
+    int64_t until = deadline;
+    if (c->ndeadlines && until != 0) {
+      int64_t first = earliest_deadline(c);
+      until = first < until ? first : until;
+    }
+    svc__result res;
+    int rc = c->tp->recv(c->conn, until, &res);
+    if (rc == 0) {
+      call_slot *cs = &c->calls[res.call_id & (c->slots - 1)];
+      if (cs->state == CALL_FREE || cs->seq != res.call_id) {
+        c->tp->release(c->conn);
+        fail_all(c, SVC_EPROTO); /* a reply to a call never made */
+        continue;
+      }
+      int was_live = cs->state == CALL_LIVE;
+      uint64_t call_id = cs->id;
+      slot_free(c, cs);
+      if (!was_live) { /* its caller was told it timed out */
+        c->tp->release(c->conn);
+        if (c->inflight > 0 && c->live == 0)
+          expire(c, 0); /* only abandoned calls left: close */
+        continue;
+      }
+      c->held = 1;
+      *id = call_id;
+      if (res.status != 0)
+        return status_result(c, res.status);
+      *resp = res.payload;
+      *resp_len = res.len;
+      return 0;
+    }
+    if (rc != SVC_ETIMEDOUT) {
+      fail_all(c, rc == SVC_ETIMEDOUT ? SVC_EPEERGONE : rc);
+      continue;
+    }
+    int64_t now = c->ndeadlines || (deadline && deadline != INT64_MAX)
+                      ? svc__now_ns()
+                      : 0;
+    if (c->ndeadlines)
+      expire(c, now);
+    if (c->ndone)
+      continue;
+    if (deadline == 0 || (deadline != INT64_MAX && now >= deadline))
+      return SVC_EAGAIN;
+  }
+}
+
+int svc_call_send(svc_client *c, const char *method, const void *req,
+                  size_t len, uint64_t *id) {
+  size_t mlen;
+  int rc = check_call_args(c, method, req, len, &mlen);
+  if (rc == 0 && !id)
+    rc = SVC_EINVAL;
+  if (id)
+    *id = 0;
   if (rc < 0)
     return rc;
-  if (res.status != 0)
-    return status_result(c, res.status);
-  *resp = res.payload;
-  *resp_len = res.len;
-  return 0;
+  rc = start_call(c, method, mlen, req, len, id);
+  sync_fd(c);
+  return rc;
 }
+
+int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
+                  const void **resp, size_t *resp_len) {
+  if (!c || !id || !resp || !resp_len || timeout_ms < -1)
+    return SVC_EINVAL;
+  *id = 0;
+  *resp = NULL;
+  *resp_len = 0;
+  release_held(c);
+  c->handler_code = 0;
+  int64_t deadline = timeout_ms < 0    ? INT64_MAX
+                     : timeout_ms == 0 ? 0
+                                       : svc__deadline(timeout_ms);
+  int rc = next_finished(c, deadline, id, resp, resp_len, NULL);
+  if (rc == SVC_EAGAIN || rc == SVC_ESTATE)
+    *id = 0;
+  sync_fd(c);
+  return rc;
+}
+
+int svc_call(svc_client *c, const char *method, const void *req, size_t len,
+             const void **resp, size_t *resp_len) {
+  size_t mlen;
+  int rc = check_call_args(c, method, req, len, &mlen);
+  if (rc == 0 && (!resp || !resp_len))
+    rc = SVC_EINVAL;
+  if (rc < 0)
+    return rc;
+  if (c->live || c->ndone)
+    return SVC_ESTATE; /* receive the calls sent with svc_call_send first */
+  release_held(c);
+  *resp = NULL;
+  *resp_len = 0;
+  c->handler_code = 0;
+  /* Two tries: the second only when the server provably never took the
+   * first (it died before reading it), so no call ever runs twice. */
+  for (int attempt = 0; attempt < 2; attempt++) {
+    uint64_t id, got;
+    int retry_safe = 0;
+    rc = start_call(c, method, mlen, req, len, &id);
+    if (rc == 0)
+      rc = next_finished(c, INT64_MAX, &got, resp, resp_len, &retry_safe);
+    if (!(rc == SVC_EPEERGONE && retry_safe))
+      break;
+  }
+  sync_fd(c);
+  return rc;
+}
+
+/* ---- settings ---- */
 
 int svc_client_set_timeout(svc_client *c, int ms) {
   if (!c || ms < 0)
@@ -103,20 +550,40 @@ int svc_client_set_timeout(svc_client *c, int ms) {
   return 0;
 }
 
+/* Settings the connection is made with: the next call reconnects. */
+static int redial_later(svc_client *c) {
+  if (c->inflight)
+    return SVC_ESTATE;
+  client_drop(c);
+  return 0;
+}
+
 int svc_client_set_wait(svc_client *c, svc_wait_policy p) {
   if (!c || p < SVC_WAIT_ADAPTIVE || p > SVC_WAIT_BLOCK)
     return SVC_EINVAL;
+  if (c->inflight)
+    return SVC_ESTATE;
   c->opts.wait = p;
-  client_drop(c); /* the next call reconnects with the new policy */
-  return 0;
+  return redial_later(c);
 }
 
 int svc_client_set_max_msg(svc_client *c, size_t bytes) {
   if (!c || bytes == 0 || bytes > SVC__MAX_MSG_LIMIT)
     return SVC_EINVAL;
+  if (c->inflight)
+    return SVC_ESTATE;
   c->opts.max_payload = bytes;
-  client_drop(c);
-  return 0;
+  return redial_later(c);
+}
+
+int svc_client_set_window(svc_client *c, int n) {
+  if (!c || n < 1 || n > MAX_WINDOW)
+    return SVC_EINVAL;
+  if (c->inflight)
+    return SVC_ESTATE;
+  int same = svc__region_slots_for(n) == c->slots;
+  c->window = n;
+  return same ? 0 : redial_later(c);
 }
 
 int svc_client_handler_code(const svc_client *c) {
@@ -126,6 +593,19 @@ int svc_client_handler_code(const svc_client *c) {
 void svc_client_close(svc_client *c) {
   if (!c)
     return;
+  release_held(c);
+  for (uint32_t i = 0; i < c->slots; i++)
+    c->calls[i].state = CALL_FREE;
   client_drop(c);
+  if (c->epfd >= 0) {
+    close(c->epfd);
+    close(c->evfd);
+    close(c->tfd);
+  }
+  for (int i = 0; i < c->nresends; i++)
+    free(c->resends[i].req);
+  free(c->resends);
+  free(c->calls);
+  free(c->done);
   free(c);
 }

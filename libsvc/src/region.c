@@ -1,8 +1,9 @@
 /* region.c — one shm:// connection's memory: a memfd sealed against
  * shrinking (so the peer can never make us fault), memory reserved with
- * fallocate when the region is made or grown (SVC_ENOMEM then, never SIGBUS
- * mid-call), mapped into an address range reserved up front so that growth
- * never moves a pointer a handler holds. */
+ * fallocate when the region is made or a lane grows (SVC_ENOMEM then,
+ * never SIGBUS mid-call), mapped into an address range reserved up front so
+ * that growth never moves a pointer a handler holds. The header and ring
+ * are mapped whole; each lane is mapped as far as it has been used. */
 #include "region.h"
 
 #include <errno.h>
@@ -16,6 +17,11 @@
 
 static size_t page_size(void) { return (size_t)sysconf(_SC_PAGESIZE); }
 
+static size_t page_align(size_t n) {
+  size_t p = page_size();
+  return (n + p - 1) & ~(p - 1);
+}
+
 static size_t pow2_at_least(size_t n) {
   size_t p = page_size();
   while (p < n)
@@ -23,11 +29,32 @@ static size_t pow2_at_least(size_t n) {
   return p;
 }
 
-size_t svc__region_max_size(size_t max_payload) {
-  /* request and reply frames side by side, each cache-line aligned */
-  size_t frame = SVC__FRAME_HDR + SVC_METHOD_MAX + max_payload;
-  return pow2_at_least(SVC__REGION_DATA +
-                       2 * (SVC__SLOT_HDR + frame + SVC__CACHELINE));
+uint32_t svc__region_slots_for(int window) {
+  uint32_t n = 1;
+  while (n < (uint32_t)window && n < SVC__RING_MAX)
+    n <<= 1;
+  return n;
+}
+
+static size_t ring_end(uint32_t slots) {
+  return page_align(SVC__REGION_RING + (size_t)slots * SVC__SLOT_SIZE);
+}
+
+/* A lane holds one frame of the largest size. */
+static size_t lane_size(size_t max_payload) {
+  return page_align(SVC__FRAME_HDR + SVC_METHOD_MAX + max_payload);
+}
+
+size_t svc__region_max_size(size_t max_payload, uint32_t slots) {
+  return ring_end(slots) + 2 * lane_size(max_payload);
+}
+
+static void layout(svc__region *r, size_t max_payload, uint32_t slots) {
+  r->max_payload = max_payload;
+  r->slots = slots;
+  r->ring_end = ring_end(slots);
+  r->lane_size = lane_size(max_payload);
+  r->reserved = svc__region_max_size(max_payload, slots);
 }
 
 static int reserve(svc__region *r) {
@@ -39,18 +66,14 @@ static int reserve(svc__region *r) {
   return 0;
 }
 
-/* Maps the file's bytes [r->mapped, size) in place, keeping what is mapped. */
-static int map_more(svc__region *r, size_t size) {
-  if (size <= r->mapped)
-    return 0;
-  void *want = r->base + r->mapped;
-  void *p =
-      mmap(want, size - r->mapped, PROT_READ | PROT_WRITE,
-           MAP_SHARED | MAP_FIXED | MAP_POPULATE, r->fd, (off_t)r->mapped);
-  if (p == MAP_FAILED)
-    return svc__from_errno(errno);
-  r->mapped = size;
-  return 0;
+/* Maps file bytes [off, off + len) at the same offset of the reservation.
+ * populate: fault the pages in now (ours, just allocated); a peer's pages
+ * are faulted as they are read. */
+static int map_at(svc__region *r, size_t off, size_t len, int populate) {
+  void *p = mmap(r->base + off, len, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_FIXED | (populate ? MAP_POPULATE : 0), r->fd,
+                 (off_t)off);
+  return p == MAP_FAILED ? svc__from_errno(errno) : 0;
 }
 
 static int file_size(int fd, size_t *out) {
@@ -62,15 +85,15 @@ static int file_size(int fd, size_t *out) {
   return 0;
 }
 
-/* Grows the file to size bytes, with its memory allocated now. */
-static int grow_file(int fd, size_t size) {
+/* Makes file bytes [off, off + len) exist, with their memory allocated now. */
+static int grow_file(int fd, size_t off, size_t len) {
   size_t cur;
   int rc = file_size(fd, &cur);
-  if (rc < 0 || cur >= size)
+  if (rc < 0)
     return rc;
-  if (ftruncate(fd, (off_t)size) != 0)
+  if (cur < off + len && ftruncate(fd, (off_t)(off + len)) != 0)
     return svc__from_errno(errno);
-  if (fallocate(fd, 0, 0, (off_t)size) != 0) {
+  if (fallocate(fd, 0, (off_t)off, (off_t)len) != 0) {
     int e = errno;
     if (e == ENOSPC || e == ENOMEM)
       return SVC_ENOMEM;
@@ -80,20 +103,19 @@ static int grow_file(int fd, size_t size) {
   return 0;
 }
 
-int svc__region_create(svc__region *r, size_t max_payload) {
+int svc__region_create(svc__region *r, size_t max_payload, uint32_t slots) {
   memset(r, 0, sizeof *r);
-  r->max_payload = max_payload;
-  r->reserved = svc__region_max_size(max_payload);
+  layout(r, max_payload, slots);
   r->fd = memfd_create("svc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (r->fd < 0)
     return svc__from_errno(errno);
   int rc = reserve(r);
   if (rc == 0)
-    rc = grow_file(r->fd, page_size());
+    rc = grow_file(r->fd, 0, r->ring_end);
   if (rc == 0 && fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
     rc = svc__from_errno(errno);
   if (rc == 0)
-    rc = map_more(r, page_size());
+    rc = map_at(r, 0, r->ring_end, 1);
   if (rc < 0) {
     svc__region_fini(r);
     return rc;
@@ -102,6 +124,13 @@ int svc__region_create(svc__region *r, size_t max_payload) {
   h->magic = SVC__REGION_MAGIC;
   h->version = SVC__REGION_VERSION;
   h->max_payload = max_payload;
+  h->ring_slots = slots;
+  /* No call has used a slot yet: every reply word differs from the first
+   * sequence number that slot will carry. */
+  for (uint32_t i = 0; i < slots; i++)
+    atomic_store_explicit(svc__region_seq(r, svc__region_slot(r, i) +
+                                                 SVC__SLOT_REP),
+                          UINT32_MAX, memory_order_relaxed);
   return 0;
 }
 
@@ -109,90 +138,144 @@ int svc__region_attach(svc__region *r, int fd, size_t max_payload) {
   memset(r, 0, sizeof *r);
   r->fd = fd;
   int seals = fcntl(fd, F_GET_SEALS);
-  size_t size;
+  size_t size = 0;
   int rc = 0;
-  /* Must not shrink; must stay writable and growable by us. */
-  if (seals < 0 || !(seals & F_SEAL_SHRINK) ||
+  /* Must not shrink; must stay writable and growable by us, and sealed so
+   * that no seal can be added later (F_SEAL_SEAL). */
+  if (seals < 0 || !(seals & F_SEAL_SHRINK) || !(seals & F_SEAL_SEAL) ||
       (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_GROW)))
     rc = SVC_EPROTO;
   if (rc == 0)
     rc = file_size(fd, &size);
-  r->max_payload = max_payload;
-  r->reserved = svc__region_max_size(max_payload);
-  if (rc == 0 &&
-      (size < page_size() || size > r->reserved || size % page_size() != 0))
+  /* The header's first page tells the ring size; read it through a
+   * temporary mapping of that page only. */
+  uint32_t magic = 0, version = 0, slots = 0;
+  uint64_t peer_max = 0;
+  if (rc == 0 && (size < page_size() || size % page_size() != 0))
     rc = SVC_EPROTO;
+  if (rc == 0) {
+    void *p = mmap(NULL, page_size(), PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      rc = SVC_EPROTO; /* a file we cannot map is the peer's doing */
+    } else {
+      /* Copy the peer-written fields once, then validate the copies. */
+      const volatile svc__region_hdr *h = p;
+      magic = h->magic;
+      version = h->version;
+      peer_max = h->max_payload;
+      slots = h->ring_slots;
+      munmap(p, page_size());
+    }
+  }
+  if (rc == 0 && (magic != SVC__REGION_MAGIC ||
+                  version != SVC__REGION_VERSION || slots == 0 ||
+                  slots > SVC__RING_MAX || (slots & (slots - 1)) != 0))
+    rc = SVC_EPROTO;
+  if (rc == 0 && (peer_max == 0 || peer_max > SVC__MAX_MSG_LIMIT))
+    rc = SVC_EPROTO;
+  if (rc == 0) {
+    /* The geometry is the client's; the limit is the smaller of the two. */
+    layout(r, (size_t)peer_max, slots);
+    if (peer_max > max_payload)
+      r->max_payload = max_payload;
+    if (size < r->ring_end || size > r->reserved)
+      rc = SVC_EPROTO;
+  }
   if (rc == 0)
     rc = reserve(r);
-  if (rc == 0 && map_more(r, size) < 0)
-    rc = SVC_EPROTO; /* a file we cannot map is the peer's doing */
+  if (rc == 0 && map_at(r, 0, r->ring_end, 1) < 0)
+    rc = SVC_EPROTO;
   if (rc < 0) {
     svc__region_fini(r);
     return rc;
   }
-  /* Copy the peer-written fields once, then validate the copies. */
-  svc__region_hdr *h = svc__region_hdr_of(r);
-  uint32_t magic = h->magic, version = h->version;
-  uint64_t peer_max = h->max_payload;
-  if (magic != SVC__REGION_MAGIC || version != SVC__REGION_VERSION) {
-    svc__region_fini(r);
-    return SVC_EPROTO;
-  }
-  if (peer_max < r->max_payload)
-    r->max_payload = (size_t)peer_max;
   return 0;
 }
 
-int svc__region_ensure(svc__region *r, size_t bytes) {
-  if (bytes <= r->mapped)
-    return 0;
-  if (bytes > r->reserved)
-    return SVC_ETOOBIG;
-  size_t size = pow2_at_least(bytes);
-  int rc = grow_file(r->fd, size);
-  return rc < 0 ? rc : map_more(r, size);
+static size_t lane_off(const svc__region *r, int lane) {
+  return r->ring_end + (size_t)lane * r->lane_size;
 }
 
-int svc__region_sync(svc__region *r, size_t bytes) {
-  if (bytes <= r->mapped)
+int svc__region_lane_ensure(svc__region *r, int lane, size_t bytes) {
+  if (lane != SVC__LANE_REQ && lane != SVC__LANE_REP)
+    return SVC_EINVAL;
+  if (bytes <= r->lane_mapped[lane])
     return 0;
-  size_t size;
-  if (bytes > r->reserved)
+  if (bytes > r->lane_size)
+    return SVC_ETOOBIG;
+  size_t want = pow2_at_least(bytes);
+  if (want > r->lane_size)
+    want = r->lane_size;
+  size_t off = lane_off(r, lane), have = r->lane_mapped[lane];
+  int rc = grow_file(r->fd, off + have, want - have);
+  if (rc == 0)
+    rc = map_at(r, off + have, want - have, 1);
+  if (rc == 0)
+    r->lane_mapped[lane] = want;
+  return rc;
+}
+
+/* Maps what the peer wrote into a lane, if the file now holds bytes of it;
+ * SVC_EPROTO if it does not (the peer lied about a length). */
+static int lane_sync(svc__region *r, int lane, size_t bytes) {
+  if (bytes <= r->lane_mapped[lane])
+    return 0;
+  if (bytes > r->lane_size)
     return SVC_EPROTO;
+  size_t size, off = lane_off(r, lane), have = r->lane_mapped[lane];
   int rc = file_size(r->fd, &size);
   if (rc < 0)
     return rc;
   size &= ~(page_size() - 1);
-  if (size > r->reserved)
-    size = r->reserved;
-  if (size < bytes)
+  if (size < off + bytes)
     return SVC_EPROTO;
-  return map_more(r, size);
+  size_t want = pow2_at_least(bytes);
+  if (want > r->lane_size)
+    want = r->lane_size;
+  if (off + want > size)
+    want = size - off;
+  rc = map_at(r, off + have, want - have, 0);
+  if (rc == 0)
+    r->lane_mapped[lane] = want;
+  return rc;
 }
 
-int svc__region_read_frame(svc__region *r, size_t off, uint8_t want_type,
-                           svc__frame *f) {
+int svc__region_read_frame(svc__region *r, size_t off, int lane,
+                           uint8_t want_type, svc__frame *f) {
   uint8_t hdr[SVC__FRAME_HDR];
-  if (off < SVC__REGION_DATA || off > r->reserved - SVC__FRAME_HDR)
+  /* A slot half inside the ring (written so that no sum can wrap). */
+  if (off < SVC__REGION_RING ||
+      off > r->ring_end - (SVC__SLOT_HDR + SVC__SLOT_FRAME_MAX) ||
+      (off - SVC__REGION_RING) % (SVC__SLOT_SIZE / 2) != 0 ||
+      (lane != SVC__LANE_REQ && lane != SVC__LANE_REP))
     return SVC_EPROTO;
-  int rc = svc__region_sync(r, off + SVC__FRAME_HDR);
-  if (rc < 0)
-    return rc;
-  memcpy(hdr, r->base + off, sizeof hdr); /* one copy; peer may change it */
+  uint32_t where = *(volatile uint32_t *)svc__region_where(r, off);
+  const uint8_t *at;
+  size_t room;
+  int rc;
+  if (where == SVC__WHERE_INLINE) {
+    at = r->base + off + SVC__SLOT_HDR;
+    room = SVC__SLOT_FRAME_MAX;
+  } else if (where == SVC__WHERE_LANE) {
+    if ((rc = lane_sync(r, lane, SVC__FRAME_HDR)) < 0)
+      return rc;
+    at = svc__region_lane(r, lane);
+    room = r->lane_size;
+  } else {
+    return SVC_EPROTO;
+  }
+  memcpy(hdr, at, sizeof hdr); /* one copy; the peer may change it */
   rc = svc__frame_decode_header(hdr, sizeof hdr, r->max_payload, f);
   if (rc != 0 || f->type != want_type)
     return SVC_EPROTO;
-  size_t end = off + svc__frame_size(f->method_len, f->payload_len);
-  rc = svc__region_sync(r, end);
-  if (rc < 0)
+  size_t size = svc__frame_size(f->method_len, f->payload_len);
+  if (size > room)
+    return SVC_EPROTO;
+  if (where == SVC__WHERE_LANE && (rc = lane_sync(r, lane, size)) < 0)
     return rc;
-  f->method = r->base + off + SVC__FRAME_HDR;
+  f->method = at + SVC__FRAME_HDR;
   f->payload = f->method + f->method_len;
   return 0;
-}
-
-void svc__region_write_header(svc__region *r, size_t off, const svc__frame *f) {
-  svc__frame_encode_header(f, r->base + off);
 }
 
 void svc__region_fini(svc__region *r) {
@@ -202,5 +285,5 @@ void svc__region_fini(svc__region *r) {
     close(r->fd);
   r->base = NULL;
   r->fd = -1;
-  r->mapped = 0;
+  r->lane_mapped[0] = r->lane_mapped[1] = 0;
 }

@@ -1,6 +1,7 @@
-/* region.h — the shared-memory region of one shm:// connection: its layout,
- * creation (memfd, F_SEAL_SHRINK, fallocate), mapping into an address range
- * reserved once so pointers never move, growth in powers of two, and the
+/* region.h — the shared-memory region of one shm:// connection: its layout
+ * (header, a ring of call slots, two lanes for large messages), creation
+ * (memfd, F_SEAL_SHRINK, fallocate), mapping into an address range reserved
+ * once so pointers never move, lane growth in powers of two, and the
  * validated reads of frames the peer wrote. */
 #ifndef SVC_REGION_H
 #define SVC_REGION_H
@@ -12,96 +13,119 @@
 #include "frame.h"
 
 #define SVC__REGION_MAGIC 0x47455253u /* "SREG" */
-#define SVC__REGION_VERSION 1
+#define SVC__REGION_VERSION 2
 #define SVC__CACHELINE 64
+#define SVC__RING_MAX 4096 /* most ring slots a region may have */
 
-/* The header at offset 0. Each side writes only its own cache line, so a
- * spinning reader never contends with its own writes. */
+/* The header at offset 0. Each flag sits on a cache line of its own, so a
+ * spinning reader never contends with unrelated writes. */
 typedef struct svc__region_hdr {
   /* line 0: written once by the client before it shares the region */
   uint32_t magic;
   uint32_t version;
   uint64_t max_payload; /* client's limit; the server uses min(its, this) */
-  uint8_t pad0[SVC__CACHELINE - 16];
-  /* line 1: written by the client when it goes to sleep */
-  _Atomic uint32_t client_sleeping; /* 1: ring the doorbell on reply */
+  uint32_t ring_slots;  /* slots in the ring: a power of two, 1..RING_MAX */
+  uint8_t pad0[SVC__CACHELINE - 20];
+  /* line 1: set by the client when it sleeps (or waits in an event loop);
+   * the server clears it when it rings the doorbell */
+  _Atomic uint32_t client_sleeping;
   uint8_t pad1[SVC__CACHELINE - 4];
-  /* line 2: written by the server, rarely */
-  _Atomic uint32_t server_sleeping; /* 1: ring the doorbell on request */
-  _Atomic uint32_t closing;         /* 1: reconnect before the next call */
+  /* line 2: set by the server when it sleeps; the client clears it when it
+   * rings. closing is the server's "reconnect before the next call". */
+  _Atomic uint32_t server_sleeping;
+  _Atomic uint32_t closing;
   uint8_t pad2[SVC__CACHELINE - 8];
-  /* line 3: written by the server as it takes a call; read by the client
-   * only when the server died. */
-  _Atomic uint32_t taken_seq; /* = the request's sequence once read */
+  /* line 3: written by the server as it takes a call (calls are taken in
+   * order); read by the client only when the server died. */
+  _Atomic uint32_t taken_seq; /* sequence number of the last call taken */
   uint8_t pad3[SVC__CACHELINE - 4];
+  /* line 4: the reply lane's owner. The server sets it to 1 when it writes
+   * a reply there; the client stores 0 when it no longer reads that reply. */
+  _Atomic uint32_t reply_lane_busy;
+  uint8_t pad4[SVC__CACHELINE - 4];
 } svc__region_hdr;
 
-/* Messages travel in slots: a 32-bit sequence word, 4 reserved bytes, then
- * the frame, so the cache line a reader spins on also brings it the frame
- * header, method and first payload bytes (a 64-byte call moves two lines
- * each way, as a bare ping-pong does). The request slot is at
- * SVC__REGION_DATA; the reply slot follows the request, at an offset both
- * sides compute (svc__region_reply_slot). */
-#define SVC__REGION_DATA ((size_t)sizeof(svc__region_hdr)) /* request slot */
-#define SVC__SLOT_HDR 8
-#define SVC__REGION_REQ (SVC__REGION_DATA + SVC__SLOT_HDR) /* request frame */
+/* The ring: ring_slots slots of SVC__SLOT_SIZE bytes from SVC__REGION_RING.
+ * Call number s uses slot s % ring_slots. A slot is two halves, the
+ * request's and the reply's, each a 32-bit sequence word, a 32-bit "where"
+ * word and then the frame, so the cache line a reader spins on also brings
+ * it the frame header, method and first payload bytes (a 64-byte call
+ * moves two lines each way, as a bare ping-pong does). A frame too large
+ * for its half goes to a lane instead ("where" = SVC__WHERE_LANE): requests
+ * to lane 0, replies to lane 1, one message per lane at a time. */
+#define SVC__REGION_RING ((size_t)sizeof(svc__region_hdr))
+#define SVC__SLOT_SIZE 512
+#define SVC__SLOT_REQ 0   /* request half */
+#define SVC__SLOT_REP 256 /* reply half */
+#define SVC__SLOT_HDR 8   /* u32 seq, u32 where */
+#define SVC__SLOT_FRAME_MAX (256 - SVC__SLOT_HDR) /* largest inline frame */
+#define SVC__WHERE_INLINE 0
+#define SVC__WHERE_LANE 1
+#define SVC__LANE_REQ 0
+#define SVC__LANE_REP 1
 
 typedef struct svc__region {
-  int fd;             /* the memfd; owned */
-  uint8_t *base;      /* start of the reservation; never moves */
-  size_t mapped;      /* bytes of the file mapped at base */
-  size_t reserved;    /* bytes of address space reserved at base */
-  size_t max_payload; /* largest payload either way */
+  int fd;                /* the memfd; owned */
+  uint8_t *base;         /* start of the reservation; never moves */
+  size_t reserved;       /* bytes of address space reserved at base */
+  size_t max_payload;    /* largest payload either way */
+  uint32_t slots;        /* ring slots */
+  size_t ring_end;       /* header + ring, page aligned: always mapped */
+  size_t lane_size;      /* bytes each lane may reach */
+  size_t lane_mapped[2]; /* bytes of each lane mapped so far */
 } svc__region;
 
-/* Largest region a connection with this payload limit may need. */
-size_t svc__region_max_size(size_t max_payload);
+/* Ring slots for a window of n calls: the power of two at least n. */
+uint32_t svc__region_slots_for(int window);
 
-/* Client: makes a one-page memfd region (sealed against shrinking, memory
- * reserved with fallocate), initialised and mapped. SVC_ENOMEM, SVC_ESYS. */
-int svc__region_create(svc__region *r, size_t max_payload);
+/* Largest region a connection with these limits may need. */
+size_t svc__region_max_size(size_t max_payload, uint32_t slots);
+
+/* Client: makes a memfd region holding the header and the ring (sealed
+ * against shrinking, memory reserved with fallocate), initialised and
+ * mapped. SVC_ENOMEM, SVC_ESYS. */
+int svc__region_create(svc__region *r, size_t max_payload, uint32_t slots);
 
 /* Server: adopts fd (ownership passes in, even on failure) after checking it
- * is sealed against shrinking, its size and the header's magic/version.
- * max_payload is the server's limit. SVC_EPROTO for a bad region. */
+ * is sealed against shrinking, its size and the header's magic, version and
+ * ring size. max_payload is the server's limit. SVC_EPROTO for a bad
+ * region. */
 int svc__region_attach(svc__region *r, int fd, size_t max_payload);
 
-/* Makes the region at least bytes long: grows the file to the next power of
- * two (fallocate, so running out of memory is SVC_ENOMEM here and never a
- * SIGBUS later) and maps it. SVC_ETOOBIG beyond svc__region_max_size. */
-int svc__region_ensure(svc__region *r, size_t bytes);
+/* Makes lane hold at least bytes: grows the file (fallocate, so running out
+ * of memory is SVC_ENOMEM here and never a SIGBUS later) and maps that part
+ * of the lane in powers of two. SVC_ETOOBIG beyond the lane's size. */
+int svc__region_lane_ensure(svc__region *r, int lane, size_t bytes);
 
-/* Maps what the peer added to the file, if it now holds bytes; SVC_EPROTO if
- * the file is still smaller (the peer lied about a length). */
-int svc__region_sync(svc__region *r, size_t bytes);
+/* Start of a lane (its first bytes_mapped are usable). */
+static inline uint8_t *svc__region_lane(const svc__region *r, int lane) {
+  return r->base + r->ring_end + (size_t)lane * r->lane_size;
+}
 
 static inline svc__region_hdr *svc__region_hdr_of(const svc__region *r) {
   return (svc__region_hdr *)r->base;
 }
 
-/* Reads the frame the peer wrote at off: copies the header once, checks
- * type, lengths against max_payload and the mapping (syncing the mapping if
- * the peer grew it). f's pointers point into the region. SVC_EPROTO. */
-int svc__region_read_frame(svc__region *r, size_t off, uint8_t want_type,
-                           svc__frame *f);
-
-/* Writes a frame header at off (the caller writes method/payload after it,
- * or has already). The region must hold the whole frame. */
-void svc__region_write_header(svc__region *r, size_t off, const svc__frame *f);
-
-/* Where the reply slot goes after a request frame of req_size bytes:
- * cache-line aligned after it (a zero-copy handler writes its reply while
- * it still reads the request). The reply frame is at slot + SVC__SLOT_HDR. */
-static inline size_t svc__region_reply_slot(size_t req_size) {
-  size_t end = SVC__REGION_REQ + req_size;
-  return (end + SVC__CACHELINE - 1) & ~(size_t)(SVC__CACHELINE - 1);
+/* Offset of the slot a call numbered seq uses. */
+static inline size_t svc__region_slot(const svc__region *r, uint32_t seq) {
+  return SVC__REGION_RING + (size_t)(seq & (r->slots - 1)) * SVC__SLOT_SIZE;
 }
 
-/* The sequence word of the slot at off (the caller keeps off mapped). */
+/* The sequence word and the "where" word of a slot half at off. */
 static inline _Atomic uint32_t *svc__region_seq(const svc__region *r,
                                                 size_t off) {
   return (_Atomic uint32_t *)(void *)(r->base + off);
 }
+static inline uint32_t *svc__region_where(const svc__region *r, size_t off) {
+  return (uint32_t *)(void *)(r->base + off + 4);
+}
+
+/* Reads the frame the peer put in the slot half at off: copies "where" and
+ * the header once, checks type and lengths against max_payload and the
+ * space (inline half, or the lane, syncing the lane's mapping when the
+ * peer grew it). f's pointers point into the region. SVC_EPROTO. */
+int svc__region_read_frame(svc__region *r, size_t off, int lane,
+                           uint8_t want_type, svc__frame *f);
 
 void svc__region_fini(svc__region *r);
 

@@ -53,36 +53,70 @@ struct svc_reply {
 typedef int (*svc__dispatch_fn)(void *ctx, const char *method, const void *req,
                                 size_t len, svc_reply *reply);
 
-/* Result of a client call; payload valid until the next call or close. */
+/* A reply a client received; payload valid until release. */
 typedef struct svc__result {
-  int32_t status; /* reply status (see svc__dispatch_fn) */
+  uint32_t call_id; /* the sequence number the call was sent with */
+  int32_t status;   /* reply status (see svc__dispatch_fn) */
   const void *payload;
   size_t len;
-  int not_taken; /* on SVC_EPEERGONE: the server never saw the call */
 } svc__result;
+
+/* What the client asks of a connection. */
+typedef struct svc__dial_opts {
+  uint32_t slots; /* calls in flight at once: a power of two (the ring) */
+} svc__dial_opts;
 
 struct svc__transport {
   const char *scheme;
 
-  /* Client. dial connects (blocking until deadline) and owns the new
-   * connection: SVC_ECONNREFUSED, SVC_EPERM, SVC_ETIMEDOUT, SVC_ENOMEM. */
-  int (*dial)(const svc__url *u, const svc__conn_opts *o, int64_t deadline,
-              svc__conn **out);
-  /* One call; blocks until the reply or deadline. 0 with *res filled;
-   * SVC_EPEERGONE (res->not_taken set when the server never took it: safe
-   * to reconnect and retry), SVC_ETIMEDOUT, SVC_EPROTO, SVC_ETOOBIG (request
-   * over the limit; the connection stays usable). After any other error the
-   * caller closes the connection. */
-  int (*call)(svc__conn *c, const char *method, size_t method_len,
-              const void *req, size_t len, int64_t deadline, svc__result *res);
+  /* Client. A client numbers its calls 1, 2, 3, ... per connection (the
+   * sequence wraps at 2^32) and never has more than `slots` of them in
+   * flight, nor two in flight whose numbers are equal modulo `slots`.
+   *
+   * dial connects (blocking until deadline) and owns the new connection:
+   * SVC_ECONNREFUSED, SVC_EPERM, SVC_ETIMEDOUT, SVC_ENOMEM. */
+  int (*dial)(const svc__url *u, const svc__conn_opts *o,
+              const svc__dial_opts *d, int64_t deadline, svc__conn **out);
+  /* Posts call seq and returns without waiting for its reply (it may wait
+   * up to deadline for room in a full socket). idle: no call is in flight,
+   * so anything the server sent since is news (a close, a goaway). 0 sent;
+   * SVC_EAGAIN: not possible now (shm: another large request is in flight),
+   * nothing sent; SVC_EPEERGONE: the connection was found closed or asked
+   * to close before anything was sent (safe to retry elsewhere);
+   * SVC_ETOOBIG: over the limit, nothing sent, the connection stays. After
+   * any other error the connection is broken. */
+  int (*send)(svc__conn *c, uint32_t seq, const char *method,
+              size_t method_len, const void *req, size_t len, int idle,
+              int64_t deadline);
+  /* Waits until the reply of some call in flight arrived, or the deadline
+   * (a deadline already past: look once, do not sleep). 0 with *res;
+   * SVC_ETIMEDOUT (the connection stays); SVC_EPEERGONE, SVC_EPROTO, ...:
+   * the connection is broken. The client checks res->call_id is in flight.
+   * Only after release may recv be called again. */
+  int (*recv)(svc__conn *c, int64_t deadline, svc__result *res);
+  /* The reply recv returned is no longer read. */
+  void (*release)(svc__conn *c);
+  /* After the connection broke: 0 if the server provably never took call
+   * seq (it may be sent again on a new connection), else 1. */
+  int (*taken)(svc__conn *c, uint32_t seq);
+  /* After the connection broke, before close: the request of a call in
+   * flight as it was sent (f points into the connection), so a call never
+   * taken can be sent again. SVC_ESTATE where requests are not kept. */
+  int (*request)(svc__conn *c, uint32_t seq, svc__frame *f);
+  /* Event-loop mode: from now on c->fd polls readable whenever a reply
+   * arrives while no recv waits (shm: the server rings the doorbell). */
+  void (*watch)(svc__conn *c);
+  /* 1 when a whole reply is already buffered in the client (so c->fd may
+   * not poll readable although recv would not wait). */
+  int (*buffered)(const svc__conn *c);
 
   /* Server. listen binds now (SVC_EADDRINUSE, SVC_EPERM, SVC_ESYS). */
   int (*listen)(const svc__url *u, svc__listener **out);
   /* Takes one pending connection without blocking: 0 with *out, 1 when
    * none is pending, or an error for that attempt only. */
   int (*accept)(svc__listener *l, const svc__conn_opts *o, svc__conn **out);
-  /* Serves what is ready on c, calling fn for each request; may spin a
-   * while for the next request (shm). Returns 0 when c went idle (the
+  /* Serves every request that is ready on c, in order, calling fn for
+   * each; may spin a while for the next request (shm). Returns 0 when c went idle (the
    * server polls c->fd again), or a negative code when c must be closed
    * (SVC_EPEERGONE: the client left; SVC_EPROTO: it sent garbage). */
   int (*serve)(svc__conn *c, svc__dispatch_fn fn, void *ctx);

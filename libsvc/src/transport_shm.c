@@ -36,11 +36,25 @@ typedef struct shm_conn {
   svc__conn base;
   svc__region region;
   svc__waiter waiter;
-  uint32_t seq;       /* client: last call posted; server: last taken */
-  int ready;          /* server: handshake done */
-  size_t reply_off;   /* server: where the current reply frame goes */
-  int64_t idle_since; /* server: when it last went to sleep */
-  const _Atomic int *stopping; /* server: stop serving when set */
+  /* client */
+  uint32_t posted;        /* the last call posted */
+  uint32_t oldest;        /* no call before this one is in flight */
+  uint32_t nlive;         /* calls in flight */
+  uint32_t *slot_seq;     /* per slot: the call posted there */
+  uint8_t *slot_live;     /* per slot: that call awaits its reply */
+  uint32_t scans;         /* checks of the oldest call since a full scan */
+  int req_lane_busy;      /* a request in flight lies in the request lane */
+  uint32_t req_lane_seq;  /* ... that call's number */
+  int held_lane;          /* the reply handed out lies in the reply lane */
+  int watched;            /* event-loop mode: keep client_sleeping armed */
+  /* server */
+  uint32_t seq;                /* the last call taken */
+  int ready;                   /* handshake done */
+  size_t reply_off;            /* the slot half the current reply goes in */
+  uint32_t reply_where;        /* where the current reply's payload lies */
+  int reply_lane_owned;        /* we took the reply lane for this call */
+  int64_t idle_since;          /* when it last went to sleep */
+  const _Atomic int *stopping; /* stop serving when set */
 } shm_conn;
 
 static shm_conn *conn_new(int fd, const svc__conn_opts *o) {
@@ -64,6 +78,8 @@ static void shm_close(svc__conn *base) {
   svc__region_fini(&c->region);
   if (c->base.fd >= 0)
     close(c->base.fd);
+  free(c->slot_seq);
+  free(c->slot_live);
   free(c);
 }
 
@@ -94,7 +110,8 @@ static int send_hello(int sock, int memfd) {
 }
 
 static int shm_dial(const svc__url *u, const svc__conn_opts *o,
-                    int64_t deadline, svc__conn **out) {
+                    const svc__dial_opts *d, int64_t deadline,
+                    svc__conn **out) {
   char path[SVC__PATH_MAX];
   int fd, rc = svc__sock_rendezvous_path(u->name, 0, path, sizeof path);
   if (rc < 0)
@@ -106,7 +123,12 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
     close(fd);
     return SVC_ENOMEM;
   }
-  rc = svc__region_create(&c->region, o->max_payload);
+  c->slot_seq = calloc(d->slots, sizeof *c->slot_seq);
+  c->slot_live = calloc(d->slots, 1);
+  c->oldest = 1;
+  rc = c->slot_seq && c->slot_live ? 0 : SVC_ENOMEM;
+  if (rc == 0)
+    rc = svc__region_create(&c->region, o->max_payload, d->slots);
   int sent = rc == 0 ? send_hello(fd, c->region.fd) : rc;
   ack_msg ack = {0};
   int64_t hs = svc__now_ns() + HANDSHAKE_TIMEOUT_NS;
@@ -135,58 +157,174 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
   return 0;
 }
 
-static int shm_call(svc__conn *base, const char *method, size_t method_len,
-                    const void *req, size_t len, int64_t deadline,
-                    svc__result *res) {
+static int shm_send(svc__conn *base, uint32_t seq, const char *method,
+                    size_t method_len, const void *req, size_t len, int idle,
+                    int64_t deadline) {
+  (void)idle;
+  (void)deadline;
   shm_conn *c = (shm_conn *)base;
   svc__region *r = &c->region;
   svc__region_hdr *h = svc__region_hdr_of(r);
-  memset(res, 0, sizeof *res);
-  if (atomic_load_explicit(&h->closing, memory_order_relaxed)) {
-    res->not_taken = 1;
+  if (atomic_load_explicit(&h->closing, memory_order_relaxed))
     return SVC_EPEERGONE;
-  }
   if (len > r->max_payload)
     return SVC_ETOOBIG;
-  /* Room for the request and for the reply slot's header after it; the
-   * server grows the region if the reply's payload needs more. */
+  size_t slot = svc__region_slot(r, seq);
   size_t size = svc__frame_size(method_len, len);
-  size_t slot = svc__region_reply_slot(size);
-  int rc = svc__region_ensure(r, slot + SVC__SLOT_HDR + SVC__FRAME_HDR);
-  if (rc < 0)
-    return rc;
-  uint32_t seq = c->seq + 1 ? c->seq + 1 : 1; /* 0 marks "no reply yet" */
+  uint32_t where = SVC__WHERE_INLINE;
+  uint8_t *at = r->base + slot + SVC__SLOT_REQ + SVC__SLOT_HDR;
+  if (size > SVC__SLOT_FRAME_MAX) {
+    if (c->req_lane_busy)
+      return SVC_EAGAIN;
+    int rc = svc__region_lane_ensure(r, SVC__LANE_REQ, size);
+    if (rc < 0)
+      return rc;
+    where = SVC__WHERE_LANE;
+    at = svc__region_lane(r, SVC__LANE_REQ);
+    c->req_lane_busy = 1;
+    c->req_lane_seq = seq;
+  }
   svc__frame f = {.type = SVC__FRAME_REQUEST,
                   .call_id = seq,
                   .method_len = (uint32_t)method_len,
                   .payload_len = (uint32_t)len};
-  uint8_t *at = r->base + SVC__REGION_REQ;
   svc__frame_encode_header(&f, at);
   memcpy(at + SVC__FRAME_HDR, method, method_len);
   if (len)
     memcpy(at + SVC__FRAME_HDR + method_len, req, len);
-  _Atomic uint32_t *reply_seq = svc__region_seq(r, slot);
-  atomic_store_explicit(reply_seq, 0, memory_order_relaxed);
-  c->seq = seq;
-  rc = svc__wake(svc__region_seq(r, SVC__REGION_DATA), seq, &h->server_sleeping,
-                 c->base.fd);
-  if (rc == 0)
-    rc = svc__wait(&c->waiter, reply_seq, 0, &h->client_sleeping, c->base.fd,
-                   deadline);
-  if (rc == SVC_EPEERGONE)
-    res->not_taken = atomic_load(&h->taken_seq) != seq;
-  if (rc < 0)
-    return rc;
+  *svc__region_where(r, slot + SVC__SLOT_REQ) = where;
+  uint32_t i = seq & (r->slots - 1);
+  c->slot_seq[i] = seq;
+  c->slot_live[i] = 1;
+  c->nlive++;
+  c->posted = seq;
+  /* Armed before the call is visible: its reply must find the flag set. */
+  if (c->watched)
+    atomic_store(&h->client_sleeping, 1);
+  /* A server found gone here is seen by recv, with the call accounted. */
+  (void)svc__wake(svc__region_seq(r, slot + SVC__SLOT_REQ), seq,
+                  &h->server_sleeping, c->base.fd);
+  return 0;
+}
+
+static int reply_arrived(const shm_conn *c, uint32_t seq) {
+  const svc__region *r = &c->region;
+  size_t off = svc__region_slot(r, seq) + SVC__SLOT_REP;
+  return atomic_load_explicit(svc__region_seq(r, off), memory_order_acquire) ==
+         seq;
+}
+
+/* The first call in flight whose reply arrived, oldest first. */
+static int find_reply(shm_conn *c, uint32_t *out) {
+  uint32_t mask = c->region.slots - 1;
+  for (uint32_t s = c->oldest; s != c->posted + 1; s++) {
+    uint32_t i = s & mask;
+    if (c->slot_live[i] && c->slot_seq[i] == s && reply_arrived(c, s)) {
+      *out = s;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Waiting on several calls: the oldest is checked every time (this
+ * library's server answers in order), the others now and then. */
+static int any_reply(void *ctx) {
+  shm_conn *c = ctx;
+  uint32_t s;
+  if (reply_arrived(c, c->oldest))
+    return 1;
+  if (++c->scans % 16 != 0)
+    return 0;
+  return find_reply(c, &s);
+}
+
+static int shm_request(svc__conn *base, uint32_t seq, svc__frame *f) {
+  shm_conn *c = (shm_conn *)base;
+  svc__region *r = &c->region;
+  return svc__region_read_frame(r, svc__region_slot(r, seq) + SVC__SLOT_REQ,
+                                SVC__LANE_REQ, SVC__FRAME_REQUEST, f);
+}
+
+static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
+  shm_conn *c = (shm_conn *)base;
+  svc__region *r = &c->region;
+  svc__region_hdr *h = svc__region_hdr_of(r);
+  int rc = 0;
+  uint32_t s = 0;
+  if (c->watched) {
+    atomic_store(&h->client_sleeping, 1); /* then look: see wait.c */
+    rc = svc__doorbell_drain(c->base.fd);
+  }
+  if (!find_reply(c, &s)) {
+    if (rc < 0)
+      return rc;
+    if (deadline == 0)
+      return SVC_ETIMEDOUT;
+    if (c->nlive == 1) { /* one call: wait on its word alone */
+      _Atomic uint32_t *w =
+          svc__region_seq(r, svc__region_slot(r, c->oldest) + SVC__SLOT_REP);
+      uint32_t cur = atomic_load(w);
+      if (cur != c->oldest)
+        rc = svc__wait(&c->waiter, w, cur, &h->client_sleeping, c->base.fd,
+                       deadline);
+    } else {
+      rc = svc__wait_any(&c->waiter, any_reply, c, &h->client_sleeping,
+                         c->base.fd, deadline);
+    }
+    if (c->watched) /* the wait disarmed it */
+      atomic_store(&h->client_sleeping, 1);
+    if (rc < 0)
+      return rc;
+    if (!find_reply(c, &s))
+      return SVC_EPROTO; /* a word changed to a number never posted */
+  }
   svc__frame rep;
-  if (atomic_load_explicit(reply_seq, memory_order_acquire) != seq)
+  size_t off = svc__region_slot(r, s) + SVC__SLOT_REP;
+  uint32_t where = *(volatile uint32_t *)svc__region_where(r, off);
+  rc = svc__region_read_frame(r, off, SVC__LANE_REP, SVC__FRAME_REPLY, &rep);
+  if (rc < 0 || rep.call_id != s)
     return SVC_EPROTO;
-  rc = svc__region_read_frame(r, slot + SVC__SLOT_HDR, SVC__FRAME_REPLY, &rep);
-  if (rc < 0 || rep.call_id != seq)
-    return SVC_EPROTO;
+  c->held_lane = where == SVC__WHERE_LANE;
+  c->slot_live[s & (r->slots - 1)] = 0;
+  c->nlive--;
+  while (c->oldest != c->posted + 1 &&
+         !c->slot_live[c->oldest & (r->slots - 1)])
+    c->oldest++;
+  if (c->req_lane_busy && c->req_lane_seq == s)
+    c->req_lane_busy = 0; /* the server is done with the request */
+  res->call_id = s;
   res->status = rep.status;
   res->payload = rep.payload;
   res->len = rep.payload_len;
   return 0;
+}
+
+static void shm_release(svc__conn *base) {
+  shm_conn *c = (shm_conn *)base;
+  if (!c->held_lane)
+    return;
+  c->held_lane = 0;
+  svc__region_hdr *h = svc__region_hdr_of(&c->region);
+  atomic_store(&h->reply_lane_busy, 0);
+  (void)svc__ring(&h->server_sleeping, c->base.fd); /* it may wait for it */
+}
+
+static int shm_taken(svc__conn *base, uint32_t seq) {
+  shm_conn *c = (shm_conn *)base;
+  uint32_t taken = atomic_load(&svc__region_hdr_of(&c->region)->taken_seq);
+  return (int32_t)(seq - taken) <= 0; /* calls are taken in order */
+}
+
+static void shm_watch(svc__conn *base) {
+  shm_conn *c = (shm_conn *)base;
+  c->watched = 1;
+  atomic_store(&svc__region_hdr_of(&c->region)->client_sleeping, 1);
+}
+
+static int shm_buffered(const svc__conn *base) {
+  const shm_conn *c = (const shm_conn *)base;
+  return c->nlive > 0 && reply_arrived(c, c->oldest);
 }
 
 /* ---- server ---- */
@@ -272,52 +410,87 @@ static int handshake(shm_conn *c) {
   }
   if (rc == 0) { /* before the ack: the client may post at once */
     c->ready = 1;
-    c->seq = atomic_load(svc__region_seq(&c->region, SVC__REGION_DATA));
+    c->seq = 0; /* the client's first call is number 1 */
   }
   send_ack(c->base.fd, rc, rc == 0 ? c->region.max_payload : 0);
   return rc;
 }
 
+/* Waits until the client no longer reads the last reply it got through
+ * the reply lane (it lets go at its next receive). */
+static int take_reply_lane(shm_conn *c) {
+  svc__region_hdr *h = svc__region_hdr_of(&c->region);
+  for (;;) {
+    uint32_t busy = atomic_load(&h->reply_lane_busy);
+    if (busy == 0)
+      break;
+    int rc = svc__wait(&c->waiter, &h->reply_lane_busy, busy,
+                       &h->server_sleeping, c->base.fd, INT64_MAX);
+    if (rc < 0)
+      return rc;
+  }
+  atomic_store_explicit(&h->reply_lane_busy, 1, memory_order_relaxed);
+  c->reply_lane_owned = 1;
+  return 0;
+}
+
 static void *shm_reply_alloc(svc_reply *rep, size_t len) {
   shm_conn *c = rep->conn;
-  if (len > c->region.max_payload) {
+  svc__region *r = &c->region;
+  if (len > r->max_payload) {
     rep->error = SVC_ETOOBIG;
     return NULL;
   }
-  int rc = svc__region_ensure(&c->region, c->reply_off + SVC__FRAME_HDR + len);
+  size_t size = SVC__FRAME_HDR + len;
+  if (size <= SVC__SLOT_FRAME_MAX) {
+    c->reply_where = SVC__WHERE_INLINE;
+    rep->error = 0;
+    rep->len = len;
+    return r->base + c->reply_off + SVC__SLOT_HDR + SVC__FRAME_HDR;
+  }
+  int rc = c->reply_lane_owned ? 0 : take_reply_lane(c);
+  if (rc == 0)
+    rc = svc__region_lane_ensure(r, SVC__LANE_REP, size);
   if (rc < 0) {
     rep->error = rc == SVC_ETOOBIG ? SVC_ETOOBIG : SVC_ENOMEM;
     return NULL;
   }
+  c->reply_where = SVC__WHERE_LANE;
   rep->error = 0;
   rep->len = len;
-  return c->region.base + c->reply_off + SVC__FRAME_HDR;
+  return svc__region_lane(r, SVC__LANE_REP) + SVC__FRAME_HDR;
 }
 
-/* Takes the posted request, runs it and posts the reply. */
-static int handle_request(shm_conn *c, svc__dispatch_fn fn, void *ctx) {
+/* Takes call seq from its slot, runs it and posts the reply. */
+static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
+                          void *ctx) {
   svc__region *r = &c->region;
   svc__region_hdr *h = svc__region_hdr_of(r);
-  atomic_store_explicit(&h->taken_seq, c->seq, memory_order_relaxed);
+  size_t slot = svc__region_slot(r, seq);
+  atomic_store_explicit(&h->taken_seq, seq, memory_order_relaxed);
   svc__frame f;
-  int rc = svc__region_read_frame(r, SVC__REGION_REQ, SVC__FRAME_REQUEST, &f);
-  if (rc < 0)
+  int rc = svc__region_read_frame(r, slot + SVC__SLOT_REQ, SVC__LANE_REQ,
+                                  SVC__FRAME_REQUEST, &f);
+  if (rc < 0 || f.call_id != seq)
     return SVC_EPROTO;
-  size_t slot =
-      svc__region_reply_slot(svc__frame_size(f.method_len, f.payload_len));
-  c->reply_off = slot + SVC__SLOT_HDR;
+  c->reply_off = slot + SVC__SLOT_REP;
+  c->reply_where = SVC__WHERE_INLINE;
+  c->reply_lane_owned = 0;
   svc_reply rep = {.alloc = shm_reply_alloc, .conn = c};
   int status = svc__run_request(fn, ctx, &f, &rep);
+  uint32_t where = status == 0 ? c->reply_where : SVC__WHERE_INLINE;
+  if (c->reply_lane_owned && where == SVC__WHERE_INLINE)
+    atomic_store(&h->reply_lane_busy, 0); /* taken, then not used */
   svc__frame out = {.type = SVC__FRAME_REPLY,
-                    .call_id = f.call_id,
+                    .call_id = seq,
                     .status = status,
                     .payload_len = status == 0 ? (uint32_t)rep.len : 0};
-  /* The client made room for a bare header; a region that lacks it is a
-   * client that lied, and loses its connection. */
-  if (svc__region_ensure(r, c->reply_off + SVC__FRAME_HDR) < 0)
-    return SVC_EPROTO;
-  svc__region_write_header(r, c->reply_off, &out);
-  return svc__wake(svc__region_seq(r, slot), c->seq, &h->client_sleeping,
+  uint8_t *at = where == SVC__WHERE_LANE
+                    ? svc__region_lane(r, SVC__LANE_REP)
+                    : r->base + c->reply_off + SVC__SLOT_HDR;
+  svc__frame_encode_header(&out, at);
+  *svc__region_where(r, c->reply_off) = where;
+  return svc__wake(svc__region_seq(r, c->reply_off), seq, &h->client_sleeping,
                    c->base.fd);
 }
 
@@ -328,19 +501,24 @@ static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
     if (rc != 0)
       return rc > 0 ? 0 : rc;
   }
-  svc__region_hdr *h = svc__region_hdr_of(&c->region);
+  svc__region *r = &c->region;
+  svc__region_hdr *h = svc__region_hdr_of(r);
   int rc = svc__doorbell_drain(c->base.fd);
   if (rc < 0)
     return rc;
   atomic_store(&h->server_sleeping, 0);
   if (c->idle_since)
     svc__waiter_learn(&c->waiter, svc__now_ns() - c->idle_since);
-  _Atomic uint32_t *req_seq = svc__region_seq(&c->region, SVC__REGION_DATA);
+  /* Calls are taken in order: the next is always in the slot after the
+   * last one's, and posted when that slot's word holds its number. */
   for (;;) {
+    uint32_t next = c->seq + 1;
+    _Atomic uint32_t *req_seq =
+        svc__region_seq(r, svc__region_slot(r, next) + SVC__SLOT_REQ);
     uint32_t cur = atomic_load_explicit(req_seq, memory_order_acquire);
-    if (cur != c->seq) {
-      c->seq = cur;
-      if ((rc = handle_request(c, fn, ctx)) < 0)
+    if (cur == next) {
+      c->seq = next;
+      if ((rc = handle_request(c, next, fn, ctx)) < 0)
         return rc;
       continue;
     }
@@ -370,7 +548,13 @@ static int shm_goaway(svc__conn *base) {
 const svc__transport svc__transport_shm = {
     .scheme = "shm",
     .dial = shm_dial,
-    .call = shm_call,
+    .send = shm_send,
+    .recv = shm_recv,
+    .release = shm_release,
+    .taken = shm_taken,
+    .request = shm_request,
+    .watch = shm_watch,
+    .buffered = shm_buffered,
     .listen = shm_listen,
     .accept = shm_accept,
     .serve = shm_serve,

@@ -1,7 +1,10 @@
 /* transport_stream.c — unix:// and tcp://: frames (frame.c) over a byte
- * stream. The server side is nonblocking and driven by the server's epoll;
- * the client side blocks in the kernel. Any malformed frame closes that
- * connection with SVC_EPROTO and touches nothing else. */
+ * stream, many calls in flight matched by the frame's call id. The server
+ * side is nonblocking and driven by the server's epoll: it runs every
+ * complete request it has read and sends their replies in one write. The
+ * client side blocks in the kernel only where a call has to wait. Any
+ * malformed frame closes that connection with SVC_EPROTO and touches
+ * nothing else. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -17,19 +20,23 @@
 
 #define WRITE_TIMEOUT_NS (30 * (int64_t)1000000000) /* a client not reading */
 #define MIN_BUF 65536
+#define FLUSH_AT (256 * 1024) /* server: send batched replies at this size */
 
 typedef struct stream_conn {
   svc__conn base;
   size_t max_payload;
-  uint8_t *in; /* bytes received, not yet consumed */
+  uint8_t *in; /* bytes received; [in_off, in_len) not consumed yet */
+  size_t in_off;
   size_t in_len;
   size_t in_cap;
-  uint8_t *out; /* server: reply frame under construction */
+  size_t held;     /* client: bytes of the reply handed out, at in_off */
+  uint8_t *old_in; /* client: a buffer replaced while a reply lay in it */
+  uint8_t *out;    /* server: reply frames not sent yet */
+  size_t out_len;
   size_t out_cap;
-  uint32_t next_id; /* client: id of the next call */
-  int goaway;       /* client: server asked us to reconnect */
-  size_t skip;      /* server: bytes of an oversized request to drop */
-  size_t held;      /* client: bytes of the last reply, kept for the caller */
+  size_t reply_at; /* server: where the reply under construction starts */
+  int goaway;      /* client: server asked us to reconnect */
+  size_t skip;     /* server: bytes of an oversized request to drop */
 } stream_conn;
 
 static int grow(uint8_t **buf, size_t *cap, size_t want) {
@@ -54,7 +61,6 @@ static stream_conn *conn_new(const svc__transport *tp, int fd,
   c->base.tp = tp;
   c->base.fd = fd;
   c->max_payload = max_payload;
-  c->next_id = 1;
   return c;
 }
 
@@ -65,33 +71,67 @@ static void stream_close(svc__conn *base) {
   if (c->base.fd >= 0)
     close(c->base.fd);
   free(c->in);
+  free(c->old_in);
   free(c->out);
   free(c);
 }
 
-/* Drops the first n bytes of the input buffer. */
 static void consume(stream_conn *c, size_t n) {
-  memmove(c->in, c->in + n, c->in_len - n);
-  c->in_len -= n;
+  c->in_off += n;
+  if (c->in_off == c->in_len)
+    c->in_off = c->in_len = 0;
 }
 
-/* Decodes the frame at the start of the input buffer: > 0 its size, 0 need
- * more (with room made for it), SVC_ETOOBIG when a well-formed header
- * announces more than our limit (f holds the header: the caller drops the
- * rest and the connection lives on), or SVC_EPROTO / SVC_ENOMEM. */
-static long next_frame(stream_conn *c, svc__frame *f) {
-  long n = svc__frame_decode(c->in, c->in_len, SVC__MAX_MSG_LIMIT, f);
+/* Room for want unconsumed bytes from in_off: moves them to the front or
+ * grows the buffer. Only while no reply is handed out from it. */
+static int make_room(stream_conn *c, size_t want) {
+  if (c->in_off + want <= c->in_cap)
+    return 0;
+  if (c->in_off) {
+    memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_len -= c->in_off;
+    c->in_off = 0;
+  }
+  return grow(&c->in, &c->in_cap, want);
+}
+
+/* Decodes the frame at in_off: > 0 its size, 0 need more (want says how
+ * many bytes from in_off), SVC_ETOOBIG when a well-formed header announces
+ * more than our limit (f holds the header: the caller drops the rest and
+ * the connection lives on), or SVC_EPROTO. */
+static long next_frame(stream_conn *c, svc__frame *f, size_t *want) {
+  const uint8_t *p = c->in ? c->in + c->in_off : NULL;
+  size_t have = c->in_len - c->in_off;
+  long n = svc__frame_decode(p, have, SVC__MAX_MSG_LIMIT, f);
   if (n < 0)
     return n;
-  if (c->in_len >= SVC__FRAME_HDR && f->payload_len > c->max_payload)
+  if (have >= SVC__FRAME_HDR && f->payload_len > c->max_payload)
     return SVC_ETOOBIG;
-  if (n > 0)
-    return n;
-  size_t want = SVC__FRAME_HDR;
-  if (c->in_len >= SVC__FRAME_HDR)
-    want = svc__frame_size(f->method_len, f->payload_len);
-  int rc = grow(&c->in, &c->in_cap, want);
-  return rc < 0 ? rc : 0;
+  if (n == 0 && want)
+    *want = have < SVC__FRAME_HDR
+                ? SVC__FRAME_HDR
+                : svc__frame_size(f->method_len, f->payload_len);
+  return n;
+}
+
+/* One nonblocking (or, with block, blocking) read into the buffer's tail:
+ * 1 got bytes, 0 none yet, SVC_EPEERGONE at the end of the stream. */
+static int read_some(stream_conn *c, int block) {
+  for (;;) {
+    ssize_t r = recv(c->base.fd, c->in + c->in_len, c->in_cap - c->in_len,
+                     block ? 0 : MSG_DONTWAIT);
+    if (r > 0) {
+      c->in_len += (size_t)r;
+      return 1;
+    }
+    if (r == 0)
+      return SVC_EPEERGONE;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return 0;
+    return errno == ECONNRESET ? SVC_EPEERGONE : svc__from_errno(errno);
+  }
 }
 
 /* ---- client ---- */
@@ -112,39 +152,19 @@ static int dial_common(const svc__transport *tp, int fd,
 }
 
 static int unix_dial(const svc__url *u, const svc__conn_opts *o,
-                     int64_t deadline, svc__conn **out) {
+                     const svc__dial_opts *d, int64_t deadline,
+                     svc__conn **out) {
+  (void)d;
   int fd, rc = svc__sock_unix_dial(u->path, deadline, &fd);
   return rc < 0 ? rc : dial_common(&svc__transport_unix, fd, o, out);
 }
 
 static int tcp_dial(const svc__url *u, const svc__conn_opts *o,
-                    int64_t deadline, svc__conn **out) {
+                    const svc__dial_opts *d, int64_t deadline,
+                    svc__conn **out) {
+  (void)d;
   int fd, rc = svc__sock_tcp_dial(u->host, u->port, deadline, &fd);
   return rc < 0 ? rc : dial_common(&svc__transport_tcp, fd, o, out);
-}
-
-/* Reads one whole frame into the input buffer (blocking up to deadline). */
-static long read_frame(stream_conn *c, svc__frame *f, int64_t deadline) {
-  for (;;) {
-    long n = next_frame(c, f);
-    if (n != 0)
-      return n;
-    ssize_t r = recv(c->base.fd, c->in + c->in_len, c->in_cap - c->in_len,
-                     deadline == INT64_MAX ? 0 : MSG_DONTWAIT);
-    if (r > 0) {
-      c->in_len += (size_t)r;
-      continue;
-    }
-    if (r == 0)
-      return SVC_EPEERGONE;
-    if (errno == EINTR)
-      continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      return errno == ECONNRESET ? SVC_EPEERGONE : svc__from_errno(errno);
-    int rc = svc__sock_wait(c->base.fd, POLLIN, deadline);
-    if (rc < 0)
-      return rc;
-  }
 }
 
 /* A reply to call 0 (never a real call id) with an error: the server
@@ -153,45 +173,34 @@ static int refusal(const svc__frame *f) {
   return f->type == SVC__FRAME_REPLY && f->call_id == 0 && f->status < 0;
 }
 
-/* Drops n bytes of input (an oversized reply), reading as needed. */
-static int discard(stream_conn *c, size_t n, int64_t deadline) {
-  for (;;) {
-    size_t k = n < c->in_len ? n : c->in_len;
-    consume(c, k);
-    n -= k;
-    if (n == 0)
-      return 0;
-    int rc = svc__sock_read_all(c->base.fd, c->in, 1, deadline);
-    if (rc < 0)
-      return rc;
-    c->in_len = 1;
-  }
-}
-
-/* Between calls nothing should arrive but a GOAWAY or the end of the
- * stream: either means "reconnect before sending". One cheap syscall. */
+/* Between calls nothing should arrive but a GOAWAY, a refusal or the end of
+ * the stream: each means "do not send here". One cheap syscall. */
 static int check_idle(stream_conn *c) {
-  consume(c, c->held); /* the previous reply is released now */
-  c->held = 0;
   if (c->goaway)
     return SVC_EPEERGONE;
-  svc__frame f;
-  if (c->in_len > 0) { /* read along with the last reply */
-    long n = next_frame(c, &f);
-    if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
-      consume(c, (size_t)n);
-      c->goaway = 1;
+  size_t beyond = c->in_off + (c->old_in ? 0 : c->held);
+  if (beyond == c->in_len) {
+    uint8_t b;
+    ssize_t r = recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (r <= 0)
       return SVC_EPEERGONE;
-    }
-    return SVC_EPROTO;
   }
-  uint8_t b;
-  ssize_t r = recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-    return 0;
-  if (r <= 0)
+  if (c->held) /* news while a reply is handed out: start afresh */
     return SVC_EPEERGONE;
-  long n = read_frame(c, &f, svc__now_ns() + 1000000000);
+  svc__frame f;
+  long n;
+  /* Something came: read the whole frame (it is small) within a second. */
+  int64_t end = svc__now_ns() + 1000000000;
+  size_t want = 0;
+  while ((n = next_frame(c, &f, &want)) == 0) {
+    int rc = make_room(c, want);
+    if (rc == 0 && (rc = read_some(c, 0)) == 0)
+      rc = svc__sock_wait(c->base.fd, POLLIN, end);
+    if (rc < 0)
+      return rc;
+  }
   if (n > 0 && refusal(&f))
     return f.status;
   if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
@@ -202,64 +211,197 @@ static int check_idle(stream_conn *c) {
   return n < 0 ? (int)n : SVC_EPROTO;
 }
 
-static uint32_t next_call_id(stream_conn *c) {
-  if (c->next_id == 0) /* 0 marks a refusal of the connection */
-    c->next_id = 1;
-  return c->next_id++;
+/* While a request waits for room in the socket, replies are read so the
+ * server, which may be blocked writing them, keeps going. A reply handed
+ * out stays where it is: the rest moves to a new buffer. */
+static int read_while_sending(stream_conn *c) {
+  if (c->in_len == c->in_cap) {
+    if (c->held && !c->old_in) {
+      size_t rest = c->in_len - c->in_off - c->held, cap = c->in_cap * 2;
+      uint8_t *p = malloc(cap);
+      if (!p)
+        return SVC_ENOMEM;
+      memcpy(p, c->in + c->in_off + c->held, rest);
+      c->old_in = c->in;
+      c->in = p;
+      c->in_cap = cap;
+      c->in_off = 0;
+      c->in_len = rest;
+    } else { /* no reply handed out lies in c->in: it may move */
+      int rc = make_room(c, c->in_len - c->in_off + 1);
+      if (rc < 0)
+        return rc;
+    }
+  }
+  int rc = read_some(c, 0);
+  return rc < 0 ? rc : 0;
 }
 
-static int stream_call(svc__conn *base, const char *method, size_t method_len,
-                       const void *req, size_t len, int64_t deadline,
-                       svc__result *res) {
+static int send_frame(stream_conn *c, struct iovec *iov, int n,
+                      int64_t deadline) {
+  while (n > 0) {
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(c->base.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return errno == EPIPE || errno == ECONNRESET ? SVC_EPEERGONE
+                                                     : svc__from_errno(errno);
+      struct pollfd p = {.fd = c->base.fd, .events = POLLOUT | POLLIN};
+      int64_t now = svc__now_ns();
+      if (now >= deadline)
+        return SVC_ETIMEDOUT;
+      int64_t ms = deadline == INT64_MAX ? -1 : (deadline - now) / 1000000 + 1;
+      if (poll(&p, 1, ms > 1000 ? 1000 : (int)ms) < 0 && errno != EINTR)
+        return svc__from_errno(errno);
+      if (p.revents & POLLIN) {
+        int rc = read_while_sending(c);
+        if (rc < 0 && rc != SVC_EPEERGONE)
+          return rc;
+      }
+      continue;
+    }
+    size_t left = (size_t)w;
+    while (n > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + left;
+      iov->iov_len -= left;
+    }
+  }
+  return 0;
+}
+
+static int stream_send(svc__conn *base, uint32_t seq, const char *method,
+                       size_t method_len, const void *req, size_t len,
+                       int idle, int64_t deadline) {
   stream_conn *c = (stream_conn *)base;
-  memset(res, 0, sizeof *res);
   if (len > c->max_payload)
     return SVC_ETOOBIG;
-  int rc = check_idle(c);
-  if (rc < 0) {
-    res->not_taken = rc == SVC_EPEERGONE;
+  if (c->goaway)
+    return SVC_EPEERGONE;
+  int rc = idle ? check_idle(c) : 0;
+  if (rc < 0)
     return rc;
-  }
   svc__frame f = {.type = SVC__FRAME_REQUEST,
-                  .call_id = next_call_id(c),
+                  .call_id = seq,
                   .method_len = (uint32_t)method_len,
                   .payload_len = (uint32_t)len};
   uint8_t hdr[SVC__FRAME_HDR];
   svc__frame_encode_header(&f, hdr);
   struct iovec iov[3] = {
       {hdr, sizeof hdr}, {(void *)method, method_len}, {(void *)req, len}};
-  rc = svc__sock_writev_all(c->base.fd, iov, len ? 3 : 2, deadline);
-  if (rc < 0) {
-    res->not_taken = rc == SVC_EPEERGONE; /* unsent: the server never saw it */
-    return rc;
+  /* SVC_EPEERGONE: no whole request left, so the server never ran it. */
+  return send_frame(c, iov, len ? 3 : 2, deadline);
+}
+
+/* Drops n bytes of input (an oversized reply), reading as needed. */
+static int discard(stream_conn *c, size_t n, int64_t deadline) {
+  for (;;) {
+    size_t k = c->in_len - c->in_off;
+    k = n < k ? n : k;
+    consume(c, k);
+    n -= k;
+    if (n == 0)
+      return 0;
+    c->in_off = c->in_len = 0;
+    int rc = read_some(c, 0);
+    if (rc == 0)
+      rc = svc__sock_wait(c->base.fd, POLLIN, deadline);
+    if (rc < 0)
+      return rc;
   }
+}
+
+static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
+  stream_conn *c = (stream_conn *)base;
   for (;;) {
     svc__frame r;
-    long n = read_frame(c, &r, deadline);
-    if (n == SVC_ETOOBIG && r.type == SVC__FRAME_REPLY &&
-        r.call_id == f.call_id) {
-      rc = discard(c, svc__frame_size(r.method_len, r.payload_len), deadline);
-      return rc < 0 ? rc : SVC_ETOOBIG;
+    size_t want = 0;
+    long n = next_frame(c, &r, &want);
+    if (n == SVC_ETOOBIG && r.type == SVC__FRAME_REPLY) {
+      size_t total = svc__frame_size(r.method_len, r.payload_len);
+      int rc = discard(c, total,
+                       deadline ? deadline : svc__now_ns() + WRITE_TIMEOUT_NS);
+      if (rc < 0)
+        return rc;
+      *res = (svc__result){.call_id = r.call_id, .status = SVC_ETOOBIG};
+      return 0;
     }
     if (n < 0)
       return n == SVC_ETOOBIG ? SVC_EPROTO : (int)n;
-    if (r.type == SVC__FRAME_GOAWAY) { /* the reply still follows */
-      c->goaway = 1;
-      consume(c, (size_t)n);
-      continue;
+    if (n > 0) {
+      if (r.type == SVC__FRAME_GOAWAY) { /* replies in flight still follow */
+        c->goaway = 1;
+        consume(c, (size_t)n);
+        continue;
+      }
+      if (refusal(&r))
+        return r.status;
+      if (r.type != SVC__FRAME_REPLY)
+        return SVC_EPROTO;
+      if (r.status == SVC_ETOOBIG)
+        c->goaway = 1; /* the server closes after refusing a request */
+      res->call_id = r.call_id;
+      res->status = r.status;
+      res->payload = r.payload;
+      res->len = r.payload_len;
+      c->held = (size_t)n; /* stays in c->in until release */
+      return 0;
     }
-    if (refusal(&r))
-      return r.status;
-    if (r.type != SVC__FRAME_REPLY || r.call_id != f.call_id)
-      return SVC_EPROTO;
-    if (r.status == SVC_ETOOBIG)
-      c->goaway = 1; /* the server closes after refusing a request */
-    res->status = r.status;
-    res->payload = r.payload;
-    res->len = r.payload_len;
-    c->held = (size_t)n; /* stays in c->in until the next call */
-    return 0;
+    int rc = make_room(c, want);
+    if (rc < 0)
+      return rc;
+    /* No deadline: block in recv itself (one syscall, as a plain socket
+     * client would); else read what is there and poll for the rest. */
+    rc = read_some(c, deadline == INT64_MAX);
+    if (rc == 0 && deadline == 0)
+      return SVC_ETIMEDOUT;
+    if (rc == 0)
+      rc = svc__sock_wait(c->base.fd, POLLIN, deadline);
+    if (rc < 0)
+      return rc;
   }
+}
+
+static void stream_release(svc__conn *base) {
+  stream_conn *c = (stream_conn *)base;
+  if (c->old_in) { /* the reply lay in the replaced buffer */
+    free(c->old_in);
+    c->old_in = NULL;
+  } else if (c->held) {
+    consume(c, c->held);
+  }
+  c->held = 0;
+}
+
+static int stream_taken(svc__conn *base, uint32_t seq) {
+  (void)base;
+  (void)seq;
+  return 1; /* a request that left may have been read */
+}
+
+static int stream_request(svc__conn *base, uint32_t seq, svc__frame *f) {
+  (void)base;
+  (void)seq;
+  (void)f;
+  return SVC_ESTATE; /* requests are not kept once written */
+}
+
+static void stream_watch(svc__conn *base) { (void)base; }
+
+static int stream_buffered(const svc__conn *base) {
+  const stream_conn *c = (const stream_conn *)base;
+  size_t off = c->in_off + (c->old_in ? 0 : c->held);
+  if (off == c->in_len)
+    return 0;
+  svc__frame f; /* a whole frame, or an error for recv to report */
+  return svc__frame_decode(c->in + off, c->in_len - off, SVC__MAX_MSG_LIMIT,
+                           &f) != 0;
 }
 
 /* ---- server ---- */
@@ -296,14 +438,38 @@ static void stream_unlisten(svc__listener *l) {
   free(l);
 }
 
-static int send_reply(stream_conn *c, uint32_t call_id, int status, size_t len);
+/* Sends every batched reply. */
+static int flush(stream_conn *c) {
+  if (c->out_len == 0)
+    return 0;
+  struct iovec iov = {c->out, c->out_len};
+  int rc = svc__sock_writev_all(c->base.fd, &iov, 1,
+                                svc__now_ns() + WRITE_TIMEOUT_NS);
+  c->out_len = 0;
+  return rc;
+}
+
+/* Appends a reply whose payload (if any) is already at reply_at + header. */
+static int add_reply(stream_conn *c, uint32_t call_id, int status,
+                     size_t len) {
+  if (grow(&c->out, &c->out_cap, c->reply_at + SVC__FRAME_HDR) < 0)
+    return SVC_ENOMEM;
+  svc__frame rep = {.type = SVC__FRAME_REPLY,
+                    .call_id = call_id,
+                    .status = status,
+                    .payload_len = (uint32_t)len};
+  svc__frame_encode_header(&rep, c->out + c->reply_at);
+  c->out_len = c->reply_at + SVC__FRAME_HDR + len;
+  return 0;
+}
 
 static int stream_accept(svc__listener *l, const svc__conn_opts *o,
                          svc__conn **out) {
   int fd, rc = svc__sock_accept(l->fd, !o->allow_any_uid, &fd);
   if (rc == SVC_EPERM) { /* say why before closing, as shm's ack does */
     stream_conn tmp = {.base = {.fd = fd}};
-    (void)send_reply(&tmp, 0, SVC_EPERM, 0);
+    if (add_reply(&tmp, 0, SVC_EPERM, 0) == 0)
+      (void)flush(&tmp);
     free(tmp.out);
     close(fd);
   }
@@ -324,35 +490,22 @@ static void *stream_reply_alloc(svc_reply *r, size_t len) {
     r->error = SVC_ETOOBIG;
     return NULL;
   }
-  if (grow(&c->out, &c->out_cap, SVC__FRAME_HDR + len) < 0) {
+  if (grow(&c->out, &c->out_cap, c->reply_at + SVC__FRAME_HDR + len) < 0) {
     r->error = SVC_ENOMEM;
     return NULL;
   }
   r->error = 0;
   r->len = len;
-  return c->out + SVC__FRAME_HDR;
-}
-
-/* Sends the reply whose payload (if any) is already in c->out. */
-static int send_reply(stream_conn *c, uint32_t call_id, int status,
-                      size_t len) {
-  if (grow(&c->out, &c->out_cap, SVC__FRAME_HDR) < 0)
-    return SVC_ENOMEM;
-  svc__frame rep = {.type = SVC__FRAME_REPLY,
-                    .call_id = call_id,
-                    .status = status,
-                    .payload_len = (uint32_t)len};
-  svc__frame_encode_header(&rep, c->out);
-  struct iovec iov = {c->out, SVC__FRAME_HDR + len};
-  return svc__sock_writev_all(c->base.fd, &iov, 1,
-                              svc__now_ns() + WRITE_TIMEOUT_NS);
+  return c->out + c->reply_at + SVC__FRAME_HDR;
 }
 
 static int handle_request(stream_conn *c, const svc__frame *f,
                           svc__dispatch_fn fn, void *ctx) {
+  c->reply_at = c->out_len;
   svc_reply r = {.alloc = stream_reply_alloc, .conn = c};
   int status = svc__run_request(fn, ctx, f, &r);
-  return send_reply(c, f->call_id, status, status == 0 ? r.len : 0);
+  int rc = add_reply(c, f->call_id, status, status == 0 ? r.len : 0);
+  return rc == 0 && c->out_len >= FLUSH_AT ? flush(c) : rc;
 }
 
 static int stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
@@ -360,48 +513,56 @@ static int stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   for (;;) {
     svc__frame f;
     long n = 0;
+    size_t want = 0;
     if (c->skip) { /* draining an oversized request, then closing */
-      size_t k = c->skip < c->in_len ? c->skip : c->in_len;
+      size_t k = c->in_len - c->in_off;
+      k = c->skip < k ? c->skip : k;
       consume(c, k);
       if ((c->skip -= k) == 0)
         return SVC_EPROTO;
-    } else if ((n = next_frame(c, &f)) == SVC_ETOOBIG) {
+    } else if ((n = next_frame(c, &f, &want)) == SVC_ETOOBIG) {
       /* Over the limit: say so at once, close our side, and read (without
        * keeping) what the client still sends, so the reply is not lost to a
        * reset. The client reconnects on its next call. */
       if (f.type != SVC__FRAME_REQUEST)
         return SVC_EPROTO;
-      int rc = send_reply(c, f.call_id, SVC_ETOOBIG, 0);
+      c->reply_at = c->out_len;
+      int rc = add_reply(c, f.call_id, SVC_ETOOBIG, 0);
+      if (rc == 0)
+        rc = flush(c);
       if (rc < 0 || shutdown(c->base.fd, SHUT_WR) != 0)
         return SVC_EPROTO;
       consume(c, SVC__FRAME_HDR);
       c->skip = (size_t)f.method_len + f.payload_len;
       continue;
     }
-    if (n < 0)
+    if (n > 0 && f.type != SVC__FRAME_REQUEST)
+      n = SVC_EPROTO;
+    if (n < 0) { /* the calls before the garbage ran: send their replies */
+      (void)flush(c);
       return (int)n;
+    }
     if (n > 0) {
-      if (f.type != SVC__FRAME_REQUEST)
-        return SVC_EPROTO;
       int rc = handle_request(c, &f, fn, ctx);
       if (rc < 0)
         return rc;
       consume(c, (size_t)n);
       continue;
     }
-    ssize_t r = recv(c->base.fd, c->in + c->in_len, c->in_cap - c->in_len,
-                     MSG_DONTWAIT);
-    if (r > 0) {
-      c->in_len += (size_t)r;
-      continue;
-    }
-    if (r == 0)
-      return SVC_EPEERGONE;
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
+    /* Every complete request is answered: send the batch, then read. */
+    int rc = flush(c);
+    if (rc == 0 && !c->skip)
+      rc = make_room(c, want);
+    else if (rc == 0 && c->in_len == c->in_cap)
+      c->in_off = c->in_len = 0;
+    if (rc == 0 && c->in_cap == 0)
+      rc = grow(&c->in, &c->in_cap, MIN_BUF);
+    if (rc == 0)
+      rc = read_some(c, 0);
+    if (rc < 0)
+      return rc;
+    if (rc == 0)
       return 0;
-    return SVC_EPEERGONE;
   }
 }
 
@@ -414,26 +575,17 @@ static int stream_goaway(svc__conn *base) {
   return 0;
 }
 
-const svc__transport svc__transport_unix = {
-    .scheme = "unix",
-    .dial = unix_dial,
-    .call = stream_call,
-    .listen = unix_listen,
-    .accept = stream_accept,
-    .serve = stream_serve,
-    .goaway = stream_goaway,
-    .close = stream_close,
-    .unlisten = stream_unlisten,
-};
+#define STREAM_OPS(name, dial_fn, listen_fn)                                   \
+  {                                                                            \
+    .scheme = name, .dial = dial_fn, .send = stream_send,                      \
+    .recv = stream_recv, .release = stream_release, .taken = stream_taken,     \
+    .request = stream_request,                                                 \
+    .watch = stream_watch, .buffered = stream_buffered, .listen = listen_fn,   \
+    .accept = stream_accept, .serve = stream_serve, .goaway = stream_goaway,   \
+    .close = stream_close, .unlisten = stream_unlisten,                        \
+  }
 
-const svc__transport svc__transport_tcp = {
-    .scheme = "tcp",
-    .dial = tcp_dial,
-    .call = stream_call,
-    .listen = tcp_listen,
-    .accept = stream_accept,
-    .serve = stream_serve,
-    .goaway = stream_goaway,
-    .close = stream_close,
-    .unlisten = stream_unlisten,
-};
+const svc__transport svc__transport_unix = STREAM_OPS("unix", unix_dial,
+                                                      unix_listen);
+const svc__transport svc__transport_tcp = STREAM_OPS("tcp", tcp_dial,
+                                                     tcp_listen);

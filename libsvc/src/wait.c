@@ -90,13 +90,27 @@ static int spin_allowed(svc__waiter *w) {
   return 0;
 }
 
-/* Returns 1 changed, 0 budget out; sets *preempted on a clock jump. */
-static int spin_loop(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
-                     int64_t start, int *preempted) {
+/* What a waiter waits for: *seq to leave old, or ready(ctx) to hold. */
+typedef struct wait_cond {
+  const _Atomic uint32_t *seq;
+  uint32_t old;
+  int (*ready)(void *ctx);
+  void *ctx;
+} wait_cond;
+
+static inline int cond_met(const wait_cond *c) {
+  if (c->ready)
+    return c->ready(c->ctx);
+  return atomic_load_explicit(c->seq, memory_order_acquire) != c->old;
+}
+
+/* Returns 1 met, 0 budget out; sets *preempted on a clock jump. */
+static int spin_loop(svc__waiter *w, const wait_cond *c, int64_t start,
+                     int *preempted) {
   int64_t last = start, end = start + w->budget_ns;
   for (;;) {
     for (int i = 0; i < 32; i++) {
-      if (atomic_load_explicit(seq, memory_order_acquire) != old)
+      if (cond_met(c))
         return 1;
       cpu_relax();
     }
@@ -111,26 +125,24 @@ static int spin_loop(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
   }
 }
 
-/* Spins from start (a clock reading the caller already has). */
 #define QUICK_CHECKS 64 /* a change this soon needs no clock read */
 
-/* Spins per the budget. Returns 1 when *seq changed. *start is set to the
- * time spinning began if a clock was read (else left alone): a change
- * within the first QUICK_CHECKS checks, the common case between two busy
- * sides, costs no clock read and teaches the budget nothing. */
-static int spin_budgeted(svc__waiter *w, const _Atomic uint32_t *seq,
-                         uint32_t old, int64_t *start) {
+/* Spins per the budget. Returns 1 when the condition holds. *start is set
+ * to the time spinning began if a clock was read (else left alone): a
+ * change within the first QUICK_CHECKS checks, the common case between two
+ * busy sides, costs no clock read and teaches the budget nothing. */
+static int spin_budgeted(svc__waiter *w, const wait_cond *c, int64_t *start) {
   if (!spin_allowed(w))
     return 0;
   int ok = 0, was_preempted = 0;
   for (int i = 0; i < QUICK_CHECKS && !ok; i++) {
-    ok = atomic_load_explicit(seq, memory_order_acquire) != old;
+    ok = cond_met(c);
     if (!ok)
       cpu_relax();
   }
   if (!ok) {
     *start = svc__now_ns();
-    ok = spin_loop(w, seq, old, *start, &was_preempted);
+    ok = spin_loop(w, c, *start, &was_preempted);
     if (ok)
       learn_spun(w, svc__now_ns() - *start);
     else if (was_preempted)
@@ -145,7 +157,8 @@ int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old) {
   if (atomic_load_explicit(seq, memory_order_acquire) != old)
     return 1;
   int64_t start = 0;
-  return spin_budgeted(w, seq, old, &start);
+  wait_cond c = {.seq = seq, .old = old};
+  return spin_budgeted(w, &c, &start);
 }
 
 int svc__doorbell_drain(int fd) {
@@ -164,11 +177,16 @@ int svc__doorbell_drain(int fd) {
   }
 }
 
-static int sleep_until(const _Atomic uint32_t *seq, uint32_t old,
-                       _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
-  atomic_store(sleeping, 1); /* seq_cst: pairs with the waker's fence */
+/* Sleeps until the condition holds. The flag is stored again before every
+ * check: a waker clears it when it rings, so a wake-up that did not bring
+ * what we wait for must re-arm before we sleep again. */
+static int sleep_until(const wait_cond *c, _Atomic uint32_t *sleeping, int fd,
+                       int64_t deadline) {
   int rc = 0;
-  while (atomic_load(seq) == old) {
+  for (;;) {
+    atomic_store(sleeping, 1); /* seq_cst: pairs with the waker's exchange */
+    if (cond_met(c))
+      break;
     int64_t now = svc__now_ns();
     if (now >= deadline) {
       rc = SVC_ETIMEDOUT;
@@ -183,7 +201,7 @@ static int sleep_until(const _Atomic uint32_t *seq, uint32_t old,
       break;
     }
     if (n > 0 && (rc = svc__doorbell_drain(fd)) < 0) {
-      if (atomic_load(seq) != old) /* the reply came before the hang-up */
+      if (cond_met(c)) /* what we waited for came before the hang-up */
         rc = 0;
       break;
     }
@@ -192,25 +210,39 @@ static int sleep_until(const _Atomic uint32_t *seq, uint32_t old,
   return rc;
 }
 
-int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
-              _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
-  if (atomic_load_explicit(seq, memory_order_acquire) != old)
+static int wait_cond_until(svc__waiter *w, const wait_cond *c,
+                           _Atomic uint32_t *sleeping, int fd,
+                           int64_t deadline) {
+  if (cond_met(c))
     return 0;
   int64_t start = 0;
-  if (spin_budgeted(w, seq, old, &start))
+  if (spin_budgeted(w, c, &start))
     return 0;
   if (start == 0)
     start = svc__now_ns();
-  int rc = sleep_until(seq, old, sleeping, fd, deadline);
+  if (start >= deadline)
+    return SVC_ETIMEDOUT; /* a poll (timeout 0): no sleep */
+  int rc = sleep_until(c, sleeping, fd, deadline);
   if (rc == 0)
     svc__waiter_learn(w, svc__now_ns() - start);
   return rc;
 }
 
-int svc__wake(_Atomic uint32_t *seq, uint32_t val,
-              const _Atomic uint32_t *peer_sleeping, int fd) {
-  atomic_store(seq, val); /* seq_cst: the store is visible before the load */
-  if (!atomic_load(peer_sleeping))
+int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
+              _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
+  wait_cond c = {.seq = seq, .old = old};
+  return wait_cond_until(w, &c, sleeping, fd, deadline);
+}
+
+int svc__wait_any(svc__waiter *w, int (*ready)(void *ctx), void *ctx,
+                  _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
+  wait_cond c = {.ready = ready, .ctx = ctx};
+  return wait_cond_until(w, &c, sleeping, fd, deadline);
+}
+
+int svc__ring(_Atomic uint32_t *peer_sleeping, int fd) {
+  /* Only the waker that takes the flag rings: one byte per sleep. */
+  if (!atomic_load(peer_sleeping) || !atomic_exchange(peer_sleeping, 0))
     return 0;
   static const char bell = 1;
   for (;;) {
@@ -221,4 +253,10 @@ int svc__wake(_Atomic uint32_t *seq, uint32_t val,
       continue;
     return SVC_EPEERGONE;
   }
+}
+
+int svc__wake(_Atomic uint32_t *seq, uint32_t val,
+              _Atomic uint32_t *peer_sleeping, int fd) {
+  atomic_store(seq, val); /* seq_cst: the store is visible before the load */
+  return svc__ring(peer_sleeping, fd);
 }

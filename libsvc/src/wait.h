@@ -35,14 +35,25 @@ void svc__waiter_learn(svc__waiter *w, int64_t t);
 
 /* Waits until *seq != old: spins, then stores 1 in *sleeping and polls fd
  * until the deadline (ns, monotonic; INT64_MAX for none). Returns 0,
- * SVC_EPEERGONE when fd reports hang-up or EOF, SVC_ETIMEDOUT. */
+ * SVC_EPEERGONE when fd reports hang-up or EOF, SVC_ETIMEDOUT (at once,
+ * without sleeping, when the deadline has already passed). */
 int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
               _Atomic uint32_t *sleeping, int fd, int64_t deadline);
 
-/* Publishes val in *seq, then rings fd if the peer said it sleeps. Returns 0
- * or SVC_EPEERGONE. */
+/* The same for a condition over several words: waits until ready(ctx). */
+int svc__wait_any(svc__waiter *w, int (*ready)(void *ctx), void *ctx,
+                  _Atomic uint32_t *sleeping, int fd, int64_t deadline);
+
+/* Publishes val in *seq, then rings fd if the peer said it sleeps (see
+ * svc__ring). Returns 0 or SVC_EPEERGONE. */
 int svc__wake(_Atomic uint32_t *seq, uint32_t val,
-              const _Atomic uint32_t *peer_sleeping, int fd);
+              _Atomic uint32_t *peer_sleeping, int fd);
+
+/* Rings fd if *peer_sleeping is set, clearing it: of several wakers only
+ * the one that clears the flag makes the syscall, so a batch of messages
+ * costs one wake-up. The sleeper sets the flag again before it re-checks.
+ * Returns 0 or SVC_EPEERGONE. */
+int svc__ring(_Atomic uint32_t *peer_sleeping, int fd);
 
 /* Reads pending doorbell bytes without blocking. 0, or SVC_EPEERGONE on EOF. */
 int svc__doorbell_drain(int fd);

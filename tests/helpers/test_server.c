@@ -1,19 +1,28 @@
 /* test_server.c — the helper service integration tests fork/exec: listens on
  * the URLs given, prints "READY" once bound, and serves a fixed set of
  * methods that exercise the library (zero-copy and copied replies, errors,
- * slow and CPU-bound handlers, large replies).
+ * slow and CPU-bound handlers, large replies, executions counted in a file
+ * the test maps too).
  *
  *   test_server --name N [--listen URL]... [--max-msg BYTES]
  *               [--wait adaptive|spin|block] [--threads N] [--allow-any-uid]
- *               [--mode run|start]
+ *               [--mode run|start] [--exec-count FILE]
+ *
+ * --exec-count FILE: FILE (made by the test, a multiple of 4 bytes) is mapped
+ * MAP_SHARED as an array of u32 counters for the "counted" method. The
+ * counts survive a kill -9 of this process, so a test can tell which calls
+ * ran (and that none ran twice) after the server died.
  *
  * Exit codes: 0 after a clean stop, 2 bad usage or setup, 3 address in use. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,14 +88,63 @@ static int m_fail(void *ctx, const void *req, size_t len, svc_reply *r) {
   return len ? (int)req_number(req, len) : 42;
 }
 
-/* sleep: request = milliseconds; replies "ok" afterwards. */
-static int m_sleep(void *ctx, const void *req, size_t len, svc_reply *r) {
-  (void)ctx;
-  long long ms = req_number(req, len);
+static void sleep_ms(long long ms) {
+  if (ms <= 0)
+    return;
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
+}
+
+/* sleep: request = milliseconds; replies "ok" afterwards. */
+static int m_sleep(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  sleep_ms(req_number(req, len));
   return reply_text(r, "ok");
+}
+
+/* The --exec-count file: counters for "counted", shared with the test. */
+static uint32_t *g_counts;
+static size_t g_ncounts;
+
+static void map_exec_counts(const char *path) {
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 4) {
+    fprintf(stderr, "test_server: --exec-count %s: %s\n", path,
+            fd < 0 ? strerror(errno) : "empty file");
+    exit(2);
+  }
+  void *p =
+      mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) {
+    fprintf(stderr, "test_server: mmap %s: %s\n", path, strerror(errno));
+    exit(2);
+  }
+  g_counts = p;
+  g_ncounts = (size_t)st.st_size / sizeof *g_counts;
+}
+
+/* counted: request = "SLOT MS" (decimal). Adds 1 to counter SLOT of the
+ * --exec-count file as soon as it runs, then sleeps MS milliseconds and
+ * replies with the request. SVC_EINVAL without the file or for a SLOT out
+ * of range. */
+static int m_counted(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  char buf[64];
+  if (len >= sizeof buf)
+    return SVC_EINVAL;
+  memcpy(buf, req, len);
+  buf[len] = '\0';
+  char *end;
+  long long slot = strtoll(buf, &end, 10);
+  long long ms = strtoll(end, NULL, 10);
+  if (!g_counts || end == buf || slot < 0 || (size_t)slot >= g_ncounts)
+    return SVC_EINVAL;
+  __atomic_fetch_add(&g_counts[slot], 1u, __ATOMIC_SEQ_CST);
+  sleep_ms(ms);
+  return svc_reply_set(r, req, len);
 }
 
 /* burn: spins the CPU for the requested milliseconds; replies "ok". */
@@ -128,7 +186,8 @@ static int m_pid(void *ctx, const void *req, size_t len, svc_reply *r) {
 static void usage(void) {
   fprintf(stderr, "usage: test_server --name N [--listen URL]... "
                   "[--max-msg BYTES] [--wait adaptive|spin|block] "
-                  "[--threads N] [--allow-any-uid] [--mode run|start]\n");
+                  "[--threads N] [--allow-any-uid] [--mode run|start] "
+                  "[--exec-count FILE]\n");
   exit(2);
 }
 
@@ -168,6 +227,8 @@ int main(int argc, char **argv) {
       threads = atoll(v);
     else if (strcmp(a, "--mode") == 0)
       mode = v;
+    else if (strcmp(a, "--exec-count") == 0)
+      map_exec_counts(v);
     else if (strcmp(a, "--wait") == 0)
       wait = strcmp(v, "spin") == 0    ? SVC_WAIT_SPIN
              : strcmp(v, "block") == 0 ? SVC_WAIT_BLOCK
@@ -183,10 +244,10 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     svc_handler fn;
-  } methods[] = {{"echo", m_echo},         {"echo_set", m_echo_set},
-                 {"checksum", m_checksum}, {"fail", m_fail},
-                 {"sleep", m_sleep},       {"burn", m_burn},
-                 {"big", m_big},           {"pid", m_pid}};
+  } methods[] = {
+      {"echo", m_echo}, {"echo_set", m_echo_set}, {"checksum", m_checksum},
+      {"fail", m_fail}, {"sleep", m_sleep},       {"burn", m_burn},
+      {"big", m_big},   {"pid", m_pid},           {"counted", m_counted}};
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
     check(svc_server_method(s, methods[i].name, methods[i].fn, NULL),
           "svc_server_method", methods[i].name);
