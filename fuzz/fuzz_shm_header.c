@@ -118,6 +118,7 @@ typedef struct state {
   size_t page;
   uint8_t reply_sel;
   uint32_t seq;   /* the server: the last call taken */
+  uint32_t next;  /* the server: the slot the next call will be in */
   int dropped;    /* the server closed the connection */
   int calls;      /* served so far */
   uint32_t epoch; /* hostile acts so far */
@@ -233,7 +234,9 @@ static void client_post(const uint8_t *a, uint8_t flags) {
     return;
   st.posted_bytes += pl;
   size_t size = svc__frame_size(ml, pl);
-  size_t half = svc__region_slot(cv, seq) + SVC__SLOT_REQ;
+  /* Call 1 is in slot 0 and each names the next slot: here, call s + 1 in
+   * slot s, as a client with calls in flight does. */
+  size_t half = svc__region_slot(cv, seq - 1) + SVC__SLOT_REQ;
   CHECK(half + SVC__SLOT_REP <= cv->ring_end);
   int lane = (flags & P_LANE) || size > SVC__SLOT_FRAME_MAX;
   uint32_t where = lane ? SVC__WHERE_LANE : SVC__WHERE_INLINE;
@@ -267,7 +270,7 @@ static void client_post(const uint8_t *a, uint8_t flags) {
     for (size_t i = 0; i < pl; i++)
       at[SVC__FRAME_HDR + ml + i] = payload_byte(fill, i);
   }
-  *svc__region_where(cv, half) = where;
+  *svc__region_info(cv, half) = SVC__INFO(where, seq);
   if (!(flags & P_UNPUBLISHED))
     atomic_store(svc__region_seq(cv, half), seq);
   if (bad)
@@ -296,7 +299,8 @@ static void client_read(uint32_t seq, size_t off, int32_t status, size_t len,
                         const uint8_t *echo) {
   svc__region *cv = &st.cv;
   CHECK(atomic_load(svc__region_seq(cv, off)) == seq);
-  CHECK(*(volatile uint32_t *)svc__region_where(cv, off) == where);
+  CHECK(SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(cv, off)) ==
+        where);
   svc__frame f;
   int rc = svc__region_read_frame(cv, off, SVC__LANE_REP, SVC__FRAME_REPLY, &f);
   CHECK(rc == 0 || rc == SVC_ENOMEM);
@@ -340,7 +344,8 @@ static const uint8_t *check_request(const svc__region *r, size_t half,
   size_t size = svc__frame_size(f->method_len, f->payload_len);
   const uint8_t *start = f->method - SVC__FRAME_HDR;
   CHECK(f->payload == f->method + f->method_len);
-  uint32_t where = *(volatile uint32_t *)svc__region_where(r, half);
+  uint32_t where =
+      SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(r, half));
   if (start == r->base + half + SVC__SLOT_HDR) {
     CHECK(where == SVC__WHERE_INLINE);
     CHECK(size <= SVC__SLOT_FRAME_MAX);
@@ -368,9 +373,10 @@ static int overlap(const uint8_t *a, size_t alen, const uint8_t *b,
 static void handle_request(uint32_t seq) {
   svc__region *r = &st.r;
   svc__region_hdr *h = svc__region_hdr_of(r);
-  size_t slot = svc__region_slot(r, seq);
+  size_t slot = svc__region_slot(r, st.next);
   size_t req = slot + SVC__SLOT_REQ, rep = slot + SVC__SLOT_REP;
   atomic_store_explicit(&h->taken_seq, seq, memory_order_relaxed);
+  st.next = SVC__INFO_NEXT(*(volatile uint32_t *)svc__region_info(r, req));
   svc__frame f;
   int rc =
       svc__region_read_frame(r, req, SVC__LANE_REQ, SVC__FRAME_REQUEST, &f);
@@ -453,7 +459,7 @@ static void handle_request(uint32_t seq) {
   uint8_t *at = where == SVC__WHERE_LANE ? svc__region_lane(r, SVC__LANE_REP)
                                          : r->base + rep + SVC__SLOT_HDR;
   svc__frame_encode_header(&o, at);
-  *svc__region_where(r, rep) = where;
+  *svc__region_info(r, rep) = SVC__INFO(where, 0);
   atomic_store(svc__region_seq(r, rep), seq);
   client_read(seq, rep, status, len, where, out, echo ? f.payload : NULL);
 }
@@ -464,7 +470,7 @@ static void serve(void) {
   svc__region *r = &st.r;
   for (int n = 0; n < SERVE_MAX && !st.dropped && st.calls < CALLS_MAX; n++) {
     uint32_t next = st.seq + 1;
-    size_t slot = svc__region_slot(r, next);
+    size_t slot = svc__region_slot(r, st.next);
     CHECK(slot >= SVC__REGION_RING && slot + SVC__SLOT_SIZE <= r->ring_end);
     CHECK((slot - SVC__REGION_RING) % SVC__SLOT_SIZE == 0);
     uint32_t cur = atomic_load_explicit(

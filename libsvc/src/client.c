@@ -272,7 +272,8 @@ static void resend_all(svc_client *c) {
     int src = rc < 0 ? rc : cs->state != CALL_FREE ? SVC_EPEERGONE : 0;
     if (src == 0)
       src = c->tp->send(c->conn, c->next_seq, r->method, strlen(r->method),
-                        r->req, r->len, c->inflight == 0, deadline);
+                        r->req, r->len, c->inflight ? 0 : SVC__SEND_IDLE,
+                        deadline);
     if (src == 0) {
       *cs = (call_slot){r->id, r->deadline, c->next_seq, CALL_LIVE, 1};
       if (++c->next_seq == 0)
@@ -369,7 +370,7 @@ static int check_call_args(const svc_client *c, const char *method,
 /* Sends a call, reconnecting first when the connection was found closed
  * with nothing in flight. */
 static int start_call(svc_client *c, const char *method, size_t mlen,
-                      const void *req, size_t len, uint64_t *id) {
+                      const void *req, size_t len, int flags, uint64_t *id) {
   if (c->inflight >= c->window)
     return SVC_EAGAIN;
   /* Room for every call in flight to finish unreceived, so that no
@@ -385,7 +386,7 @@ static int start_call(svc_client *c, const char *method, size_t mlen,
     if (cs->state != CALL_FREE)
       return SVC_EAGAIN; /* a slow call holds the slot a full ring later */
     rc = c->tp->send(c->conn, c->next_seq, method, mlen, req ? req : "", len,
-                     c->inflight == 0, deadline);
+                     flags | (c->inflight ? 0 : SVC__SEND_IDLE), deadline);
     if (rc == 0) {
       *cs = (call_slot){++c->last_id, deadline, c->next_seq, CALL_LIVE, 0};
       if (++c->next_seq == 0) /* 0 is never a call's number */
@@ -488,7 +489,7 @@ int svc_call_send(svc_client *c, const char *method, const void *req,
     *id = 0;
   if (rc < 0)
     return rc;
-  rc = start_call(c, method, mlen, req, len, id);
+  rc = start_call(c, method, mlen, req, len, 0, id);
   sync_fd(c);
   return rc;
 }
@@ -531,7 +532,7 @@ int svc_call(svc_client *c, const char *method, const void *req, size_t len,
   for (int attempt = 0; attempt < 2; attempt++) {
     uint64_t id, got;
     int retry_safe = 0;
-    rc = start_call(c, method, mlen, req, len, &id);
+    rc = start_call(c, method, mlen, req, len, SVC__SEND_ALONE, &id);
     if (rc == 0)
       rc = next_finished(c, INT64_MAX, &got, resp, resp_len, &retry_safe);
     if (!(rc == SVC_EPEERGONE && retry_safe))

@@ -30,8 +30,11 @@ static size_t pow2_at_least(size_t n) {
 }
 
 uint32_t svc__region_slots_for(int window) {
-  uint32_t n = 1;
-  while (n < (uint32_t)window && n < SVC__RING_MAX)
+  /* One more than the window: the slot of the reply handed out stays
+   * readable while a full window is in flight. Calls made one at a time
+   * alternate between two. */
+  uint32_t n = 2;
+  while (n < (uint32_t)window + 1 && n < SVC__RING_MAX)
     n <<= 1;
   return n;
 }
@@ -249,7 +252,8 @@ int svc__region_read_frame(svc__region *r, size_t off, int lane,
       (off - SVC__REGION_RING) % (SVC__SLOT_SIZE / 2) != 0 ||
       (lane != SVC__LANE_REQ && lane != SVC__LANE_REP))
     return SVC_EPROTO;
-  uint32_t where = *(volatile uint32_t *)svc__region_where(r, off);
+  uint32_t where =
+      SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(r, off));
   const uint8_t *at;
   size_t room;
   int rc;

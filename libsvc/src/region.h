@@ -46,18 +46,22 @@ typedef struct svc__region_hdr {
 } svc__region_hdr;
 
 /* The ring: ring_slots slots of SVC__SLOT_SIZE bytes from SVC__REGION_RING.
- * Call number s uses slot s % ring_slots. A slot is two halves, the
- * request's and the reply's, each a 32-bit sequence word, a 32-bit "where"
- * word and then the frame, so the cache line a reader spins on also brings
- * it the frame header, method and first payload bytes (a 64-byte call
- * moves two lines each way, as a bare ping-pong does). A frame too large
- * for its half goes to a lane instead ("where" = SVC__WHERE_LANE): requests
- * to lane 0, replies to lane 1, one message per lane at a time. */
+ * Call 1 uses slot 0, and each request names the slot of the call after it
+ * (the same slot again for a caller that waits for each reply, so one
+ * call after another touches the same cache lines; the next slot for calls
+ * in flight). A slot is two halves, the request's and the reply's, each a
+ * 32-bit sequence word, a 32-bit info word (bits 0-15 "where", bits 16-31
+ * in a request: the next call's slot) and then the frame, so the cache
+ * line a reader spins on also brings it the frame header, method and
+ * first payload bytes (a 64-byte call moves two lines each way, as a bare
+ * ping-pong does). A frame too large for its half goes to a lane instead
+ * ("where" = SVC__WHERE_LANE): requests to lane 0, replies to lane 1, one
+ * message per lane at a time. */
 #define SVC__REGION_RING ((size_t)sizeof(svc__region_hdr))
 #define SVC__SLOT_SIZE 512
 #define SVC__SLOT_REQ 0   /* request half */
 #define SVC__SLOT_REP 256 /* reply half */
-#define SVC__SLOT_HDR 8   /* u32 seq, u32 where */
+#define SVC__SLOT_HDR 8   /* u32 seq, u32 info */
 #define SVC__SLOT_FRAME_MAX (256 - SVC__SLOT_HDR) /* largest inline frame */
 #define SVC__WHERE_INLINE 0
 #define SVC__WHERE_LANE 1
@@ -75,7 +79,8 @@ typedef struct svc__region {
   size_t lane_mapped[2]; /* bytes of each lane mapped so far */
 } svc__region;
 
-/* Ring slots for a window of n calls: the power of two at least n. */
+/* Ring slots for a window of n calls: the power of two above n (room for
+ * the reply handed out besides a full window), at most SVC__RING_MAX. */
 uint32_t svc__region_slots_for(int window);
 
 /* Largest region a connection with these limits may need. */
@@ -106,19 +111,22 @@ static inline svc__region_hdr *svc__region_hdr_of(const svc__region *r) {
   return (svc__region_hdr *)r->base;
 }
 
-/* Offset of the slot a call numbered seq uses. */
-static inline size_t svc__region_slot(const svc__region *r, uint32_t seq) {
-  return SVC__REGION_RING + (size_t)(seq & (r->slots - 1)) * SVC__SLOT_SIZE;
+/* Offset of slot k (taken modulo the ring size). */
+static inline size_t svc__region_slot(const svc__region *r, uint32_t k) {
+  return SVC__REGION_RING + (size_t)(k & (r->slots - 1)) * SVC__SLOT_SIZE;
 }
 
-/* The sequence word and the "where" word of a slot half at off. */
+/* The sequence word and the info word of a slot half at off. */
 static inline _Atomic uint32_t *svc__region_seq(const svc__region *r,
                                                 size_t off) {
   return (_Atomic uint32_t *)(void *)(r->base + off);
 }
-static inline uint32_t *svc__region_where(const svc__region *r, size_t off) {
+static inline uint32_t *svc__region_info(const svc__region *r, size_t off) {
   return (uint32_t *)(void *)(r->base + off + 4);
 }
+#define SVC__INFO(where, next) ((uint32_t)(where) | (uint32_t)(next) << 16)
+#define SVC__INFO_WHERE(info) ((info)&0xffffu)
+#define SVC__INFO_NEXT(info) ((info) >> 16)
 
 /* Reads the frame the peer put in the slot half at off: copies "where" and
  * the header once, checks type and lengths against max_payload and the

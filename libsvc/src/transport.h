@@ -61,6 +61,8 @@ typedef struct svc__result {
   size_t len;
 } svc__result;
 
+enum svc__send_flags { SVC__SEND_IDLE = 1, SVC__SEND_ALONE = 2 };
+
 /* What the client asks of a connection. */
 typedef struct svc__dial_opts {
   uint32_t slots; /* calls in flight at once: a power of two (the ring) */
@@ -78,15 +80,17 @@ struct svc__transport {
   int (*dial)(const svc__url *u, const svc__conn_opts *o,
               const svc__dial_opts *d, int64_t deadline, svc__conn **out);
   /* Posts call seq and returns without waiting for its reply (it may wait
-   * up to deadline for room in a full socket). idle: no call is in flight,
-   * so anything the server sent since is news (a close, a goaway). 0 sent;
-   * SVC_EAGAIN: not possible now (shm: another large request is in flight),
-   * nothing sent; SVC_EPEERGONE: the connection was found closed or asked
-   * to close before anything was sent (safe to retry elsewhere);
-   * SVC_ETOOBIG: over the limit, nothing sent, the connection stays. After
-   * any other error the connection is broken. */
+   * up to deadline for room in a full socket). flags: SVC__SEND_IDLE, no
+   * call is in flight, so anything the server sent since is news (a close,
+   * a goaway); SVC__SEND_ALONE, the caller sends nothing more before this
+   * call's reply is received (svc_call). 0 sent; SVC_EAGAIN: not possible
+   * now (shm: another large request is in flight, or the ring slot the
+   * call must use is still taken), nothing sent; SVC_EPEERGONE: the
+   * connection was found closed or asked to close before anything was sent
+   * (safe to retry elsewhere); SVC_ETOOBIG: over the limit, nothing sent,
+   * the connection stays. After any other error the connection is broken. */
   int (*send)(svc__conn *c, uint32_t seq, const char *method,
-              size_t method_len, const void *req, size_t len, int idle,
+              size_t method_len, const void *req, size_t len, int flags,
               int64_t deadline);
   /* Waits until the reply of some call in flight arrived, or the deadline
    * (a deadline already past: look once, do not sleep). 0 with *res;

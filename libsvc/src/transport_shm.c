@@ -36,19 +36,24 @@ typedef struct shm_conn {
   svc__conn base;
   svc__region region;
   svc__waiter waiter;
-  /* client */
-  uint32_t posted;        /* the last call posted */
-  uint32_t oldest;        /* no call before this one is in flight */
-  uint32_t nlive;         /* calls in flight */
-  uint32_t *slot_seq;     /* per slot: the call posted there */
-  uint8_t *slot_live;     /* per slot: that call awaits its reply */
-  uint32_t scans;         /* checks of the oldest call since a full scan */
-  int req_lane_busy;      /* a request in flight lies in the request lane */
-  uint32_t req_lane_seq;  /* ... that call's number */
-  int held_lane;          /* the reply handed out lies in the reply lane */
-  int watched;            /* event-loop mode: keep client_sleeping armed */
+  /* client; calls in flight are indexed by seq % ring slots */
+  uint32_t posted;       /* the last call posted */
+  uint32_t oldest;       /* no call before this one is in flight */
+  uint32_t nlive;        /* calls in flight */
+  uint32_t *call_seq;    /* per index: the call posted */
+  uint16_t *call_slot;   /* per index: the ring slot it lies in */
+  uint8_t *call_live;    /* per index: that call awaits its reply */
+  uint8_t *slot_busy;    /* per ring slot: a call in flight lies there */
+  uint32_t next_slot;    /* where the next call goes (the last one said) */
+  int held_slot;         /* the slot of the reply handed out, or -1 */
+  uint32_t scans;        /* checks of the oldest call since a full scan */
+  int req_lane_busy;     /* a request in flight lies in the request lane */
+  uint32_t req_lane_seq; /* ... that call's number */
+  int held_lane;         /* the reply handed out lies in the reply lane */
+  int watched;           /* event-loop mode: keep client_sleeping armed */
   /* server */
   uint32_t seq;                /* the last call taken */
+  uint32_t next;               /* the slot the next call will be in */
   int ready;                   /* handshake done */
   size_t reply_off;            /* the slot half the current reply goes in */
   uint32_t reply_where;        /* where the current reply's payload lies */
@@ -78,8 +83,10 @@ static void shm_close(svc__conn *base) {
   svc__region_fini(&c->region);
   if (c->base.fd >= 0)
     close(c->base.fd);
-  free(c->slot_seq);
-  free(c->slot_live);
+  free(c->call_seq);
+  free(c->call_slot);
+  free(c->call_live);
+  free(c->slot_busy);
   free(c);
 }
 
@@ -123,10 +130,15 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
     close(fd);
     return SVC_ENOMEM;
   }
-  c->slot_seq = calloc(d->slots, sizeof *c->slot_seq);
-  c->slot_live = calloc(d->slots, 1);
+  c->call_seq = calloc(d->slots, sizeof *c->call_seq);
+  c->call_slot = calloc(d->slots, sizeof *c->call_slot);
+  c->call_live = calloc(d->slots, 1);
+  c->slot_busy = calloc(d->slots, 1);
   c->oldest = 1;
-  rc = c->slot_seq && c->slot_live ? 0 : SVC_ENOMEM;
+  c->held_slot = -1;
+  rc = c->call_seq && c->call_slot && c->call_live && c->slot_busy
+           ? 0
+           : SVC_ENOMEM;
   if (rc == 0)
     rc = svc__region_create(&c->region, o->max_payload, d->slots);
   int sent = rc == 0 ? send_hello(fd, c->region.fd) : rc;
@@ -158,9 +170,8 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
 }
 
 static int shm_send(svc__conn *base, uint32_t seq, const char *method,
-                    size_t method_len, const void *req, size_t len, int idle,
+                    size_t method_len, const void *req, size_t len, int flags,
                     int64_t deadline) {
-  (void)idle;
   (void)deadline;
   shm_conn *c = (shm_conn *)base;
   svc__region *r = &c->region;
@@ -169,7 +180,10 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
     return SVC_EPEERGONE;
   if (len > r->max_payload)
     return SVC_ETOOBIG;
-  size_t slot = svc__region_slot(r, seq);
+  uint32_t mask = r->slots - 1, k = c->next_slot;
+  if (c->slot_busy[k] || (int)k == c->held_slot)
+    return SVC_EAGAIN; /* its reply is still read, or its call in flight */
+  size_t slot = svc__region_slot(r, k);
   size_t size = svc__frame_size(method_len, len);
   uint32_t where = SVC__WHERE_INLINE;
   uint8_t *at = r->base + slot + SVC__SLOT_REQ + SVC__SLOT_HDR;
@@ -184,6 +198,10 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
     c->req_lane_busy = 1;
     c->req_lane_seq = seq;
   }
+  /* A caller that waits for each reply alternates between two slots (its
+   * reply stays readable while the next call is written); calls in flight
+   * take the slots in turn. */
+  uint32_t follow = flags & SVC__SEND_ALONE ? k ^ 1 : (k + 1) & mask;
   svc__frame f = {.type = SVC__FRAME_REQUEST,
                   .call_id = seq,
                   .method_len = (uint32_t)method_len,
@@ -192,12 +210,15 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
   memcpy(at + SVC__FRAME_HDR, method, method_len);
   if (len)
     memcpy(at + SVC__FRAME_HDR + method_len, req, len);
-  *svc__region_where(r, slot + SVC__SLOT_REQ) = where;
-  uint32_t i = seq & (r->slots - 1);
-  c->slot_seq[i] = seq;
-  c->slot_live[i] = 1;
+  *svc__region_info(r, slot + SVC__SLOT_REQ) = SVC__INFO(where, follow);
+  uint32_t i = seq & mask;
+  c->call_seq[i] = seq;
+  c->call_slot[i] = (uint16_t)k;
+  c->call_live[i] = 1;
+  c->slot_busy[k] = 1;
   c->nlive++;
   c->posted = seq;
+  c->next_slot = follow;
   /* Armed before the call is visible: its reply must find the flag set. */
   if (c->watched)
     atomic_store(&h->client_sleeping, 1);
@@ -207,11 +228,16 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
   return 0;
 }
 
-static int reply_arrived(const shm_conn *c, uint32_t seq) {
+/* The reply half of call seq's slot (seq in flight). */
+static size_t reply_half(const shm_conn *c, uint32_t seq) {
   const svc__region *r = &c->region;
-  size_t off = svc__region_slot(r, seq) + SVC__SLOT_REP;
-  return atomic_load_explicit(svc__region_seq(r, off), memory_order_acquire) ==
-         seq;
+  return svc__region_slot(r, c->call_slot[seq & (r->slots - 1)]) +
+         SVC__SLOT_REP;
+}
+
+static int reply_arrived(const shm_conn *c, uint32_t seq) {
+  return atomic_load_explicit(svc__region_seq(&c->region, reply_half(c, seq)),
+                              memory_order_acquire) == seq;
 }
 
 /* The first call in flight whose reply arrived, oldest first. */
@@ -219,7 +245,7 @@ static int find_reply(shm_conn *c, uint32_t *out) {
   uint32_t mask = c->region.slots - 1;
   for (uint32_t s = c->oldest; s != c->posted + 1; s++) {
     uint32_t i = s & mask;
-    if (c->slot_live[i] && c->slot_seq[i] == s && reply_arrived(c, s)) {
+    if (c->call_live[i] && c->call_seq[i] == s && reply_arrived(c, s)) {
       *out = s;
       return 1;
     }
@@ -241,8 +267,7 @@ static int any_reply(void *ctx) {
 
 static int shm_request(svc__conn *base, uint32_t seq, svc__frame *f) {
   shm_conn *c = (shm_conn *)base;
-  svc__region *r = &c->region;
-  return svc__region_read_frame(r, svc__region_slot(r, seq) + SVC__SLOT_REQ,
+  return svc__region_read_frame(&c->region, reply_half(c, seq) - SVC__SLOT_REP,
                                 SVC__LANE_REQ, SVC__FRAME_REQUEST, f);
 }
 
@@ -262,8 +287,7 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
     if (deadline == 0)
       return SVC_ETIMEDOUT;
     if (c->nlive == 1) { /* one call: wait on its word alone */
-      _Atomic uint32_t *w =
-          svc__region_seq(r, svc__region_slot(r, c->oldest) + SVC__SLOT_REP);
+      _Atomic uint32_t *w = svc__region_seq(r, reply_half(c, c->oldest));
       uint32_t cur = atomic_load(w);
       if (cur != c->oldest)
         rc = svc__wait(&c->waiter, w, cur, &h->client_sleeping, c->base.fd,
@@ -280,16 +304,20 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
       return SVC_EPROTO; /* a word changed to a number never posted */
   }
   svc__frame rep;
-  size_t off = svc__region_slot(r, s) + SVC__SLOT_REP;
-  uint32_t where = *(volatile uint32_t *)svc__region_where(r, off);
+  size_t off = reply_half(c, s);
+  uint32_t where =
+      SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(r, off));
   rc = svc__region_read_frame(r, off, SVC__LANE_REP, SVC__FRAME_REPLY, &rep);
   if (rc < 0 || rep.call_id != s)
     return SVC_EPROTO;
+  uint32_t i = s & (r->slots - 1);
   c->held_lane = where == SVC__WHERE_LANE;
-  c->slot_live[s & (r->slots - 1)] = 0;
+  c->held_slot = c->call_slot[i];
+  c->slot_busy[c->call_slot[i]] = 0;
+  c->call_live[i] = 0;
   c->nlive--;
   while (c->oldest != c->posted + 1 &&
-         !c->slot_live[c->oldest & (r->slots - 1)])
+         !c->call_live[c->oldest & (r->slots - 1)])
     c->oldest++;
   if (c->req_lane_busy && c->req_lane_seq == s)
     c->req_lane_busy = 0; /* the server is done with the request */
@@ -302,6 +330,7 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
 
 static void shm_release(svc__conn *base) {
   shm_conn *c = (shm_conn *)base;
+  c->held_slot = -1;
   if (!c->held_lane)
     return;
   c->held_lane = 0;
@@ -410,7 +439,8 @@ static int handshake(shm_conn *c) {
   }
   if (rc == 0) { /* before the ack: the client may post at once */
     c->ready = 1;
-    c->seq = 0; /* the client's first call is number 1 */
+    c->seq = 0; /* the client's first call is number 1, in slot 0 */
+    c->next = 0;
   }
   send_ack(c->base.fd, rc, rc == 0 ? c->region.max_payload : 0);
   return rc;
@@ -466,8 +496,12 @@ static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
                           void *ctx) {
   svc__region *r = &c->region;
   svc__region_hdr *h = svc__region_hdr_of(r);
-  size_t slot = svc__region_slot(r, seq);
+  size_t slot = svc__region_slot(r, c->next);
   atomic_store_explicit(&h->taken_seq, seq, memory_order_relaxed);
+  /* Where the call after this one will be: read once, taken modulo the
+   * ring, so any value is a slot. */
+  c->next = SVC__INFO_NEXT(
+      *(volatile uint32_t *)svc__region_info(r, slot + SVC__SLOT_REQ));
   svc__frame f;
   int rc = svc__region_read_frame(r, slot + SVC__SLOT_REQ, SVC__LANE_REQ,
                                   SVC__FRAME_REQUEST, &f);
@@ -489,7 +523,7 @@ static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
                     ? svc__region_lane(r, SVC__LANE_REP)
                     : r->base + c->reply_off + SVC__SLOT_HDR;
   svc__frame_encode_header(&out, at);
-  *svc__region_where(r, c->reply_off) = where;
+  *svc__region_info(r, c->reply_off) = SVC__INFO(where, 0);
   return svc__wake(svc__region_seq(r, c->reply_off), seq, &h->client_sleeping,
                    c->base.fd);
 }
@@ -509,12 +543,12 @@ static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   atomic_store(&h->server_sleeping, 0);
   if (c->idle_since)
     svc__waiter_learn(&c->waiter, svc__now_ns() - c->idle_since);
-  /* Calls are taken in order: the next is always in the slot after the
-   * last one's, and posted when that slot's word holds its number. */
+  /* Calls are taken in order: the next is in the slot the last one
+   * named, and posted when that slot's word holds its number. */
   for (;;) {
-    uint32_t next = c->seq + 1;
+    uint32_t next = c->seq + 1 ? c->seq + 1 : 1; /* 0 is never a call */
     _Atomic uint32_t *req_seq =
-        svc__region_seq(r, svc__region_slot(r, next) + SVC__SLOT_REQ);
+        svc__region_seq(r, svc__region_slot(r, c->next) + SVC__SLOT_REQ);
     uint32_t cur = atomic_load_explicit(req_seq, memory_order_acquire);
     if (cur == next) {
       c->seq = next;

@@ -278,13 +278,13 @@ static int send_frame(stream_conn *c, struct iovec *iov, int n,
 
 static int stream_send(svc__conn *base, uint32_t seq, const char *method,
                        size_t method_len, const void *req, size_t len,
-                       int idle, int64_t deadline) {
+                       int flags, int64_t deadline) {
   stream_conn *c = (stream_conn *)base;
   if (len > c->max_payload)
     return SVC_ETOOBIG;
   if (c->goaway)
     return SVC_EPEERGONE;
-  int rc = idle ? check_idle(c) : 0;
+  int rc = flags & SVC__SEND_IDLE ? check_idle(c) : 0;
   if (rc < 0)
     return rc;
   svc__frame f = {.type = SVC__FRAME_REQUEST,

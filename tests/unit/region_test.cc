@@ -88,7 +88,7 @@ Placed Put(svc__region *r, uint32_t seq, size_t half, int lane,
     memcpy(p.frame + SVC__FRAME_HDR, method, f.method_len);
   if (payload && f.payload_len)
     memcpy(p.frame + SVC__FRAME_HDR + f.method_len, payload, f.payload_len);
-  *svc__region_where(r, p.half) = p.where;
+  *svc__region_info(r, p.half) = p.where;
   if (publish)
     atomic_store(svc__region_seq(r, p.half), seq);
   return p;
@@ -277,7 +277,7 @@ TEST(RegionRing, SlotOffsets) {
       for (size_t half : {(size_t)SVC__SLOT_REQ, (size_t)SVC__SLOT_REP}) {
         EXPECT_EQ((uint8_t *)svc__region_seq(&r, off + half),
                   r.base + off + half);
-        EXPECT_EQ((uint8_t *)svc__region_where(&r, off + half),
+        EXPECT_EQ((uint8_t *)svc__region_info(&r, off + half),
                   r.base + off + half + 4);
         EXPECT_EQ(Line(off + half),
                   Line(off + half + SVC__SLOT_HDR + SVC__FRAME_HDR - 1));
@@ -294,24 +294,26 @@ TEST(RegionRing, SlotOffsets) {
 }
 
 TEST(RegionRing, SlotsForAWindow) {
-  EXPECT_EQ(svc__region_slots_for(0), 1u);
-  EXPECT_EQ(svc__region_slots_for(1), 1u);
-  EXPECT_EQ(svc__region_slots_for(2), 2u);
+  // One more than the window, as a power of two: the reply handed out keeps
+  // its slot while a full window is in flight. At least two: calls made
+  // one at a time alternate between two slots.
+  EXPECT_EQ(svc__region_slots_for(0), 2u);
+  EXPECT_EQ(svc__region_slots_for(1), 2u);
+  EXPECT_EQ(svc__region_slots_for(2), 4u);
   EXPECT_EQ(svc__region_slots_for(3), 4u);
   EXPECT_EQ(svc__region_slots_for(5), 8u);
-  EXPECT_EQ(svc__region_slots_for(64), 64u);
-  EXPECT_EQ(svc__region_slots_for(65), 128u);
+  EXPECT_EQ(svc__region_slots_for(63), 64u);
+  EXPECT_EQ(svc__region_slots_for(64), 128u);
   EXPECT_EQ(svc__region_slots_for(4095), 4096u);
   EXPECT_EQ(svc__region_slots_for(SVC__RING_MAX), (uint32_t)SVC__RING_MAX);
-  EXPECT_EQ(svc__region_slots_for(SVC__RING_MAX + 1), (uint32_t)SVC__RING_MAX);
   EXPECT_EQ(svc__region_slots_for(INT_MAX), (uint32_t)SVC__RING_MAX);
   for (int w = 1; w <= 5000; w++) {
     uint32_t n = svc__region_slots_for(w);
     ASSERT_EQ(n & (n - 1), 0u) << w;
     ASSERT_LE(n, (uint32_t)SVC__RING_MAX) << w;
-    if (w <= SVC__RING_MAX) {
-      ASSERT_GE(n, (uint32_t)w) << w;
-      ASSERT_LT(n / 2, (uint32_t)w) << "the smallest such power: " << w;
+    if (w < SVC__RING_MAX) {
+      ASSERT_GT(n, (uint32_t)w) << w;
+      ASSERT_LE(n / 2, (uint32_t)w) << "the smallest such power: " << w;
     }
   }
 }
@@ -572,7 +574,7 @@ TEST_F(RegionPair, InlineFrameUpToTheSlotThenRefused) {
   svc__frame r = Reply(1, 0, SVC__SLOT_FRAME_MAX - SVC__FRAME_HDR + 1);
   size_t rep = svc__region_slot(&server_, 1) + SVC__SLOT_REP;
   svc__frame_encode_header(&r, server_.base + rep + SVC__SLOT_HDR);
-  *svc__region_where(&server_, rep) = SVC__WHERE_INLINE;
+  *svc__region_info(&server_, rep) = SVC__WHERE_INLINE;
   EXPECT_EQ(SVC_EPROTO, ClientRead(1, &f));
   r = Reply(1, 0, SVC__SLOT_FRAME_MAX - SVC__FRAME_HDR);
   svc__frame_encode_header(&r, server_.base + rep + SVC__SLOT_HDR);
@@ -582,11 +584,13 @@ TEST_F(RegionPair, InlineFrameUpToTheSlotThenRefused) {
 TEST_F(RegionPair, BadWhereRefused) {
   Placed p = PostRequest(1, "echo", "x", 1);
   svc__frame f;
-  for (uint32_t where : {2u, 3u, 0x100u, 0x80000000u, UINT32_MAX}) {
-    *svc__region_where(&client_, p.half) = where;
+  // "where" is the info word's low 16 bits (the high ones name the next
+  // call's slot in a request).
+  for (uint32_t where : {2u, 3u, 0x100u, 0x8000u, 0xffffu, UINT32_MAX}) {
+    *svc__region_info(&client_, p.half) = where;
     EXPECT_EQ(SVC_EPROTO, ServerRead(1, &f)) << where;
   }
-  *svc__region_where(&client_, p.half) = SVC__WHERE_INLINE;
+  *svc__region_info(&client_, p.half) = SVC__WHERE_INLINE;
   EXPECT_EQ(0, ServerRead(1, &f)) << "the control";
 }
 
@@ -654,7 +658,7 @@ TEST_F(RegionPair, ServerWritesRepliesClientReads) {
 TEST_F(RegionPair, LaneFrameLongerThanTheFileRefused) {
   // The client says the frame is in the lane but never grew it.
   Placed p = PostRequest(1, "echo", "x", 1);
-  *svc__region_where(&client_, p.half) = SVC__WHERE_LANE;
+  *svc__region_info(&client_, p.half) = SVC__WHERE_LANE;
   svc__frame f;
   EXPECT_EQ(SVC_EPROTO, ServerRead(1, &f));
   EXPECT_EQ(server_.lane_mapped[0], 0u);
@@ -680,7 +684,7 @@ TEST_F(RegionPair, LaneFrameLongerThanTheFileRefused) {
 TEST_F(RegionPair, ReplyLaneLongerThanTheFileRefused) {
   PostReply(1, 0, "x", 1);
   size_t rep = svc__region_slot(&server_, 1) + SVC__SLOT_REP;
-  *svc__region_where(&server_, rep) = SVC__WHERE_LANE;
+  *svc__region_info(&server_, rep) = SVC__WHERE_LANE;
   svc__frame f;
   EXPECT_EQ(SVC_EPROTO, ClientRead(1, &f)) << "the lane was never grown";
   ASSERT_EQ(0, svc__region_lane_ensure(&server_, SVC__LANE_REP, 1));
@@ -1114,7 +1118,7 @@ TEST_F(RegionPair, RandomCorruptionNeverEscapesTheRegion) {
     uint32_t where = r % 8 < 4   ? SVC__WHERE_INLINE
                      : r % 8 < 7 ? SVC__WHERE_LANE
                                  : (uint32_t)rng();
-    *svc__region_where(&client_, half) = where;
+    *svc__region_info(&client_, half) = where;
     uint8_t *at =
         where == SVC__WHERE_LANE ? lane : client_.base + half + SVC__SLOT_HDR;
     svc__frame h;
