@@ -89,9 +89,12 @@ void SetUpRuntimeDir() {
     perror("mkdtemp");
     exit(1);
   }
+  /* Pins the owner pid while there is nothing to remove yet (called after
+   * g_runtime_dir is set, it removed the directory it had just made, and
+   * unix:// rows that ran before any shm:// row found no directory). */
+  harness_rm_runtime_dir();
   g_runtime_dir = buf.data();
   setenv("SVC_RUNTIME_DIR", g_runtime_dir.c_str(), 1);
-  harness_rm_runtime_dir(); /* pins the owner pid */
   atexit(harness_rm_runtime_dir);
 }
 

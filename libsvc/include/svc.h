@@ -177,8 +177,12 @@ SVC_API int svc_client_set_max_msg(svc_client *c, size_t bytes);
  * when the server asked this connection to close and calls are still in
  * flight on it): receive first. req is copied; it may be reused at once.
  * Never waits for a reply; may block briefly while a stream socket's send
- * buffer is full. SVC_EINVAL, SVC_ETOOBIG, SVC_ECONNREFUSED (reconnecting
- * failed), SVC_ENOMEM. */
+ * buffer is full. On unix:// and tcp://, a call sent while replies that
+ * were already read still wait to be received (a burst) is held in the
+ * client and leaves with the next svc_call_recv, or with the send after
+ * the last of those replies was received: a window kept full costs one
+ * write per burst. Otherwise it leaves at once. SVC_EINVAL, SVC_ETOOBIG,
+ * SVC_ECONNREFUSED (reconnecting failed), SVC_ENOMEM. */
 SVC_API int svc_call_send(svc_client *c, const char *method, const void *req,
                           size_t len, uint64_t *id);
 /* Waits up to timeout_ms (0: do not wait, -1: forever) for the next call

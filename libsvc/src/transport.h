@@ -93,7 +93,7 @@ struct svc__transport {
               size_t method_len, const void *req, size_t len, int flags,
               int64_t deadline);
   /* Waits until the reply of some call in flight arrived, or the deadline
-   * (a deadline already past: look once, do not sleep). 0 with *res;
+   * (0: look once, do not sleep); first sends what send held back. 0 with *res;
    * SVC_ETIMEDOUT (the connection stays); SVC_EPEERGONE, SVC_EPROTO, ...:
    * the connection is broken. The client checks res->call_id is in flight.
    * Only after release may recv be called again. */
@@ -110,8 +110,8 @@ struct svc__transport {
   /* Event-loop mode: from now on c->fd polls readable whenever a reply
    * arrives while no recv waits (shm: the server rings the doorbell). */
   void (*watch)(svc__conn *c);
-  /* 1 when a whole reply is already buffered in the client (so c->fd may
-   * not poll readable although recv would not wait). */
+  /* 1 when recv has work that c->fd does not show: a whole reply already
+   * buffered in the client, or requests held back until recv (stream). */
   int (*buffered)(const svc__conn *c);
 
   /* Server. listen binds now (SVC_EADDRINUSE, SVC_EPERM, SVC_ESYS). */

@@ -20,7 +20,8 @@
 
 #define WRITE_TIMEOUT_NS (30 * (int64_t)1000000000) /* a client not reading */
 #define MIN_BUF 65536
-#define FLUSH_AT (256 * 1024) /* server: send batched replies at this size */
+#define FLUSH_AT (256 * 1024) /* send batched frames at this size */
+#define BATCH_MAX 16384      /* client: larger requests are written at once */
 
 typedef struct stream_conn {
   svc__conn base;
@@ -31,7 +32,8 @@ typedef struct stream_conn {
   size_t in_cap;
   size_t held;     /* client: bytes of the reply handed out, at in_off */
   uint8_t *old_in; /* client: a buffer replaced while a reply lay in it */
-  uint8_t *out;    /* server: reply frames not sent yet */
+  uint8_t *out;    /* frames not sent yet: replies (server), requests
+                      (client: sent together when it must wait) */
   size_t out_len;
   size_t out_cap;
   size_t reply_at; /* server: where the reply under construction starts */
@@ -276,6 +278,27 @@ static int send_frame(stream_conn *c, struct iovec *iov, int n,
   return 0;
 }
 
+/* Client: a whole reply (or an error for recv to report) lies in the
+ * buffer beyond the one handed out. */
+static int reply_buffered(const stream_conn *c) {
+  size_t off = c->in_off + (c->old_in ? 0 : c->held);
+  if (off == c->in_len)
+    return 0;
+  svc__frame f;
+  return svc__frame_decode(c->in + off, c->in_len - off, SVC__MAX_MSG_LIMIT,
+                           &f) != 0;
+}
+
+/* Client: writes the requests held back, reading replies meanwhile. */
+static int flush_requests(stream_conn *c, int64_t deadline) {
+  if (c->out_len == 0)
+    return 0;
+  struct iovec iov = {c->out, c->out_len};
+  int rc = send_frame(c, &iov, 1, deadline);
+  c->out_len = 0;
+  return rc == SVC_EPEERGONE ? SVC_ESYS : rc; /* calls were cut mid-way */
+}
+
 static int stream_send(svc__conn *base, uint32_t seq, const char *method,
                        size_t method_len, const void *req, size_t len,
                        int flags, int64_t deadline) {
@@ -291,6 +314,25 @@ static int stream_send(svc__conn *base, uint32_t seq, const char *method,
                   .call_id = seq,
                   .method_len = (uint32_t)method_len,
                   .payload_len = (uint32_t)len};
+  size_t size = svc__frame_size(method_len, len);
+  /* While replies already read wait to be received, the caller is working
+   * through a burst: requests wait for the next recv (or for the last of
+   * those replies to be taken) and leave together, so a window kept full
+   * costs one write per burst, as a careful user of a raw socket would
+   * make it. Otherwise a request leaves at once. */
+  if (!(flags & SVC__SEND_ALONE) && len <= BATCH_MAX &&
+      c->out_len + size <= FLUSH_AT) {
+    if (grow(&c->out, &c->out_cap, c->out_len + size) < 0)
+      return SVC_ENOMEM;
+    uint8_t *at = c->out + c->out_len;
+    svc__frame_encode_header(&f, at);
+    memcpy(at + SVC__FRAME_HDR, method, method_len);
+    memcpy(at + SVC__FRAME_HDR + method_len, req, len);
+    c->out_len += size;
+    return reply_buffered(c) ? 0 : flush_requests(c, deadline);
+  }
+  if ((rc = flush_requests(c, deadline)) < 0)
+    return rc;
   uint8_t hdr[SVC__FRAME_HDR];
   svc__frame_encode_header(&f, hdr);
   struct iovec iov[3] = {
@@ -353,7 +395,9 @@ static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
       c->held = (size_t)n; /* stays in c->in until release */
       return 0;
     }
-    int rc = make_room(c, want);
+    int rc = flush_requests(c, deadline ? deadline : INT64_MAX);
+    if (rc == 0)
+      rc = make_room(c, want);
     if (rc < 0)
       return rc;
     /* No deadline: block in recv itself (one syscall, as a plain socket
@@ -396,12 +440,7 @@ static void stream_watch(svc__conn *base) { (void)base; }
 
 static int stream_buffered(const svc__conn *base) {
   const stream_conn *c = (const stream_conn *)base;
-  size_t off = c->in_off + (c->old_in ? 0 : c->held);
-  if (off == c->in_len)
-    return 0;
-  svc__frame f; /* a whole frame, or an error for recv to report */
-  return svc__frame_decode(c->in + off, c->in_len - off, SVC__MAX_MSG_LIMIT,
-                           &f) != 0;
+  return c->out_len > 0 || reply_buffered(c); /* recv sends what is held */
 }
 
 /* ---- server ---- */
