@@ -46,7 +46,7 @@ typedef struct shm_conn {
   uint8_t *slot_busy;    /* per ring slot: a call in flight lies there */
   uint32_t next_slot;    /* where the next call goes (the last one said) */
   int held_slot;         /* the slot of the reply handed out, or -1 */
-  uint32_t scans;        /* checks of the oldest call since a full scan */
+  uint32_t scans;        /* checks while waiting, for the full scans */
   int req_lane_busy;     /* a request in flight lies in the request lane */
   uint32_t req_lane_seq; /* ... that call's number */
   int held_lane;         /* the reply handed out lies in the reply lane */
@@ -240,10 +240,19 @@ static int reply_arrived(const shm_conn *c, uint32_t seq) {
                               memory_order_acquire) == seq;
 }
 
-/* The first call in flight whose reply arrived, oldest first. */
-static int find_reply(shm_conn *c, uint32_t *out) {
+/* A call in flight whose reply arrived: the oldest (this library's server
+ * answers in order), or with full, the first of any. A full scan reads a
+ * line per call in flight, lines the server is busy writing, so it is done
+ * rarely: when a look must be exact, and now and then while waiting. */
+static int find_reply(shm_conn *c, uint32_t *out, int full) {
   uint32_t mask = c->region.slots - 1;
-  for (uint32_t s = c->oldest; s != c->posted + 1; s++) {
+  if (c->nlive == 0)
+    return 0;
+  if (reply_arrived(c, c->oldest)) {
+    *out = c->oldest;
+    return 1;
+  }
+  for (uint32_t s = c->oldest + 1; full && s != c->posted + 1; s++) {
     uint32_t i = s & mask;
     if (c->call_live[i] && c->call_seq[i] == s && reply_arrived(c, s)) {
       *out = s;
@@ -253,16 +262,12 @@ static int find_reply(shm_conn *c, uint32_t *out) {
   return 0;
 }
 
-/* Waiting on several calls: the oldest is checked every time (this
- * library's server answers in order), the others now and then. */
+#define FULL_SCAN_EVERY 256 /* checks of the oldest call between full scans */
+
 static int any_reply(void *ctx) {
   shm_conn *c = ctx;
   uint32_t s;
-  if (reply_arrived(c, c->oldest))
-    return 1;
-  if (++c->scans % 16 != 0)
-    return 0;
-  return find_reply(c, &s);
+  return find_reply(c, &s, ++c->scans % FULL_SCAN_EVERY == 0);
 }
 
 static int shm_request(svc__conn *base, uint32_t seq, svc__frame *f) {
@@ -281,7 +286,7 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
     atomic_store(&h->client_sleeping, 1); /* then look: see wait.c */
     rc = svc__doorbell_drain(c->base.fd);
   }
-  if (!find_reply(c, &s)) {
+  if (!find_reply(c, &s, deadline == 0 || rc < 0)) {
     if (rc < 0)
       return rc;
     if (deadline == 0)
@@ -300,7 +305,7 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
       atomic_store(&h->client_sleeping, 1);
     if (rc < 0)
       return rc;
-    if (!find_reply(c, &s))
+    if (!find_reply(c, &s, 1))
       return SVC_EPROTO; /* a word changed to a number never posted */
   }
   svc__frame rep;

@@ -286,6 +286,17 @@ TEST_F(CliTest, BenchOpenLoopHoldsTheRate) {
   EXPECT_LE(calls, 401) << r.out;
 }
 
+TEST_F(CliTest, BenchWithAWindowKeepsCallsInFlight) {
+  Result r = Svc({"bench", TcpUrl(), "echo", "-c", "1", "-d", "1", "-s", "64",
+                  "--window", "8"});
+  EXPECT_EQ(0, r.code) << r.err;
+  EXPECT_HAS(r.out, "errors    0\n");
+  EXPECT_HAS(r.out, "in flight at most 8 calls per client");
+  // An open loop keeps one call in flight: both at once is a usage error.
+  r = Svc({"bench", TcpUrl(), "echo", "--rate", "100", "--window", "4"});
+  EXPECT_EQ(2, r.code) << r.out;
+}
+
 TEST_F(CliTest, BenchUnknownMethodFailsFast) {
   Result r = Svc({"bench", ShmUrl(), "nonesuch", "-d", "5"});
   EXPECT_EQ(1, r.code);
