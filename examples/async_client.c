@@ -60,15 +60,16 @@ static void send_next(peer *p) {
 }
 
 /* Takes every call of p that finished, without waiting (timeout 0), until
- * SVC_EAGAIN says there is none left; sends one new call for each. */
+ * none is left (id 0); sends one new call for each. */
 static void drain(peer *p) {
   uint64_t id;
   const void *resp;
   size_t len;
   int rc;
-  while ((rc = svc_call_recv(p->c, 0, &id, &resp, &len)) != SVC_EAGAIN) {
+  for (;;) {
+    rc = svc_call_recv(p->c, 0, &id, &resp, &len);
     call *k = id ? find(p, id) : NULL;
-    if (!k) /* SVC_ESTATE: none in flight */
+    if (!k) /* id 0: nothing more finished (SVC_EAGAIN, SVC_ESTATE) */
       break;
     if (rc == 0) /* resp is valid until the next svc_call_recv on p->c */
       printf("%s %s #%d -> \"%.*s\"\n", p->url, k->method, k->n, (int)len,

@@ -37,7 +37,7 @@ extern "C" {
   X(ESYS, -10, "system call failed")                                           \
   X(EPERM, -11, "permission denied (peer of another user)")                    \
   X(EADDRINUSE, -12, "address already in use")                                 \
-  X(ESTATE, -13, "operation not valid in this state")                         \
+  X(ESTATE, -13, "operation not valid in this state")                          \
   X(EAGAIN, -14, "try again (window full, or nothing finished yet)")
 
 enum svc_errno {
@@ -168,8 +168,9 @@ SVC_API int svc_client_set_max_msg(svc_client *c, size_t bytes);
  *
  * Event loops: svc_client_fd polls readable while a finished call waits to
  * be received. When it does, call svc_call_recv with timeout 0 until it
- * returns SVC_EAGAIN (as with a nonblocking socket); the fd may rarely be
- * readable with nothing to receive, and then SVC_EAGAIN says so. */
+ * sets *id to 0 (SVC_EAGAIN or SVC_ESTATE), as with a nonblocking socket;
+ * the fd may rarely be readable with nothing to receive, and then
+ * SVC_EAGAIN says so. */
 
 /* Sends a call without waiting for its reply; *id (never 0) names it in
  * svc_call_recv. SVC_EAGAIN when the window is full (or, on shm://, while
@@ -191,8 +192,10 @@ SVC_API int svc_call_send(svc_client *c, const char *method, const void *req,
  * SVC_EPEERGONE, SVC_EPROTO, ...) with *id set; its reply (when 0) is valid
  * until the next svc_call_recv or svc_call on c. SVC_EAGAIN with *id = 0
  * when no call finished in time; SVC_ESTATE with *id = 0 when none is in
- * flight. For SVC_EHANDLER, svc_client_handler_code gives that call's
- * code. */
+ * flight. *id tells those apart from a call's own outcome, which may be
+ * any code (svc.stats with statistics off fails with SVC_ESTATE): loop
+ * until *id is 0. For SVC_EHANDLER, svc_client_handler_code gives that
+ * call's code. */
 SVC_API int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
                           const void **resp, size_t *resp_len);
 /* A file descriptor that polls readable while a finished call waits to be

@@ -64,7 +64,7 @@ struct svc_client {
   uint64_t last_id;
   finished *done; /* FIFO of finished calls: [done_head, +ndone) */
   int ndone, done_head, done_cap;
-  int held; /* a reply is handed out (from parked if set, else conn) */
+  int held;        /* a reply is handed out (from parked if set, else conn) */
   resend *resends; /* [nresends] calls to send again */
   int nresends;
   /* event-loop mode, made by svc_client_fd */
@@ -99,7 +99,8 @@ static void sync_fd(svc_client *c) {
   int want = c->ndone > 0 || (c->conn && c->tp->buffered(c->conn));
   if (want != c->ev_on) {
     uint64_t v = 1;
-    ssize_t n = want ? write(c->evfd, &v, sizeof v) : read(c->evfd, &v, sizeof v);
+    ssize_t n =
+        want ? write(c->evfd, &v, sizeof v) : read(c->evfd, &v, sizeof v);
     (void)n;
     c->ev_on = want;
   }
@@ -268,8 +269,14 @@ static void resend_all(svc_client *c) {
   int rc = c->conn ? 0 : client_dial(c, deadline);
   for (int i = 0; i < c->nresends; i++) {
     resend *r = &c->resends[i];
-    call_slot *cs = c->conn ? &c->calls[c->next_seq & (c->slots - 1)] : NULL;
-    int src = rc < 0 ? rc : cs->state != CALL_FREE ? SVC_EPEERGONE : 0;
+    call_slot *cs = NULL;
+    int src = rc;
+    if (src == 0 && c->conn) {
+      cs = &c->calls[c->next_seq & (c->slots - 1)];
+      src = cs->state != CALL_FREE ? SVC_EPEERGONE : 0;
+    } else if (src == 0) {
+      src = SVC_EPEERGONE;
+    }
     if (src == 0)
       src = c->tp->send(c->conn, c->next_seq, r->method, strlen(r->method),
                         r->req, r->len, c->inflight ? 0 : SVC__SEND_IDLE,
@@ -416,8 +423,7 @@ static int start_call(svc_client *c, const char *method, size_t mlen,
 /* The next call that finished, its reply handed out when it has one.
  * deadline: 0 look once, INT64_MAX none, else absolute. */
 static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
-                         const void **resp, size_t *resp_len,
-                         int *retry_safe) {
+                         const void **resp, size_t *resp_len, int *retry_safe) {
   for (;;) {
     if (c->nresends)
       resend_all(c);
@@ -506,9 +512,9 @@ int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
   int64_t deadline = timeout_ms < 0    ? INT64_MAX
                      : timeout_ms == 0 ? 0
                                        : svc__deadline(timeout_ms);
+  /* *id stays 0 unless a call finished: its own outcome may be any code,
+   * SVC_ESTATE and SVC_EAGAIN included (a handler may return them). */
   int rc = next_finished(c, deadline, id, resp, resp_len, NULL);
-  if (rc == SVC_EAGAIN || rc == SVC_ESTATE)
-    *id = 0;
   sync_fd(c);
   return rc;
 }

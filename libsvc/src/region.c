@@ -131,9 +131,9 @@ int svc__region_create(svc__region *r, size_t max_payload, uint32_t slots) {
   /* No call has used a slot yet: every reply word differs from the first
    * sequence number that slot will carry. */
   for (uint32_t i = 0; i < slots; i++)
-    atomic_store_explicit(svc__region_seq(r, svc__region_slot(r, i) +
-                                                 SVC__SLOT_REP),
-                          UINT32_MAX, memory_order_relaxed);
+    atomic_store_explicit(
+        svc__region_seq(r, svc__region_slot(r, i) + SVC__SLOT_REP), UINT32_MAX,
+        memory_order_relaxed);
   return 0;
 }
 
@@ -170,9 +170,9 @@ int svc__region_attach(svc__region *r, int fd, size_t max_payload) {
       munmap(p, page_size());
     }
   }
-  if (rc == 0 && (magic != SVC__REGION_MAGIC ||
-                  version != SVC__REGION_VERSION || slots == 0 ||
-                  slots > SVC__RING_MAX || (slots & (slots - 1)) != 0))
+  if (rc == 0 &&
+      (magic != SVC__REGION_MAGIC || version != SVC__REGION_VERSION ||
+       slots == 0 || slots > SVC__RING_MAX || (slots & (slots - 1)) != 0))
     rc = SVC_EPROTO;
   if (rc == 0 && (peer_max == 0 || peer_max > SVC__MAX_MSG_LIMIT))
     rc = SVC_EPROTO;

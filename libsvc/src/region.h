@@ -59,9 +59,9 @@ typedef struct svc__region_hdr {
  * message per lane at a time. */
 #define SVC__REGION_RING ((size_t)sizeof(svc__region_hdr))
 #define SVC__SLOT_SIZE 512
-#define SVC__SLOT_REQ 0   /* request half */
-#define SVC__SLOT_REP 256 /* reply half */
-#define SVC__SLOT_HDR 8   /* u32 seq, u32 info */
+#define SVC__SLOT_REQ 0                           /* request half */
+#define SVC__SLOT_REP 256                         /* reply half */
+#define SVC__SLOT_HDR 8                           /* u32 seq, u32 info */
 #define SVC__SLOT_FRAME_MAX (256 - SVC__SLOT_HDR) /* largest inline frame */
 #define SVC__WHERE_INLINE 0
 #define SVC__WHERE_LANE 1

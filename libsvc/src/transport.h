@@ -89,9 +89,8 @@ struct svc__transport {
    * connection was found closed or asked to close before anything was sent
    * (safe to retry elsewhere); SVC_ETOOBIG: over the limit, nothing sent,
    * the connection stays. After any other error the connection is broken. */
-  int (*send)(svc__conn *c, uint32_t seq, const char *method,
-              size_t method_len, const void *req, size_t len, int flags,
-              int64_t deadline);
+  int (*send)(svc__conn *c, uint32_t seq, const char *method, size_t method_len,
+              const void *req, size_t len, int flags, int64_t deadline);
   /* Waits until the reply of some call in flight arrived, or the deadline
    * (0: look once, do not sleep); first sends what send held back. 0 with *res;
    * SVC_ETIMEDOUT (the connection stays); SVC_EPEERGONE, SVC_EPROTO, ...:
@@ -120,9 +119,9 @@ struct svc__transport {
    * none is pending, or an error for that attempt only. */
   int (*accept)(svc__listener *l, const svc__conn_opts *o, svc__conn **out);
   /* Serves every request that is ready on c, in order, calling fn for
-   * each; may spin a while for the next request (shm). Returns 0 when c went idle (the
-   * server polls c->fd again), or a negative code when c must be closed
-   * (SVC_EPEERGONE: the client left; SVC_EPROTO: it sent garbage). */
+   * each; may spin a while for the next request (shm). Returns 0 when c went
+   * idle (the server polls c->fd again), or a negative code when c must be
+   * closed (SVC_EPEERGONE: the client left; SVC_EPROTO: it sent garbage). */
   int (*serve)(svc__conn *c, svc__dispatch_fn fn, void *ctx);
   /* Asks the client to reconnect before its next call (retiring worker).
    * Only while no thread serves c. 0 done, 1 not possible yet (handshake

@@ -136,9 +136,8 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
   c->slot_busy = calloc(d->slots, 1);
   c->oldest = 1;
   c->held_slot = -1;
-  rc = c->call_seq && c->call_slot && c->call_live && c->slot_busy
-           ? 0
-           : SVC_ENOMEM;
+  rc = c->call_seq && c->call_slot && c->call_live && c->slot_busy ? 0
+                                                                   : SVC_ENOMEM;
   if (rc == 0)
     rc = svc__region_create(&c->region, o->max_payload, d->slots);
   int sent = rc == 0 ? send_hello(fd, c->region.fd) : rc;

@@ -21,7 +21,7 @@
 #define WRITE_TIMEOUT_NS (30 * (int64_t)1000000000) /* a client not reading */
 #define MIN_BUF 65536
 #define FLUSH_AT (256 * 1024) /* send batched frames at this size */
-#define BATCH_MAX 16384      /* client: larger requests are written at once */
+#define BATCH_MAX 16384       /* client: larger requests are written at once */
 
 typedef struct stream_conn {
   svc__conn base;
@@ -169,10 +169,17 @@ static int tcp_dial(const svc__url *u, const svc__conn_opts *o,
   return rc < 0 ? rc : dial_common(&svc__transport_tcp, fd, o, out);
 }
 
-/* A reply to call 0 (never a real call id) with an error: the server
- * refused the connection itself, e.g. SVC_EPERM for a peer of another uid. */
+/* A reply to call 0 (never a real call id) with an error is the server
+ * refusing the connection itself (SVC_EPERM for a peer of another uid):
+ * returns that code, or 0 for any other frame. A code the server has no
+ * business sending here (one that would read as "time out" or "try again")
+ * is SVC_EPROTO: found by fuzz_replies, SVC_ETIMEDOUT made the client
+ * retry the same frame until its deadline. */
 static int refusal(const svc__frame *f) {
-  return f->type == SVC__FRAME_REPLY && f->call_id == 0 && f->status < 0;
+  if (f->type != SVC__FRAME_REPLY || f->call_id != 0 || f->status >= 0)
+    return 0;
+  return f->status == SVC_EPERM || f->status == SVC_ECONNREFUSED ? f->status
+                                                                 : SVC_EPROTO;
 }
 
 /* Between calls nothing should arrive but a GOAWAY, a refusal or the end of
@@ -204,7 +211,7 @@ static int check_idle(stream_conn *c) {
       return rc;
   }
   if (n > 0 && refusal(&f))
-    return f.status;
+    return refusal(&f);
   if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
     consume(c, (size_t)n);
     c->goaway = 1;
@@ -369,8 +376,8 @@ static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
       size_t total = svc__frame_size(r.method_len, r.payload_len);
       int rc = discard(c, total,
                        deadline ? deadline : svc__now_ns() + WRITE_TIMEOUT_NS);
-      if (rc < 0)
-        return rc;
+      if (rc < 0) /* cut mid-frame: the stream is lost either way */
+        return rc == SVC_ETIMEDOUT ? SVC_EPEERGONE : rc;
       *res = (svc__result){.call_id = r.call_id, .status = SVC_ETOOBIG};
       return 0;
     }
@@ -383,7 +390,7 @@ static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
         continue;
       }
       if (refusal(&r))
-        return r.status;
+        return refusal(&r);
       if (r.type != SVC__FRAME_REPLY)
         return SVC_EPROTO;
       if (r.status == SVC_ETOOBIG)
@@ -489,8 +496,7 @@ static int flush(stream_conn *c) {
 }
 
 /* Appends a reply whose payload (if any) is already at reply_at + header. */
-static int add_reply(stream_conn *c, uint32_t call_id, int status,
-                     size_t len) {
+static int add_reply(stream_conn *c, uint32_t call_id, int status, size_t len) {
   if (grow(&c->out, &c->out_cap, c->reply_at + SVC__FRAME_HDR) < 0)
     return SVC_ENOMEM;
   svc__frame rep = {.type = SVC__FRAME_REPLY,
@@ -563,8 +569,10 @@ static int stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
       /* Over the limit: say so at once, close our side, and read (without
        * keeping) what the client still sends, so the reply is not lost to a
        * reset. The client reconnects on its next call. */
-      if (f.type != SVC__FRAME_REQUEST)
+      if (f.type != SVC__FRAME_REQUEST) {
+        (void)flush(c); /* the calls before it ran: send their replies */
         return SVC_EPROTO;
+      }
       c->reply_at = c->out_len;
       int rc = add_reply(c, f.call_id, SVC_ETOOBIG, 0);
       if (rc == 0)
@@ -614,17 +622,38 @@ static int stream_goaway(svc__conn *base) {
   return 0;
 }
 
-#define STREAM_OPS(name, dial_fn, listen_fn)                                   \
-  {                                                                            \
-    .scheme = name, .dial = dial_fn, .send = stream_send,                      \
-    .recv = stream_recv, .release = stream_release, .taken = stream_taken,     \
-    .request = stream_request,                                                 \
-    .watch = stream_watch, .buffered = stream_buffered, .listen = listen_fn,   \
-    .accept = stream_accept, .serve = stream_serve, .goaway = stream_goaway,   \
-    .close = stream_close, .unlisten = stream_unlisten,                        \
-  }
+const svc__transport svc__transport_unix = {
+    .scheme = "unix",
+    .dial = unix_dial,
+    .send = stream_send,
+    .recv = stream_recv,
+    .release = stream_release,
+    .taken = stream_taken,
+    .request = stream_request,
+    .watch = stream_watch,
+    .buffered = stream_buffered,
+    .listen = unix_listen,
+    .accept = stream_accept,
+    .serve = stream_serve,
+    .goaway = stream_goaway,
+    .close = stream_close,
+    .unlisten = stream_unlisten,
+};
 
-const svc__transport svc__transport_unix = STREAM_OPS("unix", unix_dial,
-                                                      unix_listen);
-const svc__transport svc__transport_tcp = STREAM_OPS("tcp", tcp_dial,
-                                                     tcp_listen);
+const svc__transport svc__transport_tcp = {
+    .scheme = "tcp",
+    .dial = tcp_dial,
+    .send = stream_send,
+    .recv = stream_recv,
+    .release = stream_release,
+    .taken = stream_taken,
+    .request = stream_request,
+    .watch = stream_watch,
+    .buffered = stream_buffered,
+    .listen = tcp_listen,
+    .accept = stream_accept,
+    .serve = stream_serve,
+    .goaway = stream_goaway,
+    .close = stream_close,
+    .unlisten = stream_unlisten,
+};

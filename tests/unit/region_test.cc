@@ -753,7 +753,8 @@ TEST(RegionAttach, WellFormedMemfdAccepted) {
   // The control for the refusals below.
   svc__region r;
   ASSERT_EQ(
-      0, svc__region_attach(&r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true), kMax));
+      0, svc__region_attach(
+             &r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true), kMax));
   EXPECT_EQ(r.slots, 1u);
   EXPECT_EQ(r.ring_end, RingEnd(1));
   EXPECT_EQ(r.lane_size, LaneSize(kMax));
@@ -829,27 +830,33 @@ TEST(RegionAttach, BadSizesRefused) {
             svc__region_attach(&r, Memfd(0, F_SEAL_SHRINK, false), kMax))
       << "empty";
   EXPECT_EQ(SVC_EPROTO,
-            svc__region_attach(&r, Memfd(100, F_SEAL_SHRINK | F_SEAL_SEAL, true), kMax))
+            svc__region_attach(
+                &r, Memfd(100, F_SEAL_SHRINK | F_SEAL_SEAL, true), kMax))
       << "smaller than a page";
-  EXPECT_EQ(SVC_EPROTO,
-            svc__region_attach(&r, Memfd(RingEnd(1) + 100, F_SEAL_SHRINK | F_SEAL_SEAL, true),
-                               kMax))
+  EXPECT_EQ(
+      SVC_EPROTO,
+      svc__region_attach(
+          &r, Memfd(RingEnd(1) + 100, F_SEAL_SHRINK | F_SEAL_SEAL, true), kMax))
       << "not page-aligned";
   Hdr small;
   small.max_payload = 4096;
   size_t top = svc__region_max_size(4096, 1);
   EXPECT_EQ(SVC_EPROTO,
             svc__region_attach(
-                &r, Memfd(top + Page(), F_SEAL_SHRINK | F_SEAL_SEAL, true, small), kMax))
+                &r,
+                Memfd(top + Page(), F_SEAL_SHRINK | F_SEAL_SEAL, true, small),
+                kMax))
       << "larger than the region's limit allows";
   EXPECT_EQ(
       SVC_EPROTO,
-      svc__region_attach(&r, Memfd(2 * top, F_SEAL_SHRINK | F_SEAL_SEAL, true, small), kMax))
+      svc__region_attach(
+          &r, Memfd(2 * top, F_SEAL_SHRINK | F_SEAL_SEAL, true, small), kMax))
       << "twice that";
   // The largest the header's limit allows is accepted (a client that grew
   // both lanes fully before the hand-over).
   ASSERT_EQ(
-      0, svc__region_attach(&r, Memfd(top, F_SEAL_SHRINK | F_SEAL_SEAL, true, small), kMax));
+      0, svc__region_attach(
+             &r, Memfd(top, F_SEAL_SHRINK | F_SEAL_SEAL, true, small), kMax));
   EXPECT_EQ(r.max_payload, 4096u);
   svc__region_fini(&r);
 }
@@ -863,13 +870,18 @@ TEST(RegionAttach, FileSmallerThanTheRingRefused) {
     if (ring <= Page())
       continue; // a ring of one page (large pages): nothing smaller to try
     svc__region r;
-    EXPECT_EQ(SVC_EPROTO, svc__region_attach(
-                              &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax));
+    EXPECT_EQ(
+        SVC_EPROTO,
+        svc__region_attach(
+            &r, Memfd(Page(), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax));
     EXPECT_EQ(SVC_EPROTO,
               svc__region_attach(
-                  &r, Memfd(ring - Page(), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax));
-    ASSERT_EQ(
-        0, svc__region_attach(&r, Memfd(ring, F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax));
+                  &r,
+                  Memfd(ring - Page(), F_SEAL_SHRINK | F_SEAL_SEAL, true, h),
+                  kMax));
+    ASSERT_EQ(0,
+              svc__region_attach(
+                  &r, Memfd(ring, F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax));
     EXPECT_EQ(r.slots, slots);
     EXPECT_EQ(r.ring_end, ring);
     svc__region_fini(&r);
@@ -886,15 +898,18 @@ TEST(RegionAttach, RingSlotsValidated) {
     size_t size = RingEnd(SVC__RING_MAX) * 2;
     svc__region r;
     EXPECT_EQ(SVC_EPROTO,
-              svc__region_attach(&r, Memfd(size, F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax))
+              svc__region_attach(
+                  &r, Memfd(size, F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax))
         << slots;
   }
   for (uint32_t slots : {1u, 2u, 4u, 1024u, (uint32_t)SVC__RING_MAX}) {
     Hdr h;
     h.slots = slots;
     svc__region r;
-    ASSERT_EQ(0, svc__region_attach(
-                     &r, Memfd(RingEnd(slots), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax))
+    ASSERT_EQ(0, svc__region_attach(&r,
+                                    Memfd(RingEnd(slots),
+                                          F_SEAL_SHRINK | F_SEAL_SEAL, true, h),
+                                    kMax))
         << slots;
     EXPECT_EQ(r.slots, slots);
     svc__region_fini(&r);
@@ -909,15 +924,17 @@ TEST(RegionAttach, PeerLimitValidated) {
     svc__region r;
     EXPECT_EQ(
         SVC_EPROTO,
-        svc__region_attach(&r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax))
+        svc__region_attach(
+            &r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax))
         << max;
   }
   // The largest limit is accepted, and the server's own limit applies.
   Hdr h;
   h.max_payload = SVC__MAX_MSG_LIMIT;
   svc__region r;
-  ASSERT_EQ(0, svc__region_attach(&r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, h),
-                                  kMax));
+  ASSERT_EQ(0, svc__region_attach(
+                   &r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, h),
+                   kMax));
   EXPECT_EQ(r.max_payload, kMax);
   EXPECT_EQ(r.lane_size, LaneSize(SVC__MAX_MSG_LIMIT));
   svc__region_fini(&r);
@@ -941,7 +958,8 @@ TEST(RegionAttach, CorruptedHeaderRefused) {
     svc__region r;
     EXPECT_EQ(
         SVC_EPROTO,
-        svc__region_attach(&r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax))
+        svc__region_attach(
+            &r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, h), kMax))
         << field;
   }
 }
@@ -988,8 +1006,9 @@ TEST(RegionAttach, DoesNotLeakFdsOnRefusal) {
     svc__region r;
     svc__region_attach(&r, Memfd(RingEnd(1), 0, true), kMax);
     svc__region_attach(&r, Memfd(100, F_SEAL_SHRINK | F_SEAL_SEAL, true), kMax);
-    svc__region_attach(&r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, bad_slots),
-                       kMax);
+    svc__region_attach(
+        &r, Memfd(RingEnd(1), F_SEAL_SHRINK | F_SEAL_SEAL, true, bad_slots),
+        kMax);
   }
   EXPECT_EQ(before, count());
 }

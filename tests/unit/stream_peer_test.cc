@@ -65,11 +65,10 @@ public:
     while (out->size() < n) {
       svc__frame f;
       long k;
-      while ((k = svc__frame_decode((const uint8_t *)buf_.data(),
-                                   buf_.size(), 1 << 20, &f)) >
-             0) {
-        out->push_back({f.call_id, std::string((const char *)f.payload,
-                                               f.payload_len)});
+      while ((k = svc__frame_decode((const uint8_t *)buf_.data(), buf_.size(),
+                                    1 << 20, &f)) > 0) {
+        out->push_back(
+            {f.call_id, std::string((const char *)f.payload, f.payload_len)});
         buf_.erase(buf_.begin(), buf_.begin() + k);
       }
       if (k < 0)
@@ -85,10 +84,12 @@ public:
     return true;
   }
 
-  static void Reply(int fd, uint32_t id, const std::string &payload) {
+  static void Reply(int fd, uint32_t id, const std::string &payload,
+                    int32_t status = 0) {
     svc__frame f = {};
     f.type = SVC__FRAME_REPLY;
     f.call_id = id;
+    f.status = status;
     f.payload_len = (uint32_t)payload.size();
     uint8_t hdr[SVC__FRAME_HDR];
     svc__frame_encode_header(&f, hdr);
@@ -204,6 +205,36 @@ TEST(StreamPeer, SameReplyTwiceIsEproto) {
   Got g2 = Recv(c);
   EXPECT_EQ(SVC_EPROTO, g2.rc) << svc_err_name(g2.rc);
   EXPECT_EQ(b, g2.id);
+  svc_client_close(c);
+}
+
+// Found by fuzz_replies: a call whose own outcome is SVC_ESTATE (svc.stats
+// with statistics off) or SVC_EAGAIN came back with id 0, as if nothing
+// were in flight, and the caller lost it. The id tells them apart.
+TEST(StreamPeer, CallOutcomesThatLookLikeReceiveStatesKeepTheirIds) {
+  ScriptedServer srv([](ScriptedServer &s, int fd) {
+    std::vector<Request> reqs;
+    if (!s.ReadRequests(fd, 3, &reqs))
+      return;
+    ScriptedServer::Reply(fd, reqs[0].id, "", SVC_ESTATE);
+    ScriptedServer::Reply(fd, reqs[1].id, "", SVC_EAGAIN);
+    ScriptedServer::Reply(fd, reqs[2].id, "fine");
+  });
+  svc_client *c = nullptr;
+  ASSERT_EQ(0, svc_client_open(srv.url().c_str(), &c));
+  uint64_t a = Send(c, "a"), b = Send(c, "b"), d = Send(c, "d");
+  Got g = Recv(c);
+  EXPECT_EQ(SVC_ESTATE, g.rc);
+  EXPECT_EQ(a, g.id);
+  g = Recv(c);
+  EXPECT_EQ(SVC_EAGAIN, g.rc);
+  EXPECT_EQ(b, g.id);
+  g = Recv(c);
+  EXPECT_EQ(0, g.rc);
+  EXPECT_EQ(d, g.id);
+  g = Recv(c); // now nothing is in flight
+  EXPECT_EQ(SVC_ESTATE, g.rc);
+  EXPECT_EQ(0u, g.id);
   svc_client_close(c);
 }
 
