@@ -222,6 +222,18 @@ static int dontwait_if(int64_t deadline) {
   return deadline == INT64_MAX ? 0 : MSG_DONTWAIT;
 }
 
+void svc__iov_advance(struct iovec **iov, int *n, size_t done) {
+  while (*n > 0 && done >= (*iov)->iov_len) {
+    done -= (*iov)->iov_len;
+    (*iov)++;
+    (*n)--;
+  }
+  if (*n > 0) {
+    (*iov)->iov_base = (char *)(*iov)->iov_base + done;
+    (*iov)->iov_len -= done;
+  }
+}
+
 int svc__sock_writev_all(int fd, struct iovec *iov, int n, int64_t deadline) {
   while (n > 0) {
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
@@ -238,16 +250,7 @@ int svc__sock_writev_all(int fd, struct iovec *iov, int n, int64_t deadline) {
       return errno == EPIPE || errno == ECONNRESET ? SVC_EPEERGONE
                                                    : svc__from_errno(errno);
     }
-    size_t left = (size_t)w;
-    while (n > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      iov++;
-      n--;
-    }
-    if (n > 0) {
-      iov->iov_base = (char *)iov->iov_base + left;
-      iov->iov_len -= left;
-    }
+    svc__iov_advance(&iov, &n, (size_t)w);
   }
   return 0;
 }

@@ -28,6 +28,9 @@ int svc__sock_set_blocking(int fd, int blocking);
 /* Waits until fd has events or the deadline passes: 0, SVC_ETIMEDOUT. */
 int svc__sock_wait(int fd, short events, int64_t deadline);
 
+/* Skips done bytes of the n buffers at *iov (after a partial write). */
+void svc__iov_advance(struct iovec **iov, int *n, size_t done);
+
 /* Writes all of iov (modified) / reads exactly n bytes, waiting up to the
  * deadline (INT64_MAX: none; then a blocking fd blocks in the call).
  * SVC_EPEERGONE on EOF or reset, SVC_ETIMEDOUT. */

@@ -271,16 +271,7 @@ static int send_frame(stream_conn *c, struct iovec *iov, int n,
       }
       continue;
     }
-    size_t left = (size_t)w;
-    while (n > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      iov++;
-      n--;
-    }
-    if (n > 0) {
-      iov->iov_base = (char *)iov->iov_base + left;
-      iov->iov_len -= left;
-    }
+    svc__iov_advance(&iov, &n, (size_t)w);
   }
   return 0;
 }
