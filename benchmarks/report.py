@@ -15,7 +15,8 @@ import platform
 import sys
 
 # Report order: the raw baselines, then libsvc.
-ORDER = ["pipe", "unix", "tcp", "futex", "spin", "svc-shm", "svc-unix", "svc-tcp"]
+ORDER = ["pipe", "unix", "tcp", "futex", "spin", "svc-shm", "svc-shm-prep",
+         "svc-unix", "svc-tcp"]
 DESCR = {
     "pipe": "raw pipe pair",
     "unix": "raw Unix socketpair",
@@ -23,6 +24,7 @@ DESCR = {
     "futex": "raw shm ping-pong, futex only",
     "spin": "raw shm ping-pong, spin only (floor)",
     "svc-shm": "libsvc shm://",
+    "svc-shm-prep": "libsvc shm://, request written in place (svc_request_alloc)",
     "svc-unix": "libsvc unix://",
     "svc-tcp": "libsvc tcp://",
 }
@@ -231,6 +233,9 @@ def targets_section(lat, tp):
           "≥ 20", lambda v: v >= 20)
     check("svc-shm 1 MiB p50 / spin 1 MiB p50",
           ratio(p50("svc-shm", 1 << 20), p50("spin", 1 << 20)), "≤ 1.5", lambda v: v <= 1.5)
+    check("svc-shm-prep (in place) 1 MiB p50 / spin 1 MiB p50 (issue 11)",
+          ratio(p50("svc-shm-prep", 1 << 20), p50("spin", 1 << 20)), "≤ 1.3",
+          lambda v: v <= 1.3)
     for kind in ("unix", "tcp"):
         worst = None
         for s in sorted({k[2] for k in lat}):
@@ -255,7 +260,7 @@ def targets_section(lat, tp):
     w2 = val(tp.get(("workers", "burn200us-1thread", 2)), "calls_per_s")
     check("CPU-bound handler, 2 workers / 1 worker calls/s (issue 6)",
           ratio(w2, w1), "≥ 1.7", lambda v: v >= 1.7)
-    return target_table("## Targets (issues 4, 6, 7)", rows)
+    return target_table("## Targets (issues 4, 6, 7, 11)", rows)
 
 
 def workers_section(tp):

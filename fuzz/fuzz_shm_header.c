@@ -32,8 +32,9 @@
  *     0 POST   u32 seq, u8 method_len, u24 payload_len, u8 fill: the client
  *              posts call seq as shm_send does. Flags: 1 lie (a lane frame
  *              is not grown into; an inline one may claim more than the
- *              limit), 2 put it in the lane even if it fits inline (1|2: a
- *              bogus "where" word), 4 call id seq + 1, 8 leave the sequence
+ *              limit), 2 put it in the lane even if it fits inline, at
+ *              the offset fill (1|2: a bogus "where" word), 4 call id
+ *              seq + 1, 8 leave the sequence
  *              word alone, 16 a NUL in the method name
  *     1 RAW    u32 off, u8 len, len bytes: written at off (anywhere,
  *              header included), as a hostile client may at any time
@@ -97,6 +98,8 @@
 #define POSTED_MAX (32 << 20) /* payload bytes the client posts per input */
 
 enum { OP_POST, OP_RAW, OP_GROW, OP_SEAL, OP_PUNCH, OP_SERVE, OP_SERVE2 };
+/* P_LANE: in the lane, at the offset given by the fill byte (a request
+ * written in place by svc_request_alloc sits at 255 - method length). */
 enum { P_LIE = 1, P_LANE = 2, P_BAD_ID = 4, P_UNPUBLISHED = 8, P_NUL = 16 };
 
 static const size_t server_max[8] = {0,    64,    200,     224,
@@ -239,7 +242,8 @@ static void client_post(const uint8_t *a, uint8_t flags) {
   size_t half = svc__region_slot(cv, seq - 1) + SVC__SLOT_REQ;
   CHECK(half + SVC__SLOT_REP <= cv->ring_end);
   int lane = (flags & P_LANE) || size > SVC__SLOT_FRAME_MAX;
-  uint32_t where = lane ? SVC__WHERE_LANE : SVC__WHERE_INLINE;
+  size_t skip = flags & P_LANE ? fill : 0;
+  uint32_t where = lane ? SVC__WHERE_LANE_AT(skip) : SVC__WHERE_INLINE;
   if ((flags & (P_LIE | P_LANE)) == (P_LIE | P_LANE))
     where = fill | 2; /* neither inline nor lane */
   if (lane && !bad && st.lane_busy)
@@ -259,12 +263,12 @@ static void client_post(const uint8_t *a, uint8_t flags) {
   } else {
     uint8_t *at = cv->base + half + SVC__SLOT_HDR;
     if (lane) {
-      int rc = svc__region_lane_ensure(cv, SVC__LANE_REQ, size);
+      int rc = svc__region_lane_ensure(cv, SVC__LANE_REQ, skip + size);
       CHECK(rc != SVC_ETOOBIG); /* the lane holds any frame within the limit */
       if (rc < 0)
         return; /* a late seal, or out of memory */
-      CHECK(size <= cv->lane_mapped[SVC__LANE_REQ]);
-      at = svc__region_lane(cv, SVC__LANE_REQ);
+      CHECK(skip + size <= cv->lane_mapped[SVC__LANE_REQ]);
+      at = svc__region_lane(cv, SVC__LANE_REQ) + skip;
     } /* else inline: size <= SVC__SLOT_FRAME_MAX */
     memcpy(at, hdr, SVC__FRAME_HDR + ml);
     for (size_t i = 0; i < pl; i++)
@@ -351,9 +355,9 @@ static const uint8_t *check_request(const svc__region *r, size_t half,
     CHECK(size <= SVC__SLOT_FRAME_MAX);
     CHECK(half + SVC__SLOT_HDR + size <= r->ring_end);
   } else {
-    CHECK(where == SVC__WHERE_LANE);
-    CHECK(start == svc__region_lane(r, SVC__LANE_REQ));
-    CHECK(size <= r->lane_mapped[SVC__LANE_REQ]);
+    CHECK(SVC__WHERE_KIND(where) == SVC__WHERE_LANE);
+    CHECK(start == svc__region_lane(r, SVC__LANE_REQ) + SVC__WHERE_OFF(where));
+    CHECK(SVC__WHERE_OFF(where) + size <= r->lane_mapped[SVC__LANE_REQ]);
     CHECK(r->lane_mapped[SVC__LANE_REQ] <= r->lane_size);
   }
   volatile unsigned sum = 0;
@@ -394,7 +398,7 @@ static void handle_request(uint32_t seq) {
   size_t size = svc__frame_size(f.method_len, f.payload_len);
   if (strict) {
     CHECK(f.method_len == e->method_len && f.payload_len == e->payload_len);
-    CHECK((start == svc__region_lane(r, SVC__LANE_REQ)) == e->lane);
+    CHECK((start != r->base + req + SVC__SLOT_HDR) == e->lane);
     for (uint32_t i = 0; i < f.method_len; i++)
       CHECK(f.method[i] == method_byte(i, e->nul));
     for (size_t i = 0; i < f.payload_len; i++)

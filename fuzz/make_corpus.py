@@ -231,6 +231,15 @@ def shm_seeds():
     return {
         # well-formed traffic
         "inline-call": shm_input(post(1) + SERVE),
+        # requests written in place: in the lane (flags 2) at the offset in
+        # the fill byte, 255 - method length, small and large, then an
+        # ordinary lane request at offset 0
+        "in-place-small": shm_input(post(1, fill=251, flags=2) + SERVE,
+                                    reply=ECHO),
+        "in-place-large": shm_input(post(1, 4, 70000, fill=251, flags=2) +
+                                    SERVE + post(2, 255, 3000, flags=2) +
+                                    SERVE + post(3, 4, 9000) + SERVE,
+                                    reply=ECHO),
         "inline-echo": shm_input(post(1, payload_len=100) + SERVE,
                                  reply=ECHO),
         "inline-frame-248": shm_input(post(1, 4, SLOT_FRAME_MAX - 28) +

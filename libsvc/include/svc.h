@@ -208,6 +208,29 @@ SVC_API int svc_client_fd(svc_client *c);
  * next connection: SVC_ESTATE while calls are in flight. */
 SVC_API int svc_client_set_window(svc_client *c, int n);
 
+/* ---- requests written in place ---- */
+
+/* Space for a request of up to len bytes that the caller writes in place:
+ * on shm:// inside the shared region (zero copy: the handler reads it where
+ * the caller wrote it), elsewhere a client buffer (sent from there with no
+ * second copy of a large request). NULL when len is over the maximum
+ * message size or memory ran out. Valid until the call that sends it, the
+ * next svc_request_alloc, or a call sent from the caller's own memory
+ * (svc_call, svc_call_send), which may reuse the space. On shm:// one
+ * request at a time lies in the region: while a large request is in
+ * flight the space is a client buffer, copied when it is sent. */
+SVC_API void *svc_request_alloc(svc_client *c, size_t len);
+/* Calls method with the first len bytes written into svc_request_alloc's
+ * space (len <= what was allocated, else SVC_EINVAL). Same results as
+ * svc_call. */
+SVC_API int svc_call_prepared(svc_client *c, const char *method, size_t len,
+                              const void **resp, size_t *resp_len);
+/* The same as a call in flight: svc_call_send of the request written in
+ * place. SVC_EAGAIN (nothing sent; the space stays valid) as for
+ * svc_call_send, and on shm:// while another large request is in flight. */
+SVC_API int svc_call_send_prepared(svc_client *c, const char *method,
+                                   size_t len, uint64_t *id);
+
 /* The positive code of the last call that failed with SVC_EHANDLER, else 0. */
 SVC_API int svc_client_handler_code(const svc_client *c);
 SVC_API void svc_client_close(svc_client *c);

@@ -34,7 +34,6 @@ typedef struct call_slot {
 typedef struct finished {
   uint64_t id;
   int rc;
-  int retry_safe; /* the server provably never took it */
 } finished;
 
 /* A call the server never took, to be sent again on a new connection. */
@@ -49,8 +48,10 @@ typedef struct resend {
 struct svc_client {
   svc__url url;
   const svc__transport *tp;
-  svc__conn *conn;   /* NULL between a lost connection and the next call */
-  svc__conn *parked; /* a dropped connection whose reply is still out */
+  svc__conn *conn;      /* NULL between a lost connection and the next call */
+  svc__conn *parked[2]; /* dropped connections still lent out: the reply
+                           handed out, or the space of a request written
+                           in place, lies in one */
   svc__conn_opts opts;
   int timeout_ms;   /* 0: none */
   int handler_code; /* from the last SVC_EHANDLER */
@@ -64,7 +65,13 @@ struct svc_client {
   uint64_t last_id;
   finished *done; /* FIFO of finished calls: [done_head, +ndone) */
   int ndone, done_head, done_cap;
-  int held;        /* a reply is handed out (from parked if set, else conn) */
+  int held; /* a reply is handed out, from held_conn */
+  svc__conn *held_conn;
+  void *prep;           /* svc_request_alloc's space, or NULL */
+  size_t prep_len;      /* ... its size */
+  svc__conn *prep_conn; /* ... the connection it lies in (NULL: prep_buf) */
+  uint8_t *prep_buf;    /* requests written in place on no connection */
+  size_t prep_buf_cap;
   resend *resends; /* [nresends] calls to send again */
   int nresends;
   /* event-loop mode, made by svc_client_fd */
@@ -168,31 +175,51 @@ static int client_dial(svc_client *c, int64_t deadline) {
   return rc;
 }
 
+/* A dropped connection stays open while a reply or a request written in
+ * place lies in it; this closes it once neither does. */
+static void close_if_unused(svc_client *c, svc__conn *x) {
+  for (int i = 0; i < 2; i++)
+    if (c->parked[i] == x && x != c->held_conn && x != c->prep_conn) {
+      x->tp->close(x);
+      c->parked[i] = NULL;
+    }
+}
+
 /* Lets go of the reply handed out, if any. */
 static void release_held(svc_client *c) {
   if (!c->held)
     return;
+  svc__conn *x = c->held_conn;
   c->held = 0;
-  if (c->parked) {
-    c->parked->tp->close(c->parked);
-    c->parked = NULL;
-  } else if (c->conn) {
-    c->tp->release(c->conn);
-  }
+  c->held_conn = NULL;
+  if (x == c->conn)
+    c->tp->release(x);
+  else
+    close_if_unused(c, x);
+}
+
+/* Forgets the space of a request written in place. */
+static void drop_prepared(svc_client *c) {
+  svc__conn *x = c->prep_conn;
+  c->prep = NULL;
+  c->prep_conn = NULL;
+  if (x && x != c->conn)
+    close_if_unused(c, x);
 }
 
 /* Closes the connection; every call on it must have been accounted for. A
- * reply still handed out keeps its connection (parked) until released. */
+ * reply or prepared request still lent out keeps it open (parked). */
 static void client_drop(svc_client *c) {
-  if (!c->conn)
+  svc__conn *x = c->conn;
+  if (!x)
     return;
   watch_conn(c, EPOLL_CTL_DEL);
-  if (c->held && !c->parked)
-    c->parked = c->conn;
-  else
-    c->tp->close(c->conn);
   c->conn = NULL;
   c->inflight = c->live = c->ndeadlines = 0;
+  if (x == c->held_conn || x == c->prep_conn)
+    c->parked[c->parked[0] ? 1 : 0] = x; /* at most two reasons, two slots */
+  else
+    x->tp->close(x);
 }
 
 /* Makes room for n finished calls in the queue. */
@@ -205,7 +232,7 @@ static int reserve_done(svc_client *c, int n) {
   finished *p = malloc((size_t)cap * sizeof *p);
   if (!p)
     return SVC_ENOMEM;
-  for (int i = 0; i < c->ndone; i++)
+  for (int i = 0; c->done_cap && i < c->ndone; i++) /* (none queued: 0) */
     p[i] = c->done[(c->done_head + i) % c->done_cap];
   free(c->done);
   c->done = p;
@@ -215,9 +242,8 @@ static int reserve_done(svc_client *c, int n) {
 }
 
 /* Queues a finished call; room was reserved when it started. */
-static void push_done(svc_client *c, uint64_t id, int rc, int retry_safe) {
-  c->done[(c->done_head + c->ndone++) % c->done_cap] =
-      (finished){id, rc, retry_safe};
+static void push_done(svc_client *c, uint64_t id, int rc) {
+  c->done[(c->done_head + c->ndone++) % c->done_cap] = (finished){id, rc};
 }
 
 /* Keeps a copy of a call the server never took, to send it again. */
@@ -253,7 +279,7 @@ static void fail_all(svc_client *c, int rc) {
     if (cs->state == CALL_LIVE) {
       int safe = rc == SVC_EPEERGONE && !c->tp->taken(c->conn, cs->seq);
       if (!(safe && may_resend && !cs->resent && save_resend(c, cs) == 0))
-        push_done(c, cs->id, rc, safe);
+        push_done(c, cs->id, rc);
     }
     cs->state = CALL_FREE;
   }
@@ -289,7 +315,7 @@ static void resend_all(svc_client *c) {
       c->live++;
       c->ndeadlines += r->deadline != INT64_MAX;
     } else {
-      push_done(c, r->id, SVC_EPEERGONE, 0); /* as its connection did */
+      push_done(c, r->id, SVC_EPEERGONE); /* as its connection did */
     }
     free(r->req);
   }
@@ -314,7 +340,7 @@ static void expire(svc_client *c, int64_t now) {
     call_slot *cs = &c->calls[i];
     if (cs->state != CALL_LIVE || cs->deadline > now)
       continue;
-    push_done(c, cs->id, SVC_ETIMEDOUT, 0);
+    push_done(c, cs->id, SVC_ETIMEDOUT);
     cs->state = CALL_ABANDONED;
     c->live--;
     c->ndeadlines--;
@@ -392,8 +418,13 @@ static int start_call(svc_client *c, const char *method, size_t mlen,
     call_slot *cs = &c->calls[c->next_seq & (c->slots - 1)];
     if (cs->state != CALL_FREE)
       return SVC_EAGAIN; /* a slow call holds the slot a full ring later */
+    /* A request written in place goes as it lies only on the connection
+     * whose space it is; elsewhere it is copied like any other. */
+    int f = flags & ~SVC__SEND_PREPARED;
+    if ((flags & SVC__SEND_PREPARED) && c->prep_conn == c->conn)
+      f |= SVC__SEND_PREPARED;
     rc = c->tp->send(c->conn, c->next_seq, method, mlen, req ? req : "", len,
-                     flags | (c->inflight ? 0 : SVC__SEND_IDLE), deadline);
+                     f | (c->inflight ? 0 : SVC__SEND_IDLE), deadline);
     if (rc == 0) {
       *cs = (call_slot){++c->last_id, deadline, c->next_seq, CALL_LIVE, 0};
       if (++c->next_seq == 0) /* 0 is never a call's number */
@@ -423,7 +454,7 @@ static int start_call(svc_client *c, const char *method, size_t mlen,
 /* The next call that finished, its reply handed out when it has one.
  * deadline: 0 look once, INT64_MAX none, else absolute. */
 static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
-                         const void **resp, size_t *resp_len, int *retry_safe) {
+                         const void **resp, size_t *resp_len) {
   for (;;) {
     if (c->nresends)
       resend_all(c);
@@ -432,8 +463,6 @@ static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
       c->done_head = (c->done_head + 1) % c->done_cap;
       c->ndone--;
       *id = f.id;
-      if (retry_safe)
-        *retry_safe = f.retry_safe;
       return f.rc;
     }
     if (c->inflight == 0)
@@ -462,6 +491,7 @@ static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
         continue;
       }
       c->held = 1;
+      c->held_conn = c->conn;
       *id = call_id;
       if (res.status != 0)
         return status_result(c, res.status);
@@ -485,8 +515,8 @@ static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
   }
 }
 
-int svc_call_send(svc_client *c, const char *method, const void *req,
-                  size_t len, uint64_t *id) {
+static int send_checked(svc_client *c, const char *method, const void *req,
+                        size_t len, int flags, uint64_t *id) {
   size_t mlen;
   int rc = check_call_args(c, method, req, len, &mlen);
   if (rc == 0 && !id)
@@ -495,9 +525,16 @@ int svc_call_send(svc_client *c, const char *method, const void *req,
     *id = 0;
   if (rc < 0)
     return rc;
-  rc = start_call(c, method, mlen, req, len, 0, id);
+  rc = start_call(c, method, mlen, req, len, flags, id);
   sync_fd(c);
   return rc;
+}
+
+int svc_call_send(svc_client *c, const char *method, const void *req,
+                  size_t len, uint64_t *id) {
+  if (c)
+    drop_prepared(c); /* its space may be reused for this request */
+  return send_checked(c, method, req, len, 0, id);
 }
 
 int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
@@ -514,13 +551,17 @@ int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
                                        : svc__deadline(timeout_ms);
   /* *id stays 0 unless a call finished: its own outcome may be any code,
    * SVC_ESTATE and SVC_EAGAIN included (a handler may return them). */
-  int rc = next_finished(c, deadline, id, resp, resp_len, NULL);
+  int rc = next_finished(c, deadline, id, resp, resp_len);
   sync_fd(c);
   return rc;
 }
 
-int svc_call(svc_client *c, const char *method, const void *req, size_t len,
-             const void **resp, size_t *resp_len) {
+/* A send and a receive of that call. The server never took the call when
+ * it died before reading it: such a call is sent again on a new
+ * connection (next_finished), so none ever runs twice. */
+static int call_checked(svc_client *c, const char *method, const void *req,
+                        size_t len, int flags, const void **resp,
+                        size_t *resp_len) {
   size_t mlen;
   int rc = check_call_args(c, method, req, len, &mlen);
   if (rc == 0 && (!resp || !resp_len))
@@ -533,18 +574,67 @@ int svc_call(svc_client *c, const char *method, const void *req, size_t len,
   *resp = NULL;
   *resp_len = 0;
   c->handler_code = 0;
-  /* Two tries: the second only when the server provably never took the
-   * first (it died before reading it), so no call ever runs twice. */
-  for (int attempt = 0; attempt < 2; attempt++) {
-    uint64_t id, got;
-    int retry_safe = 0;
-    rc = start_call(c, method, mlen, req, len, SVC__SEND_ALONE, &id);
-    if (rc == 0)
-      rc = next_finished(c, INT64_MAX, &got, resp, resp_len, &retry_safe);
-    if (!(rc == SVC_EPEERGONE && retry_safe))
-      break;
-  }
+  uint64_t id, got;
+  rc = start_call(c, method, mlen, req, len, flags | SVC__SEND_ALONE, &id);
+  if (flags & SVC__SEND_PREPARED && rc == 0)
+    drop_prepared(c); /* sent: its space is the request in flight now */
+  if (rc == 0)
+    rc = next_finished(c, INT64_MAX, &got, resp, resp_len);
   sync_fd(c);
+  return rc;
+}
+
+int svc_call(svc_client *c, const char *method, const void *req, size_t len,
+             const void **resp, size_t *resp_len) {
+  if (c)
+    drop_prepared(c); /* its space may be reused for this request */
+  return call_checked(c, method, req, len, 0, resp, resp_len);
+}
+
+/* ---- requests written in place ---- */
+
+void *svc_request_alloc(svc_client *c, size_t len) {
+  if (!c || len > c->opts.max_payload)
+    return NULL;
+  drop_prepared(c);
+  if (!c->conn && c->inflight == 0)
+    (void)client_dial(c, svc__deadline(c->timeout_ms)); /* else: a buffer */
+  void *p = c->conn ? c->tp->request_space(c->conn, len) : NULL;
+  if (p) {
+    c->prep_conn = c->conn;
+  } else { /* no space in place: the client's buffer, sent from there */
+    size_t want = len ? len : 1;
+    if (want > c->prep_buf_cap) {
+      uint8_t *b = realloc(c->prep_buf, want);
+      if (!b)
+        return NULL;
+      c->prep_buf = b;
+      c->prep_buf_cap = want;
+    }
+    p = c->prep_buf;
+  }
+  c->prep = p;
+  c->prep_len = len;
+  return p;
+}
+
+int svc_call_prepared(svc_client *c, const char *method, size_t len,
+                      const void **resp, size_t *resp_len) {
+  if (!c || !c->prep || len > c->prep_len)
+    return SVC_EINVAL;
+  return call_checked(c, method, c->prep, len, SVC__SEND_PREPARED, resp,
+                      resp_len);
+}
+
+int svc_call_send_prepared(svc_client *c, const char *method, size_t len,
+                           uint64_t *id) {
+  if (id)
+    *id = 0;
+  if (!c || !c->prep || len > c->prep_len)
+    return SVC_EINVAL;
+  int rc = send_checked(c, method, c->prep, len, SVC__SEND_PREPARED, id);
+  if (rc == 0)
+    drop_prepared(c);
   return rc;
 }
 
@@ -601,9 +691,14 @@ void svc_client_close(svc_client *c) {
   if (!c)
     return;
   release_held(c);
+  drop_prepared(c);
   for (uint32_t i = 0; i < c->slots; i++)
     c->calls[i].state = CALL_FREE;
   client_drop(c);
+  for (int i = 0; i < 2; i++)
+    if (c->parked[i])
+      c->parked[i]->tp->close(c->parked[i]);
+  free(c->prep_buf);
   if (c->epfd >= 0) {
     close(c->epfd);
     close(c->evfd);

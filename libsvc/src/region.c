@@ -260,11 +260,12 @@ int svc__region_read_frame(svc__region *r, size_t off, int lane,
   if (where == SVC__WHERE_INLINE) {
     at = r->base + off + SVC__SLOT_HDR;
     room = SVC__SLOT_FRAME_MAX;
-  } else if (where == SVC__WHERE_LANE) {
-    if ((rc = lane_sync(r, lane, SVC__FRAME_HDR)) < 0)
+  } else if (SVC__WHERE_KIND(where) == SVC__WHERE_LANE) {
+    size_t skip = SVC__WHERE_OFF(where); /* at most 255 */
+    if ((rc = lane_sync(r, lane, skip + SVC__FRAME_HDR)) < 0)
       return rc;
-    at = svc__region_lane(r, lane);
-    room = r->lane_size;
+    at = svc__region_lane(r, lane) + skip;
+    room = r->lane_size - skip;
   } else {
     return SVC_EPROTO;
   }
@@ -275,7 +276,8 @@ int svc__region_read_frame(svc__region *r, size_t off, int lane,
   size_t size = svc__frame_size(f->method_len, f->payload_len);
   if (size > room)
     return SVC_EPROTO;
-  if (where == SVC__WHERE_LANE && (rc = lane_sync(r, lane, size)) < 0)
+  if (where != SVC__WHERE_INLINE &&
+      (rc = lane_sync(r, lane, SVC__WHERE_OFF(where) + size)) < 0)
     return rc;
   f->method = at + SVC__FRAME_HDR;
   f->payload = f->method + f->method_len;

@@ -64,7 +64,7 @@ typedef struct svc__region_hdr {
 #define SVC__SLOT_HDR 8                           /* u32 seq, u32 info */
 #define SVC__SLOT_FRAME_MAX (256 - SVC__SLOT_HDR) /* largest inline frame */
 #define SVC__WHERE_INLINE 0
-#define SVC__WHERE_LANE 1
+#define SVC__WHERE_LANE 1 /* | the frame's offset in the lane << 8 */
 #define SVC__LANE_REQ 0
 #define SVC__LANE_REP 1
 
@@ -126,6 +126,14 @@ static inline uint32_t *svc__region_info(const svc__region *r, size_t off) {
 }
 #define SVC__INFO(where, next) ((uint32_t)(where) | (uint32_t)(next) << 16)
 #define SVC__INFO_WHERE(info) ((info)&0xffffu)
+/* "where": bits 0-7 the kind (inline or lane), bits 8-15 the offset of the
+ * frame in the lane (a request written in place starts after room for the
+ * longest method, so that its payload's place does not depend on it). */
+#define SVC__WHERE_KIND(where) ((where)&0xffu)
+#define SVC__WHERE_OFF(where) ((where) >> 8)
+#define SVC__WHERE_LANE_AT(off) (SVC__WHERE_LANE | (uint32_t)(off) << 8)
+/* Where a request written in place begins its payload, from the lane. */
+#define SVC__PREPARED_AT (SVC__FRAME_HDR + SVC_METHOD_MAX)
 #define SVC__INFO_NEXT(info) ((info) >> 16)
 
 /* Reads the frame the peer put in the slot half at off: copies "where" and

@@ -61,7 +61,11 @@ typedef struct svc__result {
   size_t len;
 } svc__result;
 
-enum svc__send_flags { SVC__SEND_IDLE = 1, SVC__SEND_ALONE = 2 };
+enum svc__send_flags {
+  SVC__SEND_IDLE = 1,    /* no call is in flight */
+  SVC__SEND_ALONE = 2,   /* nothing is sent before this call's reply */
+  SVC__SEND_PREPARED = 4 /* req is the space request_space gave */
+};
 
 /* What the client asks of a connection. */
 typedef struct svc__dial_opts {
@@ -91,6 +95,12 @@ struct svc__transport {
    * the connection stays. After any other error the connection is broken. */
   int (*send)(svc__conn *c, uint32_t seq, const char *method, size_t method_len,
               const void *req, size_t len, int flags, int64_t deadline);
+  /* Space on c for a request of up to len bytes that the caller writes in
+   * place (shm: in the request lane, after room for the header and the
+   * longest method), or NULL where the transport has none (the client
+   * uses a buffer of its own). Valid until a send: a send with
+   * SVC__SEND_PREPARED takes it as it is, any other large send reuses it. */
+  void *(*request_space)(svc__conn *c, size_t len);
   /* Waits until the reply of some call in flight arrived, or the deadline
    * (0: look once, do not sleep); first sends what send held back. 0 with *res;
    * SVC_ETIMEDOUT (the connection stays); SVC_EPEERGONE, SVC_EPROTO, ...:

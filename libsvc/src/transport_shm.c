@@ -48,6 +48,7 @@ typedef struct shm_conn {
   int held_slot;         /* the slot of the reply handed out, or -1 */
   uint32_t scans;        /* checks while waiting, for the full scans */
   int req_lane_busy;     /* a request in flight lies in the request lane */
+  int req_lane_lent;     /* the lane is the caller's, to write a request */
   uint32_t req_lane_seq; /* ... that call's number */
   int held_lane;         /* the reply handed out lies in the reply lane */
   int watched;           /* event-loop mode: keep client_sleeping armed */
@@ -183,10 +184,23 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
   if (c->slot_busy[k] || (int)k == c->held_slot)
     return SVC_EAGAIN; /* its reply is still read, or its call in flight */
   size_t slot = svc__region_slot(r, k);
-  size_t size = svc__frame_size(method_len, len);
+  size_t size = svc__frame_size(method_len, len), payload_len = len;
   uint32_t where = SVC__WHERE_INLINE;
   uint8_t *at = r->base + slot + SVC__SLOT_REQ + SVC__SLOT_HDR;
-  if (size > SVC__SLOT_FRAME_MAX) {
+  if (flags & SVC__SEND_PREPARED) {
+    /* Written in place: the payload is where request_space put it; the
+     * header and method go just before it. */
+    if (c->req_lane_busy || !c->req_lane_lent ||
+        req != svc__region_lane(r, SVC__LANE_REQ) + SVC__PREPARED_AT)
+      return SVC_EAGAIN;
+    size_t skip = SVC_METHOD_MAX - method_len;
+    where = SVC__WHERE_LANE_AT(skip);
+    at = svc__region_lane(r, SVC__LANE_REQ) + skip;
+    len = 0; /* nothing to copy below */
+    c->req_lane_lent = 0;
+    c->req_lane_busy = 1;
+    c->req_lane_seq = seq;
+  } else if (size > SVC__SLOT_FRAME_MAX) {
     if (c->req_lane_busy)
       return SVC_EAGAIN;
     int rc = svc__region_lane_ensure(r, SVC__LANE_REQ, size);
@@ -194,6 +208,7 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
       return rc;
     where = SVC__WHERE_LANE;
     at = svc__region_lane(r, SVC__LANE_REQ);
+    c->req_lane_lent = 0; /* whatever was written there is gone */
     c->req_lane_busy = 1;
     c->req_lane_seq = seq;
   }
@@ -204,7 +219,7 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
   svc__frame f = {.type = SVC__FRAME_REQUEST,
                   .call_id = seq,
                   .method_len = (uint32_t)method_len,
-                  .payload_len = (uint32_t)len};
+                  .payload_len = (uint32_t)payload_len};
   svc__frame_encode_header(&f, at);
   memcpy(at + SVC__FRAME_HDR, method, method_len);
   if (len)
@@ -330,6 +345,16 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
   res->payload = rep.payload;
   res->len = rep.payload_len;
   return 0;
+}
+
+static void *shm_request_space(svc__conn *base, size_t len) {
+  shm_conn *c = (shm_conn *)base;
+  svc__region *r = &c->region;
+  if (c->req_lane_busy || len > r->max_payload ||
+      svc__region_lane_ensure(r, SVC__LANE_REQ, SVC__PREPARED_AT + len) < 0)
+    return NULL; /* the client writes into a buffer of its own instead */
+  c->req_lane_lent = 1;
+  return svc__region_lane(r, SVC__LANE_REQ) + SVC__PREPARED_AT;
 }
 
 static void shm_release(svc__conn *base) {
@@ -591,6 +616,7 @@ const svc__transport svc__transport_shm = {
     .release = shm_release,
     .taken = shm_taken,
     .request = shm_request,
+    .request_space = shm_request_space,
     .watch = shm_watch,
     .buffered = shm_buffered,
     .listen = shm_listen,

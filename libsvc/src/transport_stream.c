@@ -434,6 +434,12 @@ static int stream_request(svc__conn *base, uint32_t seq, svc__frame *f) {
   return SVC_ESTATE; /* requests are not kept once written */
 }
 
+static void *stream_request_space(svc__conn *base, size_t len) {
+  (void)base;
+  (void)len;
+  return NULL; /* the client's buffer, sent with writev from where it is */
+}
+
 static void stream_watch(svc__conn *base) { (void)base; }
 
 static int stream_buffered(const svc__conn *base) {
@@ -621,6 +627,7 @@ const svc__transport svc__transport_unix = {
     .release = stream_release,
     .taken = stream_taken,
     .request = stream_request,
+    .request_space = stream_request_space,
     .watch = stream_watch,
     .buffered = stream_buffered,
     .listen = unix_listen,
@@ -639,6 +646,7 @@ const svc__transport svc__transport_tcp = {
     .release = stream_release,
     .taken = stream_taken,
     .request = stream_request,
+    .request_space = stream_request_space,
     .watch = stream_watch,
     .buffered = stream_buffered,
     .listen = tcp_listen,

@@ -80,6 +80,23 @@ static int m_checksum(void *ctx, const void *req, size_t len, svc_reply *r) {
   return svc_reply_set(r, out, sizeof out);
 }
 
+/* slowsum: reads its request in place, a page every millisecond (on shm
+ * the bytes are the client's region, which may go away under it when the
+ * client dies), and replies the 8-byte sum of every byte. */
+static int m_slowsum(void *ctx, const void *req, size_t len, svc_reply *r) {
+  (void)ctx;
+  const volatile uint8_t *p = req;
+  uint64_t sum = 0;
+  for (size_t i = 0; i < len; i++) {
+    sum += p[i];
+    if (i % 4096 == 4095) {
+      struct timespec ts = {0, 1000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  return svc_reply_set(r, &sum, sizeof sum);
+}
+
 /* fail: returns the code in the request (default 42): positive codes reach
  * the caller as SVC_EHANDLER, negative ones as that SVC_E* code. */
 static int m_fail(void *ctx, const void *req, size_t len, svc_reply *r) {
@@ -244,10 +261,11 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     svc_handler fn;
-  } methods[] = {
-      {"echo", m_echo}, {"echo_set", m_echo_set}, {"checksum", m_checksum},
-      {"fail", m_fail}, {"sleep", m_sleep},       {"burn", m_burn},
-      {"big", m_big},   {"pid", m_pid},           {"counted", m_counted}};
+  } methods[] = {{"echo", m_echo},         {"echo_set", m_echo_set},
+                 {"checksum", m_checksum}, {"fail", m_fail},
+                 {"sleep", m_sleep},       {"burn", m_burn},
+                 {"big", m_big},           {"pid", m_pid},
+                 {"counted", m_counted},   {"slowsum", m_slowsum}};
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
     check(svc_server_method(s, methods[i].name, methods[i].fn, NULL),
           "svc_server_method", methods[i].name);
