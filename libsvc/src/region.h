@@ -27,9 +27,13 @@ typedef struct svc__region_hdr {
   uint32_t ring_slots;  /* slots in the ring: a power of two, 1..RING_MAX */
   uint8_t pad0[SVC__CACHELINE - 20];
   /* line 1: set by the client when it sleeps (or waits in an event loop);
-   * the server clears it when it rings the doorbell */
+   * the server clears it when it rings the doorbell. request_for and
+   * request_eta_ns: the call whose large request the client is copying in,
+   * and when it expects to be done (as reply_for below, the other way). */
   _Atomic uint32_t client_sleeping;
-  uint8_t pad1[SVC__CACHELINE - 4];
+  _Atomic uint32_t request_for;
+  _Atomic uint64_t request_eta_ns;
+  uint8_t pad1[SVC__CACHELINE - 16];
   /* line 2: set by the server when it sleeps; the client clears it when it
    * rings. closing is the server's "reconnect before the next call". */
   _Atomic uint32_t server_sleeping;
@@ -40,9 +44,15 @@ typedef struct svc__region_hdr {
   _Atomic uint32_t taken_seq; /* sequence number of the last call taken */
   uint8_t pad3[SVC__CACHELINE - 4];
   /* line 4: the reply lane's owner. The server sets it to 1 when it writes
-   * a reply there; the client stores 0 when it no longer reads that reply. */
+   * a reply there; the client stores 0 when it no longer reads that reply.
+   * reply_for and reply_eta_ns, written by the server as it starts a large
+   * reply: the call it is writing for, and when it expects to be done
+   * (CLOCK_MONOTONIC ns). A waiting client spins on while they say its
+   * reply is being copied, instead of sleeping through the copy. */
   _Atomic uint32_t reply_lane_busy;
-  uint8_t pad4[SVC__CACHELINE - 4];
+  _Atomic uint32_t reply_for;
+  _Atomic uint64_t reply_eta_ns;
+  uint8_t pad4[SVC__CACHELINE - 16];
 } svc__region_hdr;
 
 /* The ring: ring_slots slots of SVC__SLOT_SIZE bytes from SVC__REGION_RING.

@@ -96,6 +96,9 @@ typedef struct wait_cond {
   uint32_t old;
   int (*ready)(void *ctx);
   void *ctx;
+  const _Atomic uint32_t *busy_for; /* optional: the peer's "writing for" */
+  uint32_t busy_val;
+  const _Atomic uint64_t *eta_ns;
 } wait_cond;
 
 static inline int cond_met(const wait_cond *c) {
@@ -210,6 +213,29 @@ static int sleep_until(const wait_cond *c, _Atomic uint32_t *sleeping, int fd,
   return rc;
 }
 
+/* The budget ran out while the peer says it is copying what we wait for:
+ * spinning through the copy is cheaper than a sleep and a wake-up. Returns
+ * 1 when the condition held, 0 when the peer stopped saying so or its
+ * estimate (capped) passed. */
+static int spin_while_busy(const wait_cond *c, int64_t deadline) {
+  int64_t now = svc__now_ns(), cap = now + SVC__BUSY_SPIN_MAX_NS;
+  cap = cap < deadline ? cap : deadline;
+  for (;;) {
+    if (atomic_load_explicit(c->busy_for, memory_order_relaxed) != c->busy_val)
+      return cond_met(c);
+    int64_t eta =
+        (int64_t)atomic_load_explicit(c->eta_ns, memory_order_relaxed);
+    if (now >= eta || now >= cap)
+      return cond_met(c);
+    for (int i = 0; i < 64; i++) {
+      if (cond_met(c))
+        return 1;
+      cpu_relax();
+    }
+    now = svc__now_ns();
+  }
+}
+
 static int wait_cond_until(svc__waiter *w, const wait_cond *c,
                            _Atomic uint32_t *sleeping, int fd,
                            int64_t deadline) {
@@ -217,6 +243,9 @@ static int wait_cond_until(svc__waiter *w, const wait_cond *c,
     return 0;
   int64_t start = 0;
   if (spin_budgeted(w, c, &start))
+    return 0;
+  if (c->busy_for && w->policy != SVC_WAIT_BLOCK &&
+      spin_while_busy(c, deadline))
     return 0;
   if (start == 0)
     start = svc__now_ns();
@@ -231,6 +260,29 @@ static int wait_cond_until(svc__waiter *w, const wait_cond *c,
 int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
               _Atomic uint32_t *sleeping, int fd, int64_t deadline) {
   wait_cond c = {.seq = seq, .old = old};
+  return wait_cond_until(w, &c, sleeping, fd, deadline);
+}
+
+int svc__spin_while_busy(const _Atomic uint32_t *seq, uint32_t old,
+                         const _Atomic uint32_t *busy_for, uint32_t busy_val,
+                         const _Atomic uint64_t *eta_ns) {
+  wait_cond c = {.seq = seq,
+                 .old = old,
+                 .busy_for = busy_for,
+                 .busy_val = busy_val,
+                 .eta_ns = eta_ns};
+  return spin_while_busy(&c, INT64_MAX);
+}
+
+int svc__wait_hinted(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
+                     _Atomic uint32_t *sleeping, int fd, int64_t deadline,
+                     const _Atomic uint32_t *busy_for, uint32_t busy_val,
+                     const _Atomic uint64_t *eta_ns) {
+  wait_cond c = {.seq = seq,
+                 .old = old,
+                 .busy_for = busy_for,
+                 .busy_val = busy_val,
+                 .eta_ns = eta_ns};
   return wait_cond_until(w, &c, sleeping, fd, deadline);
 }
 

@@ -40,6 +40,23 @@ void svc__waiter_learn(svc__waiter *w, int64_t t);
 int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
               _Atomic uint32_t *sleeping, int fd, int64_t deadline);
 
+/* svc__wait for a reply the peer may be copying: when the budget ends
+ * while *busy_for == busy_val (the peer says it is writing what we wait
+ * for), spins on until *eta_ns (at most SVC__BUSY_SPIN_MAX_NS more), then
+ * sleeps as svc__wait does. A peer computing without saying so costs the
+ * usual budget only. */
+#define SVC__BUSY_SPIN_MAX_NS 20000000 /* 20 ms */
+int svc__wait_hinted(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
+                     _Atomic uint32_t *sleeping, int fd, int64_t deadline,
+                     const _Atomic uint32_t *busy_for, uint32_t busy_val,
+                     const _Atomic uint64_t *eta_ns);
+
+/* After svc__spin ran out: spins on while *busy_for == busy_val and
+ * *eta_ns is ahead (capped as above). 1 when *seq left old. */
+int svc__spin_while_busy(const _Atomic uint32_t *seq, uint32_t old,
+                         const _Atomic uint32_t *busy_for, uint32_t busy_val,
+                         const _Atomic uint64_t *eta_ns);
+
 /* The same for a condition over several words: waits until ready(ctx). */
 int svc__wait_any(svc__waiter *w, int (*ready)(void *ctx), void *ctx,
                   _Atomic uint32_t *sleeping, int fd, int64_t deadline);
