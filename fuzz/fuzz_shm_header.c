@@ -99,7 +99,7 @@
 
 enum { OP_POST, OP_RAW, OP_GROW, OP_SEAL, OP_PUNCH, OP_SERVE, OP_SERVE2 };
 /* P_LANE: in the lane, at the offset given by the fill byte (a request
- * written in place by svc_request_alloc sits at 255 - method length). */
+ * written in place by svc_request_alloc sits at an offset too). */
 enum { P_LIE = 1, P_LANE = 2, P_BAD_ID = 4, P_UNPUBLISHED = 8, P_NUL = 16 };
 
 static const size_t server_max[8] = {0,    64,    200,     224,

@@ -231,9 +231,9 @@ def shm_seeds():
     return {
         # well-formed traffic
         "inline-call": shm_input(post(1) + SERVE),
-        # requests written in place: in the lane (flags 2) at the offset in
-        # the fill byte, 255 - method length, small and large, then an
-        # ordinary lane request at offset 0
+        # frames at an offset in the lane, as requests written in place are
+        # (flags 2: in the lane, at the offset in the fill byte), small and
+        # large, then an ordinary lane request at offset 0
         "in-place-small": shm_input(post(1, fill=251, flags=2) + SERVE,
                                     reply=ECHO),
         "in-place-large": shm_input(post(1, 4, 70000, fill=251, flags=2) +

@@ -43,9 +43,10 @@ static size_t ring_end(uint32_t slots) {
   return page_align(SVC__REGION_RING + (size_t)slots * SVC__SLOT_SIZE);
 }
 
-/* A lane holds one frame of the largest size. */
+/* A lane holds one frame of the largest size, also when it is written in
+ * place (its payload at SVC__PREPARED_AT). */
 static size_t lane_size(size_t max_payload) {
-  return page_align(SVC__FRAME_HDR + SVC_METHOD_MAX + max_payload);
+  return page_align(SVC__PREPARED_AT + max_payload);
 }
 
 size_t svc__region_max_size(size_t max_payload, uint32_t slots) {
@@ -261,7 +262,7 @@ int svc__region_read_frame(svc__region *r, size_t off, int lane,
     at = r->base + off + SVC__SLOT_HDR;
     room = SVC__SLOT_FRAME_MAX;
   } else if (SVC__WHERE_KIND(where) == SVC__WHERE_LANE) {
-    size_t skip = SVC__WHERE_OFF(where); /* at most 255 */
+    size_t skip = SVC__WHERE_OFF(where); /* at most 511 */
     if ((rc = lane_sync(r, lane, skip + SVC__FRAME_HDR)) < 0)
       return rc;
     at = svc__region_lane(r, lane) + skip;

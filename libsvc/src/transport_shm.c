@@ -197,7 +197,7 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
     if (c->req_lane_busy || !c->req_lane_lent ||
         req != svc__region_lane(r, SVC__LANE_REQ) + SVC__PREPARED_AT)
       return SVC_EAGAIN;
-    size_t skip = SVC_METHOD_MAX - method_len;
+    size_t skip = SVC__PREPARED_AT - SVC__FRAME_HDR - method_len;
     where = SVC__WHERE_LANE_AT(skip);
     at = svc__region_lane(r, SVC__LANE_REQ) + skip;
     len = 0; /* nothing to copy below */
