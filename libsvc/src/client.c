@@ -65,8 +65,7 @@ struct svc_client {
   uint64_t last_id;
   finished *done; /* FIFO of finished calls: [done_head, +ndone) */
   int ndone, done_head, done_cap;
-  int held; /* a reply is handed out, from held_conn */
-  svc__conn *held_conn;
+  svc__conn *held_conn; /* the reply handed out lies in it; NULL: none */
   void *prep;           /* svc_request_alloc's space, or NULL */
   size_t prep_len;      /* ... its size */
   svc__conn *prep_conn; /* ... the connection it lies in (NULL: prep_buf) */
@@ -187,10 +186,9 @@ static void close_if_unused(svc_client *c, svc__conn *x) {
 
 /* Lets go of the reply handed out, if any. */
 static void release_held(svc_client *c) {
-  if (!c->held)
-    return;
   svc__conn *x = c->held_conn;
-  c->held = 0;
+  if (!x)
+    return;
   c->held_conn = NULL;
   if (x == c->conn)
     c->tp->release(x);
@@ -286,6 +284,17 @@ static void fail_all(svc_client *c, int rc) {
   client_drop(c);
 }
 
+/* Records call id as sent in the next slot (cs) of the connection. */
+static void call_sent(svc_client *c, call_slot *cs, uint64_t id,
+                      int64_t deadline, int resent) {
+  *cs = (call_slot){id, deadline, c->next_seq, CALL_LIVE, (uint8_t)resent};
+  if (++c->next_seq == 0) /* 0 is never a call's number */
+    c->next_seq = 1;
+  c->inflight++;
+  c->live++;
+  c->ndeadlines += deadline != INT64_MAX;
+}
+
 /* Sends the saved calls again, on a new connection, under their ids. */
 static void resend_all(svc_client *c) {
   int64_t deadline = INT64_MAX;
@@ -307,16 +316,10 @@ static void resend_all(svc_client *c) {
       src = c->tp->send(c->conn, c->next_seq, r->method, strlen(r->method),
                         r->req, r->len, c->inflight ? 0 : SVC__SEND_IDLE,
                         deadline);
-    if (src == 0) {
-      *cs = (call_slot){r->id, r->deadline, c->next_seq, CALL_LIVE, 1};
-      if (++c->next_seq == 0)
-        c->next_seq = 1;
-      c->inflight++;
-      c->live++;
-      c->ndeadlines += r->deadline != INT64_MAX;
-    } else {
+    if (src == 0)
+      call_sent(c, cs, r->id, r->deadline, 1);
+    else
       push_done(c, r->id, SVC_EPEERGONE); /* as its connection did */
-    }
     free(r->req);
   }
   c->nresends = 0;
@@ -332,9 +335,18 @@ static void slot_free(svc_client *c, call_slot *cs) {
   c->inflight--;
 }
 
-/* Calls past their deadline finish with SVC_ETIMEDOUT; their late replies
- * will be dropped. A connection left with nothing but such calls is closed
+/* A connection left with nothing in flight but timed-out calls is closed,
  * so that the next call does not queue behind them. */
+static void close_if_only_abandoned(svc_client *c) {
+  if (c->live > 0 || c->inflight == 0)
+    return;
+  for (uint32_t i = 0; i < c->slots; i++)
+    c->calls[i].state = CALL_FREE;
+  client_drop(c);
+}
+
+/* Calls past their deadline finish with SVC_ETIMEDOUT; their late replies
+ * will be dropped. */
 static void expire(svc_client *c, int64_t now) {
   for (uint32_t i = 0; i < c->slots && c->ndeadlines; i++) {
     call_slot *cs = &c->calls[i];
@@ -345,11 +357,7 @@ static void expire(svc_client *c, int64_t now) {
     c->live--;
     c->ndeadlines--;
   }
-  if (c->live == 0 && c->inflight > 0) {
-    for (uint32_t i = 0; i < c->slots; i++)
-      c->calls[i].state = CALL_FREE;
-    client_drop(c);
-  }
+  close_if_only_abandoned(c);
 }
 
 /* ---- calls ---- */
@@ -426,12 +434,7 @@ static int start_call(svc_client *c, const char *method, size_t mlen,
     rc = c->tp->send(c->conn, c->next_seq, method, mlen, req ? req : "", len,
                      f | (c->inflight ? 0 : SVC__SEND_IDLE), deadline);
     if (rc == 0) {
-      *cs = (call_slot){++c->last_id, deadline, c->next_seq, CALL_LIVE, 0};
-      if (++c->next_seq == 0) /* 0 is never a call's number */
-        c->next_seq = 1;
-      c->inflight++;
-      c->live++;
-      c->ndeadlines += deadline != INT64_MAX;
+      call_sent(c, cs, ++c->last_id, deadline, 0);
       *id = cs->id;
       return 0;
     }
@@ -486,11 +489,9 @@ static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
       slot_free(c, cs);
       if (!was_live) { /* its caller was told it timed out */
         c->tp->release(c->conn);
-        if (c->inflight > 0 && c->live == 0)
-          expire(c, 0); /* only abandoned calls left: close */
+        close_if_only_abandoned(c);
         continue;
       }
-      c->held = 1;
       c->held_conn = c->conn;
       *id = call_id;
       if (res.status != 0)
@@ -500,7 +501,7 @@ static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
       return 0;
     }
     if (rc != SVC_ETIMEDOUT) {
-      fail_all(c, rc == SVC_ETIMEDOUT ? SVC_EPEERGONE : rc);
+      fail_all(c, rc);
       continue;
     }
     int64_t now = c->ndeadlines || (deadline && deadline != INT64_MAX)

@@ -17,11 +17,22 @@
 #include "wait.h"
 
 #define HELLO_MAGIC 0x4c454853u /* "SHEL" */
-/* A conservative copy rate for the reply's expected finish (this VM copies
- * 5-10 GB/s) and slack for the handler's own work around it. */
+/* For announce_copy: a conservative copy rate (this VM copies 5-10 GB/s)
+ * and slack for the work around the copy. */
 #define COPY_BYTES_PER_NS 1
 #define COPY_SLACK_NS 50000
 #define HANDSHAKE_TIMEOUT_NS (5 * (int64_t)1000000000)
+
+/* Says in the header that call seq's message of len bytes is being copied
+ * now, and when that should be done: the peer spins through it. */
+static void announce_copy(_Atomic uint32_t *copy_for, _Atomic uint64_t *eta_ns,
+                          uint32_t seq, size_t len) {
+  atomic_store_explicit(eta_ns,
+                        (uint64_t)(svc__now_ns() + COPY_SLACK_NS) +
+                            len / COPY_BYTES_PER_NS,
+                        memory_order_relaxed);
+  atomic_store(copy_for, seq); /* after the estimate it vouches for */
+}
 
 /* client -> server, with the region's fd attached */
 typedef struct hello_msg {
@@ -224,13 +235,8 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
                   .call_id = seq,
                   .method_len = (uint32_t)method_len,
                   .payload_len = (uint32_t)payload_len};
-  if (len > SVC__SLOT_FRAME_MAX) { /* the server may spin through it */
-    atomic_store_explicit(&h->request_eta_ns,
-                          (uint64_t)(svc__now_ns() + COPY_SLACK_NS) +
-                              len / COPY_BYTES_PER_NS,
-                          memory_order_relaxed);
-    atomic_store(&h->request_for, seq);
-  }
+  if (len > SVC__SLOT_FRAME_MAX) /* the server may spin through it */
+    announce_copy(&h->request_for, &h->request_eta_ns, seq, len);
   svc__frame_encode_header(&f, at);
   memcpy(at + SVC__FRAME_HDR, method, method_len);
   if (len)
@@ -370,11 +376,7 @@ static void *shm_request_space(svc__conn *base, size_t len) {
    * a server whose spin budget ends meanwhile spins through the copy. */
   svc__region_hdr *h = svc__region_hdr_of(r);
   uint32_t next = c->posted + 1 ? c->posted + 1 : 1;
-  atomic_store_explicit(&h->request_eta_ns,
-                        (uint64_t)(svc__now_ns() + COPY_SLACK_NS) +
-                            len / COPY_BYTES_PER_NS,
-                        memory_order_relaxed);
-  atomic_store(&h->request_for, next);
+  announce_copy(&h->request_for, &h->request_eta_ns, next, len);
   return svc__region_lane(r, SVC__LANE_REQ) + SVC__PREPARED_AT;
 }
 
@@ -531,13 +533,9 @@ static void *shm_reply_alloc(svc_reply *rep, size_t len) {
   int rc = c->reply_lane_owned ? 0 : take_reply_lane(c);
   if (rc == 0)
     rc = svc__region_lane_ensure(r, SVC__LANE_REP, size);
-  if (rc == 0) { /* say how long the copy should take: the client spins */
+  if (rc == 0) { /* the client spins while the handler writes it */
     svc__region_hdr *h = svc__region_hdr_of(r);
-    atomic_store_explicit(&h->reply_eta_ns,
-                          (uint64_t)(svc__now_ns() + COPY_SLACK_NS) +
-                              len / COPY_BYTES_PER_NS,
-                          memory_order_relaxed);
-    atomic_store(&h->reply_for, c->seq);
+    announce_copy(&h->reply_for, &h->reply_eta_ns, c->seq, len);
   }
   if (rc < 0) {
     rep->error = rc == SVC_ETOOBIG ? SVC_ETOOBIG : SVC_ENOMEM;

@@ -263,14 +263,21 @@ int svc__wait(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
   return wait_cond_until(w, &c, sleeping, fd, deadline);
 }
 
+/* A wait for *seq to leave old, through a copy the peer announces. */
+static wait_cond hinted(const _Atomic uint32_t *seq, uint32_t old,
+                        const _Atomic uint32_t *busy_for, uint32_t busy_val,
+                        const _Atomic uint64_t *eta_ns) {
+  return (wait_cond){.seq = seq,
+                     .old = old,
+                     .busy_for = busy_for,
+                     .busy_val = busy_val,
+                     .eta_ns = eta_ns};
+}
+
 int svc__spin_while_busy(const _Atomic uint32_t *seq, uint32_t old,
                          const _Atomic uint32_t *busy_for, uint32_t busy_val,
                          const _Atomic uint64_t *eta_ns) {
-  wait_cond c = {.seq = seq,
-                 .old = old,
-                 .busy_for = busy_for,
-                 .busy_val = busy_val,
-                 .eta_ns = eta_ns};
+  wait_cond c = hinted(seq, old, busy_for, busy_val, eta_ns);
   return spin_while_busy(&c, INT64_MAX);
 }
 
@@ -278,11 +285,7 @@ int svc__wait_hinted(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old,
                      _Atomic uint32_t *sleeping, int fd, int64_t deadline,
                      const _Atomic uint32_t *busy_for, uint32_t busy_val,
                      const _Atomic uint64_t *eta_ns) {
-  wait_cond c = {.seq = seq,
-                 .old = old,
-                 .busy_for = busy_for,
-                 .busy_val = busy_val,
-                 .eta_ns = eta_ns};
+  wait_cond c = hinted(seq, old, busy_for, busy_val, eta_ns);
   return wait_cond_until(w, &c, sleeping, fd, deadline);
 }
 
