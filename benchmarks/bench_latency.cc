@@ -1,16 +1,23 @@
 /* bench_latency.cc — round-trip latency per payload size (16 B .. 16 MiB)
  * for every transport: the benchmark process is the client, the echo server
  * is a forked child. Reports mean/p50/p99 of the individually timed calls
- * and the CPU that client and server burn per call. */
+ * and the CPU that client and server burn per call. Issue 11's rows: the
+ * machine's memcpy bandwidth, a one-way 16 MiB transfer written in place,
+ * and what a client costs while a 10 ms handler computes. */
 #include <stdio.h>
+#include <string.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "harness.h"
 #include "transport.h"
 
 namespace bench {
 namespace {
+
+/* Says whether a reply is the right one for the request. */
+using ReplyCheck = std::function<bool(const void *resp, size_t resp_len)>;
 
 /* Calls until warmup_ms have passed (at least 3): connections set up,
  * pages touched, adaptive spin budgets learned, before anything counts. */
@@ -29,19 +36,21 @@ bool latency_warm_up(benchmark::State &state, Conn *c,
   return true;
 }
 
-void BM_Latency(benchmark::State &state, const std::string &name,
-                const ServerOptions &opts = {}) {
-  const size_t len = (size_t)state.range(0);
-  Watchdog watchdog("latency/" + name + "/" + std::to_string(len),
-                    (unsigned)g_opts.watchdog_s);
+/* Starts transport name's server, warms up, then times one call per
+ * iteration (the client reads the whole reply inside the timed part: a
+ * client uses its reply) and reports latency and CPU per call. */
+void latency_run(benchmark::State &state, const std::string &what,
+                 const std::string &name, const ServerOptions &opts,
+                 const std::vector<unsigned char> &req,
+                 const ReplyCheck &check) {
+  Watchdog watchdog(what, (unsigned)g_opts.watchdog_s);
   std::string err;
   auto t = MakeTransport(name, opts);
-  if (!t || !t->Start(1, len, &err)) {
+  if (!t || !t->Start(1, req.size(), &err)) {
     state.SkipWithError(t ? err.c_str() : "unknown transport");
     return;
   }
   auto c = t->Connect(0, &err);
-  auto req = MakePayload(len);
   if (!c) {
     state.SkipWithError(err.c_str());
   } else if (latency_warm_up(state, c.get(), req)) {
@@ -50,15 +59,18 @@ void BM_Latency(benchmark::State &state, const std::string &name,
         state.max_iterations, 1 << 24));
     const void *resp = nullptr;
     size_t resp_len = 0;
+    uint64_t sink = 0;
     uint64_t server0 = PeerCpuNs(t->server_pid());
     uint64_t client0 = ProcessCpuNs();
     uint64_t wall0 = NowNs();
     for (auto _ : state) {
       uint64_t t0 = NowNs();
-      int rc = c->Call(req.data(), len, &resp, &resp_len, &err);
+      int rc = c->Call(req.data(), req.size(), &resp, &resp_len, &err);
+      if (rc == 0)
+        sink += ReadAll(resp, resp_len);
       uint64_t t1 = NowNs();
-      if (rc != 0 || !ReplyMatches(req.data(), len, resp, resp_len)) {
-        state.SkipWithError(rc ? err.c_str() : "reply differs from request");
+      if (rc != 0 || !check(resp, resp_len)) {
+        state.SkipWithError(rc ? err.c_str() : "wrong reply");
         break;
       }
       state.SetIterationTime((double)(t1 - t0) * 1e-9);
@@ -67,15 +79,82 @@ void BM_Latency(benchmark::State &state, const std::string &name,
     uint64_t wall = NowNs() - wall0;
     uint64_t client = ProcessCpuNs() - client0;
     uint64_t server = PeerCpuNs(t->server_pid()) - server0;
+    benchmark::DoNotOptimize(sink);
     if (!state.error_occurred()) {
       lat.Report(state);
       ReportCpu(state, client, server, wall, lat.count());
-      state.SetBytesProcessed((int64_t)(2 * len * lat.count()));
+      state.counters["client_cores"] = (double)client / (double)wall;
       state.SetLabel(name);
     }
   }
   c.reset(); /* close the client before the server goes */
   t->Stop();
+}
+
+void BM_Latency(benchmark::State &state, const std::string &name,
+                const ServerOptions &opts = {}) {
+  const size_t len = (size_t)state.range(0);
+  auto req = MakePayload(len);
+  latency_run(state, "latency/" + name + "/" + std::to_string(len), name, opts,
+              req, [&](const void *resp, size_t resp_len) {
+                return ReplyMatches(req.data(), len, resp, resp_len);
+              });
+  state.SetBytesProcessed((int64_t)(2 * len * state.iterations()));
+}
+
+/* The machine's copy bandwidth, issue 11's yardstick: one memcpy of len
+ * bytes between two buffers touched beforehand, timed like a call. */
+void BM_Memcpy(benchmark::State &state) {
+  const size_t len = (size_t)state.range(0);
+  auto src = MakePayload(len);
+  std::vector<unsigned char> dst(len, 0);
+  Latency lat(1 << 16);
+  for (auto _ : state) {
+    uint64_t t0 = NowNs();
+    memcpy(dst.data(), src.data(), len);
+    benchmark::ClobberMemory();
+    uint64_t t1 = NowNs();
+    state.SetIterationTime((double)(t1 - t0) * 1e-9);
+    lat.Add(t1 - t0);
+  }
+  lat.Report(state);
+  state.SetBytesProcessed((int64_t)(len * state.iterations()));
+  state.SetLabel("memcpy");
+}
+
+/* A one-way transfer: the client writes len bytes in place (copying them
+ * from its own buffer, as memcpy does), the handler ("sum") reads all of
+ * them where they lie and replies with 8 bytes. Like one memcpy, but the
+ * writer and the reader are two processes. */
+void BM_Send(benchmark::State &state, const std::string &name) {
+  const size_t len = (size_t)state.range(0);
+  ServerOptions opts;
+  opts.method = "sum";
+  auto req = MakePayload(len);
+  uint64_t want = ReadAll(req.data(), len);
+  latency_run(state, "send/" + name, name, opts, req,
+              [&](const void *resp, size_t resp_len) {
+                uint64_t got = 0;
+                if (resp_len != sizeof got)
+                  return false;
+                memcpy(&got, resp, sizeof got);
+                return got == want;
+              });
+  state.SetBytesProcessed((int64_t)(len * state.iterations()));
+}
+
+/* A handler that computes for state.range(0) us ("burn"): what the waiting
+ * client costs. The server announces no copy, so the client spins its
+ * short budget and sleeps (issue 11: under 5% of a core for 10 ms). */
+void BM_SlowHandler(benchmark::State &state, const std::string &name) {
+  const uint32_t burn_us = (uint32_t)state.range(0);
+  ServerOptions opts;
+  opts.method = "burn";
+  std::vector<unsigned char> req(64, 0);
+  memcpy(req.data(), &burn_us, sizeof burn_us);
+  latency_run(
+      state, "slow/" + name, name, opts, req,
+      [&](const void *, size_t resp_len) { return resp_len == req.size(); });
 }
 
 } // namespace
@@ -104,6 +183,26 @@ int main(int argc, char **argv) {
         [opts](benchmark::State &s) { bench::BM_Latency(s, "svc-shm", opts); });
     b->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
+  benchmark::RegisterBenchmark("memcpy/local", bench::BM_Memcpy)
+      ->Arg(1 << 20)
+      ->Arg(16 << 20)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(
+      "send/svc-shm-prep",
+      [](benchmark::State &s) { bench::BM_Send(s, "svc-shm-prep"); })
+      ->Arg(1 << 20)
+      ->Arg(16 << 20)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  /* 100 calls of 10 ms: one second, whatever the mode. */
+  benchmark::RegisterBenchmark(
+      "slow/svc-shm",
+      [](benchmark::State &s) { bench::BM_SlowHandler(s, "svc-shm"); })
+      ->Arg(10000)
+      ->Iterations(100)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -260,6 +260,19 @@ bool ReplyMatches(const void *req, size_t len, const void *resp,
   return a[0] == b[0] && a[len - 1] == b[len - 1] && a[len / 2] == b[len / 2];
 }
 
+uint64_t ReadAll(const void *p, size_t len) {
+  const unsigned char *b = (const unsigned char *)p;
+  uint64_t sum = 0, w;
+  size_t i = 0;
+  for (; i + sizeof w <= len; i += sizeof w) {
+    memcpy(&w, b + i, sizeof w);
+    sum += w;
+  }
+  for (; i < len; i++)
+    sum += b[i];
+  return sum;
+}
+
 int WriteFull(int fd, const void *p, size_t len) {
   const char *c = (const char *)p;
   while (len > 0) {

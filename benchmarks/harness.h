@@ -120,6 +120,10 @@ std::vector<unsigned char> MakePayload(size_t len);
 bool ReplyMatches(const void *req, size_t len, const void *resp,
                   size_t resp_len);
 
+/* Reads every byte of a reply (a sum of its 8-byte words), as a client
+ * that uses the reply would: the copy out of the transport is counted. */
+uint64_t ReadAll(const void *p, size_t len);
+
 /* Payload sizes every latency suite uses. */
 extern const std::vector<int64_t> kSizes;
 

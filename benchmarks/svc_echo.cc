@@ -54,6 +54,14 @@ int svc_burn_handler(void *, const void *req, size_t len, svc_reply *r) {
   return svc_reply_set(r, req, len);
 }
 
+/* "sum": reads the whole request where it lies and replies with its sum
+ * (8 bytes): a one-way transfer of the request, for issue 11's bandwidth
+ * row. */
+int svc_sum_handler(void *, const void *req, size_t len, svc_reply *r) {
+  uint64_t sum = ReadAll(req, len);
+  return svc_reply_set(r, &sum, sizeof sum);
+}
+
 std::string svc_err(const char *what, int rc) {
   return std::string(what) + ": " + svc_strerror(rc);
 }
@@ -83,7 +91,8 @@ int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
   }
   std::string url;
   if ((rc = svc_server_method(s, "echo", svc_echo_handler, nullptr)) ||
-      (rc = svc_server_method(s, "burn", svc_burn_handler, nullptr))) {
+      (rc = svc_server_method(s, "burn", svc_burn_handler, nullptr)) ||
+      (rc = svc_server_method(s, "sum", svc_sum_handler, nullptr))) {
     report("ERR " + svc_err("svc_server_method", rc));
     goto fail;
   }

@@ -24,14 +24,19 @@
 #define HANDSHAKE_TIMEOUT_NS (5 * (int64_t)1000000000)
 
 /* Says in the header that call seq's message of len bytes is being copied
- * now, and when that should be done: the peer spins through it. */
+ * now, and when that should be done: the peer spins through it. A peer
+ * asleep is rung now, not when the message is posted, so its wake-up
+ * overlaps the copy instead of following it. */
 static void announce_copy(_Atomic uint32_t *copy_for, _Atomic uint64_t *eta_ns,
-                          uint32_t seq, size_t len) {
+                          uint32_t seq, size_t len,
+                          _Atomic uint32_t *peer_sleeping, int fd) {
   atomic_store_explicit(eta_ns,
                         (uint64_t)(svc__now_ns() + COPY_SLACK_NS) +
                             len / COPY_BYTES_PER_NS,
                         memory_order_relaxed);
   atomic_store(copy_for, seq); /* after the estimate it vouches for */
+  /* A dead peer is seen where the message is posted. */
+  (void)svc__ring(peer_sleeping, fd);
 }
 
 /* client -> server, with the region's fd attached */
@@ -236,7 +241,8 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
                   .method_len = (uint32_t)method_len,
                   .payload_len = (uint32_t)payload_len};
   if (len > SVC__SLOT_FRAME_MAX) /* the server may spin through it */
-    announce_copy(&h->request_for, &h->request_eta_ns, seq, len);
+    announce_copy(&h->request_for, &h->request_eta_ns, seq, len,
+                  &h->server_sleeping, c->base.fd);
   svc__frame_encode_header(&f, at);
   memcpy(at + SVC__FRAME_HDR, method, method_len);
   if (len)
@@ -376,7 +382,8 @@ static void *shm_request_space(svc__conn *base, size_t len) {
    * a server whose spin budget ends meanwhile spins through the copy. */
   svc__region_hdr *h = svc__region_hdr_of(r);
   uint32_t next = c->posted + 1 ? c->posted + 1 : 1;
-  announce_copy(&h->request_for, &h->request_eta_ns, next, len);
+  announce_copy(&h->request_for, &h->request_eta_ns, next, len,
+                &h->server_sleeping, c->base.fd);
   return svc__region_lane(r, SVC__LANE_REQ) + SVC__PREPARED_AT;
 }
 
@@ -535,7 +542,8 @@ static void *shm_reply_alloc(svc_reply *rep, size_t len) {
     rc = svc__region_lane_ensure(r, SVC__LANE_REP, size);
   if (rc == 0) { /* the client spins while the handler writes it */
     svc__region_hdr *h = svc__region_hdr_of(r);
-    announce_copy(&h->reply_for, &h->reply_eta_ns, c->seq, len);
+    announce_copy(&h->reply_for, &h->reply_eta_ns, c->seq, len,
+                  &h->client_sleeping, c->base.fd);
   }
   if (rc < 0) {
     rep->error = rc == SVC_ETOOBIG ? SVC_ETOOBIG : SVC_ENOMEM;

@@ -180,6 +180,29 @@ int svc__doorbell_drain(int fd) {
   }
 }
 
+/* The budget ran out while the peer says it is copying what we wait for:
+ * spinning through the copy is cheaper than a sleep and a wake-up. Returns
+ * 1 when the condition held, 0 when the peer stopped saying so or its
+ * estimate (capped) passed. */
+static int spin_while_busy(const wait_cond *c, int64_t deadline) {
+  int64_t now = svc__now_ns(), cap = now + SVC__BUSY_SPIN_MAX_NS;
+  cap = cap < deadline ? cap : deadline;
+  for (;;) {
+    if (atomic_load_explicit(c->busy_for, memory_order_relaxed) != c->busy_val)
+      return cond_met(c);
+    int64_t eta =
+        (int64_t)atomic_load_explicit(c->eta_ns, memory_order_relaxed);
+    if (now >= eta || now >= cap)
+      return cond_met(c);
+    for (int i = 0; i < 64; i++) {
+      if (cond_met(c))
+        return 1;
+      cpu_relax();
+    }
+    now = svc__now_ns();
+  }
+}
+
 /* Sleeps until the condition holds. The flag is stored again before every
  * check: a waker clears it when it rings, so a wake-up that did not bring
  * what we wait for must re-arm before we sleep again. */
@@ -208,32 +231,18 @@ static int sleep_until(const wait_cond *c, _Atomic uint32_t *sleeping, int fd,
         rc = 0;
       break;
     }
+    /* Rung early by a peer that started copying what we wait for: spin
+     * through the rest of the copy, unseen by the peer's next ring. */
+    if (n > 0 && c->busy_for &&
+        atomic_load_explicit(c->busy_for, memory_order_relaxed) ==
+            c->busy_val) {
+      atomic_store(sleeping, 0);
+      if (spin_while_busy(c, deadline))
+        break;
+    }
   }
   atomic_store(sleeping, 0);
   return rc;
-}
-
-/* The budget ran out while the peer says it is copying what we wait for:
- * spinning through the copy is cheaper than a sleep and a wake-up. Returns
- * 1 when the condition held, 0 when the peer stopped saying so or its
- * estimate (capped) passed. */
-static int spin_while_busy(const wait_cond *c, int64_t deadline) {
-  int64_t now = svc__now_ns(), cap = now + SVC__BUSY_SPIN_MAX_NS;
-  cap = cap < deadline ? cap : deadline;
-  for (;;) {
-    if (atomic_load_explicit(c->busy_for, memory_order_relaxed) != c->busy_val)
-      return cond_met(c);
-    int64_t eta =
-        (int64_t)atomic_load_explicit(c->eta_ns, memory_order_relaxed);
-    if (now >= eta || now >= cap)
-      return cond_met(c);
-    for (int i = 0; i < 64; i++) {
-      if (cond_met(c))
-        return 1;
-      cpu_relax();
-    }
-    now = svc__now_ns();
-  }
 }
 
 static int wait_cond_until(svc__waiter *w, const wait_cond *c,
@@ -251,7 +260,10 @@ static int wait_cond_until(svc__waiter *w, const wait_cond *c,
     start = svc__now_ns();
   if (start >= deadline)
     return SVC_ETIMEDOUT; /* a poll (timeout 0): no sleep */
-  int rc = sleep_until(c, sleeping, fd, deadline);
+  wait_cond sc = *c;
+  if (w->policy == SVC_WAIT_BLOCK)
+    sc.busy_for = NULL; /* never spins, not even through a copy */
+  int rc = sleep_until(&sc, sleeping, fd, deadline);
   if (rc == 0)
     svc__waiter_learn(w, svc__now_ns() - start);
   return rc;

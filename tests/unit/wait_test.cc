@@ -252,6 +252,62 @@ TEST_F(Sockets, SleepingWaiterIsWokenByTheDoorbell) {
   EXPECT_LT(total_ms, 500.0) << "doorbell wake-ups are not reaching the waiter";
 }
 
+// Regression (issue 11): a peer that starts copying a large message rings
+// a sleeping waiter at once, so the wake-up overlaps the copy. The waiter
+// must then spin through the announced copy, flag cleared, not go back to
+// sleep and make the peer ring a second time when the message is posted.
+TEST_F(Sockets, WaiterRungAtAnAnnouncedCopySpinsThroughIt) {
+  svc__waiter w;
+  svc__waiter_init(&w, SVC_WAIT_ADAPTIVE);
+  _Atomic uint32_t copy_for = 0;
+  _Atomic uint64_t eta_ns = 0;
+  int rc = -1;
+  std::thread waiter([&] {
+    rc = svc__wait_hinted(&w, &seq_, 0, &sleeping_, fd_[1],
+                          svc__deadline(10000), &copy_for, 7, &eta_ns);
+  });
+  auto t = Clock::now();
+  while (!atomic_load(&sleeping_) && MsSince(t) < 5000)
+    std::this_thread::yield();
+  ASSERT_EQ(1u, atomic_load(&sleeping_)) << "the waiter never slept";
+  atomic_store(&eta_ns, (uint64_t)svc__now_ns() + 5000000000u);
+  atomic_store(&copy_for, 7u);
+  ASSERT_EQ(0, svc__ring(&sleeping_, fd_[0])); // the early ring
+  // Well inside SVC__BUSY_SPIN_MAX_NS (20 ms), after which it may sleep.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(0u, atomic_load(&sleeping_)) << "went back to sleep mid-copy";
+  ASSERT_EQ(0, svc__wake(&seq_, 1, &sleeping_, fd_[0])); // posted
+  waiter.join();
+  EXPECT_EQ(0, rc);
+  EXPECT_EQ(0, Pending(fd_[1])) << "the post rang a second time";
+}
+
+// A waiter told never to spin sleeps through an announced copy too.
+TEST_F(Sockets, BlockPolicyDoesNotSpinThroughACopy) {
+  svc__waiter w;
+  svc__waiter_init(&w, SVC_WAIT_BLOCK);
+  _Atomic uint32_t copy_for = 0;
+  _Atomic uint64_t eta_ns = 0;
+  int rc = -1;
+  std::thread waiter([&] {
+    rc = svc__wait_hinted(&w, &seq_, 0, &sleeping_, fd_[1],
+                          svc__deadline(10000), &copy_for, 7, &eta_ns);
+  });
+  auto t = Clock::now();
+  while (!atomic_load(&sleeping_) && MsSince(t) < 5000)
+    std::this_thread::yield();
+  atomic_store(&eta_ns, (uint64_t)svc__now_ns() + 5000000000u);
+  atomic_store(&copy_for, 7u);
+  ASSERT_EQ(0, svc__ring(&sleeping_, fd_[0]));
+  t = Clock::now();
+  while (!atomic_load(&sleeping_) && MsSince(t) < 5000)
+    std::this_thread::yield();
+  EXPECT_EQ(1u, atomic_load(&sleeping_)) << "a blocking waiter spun";
+  ASSERT_EQ(0, svc__wake(&seq_, 1, &sleeping_, fd_[0]));
+  waiter.join();
+  EXPECT_EQ(0, rc);
+}
+
 TEST_F(Sockets, AdaptiveWaiterCatchesAFastPeer) {
   svc__waiter w;
   svc__waiter_init(&w, SVC_WAIT_ADAPTIVE);
