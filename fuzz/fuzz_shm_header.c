@@ -98,8 +98,9 @@
 #define POSTED_MAX (32 << 20) /* payload bytes the client posts per input */
 
 enum { OP_POST, OP_RAW, OP_GROW, OP_SEAL, OP_PUNCH, OP_SERVE, OP_SERVE2 };
-/* P_LANE: in the lane, at the offset given by the fill byte (a request
- * written in place by svc_request_alloc sits at an offset too). */
+/* P_LANE: in a lane (the call's number picks which), at the offset given
+ * by the fill byte (a request written in place by svc_request_alloc sits
+ * at an offset too). */
 enum { P_LIE = 1, P_LANE = 2, P_BAD_ID = 4, P_UNPUBLISHED = 8, P_NUL = 16 };
 
 static const size_t server_max[8] = {0,    64,    200,     224,
@@ -111,7 +112,7 @@ typedef struct posted {
   uint32_t seq;
   uint32_t epoch; /* hostile acts before it: checked only if none since */
   uint32_t method_len, payload_len;
-  uint8_t fill, nul, lane;
+  uint8_t fill, nul, lane; /* lane: 1 + the request lane, or 0 inline */
 } posted;
 
 typedef struct state {
@@ -127,8 +128,8 @@ typedef struct state {
   uint32_t epoch; /* hostile acts so far */
   int late_seal;  /* a seal was tried after the attach: no strict checks */
   size_t posted_bytes;
-  int lane_busy; /* the client: a request in flight is in the lane */
-  uint32_t lane_seq;
+  uint32_t lane_busy; /* the client: request lanes holding a call (bits) */
+  uint32_t lane_seq[SVC__LANES_MAX]; /* ... which call */
   posted exp[SVC__RING_MAX];
 } state;
 
@@ -210,12 +211,16 @@ static void check_geometry(const svc__region *r, uint32_t slots,
   CHECK(r->slots == slots);
   CHECK(r->ring_end == ring);
   CHECK(r->lane_size == lane);
-  CHECK(r->reserved == ring + 2 * lane);
+  uint32_t lanes = slots / 2 < 1 ? 1 : slots / 2;
+  lanes = lanes > SVC__LANES_MAX ? SVC__LANES_MAX : lanes;
+  CHECK(r->lanes == lanes);
+  CHECK(r->reserved == ring + 2 * lanes * lane);
   CHECK(r->reserved == svc__region_max_size((size_t)peer_max, slots));
   CHECK(r->max_payload == (max < peer_max ? max : (size_t)peer_max));
-  CHECK(r->lane_mapped[0] == 0 && r->lane_mapped[1] == 0);
-  CHECK(svc__region_lane(r, SVC__LANE_REQ) == r->base + ring);
-  CHECK(svc__region_lane(r, SVC__LANE_REP) == r->base + ring + lane);
+  for (uint32_t i = 0; i < 2 * lanes; i++) {
+    CHECK(r->lane_mapped[i] == 0);
+    CHECK(svc__region_lane(r, (int)i) == r->base + ring + i * lane);
+  }
 }
 
 /* ---- the client ---- */
@@ -242,12 +247,14 @@ static void client_post(const uint8_t *a, uint8_t flags) {
   size_t half = svc__region_slot(cv, seq - 1) + SVC__SLOT_REQ;
   CHECK(half + SVC__SLOT_REP <= cv->ring_end);
   int lane = (flags & P_LANE) || size > SVC__SLOT_FRAME_MAX;
+  uint32_t li = seq % cv->lanes; /* which request lane */
+  int lane_id = SVC__LANE_ID(SVC__LANE_REQ, (int)li);
   size_t skip = flags & P_LANE ? fill : 0;
-  uint32_t where = lane ? SVC__WHERE_LANE_AT(skip) : SVC__WHERE_INLINE;
-  if ((flags & (P_LIE | P_LANE)) == (P_LIE | P_LANE))
-    where = fill | 2; /* neither inline nor lane */
-  if (lane && !bad && st.lane_busy)
-    return; /* SVC_EAGAIN: one request in the lane at a time */
+  uint32_t where = lane ? SVC__WHERE_LANE_N_AT(li, skip) : SVC__WHERE_INLINE;
+  if ((flags & (P_LIE | P_LANE)) == (P_LIE | P_LANE)) /* no such lane */
+    where = cv->lanes + 1 + fill % (0x7fu - cv->lanes);
+  if (lane && !bad && (st.lane_busy & 1u << li))
+    return; /* SVC_EAGAIN: one request per lane at a time */
   svc__frame f = {.type = SVC__FRAME_REQUEST,
                   .call_id = flags & P_BAD_ID ? seq + 1 : seq,
                   .method_len = ml,
@@ -259,16 +266,17 @@ static void client_post(const uint8_t *a, uint8_t flags) {
   if (lane && lie) {
     /* Claims the frame is in the lane without growing it: only the header
      * and method are written, through the file (which pwrite may extend). */
-    (void)!pwrite(st.probe, hdr, SVC__FRAME_HDR + ml, (off_t)cv->ring_end);
+    (void)!pwrite(st.probe, hdr, SVC__FRAME_HDR + ml,
+                  (off_t)(svc__region_lane(cv, lane_id) - cv->base));
   } else {
     uint8_t *at = cv->base + half + SVC__SLOT_HDR;
     if (lane) {
-      int rc = svc__region_lane_ensure(cv, SVC__LANE_REQ, skip + size);
+      int rc = svc__region_lane_ensure(cv, lane_id, skip + size);
       CHECK(rc != SVC_ETOOBIG); /* the lane holds any frame within the limit */
       if (rc < 0)
         return; /* a late seal, or out of memory */
-      CHECK(skip + size <= cv->lane_mapped[SVC__LANE_REQ]);
-      at = svc__region_lane(cv, SVC__LANE_REQ) + skip;
+      CHECK(skip + size <= cv->lane_mapped[lane_id]);
+      at = svc__region_lane(cv, lane_id) + skip;
     } /* else inline: size <= SVC__SLOT_FRAME_MAX */
     memcpy(at, hdr, SVC__FRAME_HDR + ml);
     for (size_t i = 0; i < pl; i++)
@@ -280,8 +288,9 @@ static void client_post(const uint8_t *a, uint8_t flags) {
   if (bad)
     hostile();
   posted *e = &st.exp[seq & (cv->slots - 1)];
-  if (st.lane_busy && e->valid && e->seq == st.lane_seq)
-    st.lane_busy = 0; /* that call was overwritten: it will never be served */
+  if (e->valid && e->lane && (st.lane_busy & 1u << (e->lane - 1)) &&
+      st.lane_seq[e->lane - 1] == e->seq) /* overwritten: never served */
+    st.lane_busy &= ~(1u << (e->lane - 1));
   *e = (posted){.valid = !bad,
                 .seq = seq,
                 .epoch = st.epoch,
@@ -289,10 +298,10 @@ static void client_post(const uint8_t *a, uint8_t flags) {
                 .payload_len = pl,
                 .fill = fill,
                 .nul = (uint8_t)nul,
-                .lane = (uint8_t)lane};
+                .lane = (uint8_t)(lane ? li + 1 : 0)};
   if (lane && !bad) {
-    st.lane_busy = 1;
-    st.lane_seq = seq;
+    st.lane_busy |= 1u << li;
+    st.lane_seq[li] = seq;
   }
 }
 
@@ -306,16 +315,19 @@ static void client_read(uint32_t seq, size_t off, int32_t status, size_t len,
   CHECK(SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(cv, off)) ==
         where);
   svc__frame f;
-  int rc = svc__region_read_frame(cv, off, SVC__LANE_REP, SVC__FRAME_REPLY, &f);
+  int rc = svc__region_read_frame(cv, off, SVC__LANE_REP, SVC__FRAME_REPLY, &f,
+                                  NULL);
   CHECK(rc == 0 || rc == SVC_ENOMEM);
   if (rc == 0) {
     CHECK(f.type == SVC__FRAME_REPLY && f.flags == 0 && f.method_len == 0);
     CHECK(f.call_id == seq);
     CHECK(f.status == status);
     CHECK(f.payload_len == len);
-    if (where == SVC__WHERE_LANE) {
-      CHECK(f.payload == svc__region_lane(cv, SVC__LANE_REP) + SVC__FRAME_HDR);
-      CHECK(SVC__FRAME_HDR + len <= cv->lane_mapped[SVC__LANE_REP]);
+    if (where != SVC__WHERE_INLINE) {
+      int id = SVC__LANE_ID(SVC__LANE_REP, (int)SVC__WHERE_KIND(where) - 1);
+      CHECK(SVC__WHERE_OFF(where) == 0);
+      CHECK(f.payload == svc__region_lane(cv, id) + SVC__FRAME_HDR);
+      CHECK(SVC__FRAME_HDR + len <= cv->lane_mapped[id]);
     } else {
       CHECK(f.payload == cv->base + off + SVC__SLOT_HDR + SVC__FRAME_HDR);
       CHECK(SVC__FRAME_HDR + len <= SVC__SLOT_FRAME_MAX);
@@ -329,10 +341,12 @@ static void client_read(uint32_t seq, size_t off, int32_t status, size_t len,
           CHECK(f.payload[i] == reply_byte(seq, i));
     }
   }
-  if (where == SVC__WHERE_LANE) /* shm_release */
-    atomic_store(&svc__region_hdr_of(cv)->reply_lane_busy, 0);
-  if (st.lane_busy && st.lane_seq == seq)
-    st.lane_busy = 0; /* the server is done with the request */
+  if (where != SVC__WHERE_INLINE) /* shm_release */
+    atomic_fetch_and(&svc__region_hdr_of(cv)->reply_lane_busy,
+                     ~(1u << (SVC__WHERE_KIND(where) - 1)));
+  for (uint32_t i = 0; i < cv->lanes; i++)
+    if ((st.lane_busy & 1u << i) && st.lane_seq[i] == seq)
+      st.lane_busy &= ~(1u << i); /* the server is done with the request */
 }
 
 /* ---- the server ---- */
@@ -355,10 +369,12 @@ static const uint8_t *check_request(const svc__region *r, size_t half,
     CHECK(size <= SVC__SLOT_FRAME_MAX);
     CHECK(half + SVC__SLOT_HDR + size <= r->ring_end);
   } else {
-    CHECK(SVC__WHERE_KIND(where) == SVC__WHERE_LANE);
-    CHECK(start == svc__region_lane(r, SVC__LANE_REQ) + SVC__WHERE_OFF(where));
-    CHECK(SVC__WHERE_OFF(where) + size <= r->lane_mapped[SVC__LANE_REQ]);
-    CHECK(r->lane_mapped[SVC__LANE_REQ] <= r->lane_size);
+    uint32_t kind = SVC__WHERE_KIND(where);
+    CHECK(kind >= 1 && kind <= r->lanes);
+    int id = SVC__LANE_ID(SVC__LANE_REQ, (int)kind - 1);
+    CHECK(start == svc__region_lane(r, id) + SVC__WHERE_OFF(where));
+    CHECK(SVC__WHERE_OFF(where) + size <= r->lane_mapped[id]);
+    CHECK(r->lane_mapped[id] <= r->lane_size);
   }
   volatile unsigned sum = 0;
   for (size_t i = 0; i < size; i++)
@@ -382,8 +398,8 @@ static void handle_request(uint32_t seq) {
   atomic_store_explicit(&h->taken_seq, seq, memory_order_relaxed);
   st.next = SVC__INFO_NEXT(*(volatile uint32_t *)svc__region_info(r, req));
   svc__frame f;
-  int rc =
-      svc__region_read_frame(r, req, SVC__LANE_REQ, SVC__FRAME_REQUEST, &f);
+  int rc = svc__region_read_frame(r, req, SVC__LANE_REQ, SVC__FRAME_REQUEST, &f,
+                                  NULL);
   CHECK(read_code_ok(rc));
   const posted *e = &st.exp[seq & (r->slots - 1)];
   int strict =
@@ -398,7 +414,10 @@ static void handle_request(uint32_t seq) {
   size_t size = svc__frame_size(f.method_len, f.payload_len);
   if (strict) {
     CHECK(f.method_len == e->method_len && f.payload_len == e->payload_len);
-    CHECK((start != r->base + req + SVC__SLOT_HDR) == e->lane);
+    CHECK((start != r->base + req + SVC__SLOT_HDR) == (e->lane != 0));
+    if (e->lane)
+      CHECK(SVC__WHERE_KIND(SVC__INFO_WHERE(
+                *(volatile uint32_t *)svc__region_info(r, req))) == e->lane);
     for (uint32_t i = 0; i < f.method_len; i++)
       CHECK(f.method[i] == method_byte(i, e->nul));
     for (size_t i = 0; i < f.payload_len; i++)
@@ -409,7 +428,7 @@ static void handle_request(uint32_t seq) {
   int32_t status = 0;
   size_t len = 0;
   uint32_t where = SVC__WHERE_INLINE;
-  int owned = 0;
+  int owned = -1; /* the reply lane taken */
   uint8_t *out = NULL;
   int echo = st.reply_sel == 0xff;
   if (memchr(f.method, 0, f.method_len)) {
@@ -421,23 +440,26 @@ static void handle_request(uint32_t seq) {
     } else if (SVC__FRAME_HDR + len <= SVC__SLOT_FRAME_MAX) {
       out = r->base + rep + SVC__SLOT_HDR + SVC__FRAME_HDR;
     } else {
-      if (atomic_load(&h->reply_lane_busy) != 0) {
-        /* The client did not let go of the lane: the server would wait
-         * until it does or dies. Either way this connection is done. */
+      uint32_t all = (1u << r->lanes) - 1;
+      uint32_t busy = atomic_load(&h->reply_lane_busy);
+      if ((busy & all) == all) {
+        /* The client holds every reply lane: the server would wait until
+         * it lets go of one or dies. Either way this connection is done. */
         st.dropped = 1;
         return;
       }
-      atomic_store_explicit(&h->reply_lane_busy, 1, memory_order_relaxed);
-      owned = 1;
-      rc = svc__region_lane_ensure(r, SVC__LANE_REP, SVC__FRAME_HDR + len);
+      owned = __builtin_ctz(~busy & all);
+      atomic_fetch_or(&h->reply_lane_busy, 1u << owned);
+      int id = SVC__LANE_ID(SVC__LANE_REP, owned);
+      rc = svc__region_lane_ensure(r, id, SVC__FRAME_HDR + len);
       CHECK(rc == 0 || rc == SVC_ENOMEM || rc == SVC_EPERM || rc == SVC_ESYS);
       if (rc < 0) {
         status = SVC_ENOMEM;
       } else {
-        CHECK(SVC__FRAME_HDR + len <= r->lane_mapped[SVC__LANE_REP]);
-        CHECK(r->lane_mapped[SVC__LANE_REP] <= r->lane_size);
-        out = svc__region_lane(r, SVC__LANE_REP) + SVC__FRAME_HDR;
-        where = SVC__WHERE_LANE;
+        CHECK(SVC__FRAME_HDR + len <= r->lane_mapped[id]);
+        CHECK(r->lane_mapped[id] <= r->lane_size);
+        out = svc__region_lane(r, id) + SVC__FRAME_HDR;
+        where = SVC__WHERE_LANE_N_AT(owned, 0);
       }
     }
     if (out) {
@@ -454,14 +476,15 @@ static void handle_request(uint32_t seq) {
     len = 0;
     where = SVC__WHERE_INLINE;
   }
-  if (owned && where == SVC__WHERE_INLINE)
-    atomic_store(&h->reply_lane_busy, 0); /* taken, then not used */
+  if (owned >= 0 && where == SVC__WHERE_INLINE) /* taken, then not used */
+    atomic_fetch_and(&h->reply_lane_busy, ~(1u << owned));
   svc__frame o = {.type = SVC__FRAME_REPLY,
                   .call_id = seq,
                   .status = status,
                   .payload_len = (uint32_t)len};
-  uint8_t *at = where == SVC__WHERE_LANE ? svc__region_lane(r, SVC__LANE_REP)
-                                         : r->base + rep + SVC__SLOT_HDR;
+  uint8_t *at = where != SVC__WHERE_INLINE
+                    ? svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REP, owned))
+                    : r->base + rep + SVC__SLOT_HDR;
   svc__frame_encode_header(&o, at);
   *svc__region_info(r, rep) = SVC__INFO(where, 0);
   atomic_store(svc__region_seq(r, rep), seq);

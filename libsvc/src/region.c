@@ -49,8 +49,14 @@ static size_t lane_size(size_t max_payload) {
   return page_align(SVC__PREPARED_AT + max_payload);
 }
 
+uint32_t svc__region_lanes_for(uint32_t slots) {
+  uint32_t n = slots / 2;
+  return n < 1 ? 1 : n > SVC__LANES_MAX ? SVC__LANES_MAX : n;
+}
+
 size_t svc__region_max_size(size_t max_payload, uint32_t slots) {
-  return ring_end(slots) + 2 * lane_size(max_payload);
+  return ring_end(slots) +
+         2 * (size_t)svc__region_lanes_for(slots) * lane_size(max_payload);
 }
 
 static void layout(svc__region *r, size_t max_payload, uint32_t slots) {
@@ -58,6 +64,7 @@ static void layout(svc__region *r, size_t max_payload, uint32_t slots) {
   r->slots = slots;
   r->ring_end = ring_end(slots);
   r->lane_size = lane_size(max_payload);
+  r->lanes = svc__region_lanes_for(slots);
   r->reserved = svc__region_max_size(max_payload, slots);
 }
 
@@ -201,7 +208,7 @@ static size_t lane_off(const svc__region *r, int lane) {
 }
 
 int svc__region_lane_ensure(svc__region *r, int lane, size_t bytes) {
-  if (lane != SVC__LANE_REQ && lane != SVC__LANE_REP)
+  if (lane < 0 || lane >= 2 * (int)r->lanes)
     return SVC_EINVAL;
   if (bytes <= r->lane_mapped[lane])
     return 0;
@@ -244,24 +251,26 @@ static int lane_sync(svc__region *r, int lane, size_t bytes) {
   return rc;
 }
 
-int svc__region_read_frame(svc__region *r, size_t off, int lane,
-                           uint8_t want_type, svc__frame *f) {
+int svc__region_read_frame(svc__region *r, size_t off, int dir,
+                           uint8_t want_type, svc__frame *f, int *lane_out) {
   uint8_t hdr[SVC__FRAME_HDR];
   /* A slot half inside the ring (written so that no sum can wrap). */
   if (off < SVC__REGION_RING ||
       off > r->ring_end - (SVC__SLOT_HDR + SVC__SLOT_FRAME_MAX) ||
       (off - SVC__REGION_RING) % (SVC__SLOT_SIZE / 2) != 0 ||
-      (lane != SVC__LANE_REQ && lane != SVC__LANE_REP))
+      (dir != SVC__LANE_REQ && dir != SVC__LANE_REP))
     return SVC_EPROTO;
   uint32_t where =
       SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(r, off));
+  uint32_t kind = SVC__WHERE_KIND(where);
   const uint8_t *at;
   size_t room;
-  int rc;
+  int rc, lane = -1;
   if (where == SVC__WHERE_INLINE) {
     at = r->base + off + SVC__SLOT_HDR;
     room = SVC__SLOT_FRAME_MAX;
-  } else if (SVC__WHERE_KIND(where) == SVC__WHERE_LANE) {
+  } else if (kind >= 1 && kind <= r->lanes) {
+    lane = SVC__LANE_ID(dir, (int)kind - 1);
     size_t skip = SVC__WHERE_OFF(where); /* at most 511 */
     if ((rc = lane_sync(r, lane, skip + SVC__FRAME_HDR)) < 0)
       return rc;
@@ -282,6 +291,8 @@ int svc__region_read_frame(svc__region *r, size_t off, int lane,
     return rc;
   f->method = at + SVC__FRAME_HDR;
   f->payload = f->method + f->method_len;
+  if (lane_out)
+    *lane_out = lane;
   return 0;
 }
 
@@ -292,5 +303,5 @@ void svc__region_fini(svc__region *r) {
     close(r->fd);
   r->base = NULL;
   r->fd = -1;
-  r->lane_mapped[0] = r->lane_mapped[1] = 0;
+  memset(r->lane_mapped, 0, sizeof r->lane_mapped);
 }

@@ -13,7 +13,7 @@
 #include "frame.h"
 
 #define SVC__REGION_MAGIC 0x47455253u /* "SREG" */
-#define SVC__REGION_VERSION 2
+#define SVC__REGION_VERSION 3
 #define SVC__CACHELINE 64
 #define SVC__RING_MAX 4096 /* most ring slots a region may have */
 
@@ -43,8 +43,9 @@ typedef struct svc__region_hdr {
    * order); read by the client only when the server died. */
   _Atomic uint32_t taken_seq; /* sequence number of the last call taken */
   uint8_t pad3[SVC__CACHELINE - 4];
-  /* line 4: the reply lane's owner. The server sets it to 1 when it writes
-   * a reply there; the client stores 0 when it no longer reads that reply.
+  /* line 4: the reply lanes' owners, one bit per lane. The server sets a
+   * lane's bit when it writes a reply there; the client clears it when it
+   * no longer reads that reply.
    * reply_for and reply_eta_ns, written by the server as it starts a large
    * reply: the call it is writing for, and when it expects to be done
    * (CLOCK_MONOTONIC ns). A waiting client spins on while they say its
@@ -65,8 +66,11 @@ typedef struct svc__region_hdr {
  * line a reader spins on also brings it the frame header, method and
  * first payload bytes (a 64-byte call moves two lines each way, as a bare
  * ping-pong does). A frame too large for its half goes to a lane instead
- * ("where" = SVC__WHERE_LANE): requests to lane 0, replies to lane 1, one
- * message per lane at a time. */
+ * ("where" names which): requests to the request lanes, replies to the
+ * reply lanes, one message per lane at a time, so up to lanes_for(slots)
+ * large messages each way are in flight. Lane i of a direction has the
+ * number 2i + direction (SVC__LANE_ID) and lies at that many lane sizes
+ * after the ring. */
 #define SVC__REGION_RING ((size_t)sizeof(svc__region_hdr))
 #define SVC__SLOT_SIZE 512
 #define SVC__SLOT_REQ 0                           /* request half */
@@ -74,24 +78,32 @@ typedef struct svc__region_hdr {
 #define SVC__SLOT_HDR 8                           /* u32 seq, u32 info */
 #define SVC__SLOT_FRAME_MAX (256 - SVC__SLOT_HDR) /* largest inline frame */
 #define SVC__WHERE_INLINE 0
-#define SVC__WHERE_LANE 1 /* | the frame's offset in the lane << 8 */
-#define SVC__LANE_REQ 0
+#define SVC__WHERE_LANE 1 /* lane 0; lane i is kind 1 + i */
+#define SVC__LANE_REQ 0   /* directions, and the numbers of their lane 0 */
 #define SVC__LANE_REP 1
+#define SVC__LANES_MAX 8 /* lanes per direction */
+#define SVC__LANE_ID(dir, i) (2 * (i) + (dir))
 
 typedef struct svc__region {
-  int fd;                /* the memfd; owned */
-  uint8_t *base;         /* start of the reservation; never moves */
-  size_t reserved;       /* bytes of address space reserved at base */
-  size_t max_payload;    /* largest payload either way */
-  uint32_t slots;        /* ring slots */
-  size_t ring_end;       /* header + ring, page aligned: always mapped */
-  size_t lane_size;      /* bytes each lane may reach */
-  size_t lane_mapped[2]; /* bytes of each lane mapped so far */
+  int fd;             /* the memfd; owned */
+  uint8_t *base;      /* start of the reservation; never moves */
+  size_t reserved;    /* bytes of address space reserved at base */
+  size_t max_payload; /* largest payload either way */
+  uint32_t slots;     /* ring slots */
+  size_t ring_end;    /* header + ring, page aligned: always mapped */
+  size_t lane_size;   /* bytes each lane may reach */
+  uint32_t lanes;     /* lanes per direction: svc__region_lanes_for */
+  size_t lane_mapped[2 * SVC__LANES_MAX]; /* by lane number: bytes mapped */
 } svc__region;
 
 /* Ring slots for a window of n calls: the power of two above n (room for
  * the reply handed out besides a full window), at most SVC__RING_MAX. */
 uint32_t svc__region_slots_for(int window);
+
+/* Lanes per direction for a ring of slots: half the slots (a caller that
+ * waits for each reply needs one), at most SVC__LANES_MAX. Lanes cost
+ * address space only until a message uses them. */
+uint32_t svc__region_lanes_for(uint32_t slots);
 
 /* Largest region a connection with these limits may need. */
 size_t svc__region_max_size(size_t max_payload, uint32_t slots);
@@ -107,9 +119,10 @@ int svc__region_create(svc__region *r, size_t max_payload, uint32_t slots);
  * region. */
 int svc__region_attach(svc__region *r, int fd, size_t max_payload);
 
-/* Makes lane hold at least bytes: grows the file (fallocate, so running out
- * of memory is SVC_ENOMEM here and never a SIGBUS later) and maps that part
- * of the lane in powers of two. SVC_ETOOBIG beyond the lane's size. */
+/* Makes lane (a lane number, SVC__LANE_ID) hold at least bytes: grows the file
+ * (fallocate, so running out of memory is SVC_ENOMEM here and never a SIGBUS
+ * later) and maps that part of the lane in powers of two. SVC_ETOOBIG beyond
+ * the lane's size. */
 int svc__region_lane_ensure(svc__region *r, int lane, size_t bytes);
 
 /* Start of a lane (its first bytes_mapped are usable). */
@@ -136,13 +149,16 @@ static inline uint32_t *svc__region_info(const svc__region *r, size_t off) {
 }
 #define SVC__INFO(where, next) ((uint32_t)(where) | (uint32_t)(next) << 16)
 #define SVC__INFO_WHERE(info) ((info)&0xffffu)
-/* "where": bits 0-6 the kind (inline or lane), bits 7-15 the offset of the
+/* "where": bits 0-6 the kind (0 inline, 1 + i lane i of the frame's
+ * direction), bits 7-15 the offset of the
  * frame in the lane (0..511: a request written in place starts after room
  * for the longest method, so that its payload's place does not depend on
  * it). */
 #define SVC__WHERE_KIND(where) ((where)&0x7fu)
 #define SVC__WHERE_OFF(where) ((where) >> 7)
 #define SVC__WHERE_LANE_AT(off) (SVC__WHERE_LANE | (uint32_t)(off) << 7)
+#define SVC__WHERE_LANE_N_AT(i, off)                                           \
+  ((uint32_t)(1 + (i)) | (uint32_t)(off) << 7)
 /* Where a request written in place has its payload, from the lane's start:
  * after room for the header and the longest method, cache-line aligned
  * (an unaligned payload made the caller's and the handler's copies of a
@@ -152,10 +168,12 @@ static inline uint32_t *svc__region_info(const svc__region *r, size_t off) {
 
 /* Reads the frame the peer put in the slot half at off: copies "where" and
  * the header once, checks type and lengths against max_payload and the
- * space (inline half, or the lane, syncing the lane's mapping when the
- * peer grew it). f's pointers point into the region. SVC_EPROTO. */
-int svc__region_read_frame(svc__region *r, size_t off, int lane,
-                           uint8_t want_type, svc__frame *f);
+ * space (inline half, or the lane of direction dir it names, syncing the
+ * lane's mapping when the peer grew it). f's pointers point into the
+ * region; *lane_out (if not NULL) is the lane number, or -1 inline.
+ * SVC_EPROTO. */
+int svc__region_read_frame(svc__region *r, size_t off, int dir,
+                           uint8_t want_type, svc__frame *f, int *lane_out);
 
 void svc__region_fini(svc__region *r);
 

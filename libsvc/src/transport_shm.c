@@ -57,28 +57,28 @@ typedef struct shm_conn {
   svc__region region;
   svc__waiter waiter;
   /* client; calls in flight are indexed by seq % ring slots */
-  uint32_t posted;       /* the last call posted */
-  uint32_t oldest;       /* no call before this one is in flight */
-  uint32_t nlive;        /* calls in flight */
-  uint32_t *call_seq;    /* per index: the call posted */
-  uint16_t *call_slot;   /* per index: the ring slot it lies in */
-  uint8_t *call_live;    /* per index: that call awaits its reply */
-  uint8_t *slot_busy;    /* per ring slot: a call in flight lies there */
-  uint32_t next_slot;    /* where the next call goes (the last one said) */
-  int held_slot;         /* the slot of the reply handed out, or -1 */
-  uint32_t scans;        /* checks while waiting, for the full scans */
-  int req_lane_busy;     /* a request in flight lies in the request lane */
-  int req_lane_lent;     /* the lane is the caller's, to write a request */
-  uint32_t req_lane_seq; /* ... that call's number */
-  int held_lane;         /* the reply handed out lies in the reply lane */
-  int watched;           /* event-loop mode: keep client_sleeping armed */
+  uint32_t posted;     /* the last call posted */
+  uint32_t oldest;     /* no call before this one is in flight */
+  uint32_t nlive;      /* calls in flight */
+  uint32_t *call_seq;  /* per index: the call posted */
+  uint16_t *call_slot; /* per index: the ring slot it lies in */
+  uint8_t *call_live;  /* per index: that call awaits its reply */
+  uint8_t *slot_busy;  /* per ring slot: a call in flight lies there */
+  uint32_t next_slot;  /* where the next call goes (the last one said) */
+  int held_slot;       /* the slot of the reply handed out, or -1 */
+  uint32_t scans;      /* checks while waiting, for the full scans */
+  uint8_t *call_lane;  /* per index: 1 + the request lane it lies in, or 0 */
+  uint32_t req_busy;   /* request lanes holding a request in flight (bits) */
+  int req_lent;        /* the request lane lent to the caller, or -1 */
+  int held_lane;       /* the reply lane of the reply handed out, or -1 */
+  int watched;         /* event-loop mode: keep client_sleeping armed */
   /* server */
   uint32_t seq;                /* the last call taken */
   uint32_t next;               /* the slot the next call will be in */
   int ready;                   /* handshake done */
   size_t reply_off;            /* the slot half the current reply goes in */
   uint32_t reply_where;        /* where the current reply's payload lies */
-  int reply_lane_owned;        /* we took the reply lane for this call */
+  int reply_lane;              /* the reply lane taken for this call, or -1 */
   int64_t idle_since;          /* when it last went to sleep */
   const _Atomic int *stopping; /* stop serving when set */
 } shm_conn;
@@ -94,6 +94,7 @@ static shm_conn *conn_new(int fd, const svc__conn_opts *o) {
   c->waiter.spinners = o->spinners;
   c->waiter.max_spinners = o->max_spinners;
   c->stopping = o->stopping;
+  c->held_lane = c->req_lent = c->reply_lane = -1;
   return c;
 }
 
@@ -107,6 +108,7 @@ static void shm_close(svc__conn *base) {
   free(c->call_seq);
   free(c->call_slot);
   free(c->call_live);
+  free(c->call_lane);
   free(c->slot_busy);
   free(c);
 }
@@ -154,11 +156,14 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
   c->call_seq = calloc(d->slots, sizeof *c->call_seq);
   c->call_slot = calloc(d->slots, sizeof *c->call_slot);
   c->call_live = calloc(d->slots, 1);
+  c->call_lane = calloc(d->slots, 1);
   c->slot_busy = calloc(d->slots, 1);
   c->oldest = 1;
   c->held_slot = -1;
-  rc = c->call_seq && c->call_slot && c->call_live && c->slot_busy ? 0
-                                                                   : SVC_ENOMEM;
+  rc = c->call_seq && c->call_slot && c->call_live && c->call_lane &&
+               c->slot_busy
+           ? 0
+           : SVC_ENOMEM;
   if (rc == 0)
     rc = svc__region_create(&c->region, o->max_payload, d->slots);
   int sent = rc == 0 ? send_hello(fd, c->region.fd) : rc;
@@ -189,6 +194,14 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
   return 0;
 }
 
+/* A request lane neither in flight nor lent, or -1. */
+static int free_request_lane(const shm_conn *c) {
+  for (uint32_t i = 0; i < c->region.lanes; i++)
+    if (!(c->req_busy & 1u << i) && (int)i != c->req_lent)
+      return (int)i;
+  return -1;
+}
+
 static int shm_send(svc__conn *base, uint32_t seq, const char *method,
                     size_t method_len, const void *req, size_t len, int flags,
                     int64_t deadline) {
@@ -207,30 +220,29 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
   size_t size = svc__frame_size(method_len, len), payload_len = len;
   uint32_t where = SVC__WHERE_INLINE;
   uint8_t *at = r->base + slot + SVC__SLOT_REQ + SVC__SLOT_HDR;
+  int lane = -1;
   if (flags & SVC__SEND_PREPARED) {
     /* Written in place: the payload is where request_space put it; the
      * header and method go just before it. */
-    if (c->req_lane_busy || !c->req_lane_lent ||
-        req != svc__region_lane(r, SVC__LANE_REQ) + SVC__PREPARED_AT)
+    lane = c->req_lent;
+    if (lane < 0 ||
+        req != svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REQ, lane)) +
+                   SVC__PREPARED_AT)
       return SVC_EAGAIN;
     size_t skip = SVC__PREPARED_AT - SVC__FRAME_HDR - method_len;
-    where = SVC__WHERE_LANE_AT(skip);
-    at = svc__region_lane(r, SVC__LANE_REQ) + skip;
+    where = SVC__WHERE_LANE_N_AT(lane, skip);
+    at = svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REQ, lane)) + skip;
     len = 0; /* nothing to copy below */
-    c->req_lane_lent = 0;
-    c->req_lane_busy = 1;
-    c->req_lane_seq = seq;
+    c->req_lent = -1;
   } else if (size > SVC__SLOT_FRAME_MAX) {
-    if (c->req_lane_busy)
-      return SVC_EAGAIN;
-    int rc = svc__region_lane_ensure(r, SVC__LANE_REQ, size);
+    if ((lane = free_request_lane(c)) < 0)
+      return SVC_EAGAIN; /* every lane holds a large request in flight */
+    int rc =
+        svc__region_lane_ensure(r, SVC__LANE_ID(SVC__LANE_REQ, lane), size);
     if (rc < 0)
       return rc;
-    where = SVC__WHERE_LANE;
-    at = svc__region_lane(r, SVC__LANE_REQ);
-    c->req_lane_lent = 0; /* whatever was written there is gone */
-    c->req_lane_busy = 1;
-    c->req_lane_seq = seq;
+    where = SVC__WHERE_LANE_N_AT(lane, 0);
+    at = svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REQ, lane));
   }
   /* A caller that waits for each reply alternates between two slots (its
    * reply stays readable while the next call is written); calls in flight
@@ -252,6 +264,9 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
   c->call_seq[i] = seq;
   c->call_slot[i] = (uint16_t)k;
   c->call_live[i] = 1;
+  c->call_lane[i] = (uint8_t)(lane + 1);
+  if (lane >= 0)
+    c->req_busy |= 1u << lane;
   c->slot_busy[k] = 1;
   c->nlive++;
   c->posted = seq;
@@ -310,7 +325,7 @@ static int any_reply(void *ctx) {
 static int shm_request(svc__conn *base, uint32_t seq, svc__frame *f) {
   shm_conn *c = (shm_conn *)base;
   return svc__region_read_frame(&c->region, reply_half(c, seq) - SVC__SLOT_REP,
-                                SVC__LANE_REQ, SVC__FRAME_REQUEST, f);
+                                SVC__LANE_REQ, SVC__FRAME_REQUEST, f, NULL);
 }
 
 static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
@@ -347,14 +362,13 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
       return SVC_EPROTO; /* a word changed to a number never posted */
   }
   svc__frame rep;
-  size_t off = reply_half(c, s);
-  uint32_t where =
-      SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(r, off));
-  rc = svc__region_read_frame(r, off, SVC__LANE_REP, SVC__FRAME_REPLY, &rep);
+  int lane;
+  rc = svc__region_read_frame(r, reply_half(c, s), SVC__LANE_REP,
+                              SVC__FRAME_REPLY, &rep, &lane);
   if (rc < 0 || rep.call_id != s)
     return SVC_EPROTO;
   uint32_t i = s & (r->slots - 1);
-  c->held_lane = where == SVC__WHERE_LANE;
+  c->held_lane = lane < 0 ? -1 : lane / 2; /* a reply lane's index */
   c->held_slot = c->call_slot[i];
   c->slot_busy[c->call_slot[i]] = 0;
   c->call_live[i] = 0;
@@ -362,8 +376,9 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
   while (c->oldest != c->posted + 1 &&
          !c->call_live[c->oldest & (r->slots - 1)])
     c->oldest++;
-  if (c->req_lane_busy && c->req_lane_seq == s)
-    c->req_lane_busy = 0; /* the server is done with the request */
+  if (c->call_lane[i]) /* the server is done with the request */
+    c->req_busy &= ~(1u << (c->call_lane[i] - 1));
+  c->call_lane[i] = 0;
   res->call_id = s;
   res->status = rep.status;
   res->payload = rep.payload;
@@ -374,27 +389,31 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
 static void *shm_request_space(svc__conn *base, size_t len) {
   shm_conn *c = (shm_conn *)base;
   svc__region *r = &c->region;
-  if (c->req_lane_busy || len > r->max_payload ||
-      svc__region_lane_ensure(r, SVC__LANE_REQ, SVC__PREPARED_AT + len) < 0)
+  c->req_lent = -1; /* the space lent before is forgotten */
+  int lane = free_request_lane(c);
+  if (lane < 0 || len > r->max_payload ||
+      svc__region_lane_ensure(r, SVC__LANE_ID(SVC__LANE_REQ, lane),
+                              SVC__PREPARED_AT + len) < 0)
     return NULL; /* the client writes into a buffer of its own instead */
-  c->req_lane_lent = 1;
+  c->req_lent = lane;
   /* The caller writes len bytes now and then sends it as the next call:
    * a server whose spin budget ends meanwhile spins through the copy. */
   svc__region_hdr *h = svc__region_hdr_of(r);
   uint32_t next = c->posted + 1 ? c->posted + 1 : 1;
   announce_copy(&h->request_for, &h->request_eta_ns, next, len,
                 &h->server_sleeping, c->base.fd);
-  return svc__region_lane(r, SVC__LANE_REQ) + SVC__PREPARED_AT;
+  return svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REQ, lane)) +
+         SVC__PREPARED_AT;
 }
 
 static void shm_release(svc__conn *base) {
   shm_conn *c = (shm_conn *)base;
   c->held_slot = -1;
-  if (!c->held_lane)
+  if (c->held_lane < 0)
     return;
-  c->held_lane = 0;
   svc__region_hdr *h = svc__region_hdr_of(&c->region);
-  atomic_store(&h->reply_lane_busy, 0);
+  atomic_fetch_and(&h->reply_lane_busy, ~(1u << c->held_lane));
+  c->held_lane = -1;
   (void)svc__ring(&h->server_sleeping, c->base.fd); /* it may wait for it */
 }
 
@@ -505,22 +524,25 @@ static int handshake(shm_conn *c) {
   return rc;
 }
 
-/* Waits until the client no longer reads the last reply it got through
- * the reply lane (it lets go at its next receive). */
+/* Takes a reply lane the client does not read a reply from, waiting
+ * while it reads from all of them (it lets go of one at its next
+ * receive). Only the server sets bits and only the client clears them. */
 static int take_reply_lane(shm_conn *c) {
   svc__region_hdr *h = svc__region_hdr_of(&c->region);
+  uint32_t all = (1u << c->region.lanes) - 1;
   for (;;) {
     uint32_t busy = atomic_load(&h->reply_lane_busy);
-    if (busy == 0)
-      break;
+    if ((busy & all) != all) {
+      int i = __builtin_ctz(~busy & all);
+      atomic_fetch_or(&h->reply_lane_busy, 1u << i);
+      c->reply_lane = i;
+      return 0;
+    }
     int rc = svc__wait(&c->waiter, &h->reply_lane_busy, busy,
                        &h->server_sleeping, c->base.fd, INT64_MAX);
     if (rc < 0)
       return rc;
   }
-  atomic_store_explicit(&h->reply_lane_busy, 1, memory_order_relaxed);
-  c->reply_lane_owned = 1;
-  return 0;
 }
 
 static void *shm_reply_alloc(svc_reply *rep, size_t len) {
@@ -537,9 +559,10 @@ static void *shm_reply_alloc(svc_reply *rep, size_t len) {
     rep->len = len;
     return r->base + c->reply_off + SVC__SLOT_HDR + SVC__FRAME_HDR;
   }
-  int rc = c->reply_lane_owned ? 0 : take_reply_lane(c);
+  int rc = c->reply_lane >= 0 ? 0 : take_reply_lane(c);
   if (rc == 0)
-    rc = svc__region_lane_ensure(r, SVC__LANE_REP, size);
+    rc = svc__region_lane_ensure(r, SVC__LANE_ID(SVC__LANE_REP, c->reply_lane),
+                                 size);
   if (rc == 0) { /* the client spins while the handler writes it */
     svc__region_hdr *h = svc__region_hdr_of(r);
     announce_copy(&h->reply_for, &h->reply_eta_ns, c->seq, len,
@@ -549,10 +572,11 @@ static void *shm_reply_alloc(svc_reply *rep, size_t len) {
     rep->error = rc == SVC_ETOOBIG ? SVC_ETOOBIG : SVC_ENOMEM;
     return NULL;
   }
-  c->reply_where = SVC__WHERE_LANE;
+  c->reply_where = SVC__WHERE_LANE_N_AT(c->reply_lane, 0);
   rep->error = 0;
   rep->len = len;
-  return svc__region_lane(r, SVC__LANE_REP) + SVC__FRAME_HDR;
+  return svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REP, c->reply_lane)) +
+         SVC__FRAME_HDR;
 }
 
 /* Takes call seq from its slot, runs it and posts the reply. */
@@ -568,24 +592,25 @@ static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
       *(volatile uint32_t *)svc__region_info(r, slot + SVC__SLOT_REQ));
   svc__frame f;
   int rc = svc__region_read_frame(r, slot + SVC__SLOT_REQ, SVC__LANE_REQ,
-                                  SVC__FRAME_REQUEST, &f);
+                                  SVC__FRAME_REQUEST, &f, NULL);
   if (rc < 0 || f.call_id != seq)
     return SVC_EPROTO;
   c->reply_off = slot + SVC__SLOT_REP;
   c->reply_where = SVC__WHERE_INLINE;
-  c->reply_lane_owned = 0;
+  c->reply_lane = -1;
   svc_reply rep = {.alloc = shm_reply_alloc, .conn = c};
   int status = svc__run_request(fn, ctx, &f, &rep);
   uint32_t where = status == 0 ? c->reply_where : SVC__WHERE_INLINE;
-  if (c->reply_lane_owned && where == SVC__WHERE_INLINE)
-    atomic_store(&h->reply_lane_busy, 0); /* taken, then not used */
+  if (c->reply_lane >= 0 && where == SVC__WHERE_INLINE) /* taken, unused */
+    atomic_fetch_and(&h->reply_lane_busy, ~(1u << c->reply_lane));
   svc__frame out = {.type = SVC__FRAME_REPLY,
                     .call_id = seq,
                     .status = status,
                     .payload_len = status == 0 ? (uint32_t)rep.len : 0};
-  uint8_t *at = where == SVC__WHERE_LANE
-                    ? svc__region_lane(r, SVC__LANE_REP)
-                    : r->base + c->reply_off + SVC__SLOT_HDR;
+  uint8_t *at =
+      where != SVC__WHERE_INLINE
+          ? svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REP, c->reply_lane))
+          : r->base + c->reply_off + SVC__SLOT_HDR;
   svc__frame_encode_header(&out, at);
   *svc__region_info(r, c->reply_off) = SVC__INFO(where, 0);
   return svc__wake(svc__region_seq(r, c->reply_off), seq, &h->client_sleeping,

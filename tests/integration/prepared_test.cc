@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "fixture.h"
 
@@ -18,6 +19,10 @@ namespace svctest {
 namespace {
 
 using Prepared = SvcTest;
+
+// Large messages in flight each way on shm:// with the default window: the
+// region's lanes per direction (kLanes in region.h).
+constexpr int kLanes = 8;
 
 // Writes req into a fresh space and calls method with it; *resp is a copy.
 int CallPrepared(svc_client *c, const char *method, const std::string &req,
@@ -129,7 +134,7 @@ TEST_P(Prepared, PreparedCallsInAWindow) {
       } else {
         rc = svc_call_send(c.get(), "checksum", req.data(), req.size(), &id);
       }
-      if (rc == SVC_EAGAIN) { // one large request in the region at a time
+      if (rc == SVC_EAGAIN) { // every lane holds a large request
         ASSERT_FALSE(want.empty());
         eagain++;
         break;
@@ -150,6 +155,78 @@ TEST_P(Prepared, PreparedCallsInAWindow) {
   }
   EXPECT_EQ(prepared, kCalls / 2);
   RecordProperty("eagain", eagain);
+}
+
+// A batch of large requests written in place goes out at once, none
+// waiting for another's reply and none copied: on shm:// each has a lane
+// of its own (8 with the default window; the next one is SVC_EAGAIN until
+// a reply is received), elsewhere each is sent from its own space.
+TEST_P(Prepared, ABatchOfLargeRequestsIsInFlightAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Client c = MustOpen();
+  ASSERT_TRUE(c);
+  const int kBatch = kLanes;
+  std::unordered_map<uint64_t, std::string> want;
+  std::vector<void *> spaces;
+  for (int i = 0; i < kBatch; i++) {
+    std::string req = RandomBytes(1000 + i, 256 << 10);
+    void *p = svc_request_alloc(c.get(), req.size());
+    ASSERT_NE(nullptr, p);
+    if (GetParam() == "shm") {
+      for (void *q : spaces)
+        EXPECT_NE(q, p) << "two requests in flight share a space";
+    }
+    spaces.push_back(p);
+    memcpy(p, req.data(), req.size());
+    uint64_t id = 0;
+    int rc = svc_call_send_prepared(c.get(), "checksum", req.size(), &id);
+    ASSERT_EQ(0, rc) << i << ": " << ErrName(rc);
+    want[id] = Le64(Fnv1a64(req.data(), req.size()));
+  }
+  if (GetParam() == "shm") { // every lane is taken now
+    std::string req = RandomBytes(99, 256 << 10);
+    uint64_t id = 0;
+    EXPECT_EQ(SVC_EAGAIN,
+              svc_call_send(c.get(), "checksum", req.data(), req.size(), &id));
+  }
+  while (!want.empty()) {
+    uint64_t id = 0;
+    const void *out;
+    size_t n;
+    int rc = svc_call_recv(c.get(), 10000, &id, &out, &n);
+    ASSERT_EQ(0, rc) << ErrName(rc);
+    ASSERT_EQ(1u, want.count(id));
+    EXPECT_EQ(std::string((const char *)out, n), want[id]);
+    want.erase(id);
+  }
+}
+
+// Large replies in flight: the server writes each into a reply lane of
+// its own while the client has not received the earlier ones yet.
+TEST_P(Prepared, LargeRepliesInFlight) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  Client c = MustOpen();
+  ASSERT_TRUE(c);
+  std::vector<std::pair<uint64_t, std::string>> sent;
+  for (int i = 0; i < 3 * kLanes; i++) {
+    std::string req = RandomBytes(2000 + i, 4096 + 977 * i);
+    uint64_t id = 0;
+    int rc = svc_call_send(c.get(), "echo", req.data(), req.size(), &id);
+    if (rc == SVC_EAGAIN)
+      break; // every request lane holds one
+    ASSERT_EQ(0, rc) << ErrName(rc);
+    sent.emplace_back(id, req);
+  }
+  ASSERT_GE(sent.size(), (size_t)kLanes);
+  for (auto &[want_id, req] : sent) {
+    uint64_t id = 0;
+    const void *out;
+    size_t n;
+    int rc = svc_call_recv(c.get(), 10000, &id, &out, &n);
+    ASSERT_EQ(0, rc) << ErrName(rc);
+    EXPECT_EQ(want_id, id) << "replies come in order";
+    EXPECT_TRUE(std::string((const char *)out, n) == req);
+  }
 }
 
 TEST_P(Prepared, HandlerReadingWhenTheClientIsKilled) {

@@ -5,6 +5,8 @@
 // word and length read from the region.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -147,12 +149,12 @@ protected:
   int ServerRead(uint32_t seq, svc__frame *f) {
     return svc__region_read_frame(
         &server_, svc__region_slot(&server_, seq) + SVC__SLOT_REQ,
-        SVC__LANE_REQ, SVC__FRAME_REQUEST, f);
+        SVC__LANE_REQ, SVC__FRAME_REQUEST, f, NULL);
   }
   int ClientRead(uint32_t seq, svc__frame *f) {
     return svc__region_read_frame(
         &client_, svc__region_slot(&client_, seq) + SVC__SLOT_REP,
-        SVC__LANE_REP, SVC__FRAME_REPLY, f);
+        SVC__LANE_REP, SVC__FRAME_REPLY, f, NULL);
   }
   svc__region client_{}, server_{};
   bool client_ok_ = false, server_ok_ = false;
@@ -318,24 +320,30 @@ TEST(RegionRing, SlotsForAWindow) {
   }
 }
 
-TEST(RegionCreate, MaxSizeHoldsTheRingAndTwoLanesAtTheLimit) {
-  for (uint32_t slots : {1u, 64u, (uint32_t)SVC__RING_MAX}) {
+TEST(RegionCreate, MaxSizeHoldsTheRingAndItsLanesAtTheLimit) {
+  for (uint32_t slots : {1u, 2u, 4u, 64u, (uint32_t)SVC__RING_MAX}) {
+    // Half the slots, at least one and at most SVC__LANES_MAX per direction.
+    uint32_t lanes =
+        std::min<uint32_t>(std::max<uint32_t>(slots / 2, 1), SVC__LANES_MAX);
+    EXPECT_EQ(lanes, svc__region_lanes_for(slots));
     for (size_t max :
          {(size_t)0, (size_t)1, (size_t)4096, kMax, SVC_DEFAULT_MAX_MSG}) {
       SCOPED_TRACE(::testing::Message() << "slots " << slots << " max " << max);
       size_t m = svc__region_max_size(max, slots);
       EXPECT_EQ(m % Page(), 0u);
-      EXPECT_EQ(m, RingEnd(slots) + 2 * LaneSize(max));
+      EXPECT_EQ(m, RingEnd(slots) + 2 * lanes * LaneSize(max));
       // Each lane holds the largest frame of either kind.
       EXPECT_GE(LaneSize(max), svc__frame_size(SVC_METHOD_MAX, max));
       svc__region r;
       ASSERT_EQ(0, svc__region_create(&r, max, slots));
       EXPECT_EQ(r.reserved, m);
+      EXPECT_EQ(r.lanes, lanes);
       EXPECT_EQ(r.lane_size, LaneSize(max));
-      EXPECT_EQ(r.ring_end + 2 * r.lane_size, r.reserved);
-      EXPECT_EQ(svc__region_lane(&r, SVC__LANE_REP) + r.lane_size,
+      EXPECT_EQ(r.ring_end + 2 * lanes * r.lane_size, r.reserved);
+      EXPECT_EQ(svc__region_lane(&r, SVC__LANE_ID(SVC__LANE_REP, lanes - 1)) +
+                    r.lane_size,
                 r.base + r.reserved)
-          << "the reply lane ends the reservation";
+          << "the last reply lane ends the reservation";
       svc__region_fini(&r);
     }
   }
@@ -395,7 +403,9 @@ TEST(RegionLane, UpToItsSizeThenTooBig) {
   ASSERT_EQ(0, svc__region_create(&r, max, kSlots));
   size_t top = r.lane_size;
   EXPECT_EQ(top, LaneSize(max));
-  for (int lane : {SVC__LANE_REQ, SVC__LANE_REP}) {
+  int nlanes = 2 * (int)r.lanes;
+  ASSERT_GE(nlanes, 2);
+  for (int lane = 0; lane < nlanes; lane++) {
     SCOPED_TRACE(lane);
     EXPECT_EQ(0, svc__region_lane_ensure(&r, lane, top));
     EXPECT_EQ(r.lane_mapped[lane], top) << "capped at the lane, not 2^n";
@@ -406,10 +416,13 @@ TEST(RegionLane, UpToItsSizeThenTooBig) {
     EXPECT_EQ(0, svc__region_lane_ensure(&r, lane, top));
     memset(svc__region_lane(&r, lane), lane + 1, top);
   }
-  EXPECT_EQ(FileSize(r.fd), r.reserved) << "both lanes whole: the maximum";
+  EXPECT_EQ(SVC_EINVAL, svc__region_lane_ensure(&r, nlanes, 1));
+  EXPECT_EQ(SVC_EINVAL, svc__region_lane_ensure(&r, -1, 1));
+  EXPECT_EQ(FileSize(r.fd), r.reserved) << "every lane whole: the maximum";
   EXPECT_EQ(FileSize(r.fd), svc__region_max_size(max, kSlots));
-  EXPECT_EQ(svc__region_lane(&r, SVC__LANE_REQ)[top - 1], 1)
-      << "the reply lane does not overlap the request lane";
+  for (int lane = 0; lane < nlanes; lane++)
+    EXPECT_EQ(svc__region_lane(&r, lane)[top - 1], lane + 1)
+        << "lanes do not overlap";
   EXPECT_EQ(svc__region_hdr_of(&r)->magic, SVC__REGION_MAGIC);
   svc__region_fini(&r);
 }
@@ -703,17 +716,17 @@ TEST_F(RegionPair, ServerLimitAppliesToRequests) {
   svc__frame f;
   EXPECT_EQ(SVC_EPROTO, svc__region_read_frame(
                             &small, svc__region_slot(&small, 1) + SVC__SLOT_REQ,
-                            SVC__LANE_REQ, SVC__FRAME_REQUEST, &f));
+                            SVC__LANE_REQ, SVC__FRAME_REQUEST, &f, NULL));
   EXPECT_EQ(0, ServerRead(1, &f)) << "within the other server's limit";
   PostRequest(2, "echo", p.data(), 100);
   EXPECT_EQ(0, svc__region_read_frame(
                    &small, svc__region_slot(&small, 2) + SVC__SLOT_REQ,
-                   SVC__LANE_REQ, SVC__FRAME_REQUEST, &f));
+                   SVC__LANE_REQ, SVC__FRAME_REQUEST, &f, NULL));
   std::string big(5000, 'b');
   PostRequest(3, "echo", big.data(), big.size());
   EXPECT_EQ(SVC_EPROTO, svc__region_read_frame(
                             &small, svc__region_slot(&small, 3) + SVC__SLOT_REQ,
-                            SVC__LANE_REQ, SVC__FRAME_REQUEST, &f));
+                            SVC__LANE_REQ, SVC__FRAME_REQUEST, &f, NULL));
   EXPECT_LE(small.lane_mapped[0], Page())
       << "the header was refused before the lane was mapped further";
   svc__region_fini(&small);
@@ -984,9 +997,9 @@ TEST(RegionAttach, HeaderChangedAfterAttachIsIgnored) {
   ASSERT_EQ(p.where, (uint32_t)SVC__WHERE_LANE);
   ASSERT_LE(svc__frame_size(1, big.size()), s.lane_size);
   svc__frame f;
-  EXPECT_EQ(SVC_EPROTO,
-            svc__region_read_frame(&s, svc__region_slot(&s, 5) + SVC__SLOT_REQ,
-                                   SVC__LANE_REQ, SVC__FRAME_REQUEST, &f));
+  EXPECT_EQ(SVC_EPROTO, svc__region_read_frame(
+                            &s, svc__region_slot(&s, 5) + SVC__SLOT_REQ,
+                            SVC__LANE_REQ, SVC__FRAME_REQUEST, &f, NULL));
   svc__region_fini(&s);
   svc__region_fini(&c);
 }
@@ -1021,7 +1034,7 @@ TEST_F(RegionPair, WrongTypeRefused) {
   EXPECT_EQ(SVC_EPROTO,
             svc__region_read_frame(
                 &server_, svc__region_slot(&server_, 1) + SVC__SLOT_REQ,
-                SVC__LANE_REQ, SVC__FRAME_REPLY, &f));
+                SVC__LANE_REQ, SVC__FRAME_REPLY, &f, NULL));
   // A reply frame where a request belongs.
   Put(&client_, 2, SVC__SLOT_REQ, SVC__LANE_REQ, Reply(2, 0, 1), nullptr, "x");
   EXPECT_EQ(SVC_EPROTO, ServerRead(2, &f));
@@ -1064,7 +1077,7 @@ TEST_F(RegionPair, OffsetsOutsideTheRingRefused) {
         end - 1, end, end + SVC__SLOT_SIZE, server_.reserved - 1,
         server_.reserved, server_.reserved + 4096, (size_t)1 << 62}) {
     EXPECT_EQ(SVC_EPROTO, svc__region_read_frame(&server_, off, SVC__LANE_REQ,
-                                                 SVC__FRAME_REQUEST, &f))
+                                                 SVC__FRAME_REQUEST, &f, NULL))
         << off;
   }
   // The control: the ring's last slot half is inside.
@@ -1108,7 +1121,7 @@ TEST_F(RegionPair, OffsetsThatWrapAroundRefused) {
                      SIZE_MAX - (SVC__SLOT_HDR + SVC__SLOT_FRAME_MAX) - 1,
                      SIZE_MAX - server_.ring_end}) {
     int rc = svc__region_read_frame(&server_, off, SVC__LANE_REQ,
-                                    SVC__FRAME_REQUEST, &f);
+                                    SVC__FRAME_REQUEST, &f, NULL);
     EXPECT_EQ(SVC_EPROTO, rc) << "offset SIZE_MAX - " << SIZE_MAX - off;
     if (rc == 0) {
       EXPECT_TRUE(f.method >= server_.base &&
