@@ -216,9 +216,10 @@ SVC_API int svc_client_set_window(svc_client *c, int n);
  * second copy of a large request). NULL when len is over the maximum
  * message size or memory ran out. Valid until the call that sends it, the
  * next svc_request_alloc, or a call sent from the caller's own memory
- * (svc_call, svc_call_send), which may reuse the space. On shm:// one
- * request at a time lies in the region: while a large request is in
- * flight the space is a client buffer, copied when it is sent. */
+ * (svc_call, svc_call_send), which may reuse the space. On shm:// up to
+ * 8 requests of more than 248 bytes are in flight per connection, each in
+ * a lane of its own (fewer with a window below 16: half the ring); while
+ * all are in flight the space is a client buffer, copied when sent. */
 SVC_API void *svc_request_alloc(svc_client *c, size_t len);
 /* Calls method with the first len bytes written into svc_request_alloc's
  * space (len <= what was allocated, else SVC_EINVAL). Same results as
@@ -227,7 +228,7 @@ SVC_API int svc_call_prepared(svc_client *c, const char *method, size_t len,
                               const void **resp, size_t *resp_len);
 /* The same as a call in flight: svc_call_send of the request written in
  * place. SVC_EAGAIN (nothing sent; the space stays valid) as for
- * svc_call_send, and on shm:// while another large request is in flight. */
+ * svc_call_send, and on shm:// while every lane holds a large request. */
 SVC_API int svc_call_send_prepared(svc_client *c, const char *method,
                                    size_t len, uint64_t *id);
 
