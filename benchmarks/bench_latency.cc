@@ -10,97 +10,10 @@
 #include <algorithm>
 #include <functional>
 
-#include "harness.h"
-#include "transport.h"
+#include "runs.h"
 
 namespace bench {
 namespace {
-
-/* Says whether a reply is the right one for the request. */
-using ReplyCheck = std::function<bool(const void *resp, size_t resp_len)>;
-
-/* Calls until warmup_ms have passed (at least 3): connections set up,
- * pages touched, adaptive spin budgets learned, before anything counts. */
-bool latency_warm_up(benchmark::State &state, Conn *c,
-                     const std::vector<unsigned char> &req) {
-  const void *resp;
-  size_t resp_len;
-  std::string err;
-  uint64_t end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
-  for (int n = 0; n < 3 || NowNs() < end; n++) {
-    if (c->Call(req.data(), req.size(), &resp, &resp_len, &err) != 0) {
-      state.SkipWithError(("warm-up: " + err).c_str());
-      return false;
-    }
-  }
-  return true;
-}
-
-/* Starts transport name's server, warms up, then times one call per
- * iteration (the client reads the whole reply inside the timed part: a
- * client uses its reply) and reports latency and CPU per call. */
-void latency_run(benchmark::State &state, const std::string &what,
-                 const std::string &name, const ServerOptions &opts,
-                 const std::vector<unsigned char> &req,
-                 const ReplyCheck &check) {
-  Watchdog watchdog(what, (unsigned)g_opts.watchdog_s);
-  std::string err;
-  auto t = MakeTransport(name, opts);
-  if (!t || !t->Start(1, req.size(), &err)) {
-    state.SkipWithError(t ? err.c_str() : "unknown transport");
-    return;
-  }
-  auto c = t->Connect(0, &err);
-  if (!c) {
-    state.SkipWithError(err.c_str());
-  } else if (latency_warm_up(state, c.get(), req)) {
-    /* Room for this run's samples, capped: the buffer grows if needed. */
-    Latency lat((size_t)std::min<benchmark::IterationCount>(
-        state.max_iterations, 1 << 24));
-    const void *resp = nullptr;
-    size_t resp_len = 0;
-    uint64_t sink = 0;
-    uint64_t server0 = PeerCpuNs(t->server_pid());
-    uint64_t client0 = ProcessCpuNs();
-    uint64_t wall0 = NowNs();
-    for (auto _ : state) {
-      uint64_t t0 = NowNs();
-      int rc = c->Call(req.data(), req.size(), &resp, &resp_len, &err);
-      if (rc == 0)
-        sink += ReadAll(resp, resp_len);
-      uint64_t t1 = NowNs();
-      if (rc != 0 || !check(resp, resp_len)) {
-        state.SkipWithError(rc ? err.c_str() : "wrong reply");
-        break;
-      }
-      state.SetIterationTime((double)(t1 - t0) * 1e-9);
-      lat.Add(t1 - t0);
-    }
-    uint64_t wall = NowNs() - wall0;
-    uint64_t client = ProcessCpuNs() - client0;
-    uint64_t server = PeerCpuNs(t->server_pid()) - server0;
-    benchmark::DoNotOptimize(sink);
-    if (!state.error_occurred()) {
-      lat.Report(state);
-      ReportCpu(state, client, server, wall, lat.count());
-      state.counters["client_cores"] = (double)client / (double)wall;
-      state.SetLabel(name);
-    }
-  }
-  c.reset(); /* close the client before the server goes */
-  t->Stop();
-}
-
-void BM_Latency(benchmark::State &state, const std::string &name,
-                const ServerOptions &opts = {}) {
-  const size_t len = (size_t)state.range(0);
-  auto req = MakePayload(len);
-  latency_run(state, "latency/" + name + "/" + std::to_string(len), name, opts,
-              req, [&](const void *resp, size_t resp_len) {
-                return ReplyMatches(req.data(), len, resp, resp_len);
-              });
-  state.SetBytesProcessed((int64_t)(2 * len * state.iterations()));
-}
 
 /* The machine's copy bandwidth, issue 11's yardstick: one memcpy of len
  * bytes between two buffers touched beforehand, timed like a call. */
@@ -132,14 +45,14 @@ void BM_Send(benchmark::State &state, const std::string &name) {
   opts.method = "sum";
   auto req = MakePayload(len);
   uint64_t want = ReadAll(req.data(), len);
-  latency_run(state, "send/" + name, name, opts, req,
-              [&](const void *resp, size_t resp_len) {
-                uint64_t got = 0;
-                if (resp_len != sizeof got)
-                  return false;
-                memcpy(&got, resp, sizeof got);
-                return got == want;
-              });
+  LatencyRun(state, "send/" + name, name, opts, req,
+             [&](const void *resp, size_t resp_len) {
+               uint64_t got = 0;
+               if (resp_len != sizeof got)
+                 return false;
+               memcpy(&got, resp, sizeof got);
+               return got == want;
+             });
   state.SetBytesProcessed((int64_t)(len * state.iterations()));
 }
 
@@ -152,7 +65,7 @@ void BM_SlowHandler(benchmark::State &state, const std::string &name) {
   opts.method = "burn";
   std::vector<unsigned char> req(64, 0);
   memcpy(req.data(), &burn_us, sizeof burn_us);
-  latency_run(
+  LatencyRun(
       state, "slow/" + name, name, opts, req,
       [&](const void *, size_t resp_len) { return resp_len == req.size(); });
 }

@@ -1,0 +1,40 @@
+/* runs.h — the measured runs the suites share, for any transport name
+ * (transport.h): latency, one call at a time, and throughput, N client
+ * processes at once. Each reports its numbers as Google Benchmark
+ * counters; report.py reads them. */
+#ifndef SVC_BENCH_RUNS_H
+#define SVC_BENCH_RUNS_H
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "transport.h"
+
+namespace bench {
+
+/* Says whether a reply is the right one for the request. */
+using ReplyCheck = std::function<bool(const void *resp, size_t resp_len)>;
+
+/* Starts transport name's server, warms up, then times one call of req
+ * per iteration (the client reads the whole reply inside the timed part:
+ * a client uses its reply). Counters: mean/p50/p99/max_us, CPU per call
+ * (client, server), client_cores. what names the run for the watchdog. */
+void LatencyRun(benchmark::State &state, const std::string &what,
+                const std::string &name, const ServerOptions &opts,
+                const std::vector<unsigned char> &req, const ReplyCheck &check);
+
+/* Echo latency of state.range(0) bytes each way. */
+void BM_Latency(benchmark::State &state, const std::string &name,
+                const ServerOptions &opts = {});
+
+/* state.range(0) client processes (1..8) calling a 64 B echo (or "burn"
+ * with burn_us) for --duration_ms: calls_per_s, min/max_calls per client,
+ * CPU per call. */
+void BM_Throughput(benchmark::State &state, const std::string &name,
+                   const ServerOptions &opts = {}, uint32_t burn_us = 0);
+
+} // namespace bench
+
+#endif
