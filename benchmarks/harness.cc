@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,8 @@ void ParseOptions(int *argc, char **argv) {
   for (int i = 1; i < *argc; i++) {
     if (harness_int_flag(argv[i], "--warmup_ms", &g_opts.warmup_ms) ||
         harness_int_flag(argv[i], "--duration_ms", &g_opts.duration_ms) ||
-        harness_int_flag(argv[i], "--watchdog_s", &g_opts.watchdog_s))
+        harness_int_flag(argv[i], "--watchdog_s", &g_opts.watchdog_s) ||
+        harness_int_flag(argv[i], "--idle_ms", &g_opts.idle_ms))
       continue;
     argv[out++] = argv[i];
   }
@@ -56,6 +58,7 @@ void ParseOptions(int *argc, char **argv) {
             "               --duration_ms=N (throughput window, default 1000)\n"
             "               --watchdog_s=N (kill a run stuck this long, "
             "default 120)\n"
+            "               --idle_ms=N (idle-cost window, default 5000)\n"
             "plus Google Benchmark's --benchmark_* flags\n",
             argv[1]);
     exit(2);
@@ -120,7 +123,7 @@ uint64_t ProcessCpuNs() { return harness_clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 /* utime + stime from /proc/PID/stat, fields 14 and 15, counted after the
  * last ')' because the command name may hold spaces and parentheses. */
-static uint64_t harness_proc_stat_ns(pid_t pid) {
+uint64_t ProcTicks(pid_t pid) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -140,7 +143,32 @@ static uint64_t harness_proc_stat_ns(pid_t pid) {
   if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
              &ut, &st) != 2)
     return 0;
-  return (ut + st) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+  return ut + st;
+}
+
+static uint64_t harness_proc_stat_ns(pid_t pid) {
+  return ProcTicks(pid) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+}
+
+bool ProcMemoryKb(pid_t pid, uint64_t *rss_kb, uint64_t *pss_kb) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return false;
+  int found = 0;
+  unsigned long long v;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "Rss: %llu kB", &v) == 1) {
+      *rss_kb = v;
+      found |= 1;
+    } else if (sscanf(line, "Pss: %llu kB", &v) == 1) {
+      *pss_kb = v;
+      found |= 2;
+    }
+  }
+  fclose(f);
+  return found == 3;
 }
 
 uint64_t PeerCpuNs(pid_t pid) {
@@ -238,6 +266,63 @@ void StopChild(pid_t pid, int sig, int grace_ms) {
   kill(pid, SIGKILL);
   while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
+}
+
+/* One line from fd, waiting at most timeout_ms in total; "" on EOF. */
+static std::string harness_read_line(int fd, int timeout_ms) {
+  std::string line;
+  uint64_t deadline = NowNs() + (uint64_t)timeout_ms * 1000000;
+  char ch;
+  while (NowNs() < deadline) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int left = (int)((deadline - NowNs()) / 1000000) + 1;
+    if (poll(&p, 1, left) <= 0)
+      continue;
+    ssize_t n = read(fd, &ch, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0 || ch == '\n')
+      break;
+    line += ch;
+  }
+  return line;
+}
+
+pid_t ForkServer(const std::function<int(const ReadyFn &ready)> &serve,
+                 std::string *addr, std::string *err) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    *err = std::string("pipe2: ") + strerror(errno);
+    return -1;
+  }
+  pid_t pid = ForkChild([&] {
+    close(fds[0]);
+    int fd = fds[1];
+    ReadyFn ready = [&fd](const std::string &line) {
+      if (fd < 0)
+        return;
+      std::string l = line + "\n";
+      WriteFull(fd, l.data(), l.size());
+      close(fd);
+      fd = -1;
+    };
+    int rc = serve(ready);
+    ready("ERR the server returned before it listened");
+    return rc;
+  });
+  close(fds[1]);
+  std::string line = pid < 0 ? "" : harness_read_line(fds[0], 10000);
+  close(fds[0]);
+  if (pid < 0 || line.compare(0, 3, "OK ") != 0) {
+    *err = pid < 0           ? std::string("fork: ") + strerror(errno)
+           : line.empty()    ? "server child exited before it listened"
+           : line.size() > 4 ? line.substr(4)
+                             : line;
+    StopChild(pid, SIGKILL, 0);
+    return -1;
+  }
+  *addr = line.substr(3);
+  return pid;
 }
 
 /* ---- payloads and streams ---- */

@@ -23,6 +23,7 @@ struct Options {
   int warmup_ms = 20;     /* calls before the timed loop, per run */
   int duration_ms = 1000; /* window of one throughput measurement */
   int watchdog_s = 120;   /* longest one benchmark run may take */
+  int idle_ms = 5000;     /* the window of an idle-cost measurement */
 };
 extern Options g_opts;
 
@@ -110,6 +111,21 @@ public:
 };
 /* Sends sig, waits up to grace_ms, then SIGKILLs, and reaps. Safe on -1. */
 void StopChild(pid_t pid, int sig, int grace_ms);
+
+/* What a server child calls once: ready("OK <address>") when it listens,
+ * or ready("ERR <why>"). */
+using ReadyFn = std::function<void(const std::string &line)>;
+/* Forks a server process running serve(ready) and waits (10 s at most) for
+ * its ready line, so the parent never races the bind. Returns the pid with
+ * *addr set, or -1 with *err (the child reaped). */
+pid_t ForkServer(const std::function<int(const ReadyFn &ready)> &serve,
+                 std::string *addr, std::string *err);
+
+/* CPU clock ticks (utime + stime, every thread) a process has used. */
+uint64_t ProcTicks(pid_t pid);
+/* A process's resident and proportional set sizes in KiB
+ * (/proc/PID/smaps_rollup); false if it cannot be read. */
+bool ProcMemoryKb(pid_t pid, uint64_t *rss_kb, uint64_t *pss_kb);
 
 /* ---- payloads ---- */
 

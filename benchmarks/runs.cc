@@ -91,6 +91,141 @@ void LatencyRun(benchmark::State &state, const std::string &what,
   t->Stop();
 }
 
+namespace {
+
+/* Shared by the benchmark process and its client process. */
+struct ChildRun {
+  uint32_t ready; /* the client is connected and warmed up */
+  uint32_t go;    /* the parent read the server's CPU: start */
+  uint32_t done;  /* the client finished (or failed) */
+  int failed;
+  char err[200];
+  uint64_t cpu_ns, wall_ns, sink;
+  uint64_t n;     /* samples taken */
+  uint64_t ns[1]; /* ... each call's round trip; more follow */
+};
+
+constexpr uint64_t kChildSamplesMax = (uint64_t)1 << 22; /* 32 MiB */
+
+int child_latency(Transport *t, ChildRun *run, uint64_t cap,
+                  const std::vector<unsigned char> &req,
+                  const ReplyCheck &check) {
+  auto fail = [&](const std::string &e) {
+    snprintf(run->err, sizeof run->err, "%s", e.c_str());
+    __atomic_store_n(&run->failed, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
+    return 1;
+  };
+  std::string err;
+  auto c = t->Connect(0, &err);
+  if (!c)
+    return fail(err);
+  const void *resp;
+  size_t resp_len;
+  uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
+  for (int n = 0; n < 3 || NowNs() < warm_end; n++)
+    if (c->Call(req.data(), req.size(), &resp, &resp_len, &err) != 0)
+      return fail("warm-up: " + err);
+  __atomic_store_n(&run->ready, 1, __ATOMIC_RELEASE);
+  while (!__atomic_load_n(&run->go, __ATOMIC_ACQUIRE))
+    usleep(100);
+  uint64_t sink = 0, n = 0, cpu0 = ProcessCpuNs(), wall0 = NowNs();
+  uint64_t end = wall0 + (uint64_t)g_opts.duration_ms * 1000000;
+  do {
+    uint64_t t0 = NowNs();
+    int rc = c->Call(req.data(), req.size(), &resp, &resp_len, &err);
+    if (rc == 0)
+      sink += ReadAll(resp, resp_len);
+    uint64_t t1 = NowNs();
+    if (rc != 0)
+      return fail(err);
+    if (!check(resp, resp_len))
+      return fail("wrong reply");
+    run->ns[n++] = t1 - t0;
+  } while (n < cap && (n < 3 || NowNs() < end));
+  run->wall_ns = NowNs() - wall0;
+  run->cpu_ns = ProcessCpuNs() - cpu0;
+  run->sink = sink;
+  run->n = n;
+  c.reset(); /* closed before the server goes */
+  __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
+  return 0;
+}
+
+bool child_wait(const uint32_t *flag, const ChildRun *run, uint64_t ms) {
+  uint64_t deadline = NowNs() + ms * 1000000;
+  while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE) &&
+         !__atomic_load_n(&run->failed, __ATOMIC_ACQUIRE)) {
+    if (NowNs() > deadline)
+      return false;
+    usleep(1000);
+  }
+  return !__atomic_load_n(&run->failed, __ATOMIC_ACQUIRE);
+}
+
+} // namespace
+
+void LatencyRunInChild(benchmark::State &state, const std::string &what,
+                       const std::string &name, const ServerOptions &opts,
+                       const std::vector<unsigned char> &req,
+                       const ReplyCheck &check) {
+  Watchdog watchdog(what, (unsigned)g_opts.watchdog_s +
+                              (unsigned)g_opts.duration_ms / 1000);
+  std::string err;
+  auto t = MakeTransport(name, opts);
+  if (!t || !t->Start(1, req.size(), &err)) {
+    state.SkipWithError(t ? err.c_str() : "unknown transport");
+    return;
+  }
+  size_t bytes = sizeof(ChildRun) + kChildSamplesMax * sizeof(uint64_t);
+  void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mem == MAP_FAILED) {
+    state.SkipWithError("mmap");
+    t->Stop();
+    return;
+  }
+  ChildRun *run = new (mem) ChildRun();
+  pid_t kid = ForkChild([&] {
+    return child_latency(t.get(), run, kChildSamplesMax, req, check);
+  });
+  for (auto _ : state) { /* one iteration: the client's window */
+    uint64_t limit = 1000ull * (uint64_t)g_opts.watchdog_s;
+    if (!child_wait(&run->ready, run, limit)) {
+      state.SkipWithError(run->failed ? run->err : "client not ready");
+      break;
+    }
+    uint64_t server0 = PeerCpuNs(t->server_pid());
+    __atomic_store_n(&run->go, 1, __ATOMIC_RELEASE);
+    if (!child_wait(&run->done, run, limit)) {
+      state.SkipWithError(run->failed ? run->err : "client did not finish");
+      break;
+    }
+    uint64_t server = PeerCpuNs(t->server_pid()) - server0;
+    state.SetIterationTime((double)run->wall_ns * 1e-9);
+    Latency lat((size_t)run->n);
+    for (uint64_t i = 0; i < run->n; i++)
+      lat.Add(run->ns[i]);
+    lat.Report(state);
+    ReportCpu(state, run->cpu_ns, server, run->wall_ns, run->n);
+    state.counters["calls"] = (double)run->n;
+    state.SetBytesProcessed((int64_t)(2 * req.size() * run->n));
+    state.SetLabel(name);
+  }
+  StopChild(kid, SIGKILL, 0);
+  t->Stop();
+  munmap(mem, bytes);
+}
+
+void BM_LatencyInChild(benchmark::State &state, const std::string &name) {
+  const size_t len = (size_t)state.range(0);
+  auto req = MakePayload(len);
+  LatencyRunInChild(state, "peers/" + name + "/" + std::to_string(len), name,
+                    {}, req, [&](const void *resp, size_t resp_len) {
+                      return ReplyMatches(req.data(), len, resp, resp_len);
+                    });
+}
+
 void BM_Latency(benchmark::State &state, const std::string &name,
                 const ServerOptions &opts) {
   const size_t len = (size_t)state.range(0);
@@ -255,6 +390,84 @@ void BM_Throughput(benchmark::State &state, const std::string &name,
     StopChild(k, SIGKILL, 0);
   t->Stop();
   munmap(mem, sizeof(Board));
+}
+
+namespace {
+
+constexpr size_t kPipelinePayload = 64;
+
+/* Calls until until_ns, in flight or (sync) one by one; adds them to
+ * *calls. */
+int pipeline_calls(Conn *c, bool sync, int window,
+                   const std::vector<unsigned char> &req, uint64_t until_ns,
+                   uint64_t *calls, std::string *err) {
+  if (!sync)
+    return c->Pipeline(req.data(), req.size(), window, until_ns, calls, err);
+  Deadline deadline(until_ns);
+  do {
+    const void *resp;
+    size_t resp_len;
+    if (c->Call(req.data(), req.size(), &resp, &resp_len, err) != 0)
+      return -1;
+    if (!ReplyMatches(req.data(), req.size(), resp, resp_len)) {
+      *err = "reply differs from request";
+      return -1;
+    }
+    ++*calls;
+  } while (!deadline.Passed());
+  return 0;
+}
+
+} // namespace
+
+void BM_Pipeline(benchmark::State &state, const std::string &label,
+                 const std::string &name, const ServerOptions &opts,
+                 bool sync) {
+  const int window = (int)state.range(0);
+  Watchdog watchdog("pipeline/" + label + "/" + std::to_string(window),
+                    (unsigned)g_opts.watchdog_s +
+                        (unsigned)g_opts.duration_ms / 1000);
+  std::string err;
+  auto t = MakeTransport(name, opts);
+  if (!t || !t->Start(1, kPipelinePayload, &err)) {
+    state.SkipWithError(t ? err.c_str() : "unknown transport");
+    return;
+  }
+  auto c = t->Connect(0, &err);
+  auto req = MakePayload(kPipelinePayload);
+  uint64_t warm_calls = 0;
+  if (!c) {
+    state.SkipWithError(err.c_str());
+  } else if (pipeline_calls(c.get(), sync, window, req,
+                            NowNs() + (uint64_t)g_opts.warmup_ms * 1000000,
+                            &warm_calls, &err) != 0) {
+    state.SkipWithError(("warm-up: " + err).c_str());
+  } else {
+    for (auto _ : state) { /* one iteration: the window */
+      uint64_t calls = 0;
+      uint64_t server0 = PeerCpuNs(t->server_pid());
+      uint64_t client0 = ProcessCpuNs();
+      uint64_t wall0 = NowNs();
+      int rc = pipeline_calls(c.get(), sync, window, req,
+                              wall0 + (uint64_t)g_opts.duration_ms * 1000000,
+                              &calls, &err);
+      uint64_t wall = NowNs() - wall0;
+      uint64_t client = ProcessCpuNs() - client0;
+      uint64_t server = PeerCpuNs(t->server_pid()) - server0;
+      if (rc != 0) {
+        state.SkipWithError(err.c_str());
+        break;
+      }
+      state.SetIterationTime((double)wall * 1e-9);
+      state.counters["calls_per_s"] = (double)calls / ((double)wall * 1e-9);
+      state.counters["window"] = window;
+      ReportCpu(state, client, server, wall, calls);
+      state.SetItemsProcessed((int64_t)calls);
+      state.SetLabel(label);
+    }
+  }
+  c.reset(); /* close the client before the server goes */
+  t->Stop();
 }
 
 } // namespace bench

@@ -25,6 +25,18 @@ void LatencyRun(benchmark::State &state, const std::string &what,
                 const std::string &name, const ServerOptions &opts,
                 const std::vector<unsigned char> &req, const ReplyCheck &check);
 
+/* LatencyRun with the client in a forked process of its own, calling for
+ * --duration_ms after its warm-up (one benchmark iteration), so that the
+ * benchmark process never loads a library that does not survive fork
+ * (nng, gRPC, iceoryx): every server and client is a child of a process
+ * that never used it. bench_peers measures every row, libsvc's too, so. */
+void LatencyRunInChild(benchmark::State &state, const std::string &what,
+                       const std::string &name, const ServerOptions &opts,
+                       const std::vector<unsigned char> &req,
+                       const ReplyCheck &check);
+/* Echo latency of state.range(0) bytes each way, client in a child. */
+void BM_LatencyInChild(benchmark::State &state, const std::string &name);
+
 /* Echo latency of state.range(0) bytes each way. */
 void BM_Latency(benchmark::State &state, const std::string &name,
                 const ServerOptions &opts = {});
@@ -34,6 +46,12 @@ void BM_Latency(benchmark::State &state, const std::string &name,
  * CPU per call. */
 void BM_Throughput(benchmark::State &state, const std::string &name,
                    const ServerOptions &opts = {}, uint32_t burn_us = 0);
+
+/* Calls in flight (issue 10): one client keeps state.range(0) 64 B calls
+ * in flight for --duration_ms (Conn::Pipeline), or with sync makes them
+ * one at a time. label names the row ("pipeline/LABEL/WINDOW"). */
+void BM_Pipeline(benchmark::State &state, const std::string &label,
+                 const std::string &name, const ServerOptions &opts, bool sync);
 
 } // namespace bench
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "peers/peers.h"
 #include "transport.h"
 
 #ifndef SVC_BENCH_NO_LIBSVC
@@ -66,15 +67,9 @@ std::string svc_err(const char *what, int rc) {
   return std::string(what) + ": " + svc_strerror(rc);
 }
 
-/* The server child. Reports "OK <url>" or "ERR <why>" on ready_fd once the
- * listener is bound, so the parent never races the bind. */
+/* The server child: reports "OK <url>" or "ERR <why>" once it listens. */
 int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
-                    size_t max_len, int ready_fd) {
-  auto report = [&](const std::string &line) {
-    std::string l = line + "\n";
-    WriteFull(ready_fd, l.data(), l.size());
-    close(ready_fd);
-  };
+                    size_t max_len, const ReadyFn &report) {
   if (opts.workers > 0) {
     std::string w = std::to_string(opts.workers);
     setenv("SVC_WORKERS_MIN", w.c_str(), 1);
@@ -224,27 +219,12 @@ public:
   bool Start(int, size_t max_len, std::string *err) override {
     Stop();
     max_len_ = max_len;
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-      *err = std::string("pipe2: ") + strerror(errno);
-      return false;
-    }
-    pid_ = ForkChild([&] {
-      close(fds[0]);
-      return svc_serve_child(scheme_, opts_, max_len, fds[1]);
-    });
-    close(fds[1]);
-    std::string line = ReadLine(fds[0], 10000);
-    close(fds[0]);
-    if (pid_ < 0 || line.compare(0, 3, "OK ") != 0) {
-      *err = pid_ < 0       ? std::string("fork: ") + strerror(errno)
-             : line.empty() ? "server child exited before it listened"
-                            : line.substr(line.find(' ') + 1);
-      Stop();
-      return false;
-    }
-    url_ = line.substr(3);
-    return true;
+    pid_ = ForkServer(
+        [&](const ReadyFn &ready) {
+          return svc_serve_child(scheme_, opts_, max_len, ready);
+        },
+        &url_, err);
+    return pid_ > 0;
   }
 
   std::unique_ptr<Conn> Connect(int, std::string *err) override {
@@ -277,26 +257,6 @@ public:
   }
 
 private:
-  /* One line from fd, waiting at most timeout_ms in total; "" on EOF. */
-  static std::string ReadLine(int fd, int timeout_ms) {
-    std::string line;
-    uint64_t deadline = NowNs() + (uint64_t)timeout_ms * 1000000;
-    char ch;
-    while (NowNs() < deadline) {
-      struct pollfd p = {fd, POLLIN, 0};
-      int left = (int)((deadline - NowNs()) / 1000000) + 1;
-      if (poll(&p, 1, left) <= 0)
-        continue;
-      ssize_t n = read(fd, &ch, 1);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0 || ch == '\n')
-        break;
-      line += ch;
-    }
-    return line;
-  }
-
   std::string scheme_;
   ServerOptions opts_;
   bool prepared_; /* clients write requests in place */
@@ -332,6 +292,8 @@ std::unique_ptr<Transport> MakeTransport(const std::string &name,
                                          const ServerOptions &opts) {
   if (name.compare(0, 4, "svc-") == 0)
     return NewSvcTransport(name.substr(4), opts);
+  if (auto peer = NewPeerTransport(name))
+    return peer;
   return NewRawTransport(name);
 }
 

@@ -64,6 +64,9 @@ public:
   virtual std::unique_ptr<Conn> Connect(int i, std::string *err) = 0;
   /* The server process, for CPU accounting; -1 before Start. */
   virtual pid_t server_pid() const = 0;
+  /* Other processes the transport needs running (iceoryx's RouDi
+   * daemon), whose CPU and memory the user pays too. */
+  virtual std::vector<pid_t> helper_pids() const { return {}; }
   /* Kills and reaps the server and frees what Start made. Idempotent. */
   virtual void Stop() = 0;
 };

@@ -1,0 +1,137 @@
+/* peer_nng.cc — nng (1.5) req0/rep0, as its reqrep demo and manual pages
+ * show it (demo/reqrep/reqrep.c: nng_rep0_open, nng_listen; the client
+ * nng_req0_open, nng_dial, nng_send from the caller's buffer, nng_recvmsg
+ * of the reply), over ipc:// and tcp://. The only option set is the
+ * receive limit (NNG_OPT_RECVMAXSZ, 1 MiB by default), lifted so that the
+ * 16 MiB rows run. The server copies each request into a new reply
+ * message, the handler's one copy every echo server here makes. */
+#include <arpa/inet.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <signal.h>
+#include <string.h>
+
+#include "../harness.h"
+#include "../transport.h"
+#include "peers.h"
+
+namespace bench {
+namespace {
+
+std::string nng_err(const char *what, int rv) {
+  return std::string(what) + ": " + nng_strerror(rv);
+}
+
+int nng_serve(const std::string &url, const ReadyFn &ready) {
+  nng_socket sock;
+  nng_listener l;
+  int rv = nng_rep0_open(&sock);
+  if (rv == 0)
+    rv = nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 0);
+  if (rv == 0)
+    rv = nng_listen(sock, url.c_str(), &l, 0);
+  if (rv != 0) {
+    ready("ERR " + nng_err(("nng_listen " + url).c_str(), rv));
+    return 1;
+  }
+  std::string addr = url;
+  nng_sockaddr sa;
+  if (url.compare(0, 6, "tcp://") == 0 &&
+      nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa) == 0)
+    addr = "tcp://127.0.0.1:" + std::to_string(ntohs(sa.s_in.sa_port));
+  ready("OK " + addr);
+  for (;;) {
+    nng_msg *req, *rep;
+    if (nng_recvmsg(sock, &req, 0) != 0)
+      return 1;
+    size_t len = nng_msg_len(req);
+    if (nng_msg_alloc(&rep, len) != 0)
+      return 1;
+    memcpy(nng_msg_body(rep), nng_msg_body(req), len);
+    nng_msg_free(req);
+    if (nng_sendmsg(sock, rep, 0) != 0) {
+      nng_msg_free(rep);
+      return 1;
+    }
+  }
+}
+
+class NngConn : public Conn {
+public:
+  ~NngConn() override {
+    if (reply_)
+      nng_msg_free(reply_);
+    nng_close(sock_);
+  }
+  bool Dial(const std::string &url, std::string *err) {
+    int rv = nng_req0_open(&sock_);
+    if (rv == 0)
+      rv = nng_socket_set_size(sock_, NNG_OPT_RECVMAXSZ, 0);
+    if (rv == 0)
+      rv = nng_dial(sock_, url.c_str(), nullptr, 0);
+    if (rv != 0)
+      *err = nng_err(("nng_dial " + url).c_str(), rv);
+    return rv == 0;
+  }
+  int Call(const void *req, size_t len, const void **resp, size_t *resp_len,
+           std::string *err) override {
+    if (reply_) { /* the last reply was valid until this call */
+      nng_msg_free(reply_);
+      reply_ = nullptr;
+    }
+    int rv = nng_send(sock_, const_cast<void *>(req), len, 0);
+    if (rv == 0)
+      rv = nng_recvmsg(sock_, &reply_, 0);
+    if (rv != 0) {
+      *err = nng_err("nng req", rv);
+      return -1;
+    }
+    *resp = nng_msg_body(reply_);
+    *resp_len = nng_msg_len(reply_);
+    return 0;
+  }
+
+private:
+  nng_socket sock_ = NNG_SOCKET_INITIALIZER;
+  nng_msg *reply_ = nullptr;
+};
+
+class NngTransport : public Transport {
+public:
+  explicit NngTransport(bool tcp) : tcp_(tcp) {}
+  ~NngTransport() override { Stop(); }
+  bool Start(int, size_t, std::string *err) override {
+    Stop();
+    std::string url =
+        tcp_ ? "tcp://127.0.0.1:0"
+             : "ipc://" + RuntimeDir() + "/" + UniqueName("nng") + ".sock";
+    pid_ = ForkServer([url](const ReadyFn &r) { return nng_serve(url, r); },
+                      &url_, err);
+    return pid_ > 0;
+  }
+  std::unique_ptr<Conn> Connect(int, std::string *err) override {
+    auto c = std::make_unique<NngConn>();
+    if (!c->Dial(url_, err))
+      return nullptr;
+    return c;
+  }
+  pid_t server_pid() const override { return pid_; }
+  void Stop() override {
+    StopChild(pid_, SIGKILL, 0);
+    pid_ = -1;
+  }
+
+private:
+  bool tcp_;
+  pid_t pid_ = -1;
+  std::string url_;
+};
+
+} // namespace
+
+std::unique_ptr<Transport> NewNngTransport(bool tcp) {
+  return std::make_unique<NngTransport>(tcp);
+}
+
+} // namespace bench
