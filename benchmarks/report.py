@@ -14,6 +14,8 @@ import os
 import platform
 import sys
 
+import report_peers
+
 # Report order: the raw baselines, then libsvc.
 ORDER = ["pipe", "unix", "tcp", "futex", "spin", "svc-shm", "svc-shm-prep",
          "svc-unix", "svc-tcp"]
@@ -62,7 +64,8 @@ def load(path):
         if not good:
             picked[key] = rs[-1]
             continue
-        metric = ("p50_us" if key[0] in ("latency", "stats", "memcpy", "send", "slow")
+        metric = ("p50_us" if key[0] in ("latency", "stats", "memcpy", "send", "slow",
+                                         "peers", "peers-idle")
                   else "calls_per_s")
         good.sort(key=lambda r: r.get(metric, 0))
         picked[key] = good[len(good) // 2]
@@ -444,10 +447,12 @@ def main():
     ctx_l, lat = load(os.path.join(a.dir, "latency.json"))
     ctx_t, tp = load(os.path.join(a.dir, "throughput.json"))
     ctx_p, pl = load(os.path.join(a.dir, "pipeline.json"))
-    if not lat and not tp and not pl:
+    ctx_e, pe = load(os.path.join(a.dir, "peers.json"))
+    _, idle = load(os.path.join(a.dir, "peers-idle.json"))
+    if not lat and not tp and not pl and not pe:
         print(f"report.py: no results in {a.dir}", file=sys.stderr)
         return
-    out = header(ctx_l or ctx_t or ctx_p, a.mode, a.build_type)
+    out = header(ctx_l or ctx_t or ctx_p or ctx_e, a.mode, a.build_type)
     out += ["Transports: " + "; ".join(f"`{t}` = {DESCR[t]}" for t in ORDER) + ".", ""]
     if lat:
         out += targets_section(lat, tp)
@@ -459,10 +464,13 @@ def main():
         out += workers_section(tp)
     if pl:
         out += pipeline_section(pl)
+    out += report_peers.section(pe, idle)
     out += ["See docs/benchmarks.md for what each baseline does and how CPU "
-            "is measured. Plot: latency.svg.", ""]
+            "is measured. Plots: latency.svg, peers.svg.", ""]
     with open(os.path.join(a.dir, "report.md"), "w") as f:
         f.write("\n".join(out))
+    if pe:
+        report_peers.write_dat(pe, os.path.join(a.dir, "peers.dat"))
     if lat:
         cols = write_dat(lat, os.path.join(a.dir, "latency.dat"))
         print(" ".join(cols))  # ci/bench passes the column names to gnuplot
