@@ -116,8 +116,8 @@ class IoxConn : public Conn {
 public:
   IoxConn(const std::string &instance, bool poll) : poll_(poll) {
     iox_runtime_once();
-    client_ = iox_client_init(&storage_, kService, instance.c_str(), kEvent,
-                              nullptr);
+    client_ =
+        iox_client_init(&storage_, kService, instance.c_str(), kEvent, nullptr);
     if (!poll_) {
       ws_ = iox_ws_init(&ws_storage_);
       iox_ws_attach_client_state(ws_, client_, ClientState_HAS_RESPONSE, 0,
