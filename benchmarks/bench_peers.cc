@@ -146,18 +146,18 @@ int main(int argc, char **argv) {
       b->Arg(clients);
     b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
   }
-  /* Calls in flight where the peer has them (its own idiom: ZeroMQ
-   * DEALER/ROUTER); libsvc's rows are in bench_pipeline. */
-  for (const std::string name : {"svc-shm", "svc-unix", "zmq-ipc"}) {
+  /* Calls in flight where the peer has them, each in its own idiom:
+   * ZeroMQ DEALER/ROUTER, nng contexts with aio, gRPC's async stub. */
+  for (const std::string name :
+       {"svc-shm", "svc-unix", "zmq-ipc", "nng-ipc", "grpc-unix"}) {
     bool have = false;
     for (const std::string &n : names)
       have |= n == name;
     if (!have)
       continue;
     auto *b = benchmark::RegisterBenchmark(
-        ("peers-pipe/" + name).c_str(), [name](benchmark::State &s) {
-          bench::BM_Pipeline(s, name, name, {}, false);
-        });
+        ("peers-pipe/" + name).c_str(),
+        [name](benchmark::State &s) { bench::BM_PipelineInChild(s, name); });
     for (int window : {1, 8, 64})
       b->Arg(window);
     b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -470,4 +470,80 @@ void BM_Pipeline(benchmark::State &state, const std::string &label,
   t->Stop();
 }
 
+void BM_PipelineInChild(benchmark::State &state, const std::string &name) {
+  const int window = (int)state.range(0);
+  Watchdog watchdog("peers-pipe/" + name + "/" + std::to_string(window),
+                    (unsigned)g_opts.watchdog_s +
+                        (unsigned)g_opts.duration_ms / 1000);
+  std::string err;
+  auto t = MakeTransport(name);
+  if (!t || !t->Start(1, kPipelinePayload, &err)) {
+    state.SkipWithError(t ? err.c_str() : "unknown transport");
+    return;
+  }
+  void *mem = mmap(nullptr, sizeof(ChildRun), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) {
+    state.SkipWithError("mmap");
+    t->Stop();
+    return;
+  }
+  ChildRun *run = new (mem) ChildRun();
+  pid_t kid = ForkChild([&] {
+    auto fail = [&](const std::string &e) {
+      snprintf(run->err, sizeof run->err, "%s", e.c_str());
+      __atomic_store_n(&run->failed, 1, __ATOMIC_RELEASE);
+      return 1;
+    };
+    std::string e;
+    auto c = t->Connect(0, &e);
+    if (!c)
+      return fail(e);
+    auto req = MakePayload(kPipelinePayload);
+    uint64_t warm = 0;
+    if (c->Pipeline(req.data(), req.size(), window,
+                    NowNs() + (uint64_t)g_opts.warmup_ms * 1000000, &warm,
+                    &e) != 0)
+      return fail("warm-up: " + e);
+    __atomic_store_n(&run->ready, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&run->go, __ATOMIC_ACQUIRE))
+      usleep(100);
+    uint64_t calls = 0, cpu0 = ProcessCpuNs(), wall0 = NowNs();
+    if (c->Pipeline(req.data(), req.size(), window,
+                    wall0 + (uint64_t)g_opts.duration_ms * 1000000, &calls,
+                    &e) != 0)
+      return fail(e);
+    run->wall_ns = NowNs() - wall0;
+    run->cpu_ns = ProcessCpuNs() - cpu0;
+    run->n = calls;
+    c.reset();
+    __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
+    return 0;
+  });
+  for (auto _ : state) {
+    uint64_t limit = 1000ull * (uint64_t)g_opts.watchdog_s;
+    if (!child_wait(&run->ready, run, limit)) {
+      state.SkipWithError(run->failed ? run->err : "client not ready");
+      break;
+    }
+    uint64_t server0 = PeerCpuNs(t->server_pid());
+    __atomic_store_n(&run->go, 1, __ATOMIC_RELEASE);
+    if (!child_wait(&run->done, run, limit)) {
+      state.SkipWithError(run->failed ? run->err : "client did not finish");
+      break;
+    }
+    uint64_t server = PeerCpuNs(t->server_pid()) - server0;
+    state.SetIterationTime((double)run->wall_ns * 1e-9);
+    state.counters["calls_per_s"] =
+        (double)run->n / ((double)run->wall_ns * 1e-9);
+    state.counters["window"] = window;
+    ReportCpu(state, run->cpu_ns, server, run->wall_ns, run->n);
+    state.SetItemsProcessed((int64_t)run->n);
+    state.SetLabel(name);
+  }
+  StopChild(kid, SIGKILL, 0);
+  t->Stop();
+  munmap(mem, sizeof(ChildRun));
+}
+
 } // namespace bench

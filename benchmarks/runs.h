@@ -53,6 +53,9 @@ void BM_Throughput(benchmark::State &state, const std::string &name,
 void BM_Pipeline(benchmark::State &state, const std::string &label,
                  const std::string &name, const ServerOptions &opts, bool sync);
 
+/* BM_Pipeline with the client in a child process (see LatencyRunInChild). */
+void BM_PipelineInChild(benchmark::State &state, const std::string &name);
+
 } // namespace bench
 
 #endif
