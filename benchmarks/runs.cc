@@ -101,55 +101,25 @@ struct ChildRun {
   int failed;
   char err[200];
   uint64_t cpu_ns, wall_ns, sink;
-  uint64_t n;     /* samples taken */
-  uint64_t ns[1]; /* ... each call's round trip; more follow */
+  uint64_t n;     /* calls made (and samples taken, when it takes them) */
+  uint64_t ns[1]; /* each call's round trip; more follow */
 };
 
 constexpr uint64_t kChildSamplesMax = (uint64_t)1 << 22; /* 32 MiB */
+constexpr size_t kPipelinePayload = 64;
 
-int child_latency(Transport *t, ChildRun *run, uint64_t cap,
-                  const std::vector<unsigned char> &req,
-                  const ReplyCheck &check) {
-  auto fail = [&](const std::string &e) {
-    snprintf(run->err, sizeof run->err, "%s", e.c_str());
-    __atomic_store_n(&run->failed, 1, __ATOMIC_RELEASE);
-    __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
-    return 1;
-  };
-  std::string err;
-  auto c = t->Connect(0, &err);
-  if (!c)
-    return fail(err);
-  const void *resp;
-  size_t resp_len;
-  uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
-  for (int n = 0; n < 3 || NowNs() < warm_end; n++)
-    if (c->Call(req.data(), req.size(), &resp, &resp_len, &err) != 0)
-      return fail("warm-up: " + err);
+int child_fail(ChildRun *run, const std::string &e) {
+  snprintf(run->err, sizeof run->err, "%s", e.c_str());
+  __atomic_store_n(&run->failed, 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
+  return 1;
+}
+
+/* Warmed up: says so, then waits for the parent's go. */
+void child_ready(ChildRun *run) {
   __atomic_store_n(&run->ready, 1, __ATOMIC_RELEASE);
   while (!__atomic_load_n(&run->go, __ATOMIC_ACQUIRE))
     usleep(100);
-  uint64_t sink = 0, n = 0, cpu0 = ProcessCpuNs(), wall0 = NowNs();
-  uint64_t end = wall0 + (uint64_t)g_opts.duration_ms * 1000000;
-  do {
-    uint64_t t0 = NowNs();
-    int rc = c->Call(req.data(), req.size(), &resp, &resp_len, &err);
-    if (rc == 0)
-      sink += ReadAll(resp, resp_len);
-    uint64_t t1 = NowNs();
-    if (rc != 0)
-      return fail(err);
-    if (!check(resp, resp_len))
-      return fail("wrong reply");
-    run->ns[n++] = t1 - t0;
-  } while (n < cap && (n < 3 || NowNs() < end));
-  run->wall_ns = NowNs() - wall0;
-  run->cpu_ns = ProcessCpuNs() - cpu0;
-  run->sink = sink;
-  run->n = n;
-  c.reset(); /* closed before the server goes */
-  __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
-  return 0;
 }
 
 bool child_wait(const uint32_t *flag, const ChildRun *run, uint64_t ms) {
@@ -163,21 +133,27 @@ bool child_wait(const uint32_t *flag, const ChildRun *run, uint64_t ms) {
   return !__atomic_load_n(&run->failed, __ATOMIC_ACQUIRE);
 }
 
-} // namespace
+/* What the client process does with its connection: warm up, call
+ * child_ready, make its calls into run; 0 or child_fail. */
+using ChildCalls = std::function<int(Conn *c, ChildRun *run)>;
+/* Turns the finished run into counters. */
+using ChildReport =
+    std::function<void(const ChildRun &run, uint64_t server_ns)>;
 
-void LatencyRunInChild(benchmark::State &state, const std::string &what,
-                       const std::string &name, const ServerOptions &opts,
-                       const std::vector<unsigned char> &req,
-                       const ReplyCheck &check) {
+/* Starts name's server, forks one client process running calls on a
+ * connection of its own, and reports once it is done (one iteration). */
+void run_in_child(benchmark::State &state, const std::string &what,
+                  const std::string &name, size_t max_len, uint64_t samples,
+                  const ChildCalls &calls, const ChildReport &report) {
   Watchdog watchdog(what, (unsigned)g_opts.watchdog_s +
                               (unsigned)g_opts.duration_ms / 1000);
   std::string err;
-  auto t = MakeTransport(name, opts);
-  if (!t || !t->Start(1, req.size(), &err)) {
+  auto t = MakeTransport(name);
+  if (!t || !t->Start(1, max_len, &err)) {
     state.SkipWithError(t ? err.c_str() : "unknown transport");
     return;
   }
-  size_t bytes = sizeof(ChildRun) + kChildSamplesMax * sizeof(uint64_t);
+  size_t bytes = sizeof(ChildRun) + samples * sizeof(uint64_t);
   void *mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (mem == MAP_FAILED) {
@@ -187,7 +163,15 @@ void LatencyRunInChild(benchmark::State &state, const std::string &what,
   }
   ChildRun *run = new (mem) ChildRun();
   pid_t kid = ForkChild([&] {
-    return child_latency(t.get(), run, kChildSamplesMax, req, check);
+    std::string e;
+    auto c = t->Connect(0, &e);
+    if (!c)
+      return child_fail(run, e);
+    int rc = calls(c.get(), run);
+    c.reset(); /* closed before the server goes */
+    if (rc == 0)
+      __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
+    return rc;
   });
   for (auto _ : state) { /* one iteration: the client's window */
     uint64_t limit = 1000ull * (uint64_t)g_opts.watchdog_s;
@@ -203,13 +187,8 @@ void LatencyRunInChild(benchmark::State &state, const std::string &what,
     }
     uint64_t server = PeerCpuNs(t->server_pid()) - server0;
     state.SetIterationTime((double)run->wall_ns * 1e-9);
-    Latency lat((size_t)run->n);
-    for (uint64_t i = 0; i < run->n; i++)
-      lat.Add(run->ns[i]);
-    lat.Report(state);
+    report(*run, server);
     ReportCpu(state, run->cpu_ns, server, run->wall_ns, run->n);
-    state.counters["calls"] = (double)run->n;
-    state.SetBytesProcessed((int64_t)(2 * req.size() * run->n));
     state.SetLabel(name);
   }
   StopChild(kid, SIGKILL, 0);
@@ -217,13 +196,89 @@ void LatencyRunInChild(benchmark::State &state, const std::string &what,
   munmap(mem, bytes);
 }
 
+} // namespace
+
+void LatencyRunInChild(benchmark::State &state, const std::string &what,
+                       const std::string &name,
+                       const std::vector<unsigned char> &req,
+                       const ReplyCheck &check) {
+  auto calls = [&](Conn *c, ChildRun *run) {
+    std::string err;
+    const void *resp;
+    size_t resp_len;
+    uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
+    for (int n = 0; n < 3 || NowNs() < warm_end; n++)
+      if (c->Call(req.data(), req.size(), &resp, &resp_len, &err) != 0)
+        return child_fail(run, "warm-up: " + err);
+    child_ready(run);
+    uint64_t sink = 0, n = 0, cpu0 = ProcessCpuNs(), wall0 = NowNs();
+    uint64_t end = wall0 + (uint64_t)g_opts.duration_ms * 1000000;
+    do {
+      uint64_t t0 = NowNs();
+      int rc = c->Call(req.data(), req.size(), &resp, &resp_len, &err);
+      if (rc == 0)
+        sink += ReadAll(resp, resp_len);
+      uint64_t t1 = NowNs();
+      if (rc != 0)
+        return child_fail(run, err);
+      if (!check(resp, resp_len))
+        return child_fail(run, "wrong reply");
+      run->ns[n++] = t1 - t0;
+    } while (n < kChildSamplesMax && (n < 3 || NowNs() < end));
+    run->wall_ns = NowNs() - wall0;
+    run->cpu_ns = ProcessCpuNs() - cpu0;
+    run->sink = sink;
+    run->n = n;
+    return 0;
+  };
+  run_in_child(state, what, name, req.size(), kChildSamplesMax, calls,
+               [&](const ChildRun &run, uint64_t) {
+                 Latency lat((size_t)run.n);
+                 for (uint64_t i = 0; i < run.n; i++)
+                   lat.Add(run.ns[i]);
+                 lat.Report(state);
+                 state.counters["calls"] = (double)run.n;
+                 state.SetBytesProcessed((int64_t)(2 * req.size() * run.n));
+               });
+}
+
 void BM_LatencyInChild(benchmark::State &state, const std::string &name) {
   const size_t len = (size_t)state.range(0);
   auto req = MakePayload(len);
   LatencyRunInChild(state, "peers/" + name + "/" + std::to_string(len), name,
-                    {}, req, [&](const void *resp, size_t resp_len) {
+                    req, [&](const void *resp, size_t resp_len) {
                       return ReplyMatches(req.data(), len, resp, resp_len);
                     });
+}
+
+void BM_PipelineInChild(benchmark::State &state, const std::string &name) {
+  const int window = (int)state.range(0);
+  auto calls = [&](Conn *c, ChildRun *run) {
+    std::string e;
+    auto req = MakePayload(kPipelinePayload);
+    uint64_t warm = 0, n = 0;
+    if (c->Pipeline(req.data(), req.size(), window,
+                    NowNs() + (uint64_t)g_opts.warmup_ms * 1000000, &warm,
+                    &e) != 0)
+      return child_fail(run, "warm-up: " + e);
+    child_ready(run);
+    uint64_t cpu0 = ProcessCpuNs(), wall0 = NowNs();
+    if (c->Pipeline(req.data(), req.size(), window,
+                    wall0 + (uint64_t)g_opts.duration_ms * 1000000, &n,
+                    &e) != 0)
+      return child_fail(run, e);
+    run->wall_ns = NowNs() - wall0;
+    run->cpu_ns = ProcessCpuNs() - cpu0;
+    run->n = n;
+    return 0;
+  };
+  run_in_child(state, "peers-pipe/" + name + "/" + std::to_string(window), name,
+               kPipelinePayload, 0, calls, [&](const ChildRun &run, uint64_t) {
+                 state.counters["calls_per_s"] =
+                     (double)run.n / ((double)run.wall_ns * 1e-9);
+                 state.counters["window"] = window;
+                 state.SetItemsProcessed((int64_t)run.n);
+               });
 }
 
 void BM_Latency(benchmark::State &state, const std::string &name,
@@ -394,8 +449,6 @@ void BM_Throughput(benchmark::State &state, const std::string &name,
 
 namespace {
 
-constexpr size_t kPipelinePayload = 64;
-
 /* Calls until until_ns, in flight or (sync) one by one; adds them to
  * *calls. */
 int pipeline_calls(Conn *c, bool sync, int window,
@@ -468,82 +521,6 @@ void BM_Pipeline(benchmark::State &state, const std::string &label,
   }
   c.reset(); /* close the client before the server goes */
   t->Stop();
-}
-
-void BM_PipelineInChild(benchmark::State &state, const std::string &name) {
-  const int window = (int)state.range(0);
-  Watchdog watchdog("peers-pipe/" + name + "/" + std::to_string(window),
-                    (unsigned)g_opts.watchdog_s +
-                        (unsigned)g_opts.duration_ms / 1000);
-  std::string err;
-  auto t = MakeTransport(name);
-  if (!t || !t->Start(1, kPipelinePayload, &err)) {
-    state.SkipWithError(t ? err.c_str() : "unknown transport");
-    return;
-  }
-  void *mem = mmap(nullptr, sizeof(ChildRun), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) {
-    state.SkipWithError("mmap");
-    t->Stop();
-    return;
-  }
-  ChildRun *run = new (mem) ChildRun();
-  pid_t kid = ForkChild([&] {
-    auto fail = [&](const std::string &e) {
-      snprintf(run->err, sizeof run->err, "%s", e.c_str());
-      __atomic_store_n(&run->failed, 1, __ATOMIC_RELEASE);
-      return 1;
-    };
-    std::string e;
-    auto c = t->Connect(0, &e);
-    if (!c)
-      return fail(e);
-    auto req = MakePayload(kPipelinePayload);
-    uint64_t warm = 0;
-    if (c->Pipeline(req.data(), req.size(), window,
-                    NowNs() + (uint64_t)g_opts.warmup_ms * 1000000, &warm,
-                    &e) != 0)
-      return fail("warm-up: " + e);
-    __atomic_store_n(&run->ready, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&run->go, __ATOMIC_ACQUIRE))
-      usleep(100);
-    uint64_t calls = 0, cpu0 = ProcessCpuNs(), wall0 = NowNs();
-    if (c->Pipeline(req.data(), req.size(), window,
-                    wall0 + (uint64_t)g_opts.duration_ms * 1000000, &calls,
-                    &e) != 0)
-      return fail(e);
-    run->wall_ns = NowNs() - wall0;
-    run->cpu_ns = ProcessCpuNs() - cpu0;
-    run->n = calls;
-    c.reset();
-    __atomic_store_n(&run->done, 1, __ATOMIC_RELEASE);
-    return 0;
-  });
-  for (auto _ : state) {
-    uint64_t limit = 1000ull * (uint64_t)g_opts.watchdog_s;
-    if (!child_wait(&run->ready, run, limit)) {
-      state.SkipWithError(run->failed ? run->err : "client not ready");
-      break;
-    }
-    uint64_t server0 = PeerCpuNs(t->server_pid());
-    __atomic_store_n(&run->go, 1, __ATOMIC_RELEASE);
-    if (!child_wait(&run->done, run, limit)) {
-      state.SkipWithError(run->failed ? run->err : "client did not finish");
-      break;
-    }
-    uint64_t server = PeerCpuNs(t->server_pid()) - server0;
-    state.SetIterationTime((double)run->wall_ns * 1e-9);
-    state.counters["calls_per_s"] =
-        (double)run->n / ((double)run->wall_ns * 1e-9);
-    state.counters["window"] = window;
-    ReportCpu(state, run->cpu_ns, server, run->wall_ns, run->n);
-    state.SetItemsProcessed((int64_t)run->n);
-    state.SetLabel(name);
-  }
-  StopChild(kid, SIGKILL, 0);
-  t->Stop();
-  munmap(mem, sizeof(ChildRun));
 }
 
 } // namespace bench

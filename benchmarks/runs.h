@@ -31,7 +31,7 @@ void LatencyRun(benchmark::State &state, const std::string &what,
  * (nng, gRPC, iceoryx): every server and client is a child of a process
  * that never used it. bench_peers measures every row, libsvc's too, so. */
 void LatencyRunInChild(benchmark::State &state, const std::string &what,
-                       const std::string &name, const ServerOptions &opts,
+                       const std::string &name,
                        const std::vector<unsigned char> &req,
                        const ReplyCheck &check);
 /* Echo latency of state.range(0) bytes each way, client in a child. */

@@ -202,6 +202,12 @@ static size_t file_size(int fd) {
   return (size_t)s.st_size;
 }
 
+/* Lanes each way: half the ring slots, at least 1, at most LANES_MAX. */
+static uint32_t lanes_of(uint32_t slots) {
+  uint32_t n = slots / 2 < 1 ? 1 : slots / 2;
+  return n > SVC__LANES_MAX ? SVC__LANES_MAX : n;
+}
+
 /* Both attaches compute the layout region.h describes. */
 static void check_geometry(const svc__region *r, uint32_t slots,
                            uint64_t peer_max, size_t max) {
@@ -211,8 +217,7 @@ static void check_geometry(const svc__region *r, uint32_t slots,
   CHECK(r->slots == slots);
   CHECK(r->ring_end == ring);
   CHECK(r->lane_size == lane);
-  uint32_t lanes = slots / 2 < 1 ? 1 : slots / 2;
-  lanes = lanes > SVC__LANES_MAX ? SVC__LANES_MAX : lanes;
+  uint32_t lanes = lanes_of(slots);
   CHECK(r->lanes == lanes);
   CHECK(r->reserved == ring + 2 * lanes * lane);
   CHECK(r->reserved == svc__region_max_size((size_t)peer_max, slots));
@@ -626,7 +631,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int peer_ok = peer_max > 0 && peer_max <= SVC__MAX_MSG_LIMIT;
   size_t ring = ring_end_of(ring_ok ? slots : 1, page);
   size_t max_size =
-      ring + 2 * lane_size_of(peer_ok ? (size_t)peer_max : 0, page);
+      ring + 2 * (size_t)lanes_of(ring_ok ? slots : 1) *
+                 lane_size_of(peer_ok ? (size_t)peer_max : 0, page);
   size_t fsize = file_size_for(data[0], ring, max_size, page);
   size_t max = server_max[(data[0] >> 3) & 7];
   int seals = seals_of(data[1]);

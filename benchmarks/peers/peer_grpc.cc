@@ -54,7 +54,7 @@ public:
         target, grpc::InsecureChannelCredentials(), args);
     stub_ = svcbench::Echo::NewStub(channel_);
   }
-  bool WaitConnected(std::string *err) {
+  bool Open(std::string *err) {
     if (channel_->WaitForConnected(std::chrono::system_clock::now() +
                                    std::chrono::seconds(10)))
       return true;
@@ -141,33 +141,17 @@ private:
   svcbench::Payload reply_; /* valid until the next call */
 };
 
-class GrpcTransport : public Transport {
+class GrpcTransport : public PeerTransport {
 public:
-  ~GrpcTransport() override { Stop(); }
-  bool Start(int, size_t, std::string *err) override {
-    Stop();
-    std::string target =
-        "unix:" + RuntimeDir() + "/" + UniqueName("grpc") + ".sock";
-    pid_ =
-        ForkServer([target](const ReadyFn &r) { return grpc_serve(target, r); },
-                   &target_, err);
-    return pid_ > 0;
-  }
   std::unique_ptr<Conn> Connect(int, std::string *err) override {
-    auto c = std::make_unique<GrpcConn>(target_);
-    if (!c->WaitConnected(err))
-      return nullptr;
-    return c;
-  }
-  pid_t server_pid() const override { return pid_; }
-  void Stop() override {
-    StopChild(pid_, SIGKILL, 0);
-    pid_ = -1;
+    return OpenConn<GrpcConn>(err, addr());
   }
 
-private:
-  pid_t pid_ = -1;
-  std::string target_;
+protected:
+  int Serve(const ReadyFn &ready) override {
+    return grpc_serve(
+        "unix:" + RuntimeDir() + "/" + UniqueName("grpc") + ".sock", ready);
+  }
 };
 
 } // namespace

@@ -132,7 +132,7 @@ public:
     iox_client_deinit(client_);
   }
   /* Requests sent before the client is connected are lost. */
-  bool WaitConnected(std::string *err) {
+  bool Open(std::string *err) {
     uint64_t deadline = NowNs() + 10ull * 1000000000;
     while (iox_client_get_connection_state(client_) !=
            ConnectionState_CONNECTED) {
@@ -192,41 +192,35 @@ private:
   const void *resp_ = nullptr;
 };
 
-class IoxTransport : public Transport {
+class IoxTransport : public PeerTransport {
 public:
   explicit IoxTransport(bool poll) : poll_(poll) {}
   ~IoxTransport() override { Stop(); }
-  bool Start(int, size_t, std::string *err) override {
+  bool Start(int n, size_t max_len, std::string *err) override {
     Stop();
-    if (!StartRoudi(err))
-      return false;
-    std::string instance = UniqueName("echo");
-    bool poll = poll_;
-    pid_ = ForkServer(
-        [instance, poll](const ReadyFn &r) {
-          return iox_serve(instance, poll, r);
-        },
-        &instance_, err);
-    if (pid_ < 0)
+    /* The server's iox_runtime_init waits until RouDi is up. */
+    if (!StartRoudi(err) || !PeerTransport::Start(n, max_len, err)) {
       Stop();
-    return pid_ > 0;
+      return false;
+    }
+    return true;
   }
   std::unique_ptr<Conn> Connect(int, std::string *err) override {
-    auto c = std::make_unique<IoxConn>(instance_, poll_);
-    if (!c->WaitConnected(err))
-      return nullptr;
-    return c;
+    return OpenConn<IoxConn>(err, addr(), poll_);
   }
-  pid_t server_pid() const override { return pid_; }
   std::vector<pid_t> helper_pids() const override {
     return roudi_ > 0 ? std::vector<pid_t>{roudi_} : std::vector<pid_t>{};
   }
   void Stop() override {
-    StopChild(pid_, SIGKILL, 0);
-    pid_ = -1;
+    PeerTransport::Stop();
     /* SIGTERM: RouDi removes its shared memory and lock on the way out. */
     StopChild(roudi_, SIGTERM, 5000);
     roudi_ = -1;
+  }
+
+protected:
+  int Serve(const ReadyFn &ready) override {
+    return iox_serve(UniqueName("echo"), poll_, ready);
   }
 
 private:
@@ -251,12 +245,11 @@ private:
       *err = "fork iox-roudi failed";
       return false;
     }
-    return true; /* the server's iox_runtime_init waits until it is up */
+    return true;
   }
 
   bool poll_;
-  pid_t pid_ = -1, roudi_ = -1;
-  std::string instance_;
+  pid_t roudi_ = -1;
 };
 
 } // namespace

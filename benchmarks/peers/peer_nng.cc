@@ -61,19 +61,20 @@ int nng_serve(const std::string &url, const ReadyFn &ready) {
 
 class NngConn : public Conn {
 public:
+  explicit NngConn(const std::string &url) : url_(url) {}
   ~NngConn() override {
     if (reply_)
       nng_msg_free(reply_);
     nng_close(sock_);
   }
-  bool Dial(const std::string &url, std::string *err) {
+  bool Open(std::string *err) {
     int rv = nng_req0_open(&sock_);
     if (rv == 0)
       rv = nng_socket_set_size(sock_, NNG_OPT_RECVMAXSZ, 0);
     if (rv == 0)
-      rv = nng_dial(sock_, url.c_str(), nullptr, 0);
+      rv = nng_dial(sock_, url_.c_str(), nullptr, 0);
     if (rv != 0)
-      *err = nng_err(("nng_dial " + url).c_str(), rv);
+      *err = nng_err(("nng_dial " + url_).c_str(), rv);
     return rv == 0;
   }
   int Call(const void *req, size_t len, const void **resp, size_t *resp_len,
@@ -171,39 +172,28 @@ public:
   }
 
 private:
+  std::string url_;
   nng_socket sock_ = NNG_SOCKET_INITIALIZER;
   nng_msg *reply_ = nullptr;
 };
 
-class NngTransport : public Transport {
+class NngTransport : public PeerTransport {
 public:
   explicit NngTransport(bool tcp) : tcp_(tcp) {}
-  ~NngTransport() override { Stop(); }
-  bool Start(int, size_t, std::string *err) override {
-    Stop();
-    std::string url =
-        tcp_ ? "tcp://127.0.0.1:0"
-             : "ipc://" + RuntimeDir() + "/" + UniqueName("nng") + ".sock";
-    pid_ = ForkServer([url](const ReadyFn &r) { return nng_serve(url, r); },
-                      &url_, err);
-    return pid_ > 0;
-  }
   std::unique_ptr<Conn> Connect(int, std::string *err) override {
-    auto c = std::make_unique<NngConn>();
-    if (!c->Dial(url_, err))
-      return nullptr;
-    return c;
+    return OpenConn<NngConn>(err, addr());
   }
-  pid_t server_pid() const override { return pid_; }
-  void Stop() override {
-    StopChild(pid_, SIGKILL, 0);
-    pid_ = -1;
+
+protected:
+  int Serve(const ReadyFn &ready) override {
+    return nng_serve(tcp_ ? "tcp://127.0.0.1:0"
+                          : "ipc://" + RuntimeDir() + "/" + UniqueName("nng") +
+                                ".sock",
+                     ready);
   }
 
 private:
   bool tcp_;
-  pid_t pid_ = -1;
-  std::string url_;
 };
 
 } // namespace

@@ -81,7 +81,7 @@ public:
         zmq_close(s);
       }
   }
-  bool Dial(std::string *err) {
+  bool Open(std::string *err) {
     if (!req_ || zmq_connect(req_, endpoint_.c_str()) != 0) {
       *err = zmq_err("zmq_connect");
       return false;
@@ -151,7 +151,7 @@ private:
   zmq_msg_t reply_;
 };
 
-class ZmqTransport : public Transport {
+class ZmqTransport : public PeerTransport {
 public:
   explicit ZmqTransport(bool tcp) : tcp_(tcp) {}
   ~ZmqTransport() override {
@@ -159,33 +159,22 @@ public:
     if (ctx_)
       zmq_ctx_term(ctx_); /* its sockets are closed, with linger 0 */
   }
-  bool Start(int, size_t, std::string *err) override {
-    Stop();
-    std::string ep =
-        tcp_ ? "tcp://127.0.0.1:*"
-             : "ipc://" + RuntimeDir() + "/" + UniqueName("zmq") + ".sock";
-    pid_ = ForkServer([ep](const ReadyFn &r) { return zmq_serve(ep, r); },
-                      &endpoint_, err);
-    return pid_ > 0;
-  }
   std::unique_ptr<Conn> Connect(int, std::string *err) override {
     if (!ctx_)
       ctx_ = zmq_ctx_new(); /* one per process: forked clients make theirs */
-    auto c = std::make_unique<ZmqConn>(ctx_, endpoint_);
-    if (!c->Dial(err))
-      return nullptr;
-    return c;
+    return OpenConn<ZmqConn>(err, ctx_, addr());
   }
-  pid_t server_pid() const override { return pid_; }
-  void Stop() override {
-    StopChild(pid_, SIGKILL, 0);
-    pid_ = -1;
+
+protected:
+  int Serve(const ReadyFn &ready) override {
+    return zmq_serve(tcp_ ? "tcp://127.0.0.1:*"
+                          : "ipc://" + RuntimeDir() + "/" + UniqueName("zmq") +
+                                ".sock",
+                     ready);
   }
 
 private:
   bool tcp_;
-  pid_t pid_ = -1;
-  std::string endpoint_;
   void *ctx_ = nullptr; /* this process's context, made at first Connect */
 };
 

@@ -157,6 +157,21 @@ TEST_P(Prepared, PreparedCallsInAWindow) {
   RecordProperty("eagain", eagain);
 }
 
+// Receives every call in want (id -> expected reply), in any order.
+void ReceiveAll(svc_client *c,
+                std::unordered_map<uint64_t, std::string> *want) {
+  while (!want->empty()) {
+    uint64_t id = 0;
+    const void *out;
+    size_t n;
+    int rc = svc_call_recv(c, 10000, &id, &out, &n);
+    ASSERT_EQ(0, rc) << ErrName(rc);
+    ASSERT_EQ(1u, want->count(id));
+    EXPECT_EQ(std::string((const char *)out, n), (*want)[id]);
+    want->erase(id);
+  }
+}
+
 // A batch of large requests written in place goes out at once, none
 // waiting for another's reply and none copied: on shm:// each has a lane
 // of its own (8 with the default window; the next one is SVC_EAGAIN until
@@ -189,16 +204,7 @@ TEST_P(Prepared, ABatchOfLargeRequestsIsInFlightAtOnce) {
     EXPECT_EQ(SVC_EAGAIN,
               svc_call_send(c.get(), "checksum", req.data(), req.size(), &id));
   }
-  while (!want.empty()) {
-    uint64_t id = 0;
-    const void *out;
-    size_t n;
-    int rc = svc_call_recv(c.get(), 10000, &id, &out, &n);
-    ASSERT_EQ(0, rc) << ErrName(rc);
-    ASSERT_EQ(1u, want.count(id));
-    EXPECT_EQ(std::string((const char *)out, n), want[id]);
-    want.erase(id);
-  }
+  ReceiveAll(c.get(), &want);
 }
 
 // Large replies in flight: the server writes each into a reply lane of

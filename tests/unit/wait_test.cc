@@ -252,60 +252,68 @@ TEST_F(Sockets, SleepingWaiterIsWokenByTheDoorbell) {
   EXPECT_LT(total_ms, 500.0) << "doorbell wake-ups are not reaching the waiter";
 }
 
+// A waiter on seq_ that sleeps, then is rung by a peer announcing the copy
+// of call 7 (the early ring of transport_shm.c's announce_copy).
+class AnnouncedCopy : public Sockets {
+protected:
+  void StartWaiter(svc_wait_policy policy) {
+    svc__waiter_init(&w_, policy);
+    waiter_ = std::thread([this] {
+      rc_ = svc__wait_hinted(&w_, &seq_, 0, &sleeping_, fd_[1],
+                             svc__deadline(10000), &copy_for_, 7, &eta_ns_);
+    });
+    ASSERT_TRUE(Slept()) << "the waiter never slept";
+  }
+  bool Slept() {
+    auto t = Clock::now();
+    while (!atomic_load(&sleeping_) && MsSince(t) < 5000)
+      std::this_thread::yield();
+    return atomic_load(&sleeping_) == 1;
+  }
+  void AnnounceAndRing() {
+    atomic_store(&eta_ns_, (uint64_t)svc__now_ns() + 5000000000u);
+    atomic_store(&copy_for_, 7u);
+    ASSERT_EQ(0, svc__ring(&sleeping_, fd_[0]));
+  }
+  void PostAndJoin() {
+    ASSERT_EQ(0, svc__wake(&seq_, 1, &sleeping_, fd_[0]));
+    waiter_.join();
+    EXPECT_EQ(0, rc_);
+  }
+  void TearDown() override {
+    if (waiter_.joinable()) { // a failed assertion: let it finish
+      svc__wake(&seq_, 1, &sleeping_, fd_[0]);
+      waiter_.join();
+    }
+    Sockets::TearDown();
+  }
+  svc__waiter w_;
+  _Atomic uint32_t copy_for_ = 0;
+  _Atomic uint64_t eta_ns_ = 0;
+  int rc_ = -1;
+  std::thread waiter_;
+};
+
 // Regression (issue 11): a peer that starts copying a large message rings
 // a sleeping waiter at once, so the wake-up overlaps the copy. The waiter
 // must then spin through the announced copy, flag cleared, not go back to
 // sleep and make the peer ring a second time when the message is posted.
-TEST_F(Sockets, WaiterRungAtAnAnnouncedCopySpinsThroughIt) {
-  svc__waiter w;
-  svc__waiter_init(&w, SVC_WAIT_ADAPTIVE);
-  _Atomic uint32_t copy_for = 0;
-  _Atomic uint64_t eta_ns = 0;
-  int rc = -1;
-  std::thread waiter([&] {
-    rc = svc__wait_hinted(&w, &seq_, 0, &sleeping_, fd_[1],
-                          svc__deadline(10000), &copy_for, 7, &eta_ns);
-  });
-  auto t = Clock::now();
-  while (!atomic_load(&sleeping_) && MsSince(t) < 5000)
-    std::this_thread::yield();
-  ASSERT_EQ(1u, atomic_load(&sleeping_)) << "the waiter never slept";
-  atomic_store(&eta_ns, (uint64_t)svc__now_ns() + 5000000000u);
-  atomic_store(&copy_for, 7u);
-  ASSERT_EQ(0, svc__ring(&sleeping_, fd_[0])); // the early ring
+TEST_F(AnnouncedCopy, WaiterRungAtAnAnnouncedCopySpinsThroughIt) {
+  ASSERT_NO_FATAL_FAILURE(StartWaiter(SVC_WAIT_ADAPTIVE));
+  ASSERT_NO_FATAL_FAILURE(AnnounceAndRing());
   // Well inside SVC__BUSY_SPIN_MAX_NS (20 ms), after which it may sleep.
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
   EXPECT_EQ(0u, atomic_load(&sleeping_)) << "went back to sleep mid-copy";
-  ASSERT_EQ(0, svc__wake(&seq_, 1, &sleeping_, fd_[0])); // posted
-  waiter.join();
-  EXPECT_EQ(0, rc);
+  ASSERT_NO_FATAL_FAILURE(PostAndJoin());
   EXPECT_EQ(0, Pending(fd_[1])) << "the post rang a second time";
 }
 
 // A waiter told never to spin sleeps through an announced copy too.
-TEST_F(Sockets, BlockPolicyDoesNotSpinThroughACopy) {
-  svc__waiter w;
-  svc__waiter_init(&w, SVC_WAIT_BLOCK);
-  _Atomic uint32_t copy_for = 0;
-  _Atomic uint64_t eta_ns = 0;
-  int rc = -1;
-  std::thread waiter([&] {
-    rc = svc__wait_hinted(&w, &seq_, 0, &sleeping_, fd_[1],
-                          svc__deadline(10000), &copy_for, 7, &eta_ns);
-  });
-  auto t = Clock::now();
-  while (!atomic_load(&sleeping_) && MsSince(t) < 5000)
-    std::this_thread::yield();
-  atomic_store(&eta_ns, (uint64_t)svc__now_ns() + 5000000000u);
-  atomic_store(&copy_for, 7u);
-  ASSERT_EQ(0, svc__ring(&sleeping_, fd_[0]));
-  t = Clock::now();
-  while (!atomic_load(&sleeping_) && MsSince(t) < 5000)
-    std::this_thread::yield();
-  EXPECT_EQ(1u, atomic_load(&sleeping_)) << "a blocking waiter spun";
-  ASSERT_EQ(0, svc__wake(&seq_, 1, &sleeping_, fd_[0]));
-  waiter.join();
-  EXPECT_EQ(0, rc);
+TEST_F(AnnouncedCopy, BlockPolicyDoesNotSpinThroughACopy) {
+  ASSERT_NO_FATAL_FAILURE(StartWaiter(SVC_WAIT_BLOCK));
+  ASSERT_NO_FATAL_FAILURE(AnnounceAndRing());
+  EXPECT_TRUE(Slept()) << "a blocking waiter spun";
+  ASSERT_NO_FATAL_FAILURE(PostAndJoin());
 }
 
 TEST_F(Sockets, AdaptiveWaiterCatchesAFastPeer) {
