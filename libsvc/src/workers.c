@@ -93,11 +93,23 @@ void svc__workers_from_env(svc__workers *w) {
 
 #define ACCEPT_DEFER_US 200
 #define ACCEPT_DEFERS_MAX 5
+/* Until the master has forked the minimum pool, a worker leaves pending
+ * connections to the others for at most this many defers (100 ms): the
+ * clients that connected while the pool started would otherwise all meet
+ * the first worker forked. */
+#define STARTUP_DEFERS_MAX 500
 
 int svc__workers_defer_accept(svc_server *s) {
   svc__pool_info *info = s->pool_info;
   if (!info || s->pool_slot < 0 || atomic_load(&s->retiring))
     return 0;
+  if (!atomic_load(&info->started)) {
+    if (atomic_fetch_add(&s->accept_defers, 1) < STARTUP_DEFERS_MAX) {
+      usleep(ACCEPT_DEFER_US);
+      return 1;
+    }
+    atomic_store(&s->accept_defers, 0); /* the master is slow: serve */
+  }
   int mine = atomic_load(&info->conns[s->pool_slot]), least = mine;
   for (int i = 0; i < SVC__WORKERS_MAX; i++)
     if (i != s->pool_slot && atomic_load(&info->active[i])) {
@@ -377,6 +389,7 @@ int svc__workers_master(svc_server *s, int sfd) {
   int rc = 0;
   for (int i = 0; i < cfg->min && rc == 0; i++)
     rc = spawn(&p, sfd);
+  atomic_store(&s->pool_info->started, 1); /* workers may accept freely */
   int64_t next = svc__now_ns() + (int64_t)cfg->interval_ms * 1000000;
   while (rc == 0) {
     int64_t now = svc__now_ns();

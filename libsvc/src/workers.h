@@ -16,6 +16,7 @@ typedef struct svc__pool_info {
   _Atomic int pids[64];   /* their pids, 0 in unused slots */
   _Atomic int active[64]; /* by worker slot: 1 while it accepts */
   _Atomic int conns[64];  /* by worker slot: connections it holds */
+  _Atomic int started;    /* the master has forked the minimum pool */
 } svc__pool_info;
 
 #define SVC__WORKERS_MAX 64

@@ -82,6 +82,34 @@ TEST_P(WorkersTest, FixedPoolServesFromSeveralWorkerPids) {
   EXPECT_GE(seen.size(), 2u) << "every connection went to one worker";
 }
 
+// Regression (found by ci/bench's workers rows, issue 12's session): four
+// clients that connect the moment the server listens, before its second
+// worker was forked, all went to the first worker, which then did all the
+// work while the other idled. Connections made during start-up are spread
+// over the minimum pool too.
+TEST_P(WorkersTest, ConnectionsMadeAtStartAreSpreadOverTheMinimumPool) {
+  ScopedEnv min("SVC_WORKERS_MIN", "2"), max("SVC_WORKERS_MAX", "2");
+  int spread = 0;
+  const int kRounds = 10;
+  for (int round = 0; round < kRounds; round++) {
+    StartServer(); // returns once it listens: the workers may not exist
+    std::vector<Client> clients;
+    std::set<pid_t> seen;
+    for (int i = 0; i < 4; i++)
+      clients.push_back(MustOpen());
+    for (Client &c : clients) {
+      pid_t pid = 0;
+      ASSERT_EQ(0, CallPid(c.get(), &pid));
+      seen.insert(pid);
+    }
+    spread += seen.size() >= 2;
+    clients.clear();
+    server_->Kill(SIGTERM); // the master stops its workers, then exits
+    server_->Wait();
+  }
+  EXPECT_EQ(kRounds, spread) << "connections made at start-up met one worker";
+}
+
 TEST_P(WorkersTest, GrowsUnderLoadShrinksAfterWithoutFailedCalls) {
   ScopedEnv min("SVC_WORKERS_MIN", "1"), max("SVC_WORKERS_MAX", "2");
   ScopedEnv iv("SVC_SCALE_INTERVAL_MS", "200"), up("SVC_SCALE_UP_SECS", "1");
