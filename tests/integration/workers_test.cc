@@ -88,6 +88,11 @@ TEST_P(WorkersTest, FixedPoolServesFromSeveralWorkerPids) {
 // work while the other idled. Connections made during start-up are spread
 // over the minimum pool too.
 TEST_P(WorkersTest, ConnectionsMadeAtStartAreSpreadOverTheMinimumPool) {
+#if defined(__SANITIZE_THREAD__)
+  // A worker leaves a connection to a less loaded one for at most 2 ms;
+  // under TSan a worker takes longer than that to accept.
+  GTEST_SKIP() << "start-up balancing is time-bounded; TSan is too slow";
+#endif
   ScopedEnv min("SVC_WORKERS_MIN", "2"), max("SVC_WORKERS_MAX", "2");
   int spread = 0;
   const int kRounds = 10;
