@@ -1,0 +1,194 @@
+"""The Python client against the C test server (tests/helpers/test_server.c)
+over shm, unix and tcp: sizes up to 16 MiB, replies read in place, every
+error class, calls in flight, asyncio, a killed server, and the GIL
+released while a call waits."""
+import asyncio
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import svc
+
+SERVER = os.environ.get("SVC_TEST_SERVER", "test_server")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def rundir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("svc-run")
+    os.environ["SVC_RUNTIME_DIR"] = str(d)  # the shm rendezvous sockets
+    return d
+
+
+class Server:
+    def __init__(self, url, name, extra=()):
+        self.url = url
+        self.proc = subprocess.Popen(
+            [SERVER, "--name", name, "--listen", url, *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        assert line.strip() == "READY", f"test_server said {line!r}"
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(params=["shm", "unix", "tcp"])
+def server(request, rundir):
+    name = f"py{os.getpid()}{request.param}{time.monotonic_ns() % 100000}"
+    url = {"shm": f"shm://{name}",
+           "unix": f"unix://{rundir}/{name}.sock",
+           "tcp": f"tcp://127.0.0.1:{free_port()}"}[request.param]
+    s = Server(url, name, ["--max-msg", str(20 << 20)])
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 1 << 20, 16 << 20])
+def test_echo_every_size(server, size):
+    req = os.urandom(size)
+    with svc.Client(server.url, timeout=10, max_msg=20 << 20) as c:
+        assert c.call("echo", req) == req
+        assert c.call("echo", bytearray(req)) == req  # any buffer works
+        assert c.call("echo", memoryview(req)) == req
+
+
+def test_call_view_reads_in_place_until_the_next_call(server):
+    with svc.Client(server.url) as c:
+        mv = c.call_view("echo", b"hello")
+        assert bytes(mv) == b"hello" and mv.readonly
+        with pytest.raises(BufferError):
+            c.call("echo", b"x")  # the view would point at a reused reply
+        mv.release()
+        assert c.call("echo", b"again") == b"again"
+
+
+def test_every_error_class(server, rundir):
+    with svc.Client(server.url, timeout=0.2, max_msg=1024) as c:
+        with pytest.raises(svc.NoMethod) as e:
+            c.call("no-such-method")
+        assert e.value.code == svc.ENOMETHOD and e.value.name == "SVC_ENOMETHOD"
+        with pytest.raises(svc.HandlerError) as e:
+            c.call("fail", b"7")
+        assert e.value.handler_code == 7
+        with pytest.raises(svc.TimedOut):
+            c.call("sleep", b"1000")
+        with pytest.raises(svc.TooBig):
+            c.call("echo", bytes(2048))
+        assert isinstance(e.value, svc.Error)
+    with pytest.raises(svc.ConnectionRefused):
+        svc.Client(f"unix://{rundir}/nobody-listens.sock").call("echo")
+    with pytest.raises(svc.Error) as e:
+        svc.Client("bogus://x")
+    assert e.value.code == svc.EINVAL
+
+
+def test_calls_in_flight(server):
+    with svc.Client(server.url) as c:
+        want, blocked = {}, 0
+
+        def receive_one():
+            done = c.recv(timeout=5)
+            assert done is not None
+            call_id, reply = done
+            assert want.pop(call_id) == reply
+
+        for i in range(200):
+            req = str(i).encode() * (i % 50 + 1)
+            while True:
+                try:
+                    want[c.send("echo", req)] = req
+                    break
+                except svc.WouldBlock:  # the window (64) is full
+                    blocked += 1
+                    receive_one()
+        while want:
+            receive_one()
+        assert blocked > 0
+        assert c.recv(timeout=0) is None  # nothing in flight
+
+
+def test_a_failed_call_in_flight_names_itself(server):
+    with svc.Client(server.url) as c:
+        ok = c.send("echo", b"fine")
+        bad = c.send("fail", b"3")
+        results = {}
+        for _ in range(2):
+            try:
+                call_id, reply = c.recv(timeout=5)
+                results[call_id] = reply
+            except svc.HandlerError as e:
+                results[e.call_id] = e.handler_code
+        assert results == {ok: b"fine", bad: 3}
+
+
+def test_asyncio_helper(server):
+    async def main():
+        with svc.Client(server.url) as c:
+            reqs = [os.urandom(i * 100) for i in range(20)]
+            replies = await asyncio.gather(*(c.acall("echo", r) for r in reqs))
+            assert replies == reqs
+            with pytest.raises(svc.HandlerError):
+                await c.acall("fail", b"5")
+    asyncio.run(main())
+
+
+def test_gil_is_released_while_a_call_waits(server):
+    ticks = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    with svc.Client(server.url) as c:
+        before = len(ticks)
+        assert c.call("sleep", b"300") == b"ok"
+        during = len(ticks) - before
+    stop.set()
+    t.join()
+    assert during > 50, "the other thread did not run while the call waited"
+
+
+def test_killed_server_is_peer_gone_promptly(server):
+    with svc.Client(server.url) as c:
+        c.call("echo", b"up")
+        done = {}
+
+        def call():
+            t0 = time.monotonic()
+            try:
+                c.call("sleep", b"5000")
+            except svc.Error as e:
+                done["exc"] = e
+            done["after"] = time.monotonic() - t0
+
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(0.2)
+        killed = time.monotonic()
+        server.stop()
+        t.join(5)
+        assert isinstance(done.get("exc"), svc.PeerGone)
+        assert time.monotonic() - killed < 1.0
+
+
+def test_closed_client_refuses_calls(server):
+    c = svc.Client(server.url)
+    c.close()
+    with pytest.raises(ValueError):
+        c.call("echo")
+    c.close()  # twice is fine
