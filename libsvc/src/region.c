@@ -96,14 +96,21 @@ static int file_size(int fd, size_t *out) {
   return 0;
 }
 
-/* Makes file bytes [off, off + len) exist, with their memory allocated now. */
+/* Makes file bytes [off, off + len) exist, with their memory allocated now.
+ * Both sides grow the file: a size read before the peer extended it past
+ * off + len makes this ftruncate a shrink, which the seal refuses (EPERM);
+ * the size is then read again. */
 static int grow_file(int fd, size_t off, size_t len) {
-  size_t cur;
-  int rc = file_size(fd, &cur);
-  if (rc < 0)
-    return rc;
-  if (cur < off + len && ftruncate(fd, (off_t)(off + len)) != 0)
-    return svc__from_errno(errno);
+  for (int tries = 0;; tries++) { /* the seals forbid no growth: bounded */
+    size_t cur;
+    int rc = file_size(fd, &cur);
+    if (rc < 0)
+      return rc;
+    if (cur >= off + len || ftruncate(fd, (off_t)(off + len)) == 0)
+      break;
+    if ((errno != EPERM && errno != EINTR) || tries == 100)
+      return svc__from_errno(errno);
+  }
   if (fallocate(fd, 0, (off_t)off, (off_t)len) != 0) {
     int e = errno;
     if (e == ENOSPC || e == ENOMEM)

@@ -11,11 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <cstddef>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "c_atomic_compat.h" // before region.h
 
@@ -425,6 +427,26 @@ TEST(RegionLane, UpToItsSizeThenTooBig) {
         << "lanes do not overlap";
   EXPECT_EQ(svc__region_hdr_of(&r)->magic, SVC__REGION_MAGIC);
   svc__region_fini(&r);
+}
+
+// Regression (a flaky Prepared.LargeRepliesInFlight/shm: a handler's
+// svc_reply_alloc failed with SVC_EPERM): both sides grow the one file,
+// each reading its size and then extending it; a side whose ftruncate came
+// after the other's larger one asked for a smaller size, which the
+// shrink seal refuses. Growth by both sides at once must always succeed.
+TEST_F(RegionPair, BothSidesGrowingLanesAtOnceNeverFail) {
+  std::atomic<int> failures{0};
+  auto grow = [&](svc__region *r, int dir) {
+    for (size_t n = 4096; n <= r->lane_size; n *= 2)
+      for (uint32_t i = 0; i < r->lanes; i++)
+        if (svc__region_lane_ensure(r, SVC__LANE_ID(dir, (int)i), n) != 0)
+          failures++;
+  };
+  std::thread a(grow, &client_, SVC__LANE_REQ);
+  std::thread b(grow, &server_, SVC__LANE_REP);
+  a.join();
+  b.join();
+  EXPECT_EQ(0, failures.load());
 }
 
 TEST(RegionLane, MemoryIsReservedNotSparse) {
