@@ -290,7 +290,9 @@ int svc__sock_rendezvous_path(const char *name, int create, char *out,
     struct stat st;
     if (lstat(dir, &st) != 0)
       return svc__from_errno(errno);
-    if (!S_ISDIR(st.st_mode) || st.st_uid != getuid())
+    /* A shared directory (sticky, like /tmp) is never made private: that
+     * would lock everybody else out of it. */
+    if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & S_ISVTX))
       return SVC_EPERM;
     if ((st.st_mode & 0777) != 0700 && chmod(dir, 0700) != 0)
       return svc__from_errno(errno);

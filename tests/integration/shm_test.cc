@@ -152,6 +152,21 @@ TEST_P(Shm, RuntimeDirOpenToOthersIsTightenedOrRefused) {
   svc_server_free(s);
 }
 
+// Regression: SVC_RUNTIME_DIR=/tmp for a server run as root changed /tmp
+// to mode 0700, locking every other user out of it. A shared directory
+// (sticky bit) is refused, never tightened.
+TEST_P(Shm, SharedStickyRuntimeDirIsRefusedNotChanged) {
+  ASSERT_EQ(0, mkdir(rundir_.c_str(), 0700));
+  ASSERT_EQ(0, chmod(rundir_.c_str(), 01777));
+  svc_server *s = nullptr;
+  ASSERT_EQ(0, svc_server_new(name_.c_str(), &s));
+  EXPECT_EQ(SVC_EPERM, svc_server_listen(s, url_.c_str()));
+  struct stat st;
+  ASSERT_EQ(0, stat(rundir_.c_str(), &st));
+  EXPECT_EQ(st.st_mode & 07777, 01777u) << "the shared directory was changed";
+  svc_server_free(s);
+}
+
 INSTANTIATE_TEST_SUITE_P(T, Shm, ::testing::Values("shm"), ParamName);
 
 } // namespace
