@@ -18,20 +18,41 @@ namespace bench {
 namespace {
 
 /* Calls until warmup_ms have passed (at least 3): connections set up,
- * pages touched, adaptive spin budgets learned, before anything counts. */
-bool latency_warm_up(benchmark::State &state, Conn *c,
-                     const std::vector<unsigned char> &req) {
+ * pages touched, adaptive spin budgets learned, before anything counts.
+ * false with *err ("warm-up: ...") if a call failed. */
+bool warm_up(Conn *c, const std::vector<unsigned char> &req, std::string *err) {
   const void *resp;
   size_t resp_len;
-  std::string err;
   uint64_t end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
   for (int n = 0; n < 3 || NowNs() < end; n++) {
-    if (c->Call(req.data(), req.size(), &resp, &resp_len, &err) != 0) {
-      state.SkipWithError(("warm-up: " + err).c_str());
+    if (c->Call(req.data(), req.size(), &resp, &resp_len, err) != 0) {
+      *err = "warm-up: " + *err;
       return false;
     }
   }
   return true;
+}
+
+/* One timed call of req, the client reading the whole reply inside the
+ * timed part (a client uses its reply): *ns its round trip. 0, or -1 with
+ * *err when the call failed or check refused the reply. */
+int timed_call(Conn *c, const std::vector<unsigned char> &req,
+               const ReplyCheck &check, uint64_t *sink, uint64_t *ns,
+               std::string *err) {
+  const void *resp = nullptr;
+  size_t resp_len = 0;
+  uint64_t t0 = NowNs();
+  int rc = c->Call(req.data(), req.size(), &resp, &resp_len, err);
+  if (rc == 0)
+    *sink += ReadAll(resp, resp_len);
+  *ns = NowNs() - t0;
+  if (rc != 0)
+    return -1;
+  if (!check(resp, resp_len)) {
+    *err = "wrong reply";
+    return -1;
+  }
+  return 0;
 }
 
 /* Starts transport name's server, warms up, then times one call per
@@ -51,30 +72,23 @@ void LatencyRun(benchmark::State &state, const std::string &what,
     return;
   }
   auto c = t->Connect(0, &err);
-  if (!c) {
+  if (!c || !warm_up(c.get(), req, &err)) {
     state.SkipWithError(err.c_str());
-  } else if (latency_warm_up(state, c.get(), req)) {
+  } else {
     /* Room for this run's samples, capped: the buffer grows if needed. */
     Latency lat((size_t)std::min<benchmark::IterationCount>(
         state.max_iterations, 1 << 24));
-    const void *resp = nullptr;
-    size_t resp_len = 0;
-    uint64_t sink = 0;
+    uint64_t sink = 0, ns;
     uint64_t server0 = PeerCpuNs(t->server_pid());
     uint64_t client0 = ProcessCpuNs();
     uint64_t wall0 = NowNs();
     for (auto _ : state) {
-      uint64_t t0 = NowNs();
-      int rc = c->Call(req.data(), req.size(), &resp, &resp_len, &err);
-      if (rc == 0)
-        sink += ReadAll(resp, resp_len);
-      uint64_t t1 = NowNs();
-      if (rc != 0 || !check(resp, resp_len)) {
-        state.SkipWithError(rc ? err.c_str() : "wrong reply");
+      if (timed_call(c.get(), req, check, &sink, &ns, &err) != 0) {
+        state.SkipWithError(err.c_str());
         break;
       }
-      state.SetIterationTime((double)(t1 - t0) * 1e-9);
-      lat.Add(t1 - t0);
+      state.SetIterationTime((double)ns * 1e-9);
+      lat.Add(ns);
     }
     uint64_t wall = NowNs() - wall0;
     uint64_t client = ProcessCpuNs() - client0;
@@ -204,26 +218,14 @@ void LatencyRunInChild(benchmark::State &state, const std::string &what,
                        const ReplyCheck &check) {
   auto calls = [&](Conn *c, ChildRun *run) {
     std::string err;
-    const void *resp;
-    size_t resp_len;
-    uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
-    for (int n = 0; n < 3 || NowNs() < warm_end; n++)
-      if (c->Call(req.data(), req.size(), &resp, &resp_len, &err) != 0)
-        return child_fail(run, "warm-up: " + err);
+    if (!warm_up(c, req, &err))
+      return child_fail(run, err);
     child_ready(run);
     uint64_t sink = 0, n = 0, cpu0 = ProcessCpuNs(), wall0 = NowNs();
     uint64_t end = wall0 + (uint64_t)g_opts.duration_ms * 1000000;
     do {
-      uint64_t t0 = NowNs();
-      int rc = c->Call(req.data(), req.size(), &resp, &resp_len, &err);
-      if (rc == 0)
-        sink += ReadAll(resp, resp_len);
-      uint64_t t1 = NowNs();
-      if (rc != 0)
+      if (timed_call(c, req, check, &sink, &run->ns[n++], &err) != 0)
         return child_fail(run, err);
-      if (!check(resp, resp_len))
-        return child_fail(run, "wrong reply");
-      run->ns[n++] = t1 - t0;
     } while (n < kChildSamplesMax && (n < 3 || NowNs() < end));
     run->wall_ns = NowNs() - wall0;
     run->cpu_ns = ProcessCpuNs() - cpu0;
@@ -330,12 +332,10 @@ int tp_client(Transport *t, Board *b, int i) {
   auto req = MakePayload(kPayload);
   if (b->burn_us) /* the "burn" handler reads its cost from the request */
     memcpy(req.data(), &b->burn_us, sizeof b->burn_us);
+  if (!warm_up(c.get(), req, &err))
+    return fail(err);
   const void *resp;
   size_t resp_len;
-  uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
-  for (int n = 0; n < 3 || NowNs() < warm_end; n++)
-    if (c->Call(req.data(), kPayload, &resp, &resp_len, &err) != 0)
-      return fail("warm-up: " + err);
   __atomic_add_fetch(&b->ready, 1, __ATOMIC_ACQ_REL);
   while (!tp_load(&b->go))
     usleep(100);

@@ -82,6 +82,27 @@ typedef struct {
   int exports; /* memoryviews of the current reply still alive */
 } ClientObject;
 
+/* 1 if no memoryview of the current reply is alive; else 0 with
+ * BufferError set (the next call would reuse the memory it shows). */
+static int views_released(ClientObject *self) {
+  if (!self->exports)
+    return 1;
+  PyErr_SetString(PyExc_BufferError,
+                  "a memoryview of the last reply is still in use");
+  return 0;
+}
+
+/* Closes the connection, if open, with the GIL released. */
+static void client_shut(ClientObject *self) {
+  svc_client *c = self->c;
+  if (!c)
+    return;
+  self->c = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  svc_client_close(c);
+  Py_END_ALLOW_THREADS
+}
+
 static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
   static char *kwlist[] = {"url", "timeout", "window", "max_msg", NULL};
   const char *url;
@@ -96,10 +117,7 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
                     "timeout, window and max_msg must not be negative");
     return -1;
   }
-  if (self->c) {
-    svc_client_close(self->c);
-    self->c = NULL;
-  }
+  client_shut(self);
   svc_client *c = NULL;
   int rc;
   Py_BEGIN_ALLOW_THREADS
@@ -121,13 +139,7 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
 }
 
 static void client_dealloc(ClientObject *self) {
-  if (self->c) {
-    svc_client *c = self->c;
-    self->c = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    svc_client_close(c);
-    Py_END_ALLOW_THREADS
-  }
+  client_shut(self);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -161,10 +173,8 @@ static int make_call(ClientObject *self, PyObject *args, const void **resp,
   Py_buffer req;
   if (!client_ready(self) || !parse_call(args, &method, &req))
     return 1;
-  if (self->exports) {
+  if (!views_released(self)) {
     PyBuffer_Release(&req);
-    PyErr_SetString(PyExc_BufferError,
-                    "a memoryview of the last reply is still in use");
     return 1;
   }
   int rc;
@@ -273,11 +283,8 @@ static PyObject *client_recv(ClientObject *self, PyObject *args, PyObject *kw) {
       return NULL;
     ms = t <= 0 ? 0 : (int)(t * 1000 + 0.5);
   }
-  if (self->exports) {
-    PyErr_SetString(PyExc_BufferError,
-                    "a memoryview of the last reply is still in use");
+  if (!views_released(self))
     return NULL;
-  }
   uint64_t id = 0;
   const void *resp = NULL;
   size_t len = 0;
@@ -310,18 +317,9 @@ static PyObject *client_fileno(ClientObject *self, PyObject *unused) {
 
 static PyObject *client_close(ClientObject *self, PyObject *unused) {
   (void)unused;
-  if (self->exports) {
-    PyErr_SetString(PyExc_BufferError,
-                    "a memoryview of the last reply is still in use");
+  if (!views_released(self))
     return NULL;
-  }
-  if (self->c) {
-    svc_client *c = self->c;
-    self->c = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    svc_client_close(c);
-    Py_END_ALLOW_THREADS
-  }
+  client_shut(self);
   Py_RETURN_NONE;
 }
 

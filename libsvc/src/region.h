@@ -83,6 +83,7 @@ typedef struct svc__region_hdr {
 #define SVC__LANE_REP 1
 #define SVC__LANES_MAX 8 /* lanes per direction */
 #define SVC__LANE_ID(dir, i) (2 * (i) + (dir))
+#define SVC__LANE_INDEX(id) ((id) / 2) /* i of SVC__LANE_ID(dir, i) */
 
 typedef struct svc__region {
   int fd;             /* the memfd; owned */

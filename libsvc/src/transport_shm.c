@@ -230,16 +230,16 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
                    SVC__PREPARED_AT)
       return SVC_EAGAIN;
     c->req_lent = -1;
-  }
-  if ((flags & SVC__SEND_PREPARED) && size <= SVC__SLOT_FRAME_MAX) {
-    /* Small enough for the slot: copying it beside its sequence word moves
-     * fewer cache lines than pointing the server at the lane. */
-    lane = -1;
-  } else if (flags & SVC__SEND_PREPARED) {
-    size_t skip = SVC__PREPARED_AT - SVC__FRAME_HDR - method_len;
-    where = SVC__WHERE_LANE_N_AT(lane, skip);
-    at = svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REQ, lane)) + skip;
-    len = 0; /* nothing to copy below */
+    if (size > SVC__SLOT_FRAME_MAX) {
+      size_t skip = SVC__PREPARED_AT - SVC__FRAME_HDR - method_len;
+      where = SVC__WHERE_LANE_N_AT(lane, skip);
+      at = svc__region_lane(r, SVC__LANE_ID(SVC__LANE_REQ, lane)) + skip;
+      len = 0; /* nothing to copy below */
+    } else {
+      /* Small enough for the slot: copying it beside its sequence word
+       * moves fewer cache lines than pointing the server at the lane. */
+      lane = -1;
+    }
   } else if (size > SVC__SLOT_FRAME_MAX) {
     if ((lane = free_request_lane(c)) < 0)
       return SVC_EAGAIN; /* every lane holds a large request in flight */
@@ -374,7 +374,7 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
   if (rc < 0 || rep.call_id != s)
     return SVC_EPROTO;
   uint32_t i = s & (r->slots - 1);
-  c->held_lane = lane < 0 ? -1 : lane / 2; /* a reply lane's index */
+  c->held_lane = lane < 0 ? -1 : SVC__LANE_INDEX(lane);
   c->held_slot = c->call_slot[i];
   c->slot_busy[c->call_slot[i]] = 0;
   c->call_live[i] = 0;

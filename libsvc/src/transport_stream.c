@@ -210,8 +210,9 @@ static int check_idle(stream_conn *c) {
     if (rc < 0)
       return rc;
   }
-  if (n > 0 && refusal(&f))
-    return refusal(&f);
+  int refused = n > 0 ? refusal(&f) : 0;
+  if (refused)
+    return refused;
   if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
     consume(c, (size_t)n);
     c->goaway = 1;
@@ -380,8 +381,9 @@ static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
         consume(c, (size_t)n);
         continue;
       }
-      if (refusal(&r))
-        return refusal(&r);
+      int refused = refusal(&r);
+      if (refused)
+        return refused;
       if (r.type != SVC__FRAME_REPLY)
         return SVC_EPROTO;
       if (r.status == SVC_ETOOBIG)
@@ -619,40 +621,21 @@ static int stream_goaway(svc__conn *base) {
   return 0;
 }
 
-const svc__transport svc__transport_unix = {
-    .scheme = "unix",
-    .dial = unix_dial,
-    .send = stream_send,
-    .recv = stream_recv,
-    .release = stream_release,
-    .taken = stream_taken,
-    .request = stream_request,
-    .request_space = stream_request_space,
-    .watch = stream_watch,
-    .buffered = stream_buffered,
-    .listen = unix_listen,
-    .accept = stream_accept,
-    .serve = stream_serve,
-    .goaway = stream_goaway,
-    .close = stream_close,
-    .unlisten = stream_unlisten,
-};
+/* unix:// and tcp:// differ only in how they dial and listen. */
+/* clang-format off */
+#define STREAM_OPS(name, dial_fn, listen_fn)                                   \
+  {                                                                            \
+    .scheme = (name), .dial = (dial_fn), .send = stream_send,                  \
+    .recv = stream_recv, .release = stream_release, .taken = stream_taken,     \
+    .request = stream_request, .request_space = stream_request_space,          \
+    .watch = stream_watch, .buffered = stream_buffered,                        \
+    .listen = (listen_fn),                                                     \
+    .accept = stream_accept, .serve = stream_serve, .goaway = stream_goaway,   \
+    .close = stream_close, .unlisten = stream_unlisten,                        \
+  }
 
-const svc__transport svc__transport_tcp = {
-    .scheme = "tcp",
-    .dial = tcp_dial,
-    .send = stream_send,
-    .recv = stream_recv,
-    .release = stream_release,
-    .taken = stream_taken,
-    .request = stream_request,
-    .request_space = stream_request_space,
-    .watch = stream_watch,
-    .buffered = stream_buffered,
-    .listen = tcp_listen,
-    .accept = stream_accept,
-    .serve = stream_serve,
-    .goaway = stream_goaway,
-    .close = stream_close,
-    .unlisten = stream_unlisten,
-};
+const svc__transport svc__transport_unix =
+    STREAM_OPS("unix", unix_dial, unix_listen);
+const svc__transport svc__transport_tcp =
+    STREAM_OPS("tcp", tcp_dial, tcp_listen);
+/* clang-format on */
