@@ -73,6 +73,18 @@ def test_call_view_reads_in_place_until_the_next_call(server):
         assert c.call("echo", b"again") == b"again"
 
 
+def test_reinit_while_a_view_is_alive_keeps_the_connection(server):
+    # regression: __init__ closed the connection under a live view
+    with svc.Client(server.url) as c:
+        mv = c.call_view("echo", b"still mapped")
+        with pytest.raises(BufferError):
+            c.__init__(server.url)
+        assert bytes(mv) == b"still mapped"
+        mv.release()
+        c.__init__(server.url)
+        assert c.call("echo", b"reopened") == b"reopened"
+
+
 def test_every_error_class(server, rundir):
     with svc.Client(server.url, timeout=0.2, max_msg=1024) as c:
         with pytest.raises(svc.NoMethod) as e:
