@@ -15,6 +15,7 @@ import platform
 import sys
 
 import report_peers
+import report_python
 
 # Report order: the raw baselines, then libsvc.
 ORDER = ["pipe", "unix", "tcp", "futex", "spin", "svc-shm", "svc-shm-prep",
@@ -65,7 +66,7 @@ def load(path):
             picked[key] = rs[-1]
             continue
         metric = ("p50_us" if key[0] in ("latency", "stats", "memcpy", "send", "slow",
-                                         "peers", "peers-idle")
+                                         "peers", "peers-idle", "python")
                   else "calls_per_s")
         good.sort(key=lambda r: r.get(metric, 0))
         picked[key] = good[len(good) // 2]
@@ -449,10 +450,11 @@ def main():
     ctx_p, pl = load(os.path.join(a.dir, "pipeline.json"))
     ctx_e, pe = load(os.path.join(a.dir, "peers.json"))
     _, idle = load(os.path.join(a.dir, "peers-idle.json"))
-    if not lat and not tp and not pl and not pe:
+    ctx_y, py = load(os.path.join(a.dir, "python.json"))
+    if not lat and not tp and not pl and not pe and not py:
         print(f"report.py: no results in {a.dir}", file=sys.stderr)
         return
-    out = header(ctx_l or ctx_t or ctx_p or ctx_e, a.mode, a.build_type)
+    out = header(ctx_l or ctx_t or ctx_p or ctx_e or ctx_y, a.mode, a.build_type)
     out += ["Transports: " + "; ".join(f"`{t}` = {DESCR[t]}" for t in ORDER) + ".", ""]
     if lat:
         out += targets_section(lat, tp)
@@ -465,6 +467,7 @@ def main():
     if pl:
         out += pipeline_section(pl)
     out += report_peers.section(pe, idle)
+    out += report_python.section(py)
     out += ["See docs/benchmarks.md for what each baseline does and how CPU "
             "is measured. Plots: latency.svg, peers.svg.", ""]
     with open(os.path.join(a.dir, "report.md"), "w") as f:
