@@ -175,18 +175,16 @@ def test_gil_is_released_while_a_call_waits(server):
     assert during > 50, "the other thread did not run while the call waited"
 
 
-def test_killed_server_is_peer_gone_promptly(server):
+def test_killed_server_is_peer_gone_within_100ms(server):
     with svc.Client(server.url) as c:
         c.call("echo", b"up")
         done = {}
 
         def call():
-            t0 = time.monotonic()
             try:
                 c.call("sleep", b"5000")
             except svc.Error as e:
-                done["exc"] = e
-            done["after"] = time.monotonic() - t0
+                done["exc"], done["at"] = e, time.monotonic()
 
         t = threading.Thread(target=call)
         t.start()
@@ -195,7 +193,7 @@ def test_killed_server_is_peer_gone_promptly(server):
         server.stop()
         t.join(5)
         assert isinstance(done.get("exc"), svc.PeerGone)
-        assert time.monotonic() - killed < 1.0
+        assert done["at"] - killed < 0.1
 
 
 def test_closed_client_refuses_calls(server):
