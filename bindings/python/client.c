@@ -254,17 +254,6 @@ static PyObject *client_close(ClientObject *self, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
-static PyObject *client_enter(PyObject *self, PyObject *unused) {
-  (void)unused;
-  Py_INCREF(self);
-  return self;
-}
-
-static PyObject *client_exit(ClientObject *self, PyObject *args) {
-  (void)args;
-  return client_close(self, NULL);
-}
-
 static PyMethodDef client_methods[] = {
     {"call", (PyCFunction)client_call, METH_VARARGS,
      "call(method, request=b'') -> bytes\n\nCalls method with request (any "
@@ -288,8 +277,8 @@ static PyMethodDef client_methods[] = {
      "call waits in recv (for selectors and asyncio's add_reader)."},
     {"close", (PyCFunction)client_close, METH_NOARGS,
      "close()\n\nCloses the connection."},
-    {"__enter__", client_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)client_exit, METH_VARARGS, NULL},
+    {"__enter__", svc_py_enter, METH_NOARGS, NULL},
+    {"__exit__", svc_py_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -419,17 +419,6 @@ static PyObject *server_close(ServerObject *self, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
-static PyObject *server_enter(PyObject *self, PyObject *unused) {
-  (void)unused;
-  Py_INCREF(self);
-  return self;
-}
-
-static PyObject *server_exit(ServerObject *self, PyObject *args) {
-  (void)args;
-  return server_close(self, NULL);
-}
-
 static PyMethodDef server_methods[] = {
     {"add_method", (PyCFunction)server_add_method, METH_VARARGS,
      "add_method(name, fn)\n\nServes method name with fn(request: "
@@ -456,8 +445,8 @@ static PyMethodDef server_methods[] = {
     {"close", (PyCFunction)server_close, METH_NOARGS,
      "close()\n\nStops serving, waits for running handlers and closes the "
      "listeners."},
-    {"__enter__", server_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)server_exit, METH_VARARGS, NULL},
+    {"__enter__", svc_py_enter, METH_NOARGS, NULL},
+    {"__exit__", svc_py_exit, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -73,6 +73,19 @@ PyObject *svc_py_handler_error(void) {
   return svc_Error;
 }
 
+/* ---- shared by Client and Server ---- */
+
+PyObject *svc_py_enter(PyObject *self, PyObject *unused) {
+  (void)unused;
+  Py_INCREF(self);
+  return self;
+}
+
+PyObject *svc_py_exit(PyObject *self, PyObject *args) {
+  (void)args;
+  return PyObject_CallMethod(self, "close", NULL);
+}
+
 /* ---- the module ---- */
 
 static int add_errors(PyObject *m) {

@@ -18,6 +18,10 @@ PyObject *svc_py_raise(int rc, int handler_code, uint64_t call_id);
 /* svc.HandlerError (borrowed): a handler raises it to send its code. */
 PyObject *svc_py_handler_error(void);
 
+/* __enter__ returns self; __exit__ calls self.close(). */
+PyObject *svc_py_enter(PyObject *self, PyObject *unused);
+PyObject *svc_py_exit(PyObject *self, PyObject *args);
+
 /* Readies a type and adds it to the module m: 0, or -1 with an exception. */
 int svc_py_client_setup(PyObject *m);
 int svc_py_server_setup(PyObject *m);

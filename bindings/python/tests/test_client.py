@@ -4,7 +4,6 @@ error class, calls in flight, asyncio, a killed server, and the GIL
 released while a call waits."""
 import asyncio
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -12,29 +11,18 @@ import time
 import pytest
 
 import svc
+from helpers import unique_name, url_for
 
 SERVER = os.environ.get("SVC_TEST_SERVER", "test_server")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def rundir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("svc-run")
-    os.environ["SVC_RUNTIME_DIR"] = str(d)  # the shm rendezvous sockets
-    return d
-
-
 class Server:
-    def __init__(self, url, name, extra=()):
+    def __init__(self, url, name, extra=(), env=None):
         self.url = url
         self.proc = subprocess.Popen(
             [SERVER, "--name", name, "--listen", url, *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=env)
         line = self.proc.stdout.readline()
         assert line.strip() == "READY", f"test_server said {line!r}"
 
@@ -45,11 +33,9 @@ class Server:
 
 @pytest.fixture(params=["shm", "unix", "tcp"])
 def server(request, rundir):
-    name = f"py{os.getpid()}{request.param}{time.monotonic_ns() % 100000}"
-    url = {"shm": f"shm://{name}",
-           "unix": f"unix://{rundir}/{name}.sock",
-           "tcp": f"tcp://127.0.0.1:{free_port()}"}[request.param]
-    s = Server(url, name, ["--max-msg", str(20 << 20)])
+    name = unique_name(request.param)
+    s = Server(url_for(request.param, name, rundir), name,
+               ["--max-msg", str(20 << 20)])
     yield s
     s.stop()
 
@@ -202,3 +188,58 @@ def test_closed_client_refuses_calls(server):
     with pytest.raises(ValueError):
         c.call("echo")
     c.close()  # twice is fine
+
+
+def test_garbage_from_the_peer_is_a_protocol_error():
+    import socket
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def garbage():
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"\xff" * 64)  # no frame starts like this
+        conn.recv(4096)  # until the client gives up
+        conn.close()
+
+    t = threading.Thread(target=garbage)
+    t.start()
+    with pytest.raises(svc.ProtocolError) as e:
+        svc.Client(f"tcp://127.0.0.1:{port}", timeout=5).call("echo", b"x")
+    assert e.value.code == svc.EPROTO
+    t.join(5)
+    listener.close()
+
+
+CALL_AS_NOBODY = """
+import sys, svc
+try:
+    svc.Client(sys.argv[1], timeout=5).call("echo", b"x")
+    print("served")
+except svc.PermissionDenied as e:
+    print("refused", e.code == svc.EPERM)
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run as another uid")
+@pytest.mark.parametrize("kind", ["shm", "unix"])
+def test_a_peer_of_another_uid_is_permission_denied(kind):
+    import shutil
+    import sys
+    import tempfile
+    d = tempfile.mkdtemp(prefix="svc-uid.")  # not under pytest's 0700 tree
+    os.chmod(d, 0o755)
+    env = {**os.environ, "SVC_RUNTIME_DIR": d}
+    name = unique_name(kind)
+    url = url_for(kind, name, d)
+    s = Server(url, name, env=env)
+    try:
+        os.chmod(os.path.join(d, f"{name}.sock"), 0o777)  # SO_PEERCRED decides
+        out = subprocess.run(
+            [sys.executable, "-c", CALL_AS_NOBODY, url], env=env,
+            capture_output=True, text=True, timeout=30, user=65534,
+            group=65534, extra_groups=[])
+        assert out.stdout.strip() == "refused True", out.stderr
+    finally:
+        s.stop()
+        shutil.rmtree(d, ignore_errors=True)

@@ -5,42 +5,17 @@ readiness, SVC_WORKERS_MIN/MAX, workers listed, a restart."""
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
-import pytest
-
 import svc
+from helpers import free_port, wait_for
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 EXAMPLES = os.path.join(ROOT, "examples", "python")
 MONITOR = os.environ.get("SVC_MONITOR", "svc-monitor")
-
-
-@pytest.fixture
-def rundir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SVC_RUNTIME_DIR", str(tmp_path))
-    return tmp_path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, fn, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pinged(url):

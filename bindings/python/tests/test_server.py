@@ -13,34 +13,11 @@ import time
 import pytest
 
 import svc
+from helpers import unique_name, url_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY_SERVER = os.path.join(HERE, "py_server.py")
 SVC_CLI = os.environ.get("SVC_CLI", "svc")
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def rundir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("svc-run")
-    os.environ["SVC_RUNTIME_DIR"] = str(d)  # the shm rendezvous sockets
-    return d
-
-
-def unique_name(kind):
-    return f"pys{os.getpid()}{kind}{time.monotonic_ns() % 1000000}"
-
-
-def url_for(kind, name, rundir):
-    return {"shm": f"shm://{name}",
-            "unix": f"unix://{rundir}/{name}.sock",
-            "tcp": f"tcp://127.0.0.1:{free_port()}"}[kind]
 
 
 class PyServer:
