@@ -1,9 +1,10 @@
 /* http.c — request handling: Host check, route parsing (route.c), then one
  * function per route that reads the snapshot or the store and renders HTML
- * (with render_svg.c), JSON or Prometheus text. Every response carries the
- * security headers; nothing is ever read from the file system except the
- * SQLite file. */
-#include "http.h"
+ * (with render_svg.c), JSON or Prometheus text. Signing in and the POST
+ * rules are in http_session.c, the live streams in http_live.c. Every
+ * response carries the security headers; nothing is ever read from the
+ * file system except the SQLite file. */
+#include "http_internal.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -14,9 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "buf.h"
 #include "render_svg.h"
-#include "store.h"
 #include "token.h"
 
 #define HTTP_REFRESH_S 5
@@ -24,15 +23,10 @@
 
 extern const char mon_asset_style_css[];
 extern const size_t mon_asset_style_css_len;
+extern const char mon_asset_dashboard_js[];
+extern const size_t mon_asset_dashboard_js_len;
 
-struct mon_http {
-  const mon_http_opts *o;
-  struct MHD_Daemon *d;
-  int port;
-  mon_reader *reader; /* used only by the MHD thread */
-};
-
-static int64_t http_now_ms(void) {
+int64_t mon_http_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -95,8 +89,9 @@ int mon_http_host_ok(const char *bound_host, int port, const char *host) {
 
 /* ---- responses ---- */
 
-static enum MHD_Result http_send(struct MHD_Connection *c, unsigned status,
-                                 const char *type, mon_buf *b) {
+enum MHD_Result mon_http_send_hdrs(struct MHD_Connection *c, unsigned status,
+                                   const char *type, mon_buf *b,
+                                   const char *const *hdrs) {
   if (b->oom) {
     mon_buf_fini(b);
     mon_buf_puts(b, "out of memory\n");
@@ -112,7 +107,9 @@ static enum MHD_Result http_send(struct MHD_Connection *c, unsigned status,
     return MHD_NO;
   }
   MHD_add_response_header(r, "Content-Type", type);
-  MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'");
+  MHD_add_response_header(r, "Content-Security-Policy",
+                          "default-src 'self'; script-src 'self'; "
+                          "form-action 'self'; frame-ancestors 'none'");
   MHD_add_response_header(r, "X-Frame-Options", "DENY");
   MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
@@ -120,18 +117,34 @@ static enum MHD_Result http_send(struct MHD_Connection *c, unsigned status,
   if (status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(r, "WWW-Authenticate",
                             "Bearer realm=\"svc-monitor\"");
+  for (size_t i = 0; hdrs && hdrs[i]; i += 2)
+    MHD_add_response_header(r, hdrs[i], hdrs[i + 1]);
   enum MHD_Result ret = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   return ret;
 }
 
-static enum MHD_Result http_error(struct MHD_Connection *c, unsigned status,
-                                  const char *msg) {
+enum MHD_Result mon_http_send(struct MHD_Connection *c, unsigned status,
+                              const char *type, mon_buf *b) {
+  return mon_http_send_hdrs(c, status, type, b, NULL);
+}
+
+enum MHD_Result mon_http_error(struct MHD_Connection *c, unsigned status,
+                               const char *msg) {
   mon_buf b = {0};
   mon_buf_puts(&b, "{\"error\":");
   mon_buf_json(&b, msg, strlen(msg));
   mon_buf_puts(&b, "}\n");
-  return http_send(c, status, "application/json", &b);
+  return mon_http_send(c, status, "application/json", &b);
+}
+
+enum MHD_Result mon_http_redirect(struct MHD_Connection *c, const char *path,
+                                  const char *cookie) {
+  const char *hdrs[] = {"Location", path, cookie ? "Set-Cookie" : NULL, cookie,
+                        NULL};
+  mon_buf b = {0};
+  mon_buf_puts(&b, "see other\n");
+  return mon_http_send_hdrs(c, 303, "text/plain; charset=utf-8", &b, hdrs);
 }
 
 /* ---- helpers ---- */
@@ -159,13 +172,13 @@ static void http_uptime(char *out, size_t cap, int64_t ms) {
     snprintf(out, cap, "%llds", (long long)s);
 }
 
-static mon_reader *http_reader(mon_http *h) {
+mon_reader *mon_http_reader(mon_http *h) {
   if (!h->reader)
     mon_reader_open(h->o->db_path, &h->reader);
   return h->reader;
 }
 
-static int http_find(const mon_http *h, const char *name) {
+int mon_http_find(const mon_http *h, const char *name) {
   const mon_config *cfg = h->o->cfg;
   for (size_t i = 0; i < cfg->nservices; i++)
     if (!strcmp(cfg->services[i].name, name))
@@ -173,7 +186,7 @@ static int http_find(const mon_http *h, const char *name) {
   return -1;
 }
 
-static mon_view *http_views(mon_http *h) {
+mon_view *mon_http_views(mon_http *h) {
   size_t n = h->o->shared->n;
   mon_view *v = calloc(n ? n : 1, sizeof *v);
   if (v)
@@ -181,27 +194,45 @@ static mon_view *http_views(mon_http *h) {
   return v;
 }
 
-static void http_head(mon_buf *b, const char *title, bool refresh) {
+/* The stream a route names: "stdout", "stderr", or NULL for both. */
+static const char *http_stream(const mon_route *rt) {
+  return rt->stream == 0 ? "stdout" : rt->stream == 1 ? "stderr" : NULL;
+}
+
+void mon_http_head(mon_buf *b, const char *title, bool refresh,
+                   const mon_session *sess) {
   mon_buf_puts(b, "<!doctype html><html lang=\"en\"><head>"
                   "<meta charset=\"utf-8\">");
-  if (refresh)
-    mon_buf_printf(b, "<meta http-equiv=\"refresh\" content=\"%d\">",
+  if (refresh) /* the scripts update the page in place; this is without */
+    mon_buf_printf(b,
+                   "<noscript><meta http-equiv=\"refresh\" content=\"%d\">"
+                   "</noscript>",
                    HTTP_REFRESH_S);
+  if (sess)
+    mon_buf_printf(b, "<meta name=\"csrf\" content=\"%s\">", sess->csrf);
   mon_buf_puts(b, "<title>");
   mon_buf_html(b, title, strlen(title));
   mon_buf_puts(b, "</title><link rel=\"stylesheet\" href=\"/static/style.css\">"
+                  "<script src=\"/static/dashboard.js\" defer></script>"
                   "</head><body><header><a class=\"home\" href=\"/\">"
                   "svc-monitor</a>");
   char t[32];
-  int64_t now = http_now_ms();
+  int64_t now = mon_http_now_ms();
   time_t secs = (time_t)(now / 1000);
   struct tm tm;
   localtime_r(&secs, &tm);
   strftime(t, sizeof t, "%Y-%m-%d %H:%M:%S", &tm);
-  mon_buf_printf(b,
-                 "<span class=\"now\">%s &middot; refreshes every %d s"
-                 "</span></header><main>",
-                 t, HTTP_REFRESH_S);
+  mon_buf_printf(b, "<span class=\"now\"><span id=\"clock\">%s</span>", t);
+  if (sess)
+    mon_buf_printf(b,
+                   " &middot; <form class=\"inline\" method=\"post\" "
+                   "action=\"/logout\"><input type=\"hidden\" name=\"csrf\" "
+                   "value=\"%s\"><button class=\"link\">Sign out</button>"
+                   "</form>",
+                   sess->csrf);
+  else
+    mon_buf_puts(b, " &middot; <a href=\"/login\">Sign in</a>");
+  mon_buf_puts(b, "</span></header><main>");
 }
 
 /* Series arrays for one range of one service, NaN where unknown. */
@@ -227,7 +258,7 @@ static void http_series_free(http_series *s) {
 static int http_series_load(mon_http *h, const char *name, int64_t from,
                             int64_t to, size_t max_points, http_series *s) {
   memset(s, 0, sizeof *s);
-  mon_reader *r = http_reader(h);
+  mon_reader *r = mon_http_reader(h);
   if (!r || mon_reader_series(r, name, from, to, h->o->cfg->sample_interval_ms,
                               max_points, &s->pts, &s->n, &s->tier) != 0)
     return -1;
@@ -282,7 +313,7 @@ static void http_ns(char *out, size_t cap, double ns) {
 /* "Top methods" across services (name NULL) or one service's methods. */
 static void http_methods_html(mon_http *h, mon_buf *b, const char *name,
                               int64_t now) {
-  mon_reader *r = http_reader(h);
+  mon_reader *r = mon_http_reader(h);
   mon_method_row *rows = NULL;
   size_t n = 0;
   if (!r || mon_reader_method_top(r, name, now - HTTP_METHOD_WINDOW_MS, now,
@@ -352,7 +383,7 @@ static void http_methods_html(mon_http *h, mon_buf *b, const char *name,
  * total time), one chart each. */
 static void http_method_charts(mon_http *h, mon_buf *b, const char *name,
                                int64_t now) {
-  mon_reader *r = http_reader(h);
+  mon_reader *r = mon_http_reader(h);
   mon_method_row *top = NULL, *pts = NULL;
   size_t ntop = 0, npts = 0;
   int64_t from = now - HTTP_METHOD_WINDOW_MS;
@@ -413,18 +444,21 @@ static void http_workers_html(mon_buf *b, const mon_view *w) {
 
 static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
   const mon_config *cfg = h->o->cfg;
-  mon_view *v = http_views(h);
+  mon_view *v = mon_http_views(h);
   if (!v)
-    return http_error(c, 500, "out of memory");
+    return mon_http_error(c, 500, "out of memory");
   mon_buf b = {0};
-  http_head(&b, "svc-monitor", true);
+  mon_session *sess = mon_http_session(h, c);
+  mon_http_head(&b, "svc-monitor", true, sess);
   mon_buf_puts(&b, "<h1>Services</h1><table class=\"services\"><thead><tr>"
                    "<th>Service</th><th>State</th><th>PID</th>"
                    "<th>Processes</th><th>Workers</th><th>Uptime</th>"
                    "<th>Restarts</th>"
-                   "<th>CPU</th><th>Memory (RSS)</th><th>CPU, last 5 min</th>"
-                   "</tr></thead><tbody>");
-  int64_t now = http_now_ms();
+                   "<th>CPU</th><th>Memory (RSS)</th><th>CPU, last 5 min</th>");
+  if (sess)
+    mon_buf_puts(&b, "<th>Control</th>");
+  mon_buf_puts(&b, "</tr></thead><tbody id=\"services\">");
+  int64_t now = mon_http_now_ms();
   for (size_t i = 0; i < cfg->nservices; i++) {
     const mon_service_cfg *s = &cfg->services[i];
     const mon_view *w = &v[i];
@@ -442,22 +476,30 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
         snprintf(pss, sizeof pss, "PSS %s", v);
       }
     }
-    mon_buf_puts(&b, "<tr><td><a href=\"/service/");
+    /* names are [A-Za-z0-9._-]: safe in an attribute as they are */
+    mon_buf_printf(&b, "<tr data-service=\"%s\"><td><a href=\"/service/",
+                   s->name);
     mon_buf_html(&b, s->name, strlen(s->name));
     mon_buf_puts(&b, "\">");
     mon_buf_html(&b, s->name, strlen(s->name));
     mon_buf_printf(&b, "</a></td><td><span class=\"state %s\">%s</span></td>",
                    http_state_class[w->state], mon_state_name(w->state));
     if (w->pid) {
-      mon_buf_printf(&b, "<td>%d</td><td>%d</td><td>", w->pid, w->nprocs);
+      mon_buf_printf(&b,
+                     "<td class=\"pid\">%d</td><td class=\"nprocs\">%d</td>"
+                     "<td class=\"workers\">",
+                     w->pid, w->nprocs);
       http_workers_html(&b, w);
       mon_buf_puts(&b, "</td>");
     } else {
-      mon_buf_puts(&b, "<td>-</td><td>-</td><td>-</td>");
+      mon_buf_puts(&b, "<td class=\"pid\">-</td><td class=\"nprocs\">-</td>"
+                       "<td class=\"workers\">-</td>");
     }
     mon_buf_printf(&b,
-                   "<td>%s</td><td>%d</td><td class=\"num\">%s</td>"
-                   "<td class=\"num\">%s<br><small>%s</small></td><td>",
+                   "<td class=\"uptime\">%s</td><td class=\"restarts\">%d"
+                   "</td><td class=\"num cpu\">%s</td>"
+                   "<td class=\"num mem\"><span class=\"rss\">%s</span><br>"
+                   "<small class=\"pss\">%s</small></td><td class=\"spark\">",
                    up, w->restarts, cpu, mem, pss);
     http_series se;
     if (http_series_load(h, s->name, now - 300000, now, 150, &se) == 0) {
@@ -471,7 +513,13 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
       mon_svg_chart(&b, &ch, &ser, 1);
       http_series_free(&se);
     }
-    mon_buf_puts(&b, "</td></tr>");
+    mon_buf_puts(&b, "</td>");
+    if (sess) {
+      mon_buf_puts(&b, "<td>");
+      mon_http_buttons(&b, s->name, sess, "/");
+      mon_buf_puts(&b, "</td>");
+    }
+    mon_buf_puts(&b, "</tr>");
   }
   mon_buf_puts(&b, "</tbody></table><h2>Top methods, last 5 minutes</h2>");
   http_methods_html(h, &b, NULL, now);
@@ -480,7 +528,7 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
                "/api/services\">/api/services</a> &middot; Prometheus: "
                "<a href=\"/metrics\">/metrics</a></p></main></body></html>");
   free(v);
-  return http_send(c, 200, "text/html; charset=utf-8", &b);
+  return mon_http_send(c, 200, "text/html; charset=utf-8", &b);
 }
 
 static void http_rows_html(mon_buf *b, const mon_row *rows, size_t n,
@@ -507,19 +555,55 @@ static void http_rows_html(mon_buf *b, const mon_row *rows, size_t n,
   mon_buf_puts(b, "</table>");
 }
 
+/* The search box, and with q= the lines that contain it. */
+static void http_search_html(mon_http *h, mon_buf *b, const mon_route *rt) {
+  mon_buf_printf(b,
+                 "<h2>Search the logs</h2><form class=\"search\" "
+                 "method=\"get\" action=\"/service/%s\"><input type=\"search\" "
+                 "name=\"q\" maxlength=\"%d\" placeholder=\"text in a line\" "
+                 "value=\"",
+                 rt->name, MON_QUERY_MAX);
+  if (rt->has_q)
+    mon_buf_html(b, rt->q, strlen(rt->q));
+  mon_buf_puts(b, "\"> <select name=\"stream\"><option value=\"both\">both"
+                  "</option><option value=\"stdout\">stdout</option>"
+                  "<option value=\"stderr\">stderr</option></select> "
+                  "<button>Search</button></form>");
+  if (!rt->has_q)
+    return;
+  mon_reader *r = mon_http_reader(h);
+  mon_row *rows = NULL;
+  size_t n = 0;
+  int64_t t0 = mon_http_now_ms();
+  if (!r || mon_reader_log_search(r, rt->name, rt->q, http_stream(rt),
+                                  rt->has_from ? rt->from : 0,
+                                  rt->has_to ? rt->to : INT64_MAX, 200, &rows,
+                                  &n) != 0) {
+    mon_buf_puts(b, "<p class=\"none\">cannot search the store</p>");
+    return;
+  }
+  mon_buf_printf(b,
+                 "<p class=\"hint\">%zu line%s%s (newest first, %lld ms)</p>",
+                 n, n == 1 ? "" : "s", n == 200 ? " or more" : "",
+                 (long long)(mon_http_now_ms() - t0));
+  http_rows_html(b, rows, n, true);
+  mon_rows_free(rows, n);
+}
+
 static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
                                     const mon_route *rt) {
-  int i = http_find(h, rt->name);
+  int i = mon_http_find(h, rt->name);
   if (i < 0)
-    return http_error(c, 404, "no such service");
+    return mon_http_error(c, 404, "no such service");
   const mon_service_cfg *s = &h->o->cfg->services[i];
-  mon_view *v = http_views(h);
+  mon_view *v = mon_http_views(h);
   if (!v)
-    return http_error(c, 500, "out of memory");
+    return mon_http_error(c, 500, "out of memory");
   const mon_view *w = &v[i];
   mon_buf b = {0};
-  http_head(&b, s->name, true);
-  int64_t now = http_now_ms();
+  mon_session *sess = mon_http_session(h, c);
+  mon_http_head(&b, s->name, true, sess);
+  int64_t now = mon_http_now_ms();
   char up[32] = "-", cpu[32] = "-", rss[32] = "-", pss[32] = "-";
   if (w->started_wall_ms && w->pid)
     http_uptime(up, sizeof up, now - w->started_wall_ms);
@@ -530,10 +614,16 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
     if (w->pss_valid)
       mon_fmt_value(pss, sizeof pss, (double)w->pss_bytes, MON_U_BYTES);
   }
-  mon_buf_puts(&b, "<h1>");
+  mon_buf_printf(&b, "<h1 data-service=\"%s\">", s->name);
   mon_buf_html(&b, s->name, strlen(s->name));
-  mon_buf_printf(&b, " <span class=\"state %s\">%s</span></h1>",
+  mon_buf_printf(&b, " <span class=\"state %s\">%s</span>",
                  http_state_class[w->state], mon_state_name(w->state));
+  if (sess) {
+    char back[MON_NAME_MAX + 16];
+    snprintf(back, sizeof back, "/service/%s", s->name);
+    mon_http_buttons(&b, s->name, sess, back);
+  }
+  mon_buf_puts(&b, "</h1>");
   mon_buf_puts(&b, "<table class=\"facts\"><tr><th>Command</th><td><code>");
   mon_buf_html(&b, s->command, strlen(s->command));
   mon_buf_puts(&b, "</code></td></tr>");
@@ -596,15 +686,22 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   http_methods_html(h, &b, s->name, now);
   http_method_charts(h, &b, s->name, now);
 
-  mon_reader *r = http_reader(h);
+  mon_reader *r = mon_http_reader(h);
+  http_search_html(h, &b, rt);
   static const char *const streams[] = {"stdout", "stderr"};
   for (int k = 0; k < 2; k++) {
     mon_row *rows = NULL;
     size_t n = 0;
-    mon_buf_printf(&b, "<h2>Latest %s</h2>", streams[k]);
+    /* the script replaces the table with the live tail (logs/stream) */
+    mon_buf_printf(&b,
+                   "<h2>Latest %s <button class=\"pause\" hidden "
+                   "data-stream=\"%s\">Pause</button></h2>"
+                   "<div class=\"log\" data-stream=\"%s\">",
+                   streams[k], streams[k], streams[k]);
     if (r && mon_reader_logs(r, s->name, streams[k], 50, &rows, &n) == 0)
       http_rows_html(&b, rows, n, false);
     mon_rows_free(rows, n);
+    mon_buf_puts(&b, "</div>");
   }
   mon_row *rows = NULL;
   size_t n = 0;
@@ -614,7 +711,7 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   mon_rows_free(rows, n);
   mon_buf_puts(&b, "</main></body></html>");
   free(v);
-  return http_send(c, 200, "text/html; charset=utf-8", &b);
+  return mon_http_send(c, 200, "text/html; charset=utf-8", &b);
 }
 
 /* ---- JSON + Prometheus ---- */
@@ -658,10 +755,10 @@ static void http_view_json(mon_buf *b, const mon_service_cfg *s,
 static enum MHD_Result http_api_services(mon_http *h,
                                          struct MHD_Connection *c) {
   const mon_config *cfg = h->o->cfg;
-  mon_view *v = http_views(h);
+  mon_view *v = mon_http_views(h);
   if (!v)
-    return http_error(c, 500, "out of memory");
-  int64_t now = http_now_ms();
+    return mon_http_error(c, 500, "out of memory");
+  int64_t now = mon_http_now_ms();
   mon_buf b = {0};
   mon_buf_puts(&b, "{\"services\":[");
   for (size_t i = 0; i < cfg->nservices; i++) {
@@ -671,18 +768,18 @@ static enum MHD_Result http_api_services(mon_http *h,
   }
   mon_buf_puts(&b, "]}\n");
   free(v);
-  return http_send(c, 200, "application/json", &b);
+  return mon_http_send(c, 200, "application/json", &b);
 }
 
 /* The [from, to) a metrics route asks for (default: the last 5 minutes)
  * for an existing service: 0, or the HTTP status to answer with *why. */
 static int http_window(mon_http *h, const mon_route *rt, int64_t *from,
                        int64_t *to, const char **why) {
-  if (http_find(h, rt->name) < 0) {
+  if (mon_http_find(h, rt->name) < 0) {
     *why = "no such service";
     return 404;
   }
-  *to = rt->has_to ? rt->to : http_now_ms();
+  *to = rt->has_to ? rt->to : mon_http_now_ms();
   *from = rt->has_from ? rt->from : *to - 300000;
   if (*from >= *to) {
     *why = "from must be before to";
@@ -697,15 +794,15 @@ static enum MHD_Result http_api_metrics(mon_http *h, struct MHD_Connection *c,
   const char *why;
   int status = http_window(h, rt, &from, &to, &why);
   if (status)
-    return http_error(c, status, why);
-  mon_reader *r = http_reader(h);
+    return mon_http_error(c, status, why);
+  mon_reader *r = mon_http_reader(h);
   mon_point *pts = NULL;
   size_t n = 0;
   mon_tier tier = MON_TIER_RAW;
   if (!r ||
       mon_reader_series(r, rt->name, from, to, h->o->cfg->sample_interval_ms,
                         1000, &pts, &n, &tier) != 0)
-    return http_error(c, 500, "cannot read the store");
+    return mon_http_error(c, 500, "cannot read the store");
   static const char *const tiers[] = {"samples", "samples_1m", "samples_1h"};
   mon_buf b = {0};
   mon_buf_puts(&b, "{\"service\":");
@@ -727,7 +824,7 @@ static enum MHD_Result http_api_metrics(mon_http *h, struct MHD_Connection *c,
   }
   mon_buf_puts(&b, "]}\n");
   free(pts);
-  return http_send(c, 200, "application/json", &b);
+  return mon_http_send(c, 200, "application/json", &b);
 }
 
 static void http_method_json(mon_buf *b, const mon_method_row *m) {
@@ -758,8 +855,8 @@ static enum MHD_Result http_api_methods(mon_http *h, struct MHD_Connection *c,
   const char *why;
   int status = http_window(h, rt, &from, &to, &why);
   if (status)
-    return http_error(c, status, why);
-  mon_reader *r = http_reader(h);
+    return mon_http_error(c, status, why);
+  mon_reader *r = mon_http_reader(h);
   mon_method_row *sum = NULL, *pts = NULL;
   size_t nsum = 0, npts = 0;
   if (!r ||
@@ -767,7 +864,7 @@ static enum MHD_Result http_api_methods(mon_http *h, struct MHD_Connection *c,
       mon_reader_method_points(r, rt->name, from, to,
                                HTTP_METHOD_POINTS_MAX + 1, &pts, &npts) != 0) {
     mon_method_rows_free(sum, nsum);
-    return http_error(c, 500, "cannot read the store");
+    return mon_http_error(c, 500, "cannot read the store");
   }
   bool truncated = npts > HTTP_METHOD_POINTS_MAX;
   mon_buf b = {0};
@@ -790,21 +887,26 @@ static enum MHD_Result http_api_methods(mon_http *h, struct MHD_Connection *c,
   mon_buf_puts(&b, "]}\n");
   mon_method_rows_free(sum, nsum);
   mon_method_rows_free(pts, npts);
-  return http_send(c, 200, "application/json", &b);
+  return mon_http_send(c, 200, "application/json", &b);
 }
 
 static enum MHD_Result http_api_logs(mon_http *h, struct MHD_Connection *c,
                                      const mon_route *rt) {
-  if (http_find(h, rt->name) < 0)
-    return http_error(c, 404, "no such service");
-  mon_reader *r = http_reader(h);
+  if (mon_http_find(h, rt->name) < 0)
+    return mon_http_error(c, 404, "no such service");
+  mon_reader *r = mon_http_reader(h);
   mon_row *rows = NULL;
   size_t n = 0;
-  const char *stream = rt->stream == 0   ? "stdout"
-                       : rt->stream == 1 ? "stderr"
-                                         : NULL;
-  if (!r || mon_reader_logs(r, rt->name, stream, rt->tail, &rows, &n) != 0)
-    return http_error(c, 500, "cannot read the store");
+  int rc =
+      !r ? -1
+      : rt->has_q
+          ? mon_reader_log_search(r, rt->name, rt->q, http_stream(rt),
+                                  rt->has_from ? rt->from : 0,
+                                  rt->has_to ? rt->to : INT64_MAX, rt->tail,
+                                  &rows, &n)
+          : mon_reader_logs(r, rt->name, http_stream(rt), rt->tail, &rows, &n);
+  if (rc != 0)
+    return mon_http_error(c, 500, "cannot read the store");
   mon_buf b = {0};
   mon_buf_puts(&b, "{\"service\":");
   mon_buf_json(&b, rt->name, strlen(rt->name));
@@ -819,15 +921,15 @@ static enum MHD_Result http_api_logs(mon_http *h, struct MHD_Connection *c,
   }
   mon_buf_puts(&b, "]}\n");
   mon_rows_free(rows, n);
-  return http_send(c, 200, "application/json", &b);
+  return mon_http_send(c, 200, "application/json", &b);
 }
 
 static enum MHD_Result http_prometheus(mon_http *h, struct MHD_Connection *c) {
   const mon_config *cfg = h->o->cfg;
-  mon_view *v = http_views(h);
+  mon_view *v = mon_http_views(h);
   if (!v)
-    return http_error(c, 500, "out of memory");
-  int64_t now = http_now_ms();
+    return mon_http_error(c, 500, "out of memory");
+  int64_t now = mon_http_now_ms();
   mon_buf b = {0};
   static const struct {
     const char *name, *type, *help;
@@ -893,26 +995,30 @@ static enum MHD_Result http_prometheus(mon_http *h, struct MHD_Connection *c) {
     }
   }
   free(v);
-  return http_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
+  return mon_http_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 
 static enum MHD_Result http_control(mon_http *h, struct MHD_Connection *c,
-                                    const mon_route *rt) {
-  const char *auth =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  if (!mon_token_check(h->o->token, auth))
-    return http_error(c, 401, "missing or wrong bearer token");
-  int i = http_find(h, rt->name);
+                                    const mon_route *rt,
+                                    const http_request *rq) {
+  const char *why;
+  int status = mon_http_post_allowed(h, c, rq, &why);
+  if (status)
+    return mon_http_error(c, (unsigned)status, why);
+  int i = mon_http_find(h, rt->name);
   if (i < 0)
-    return http_error(c, 404, "no such service");
+    return mon_http_error(c, 404, "no such service");
   if (mon_shared_push(h->o->shared, (size_t)i, rt->action) != 0)
-    return http_error(c, 503, "too many pending requests");
+    return mon_http_error(c, 503, "too many pending requests");
+  if (rq->back[0]) /* a form without JavaScript: back to its page */
+    return mon_http_redirect(c, mon_local_path_ok(rq->back) ? rq->back : "/",
+                             NULL);
   static const char *const names[] = {"start", "stop", "restart"};
   mon_buf b = {0};
   mon_buf_puts(&b, "{\"ok\":true,\"service\":");
   mon_buf_json(&b, rt->name, strlen(rt->name));
   mon_buf_printf(&b, ",\"action\":\"%s\"}\n", names[rt->action]);
-  return http_send(c, 202, "application/json", &b);
+  return mon_http_send(c, 202, "application/json", &b);
 }
 
 /* ---- dispatch ---- */
@@ -932,36 +1038,45 @@ static enum MHD_Result http_arg(void *cls, enum MHD_ValueKind kind,
   return MHD_YES;
 }
 
+static enum MHD_Result http_asset(struct MHD_Connection *c, const char *type,
+                                  const char *p, size_t n) {
+  mon_buf b = {0};
+  mon_buf_add(&b, p, n);
+  return mon_http_send(c, 200, type, &b);
+}
+
 static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
                                     const char *url, const char *method,
                                     const char *version,
                                     const char *upload_data,
                                     size_t *upload_data_size, void **con_cls) {
   (void)version;
-  (void)upload_data;
-  static int started;
   mon_http *h = cls;
-  if (!*con_cls) { /* headers only so far */
-    *con_cls = &started;
+  http_request *rq = *con_cls;
+  if (!rq) { /* headers only so far */
+    rq = calloc(1, sizeof *rq);
+    if (!rq)
+      return MHD_NO;
+    *con_cls = rq;
     return MHD_YES;
   }
-  if (*upload_data_size) { /* no route takes a body: discard it */
-    *upload_data_size = 0;
-    return MHD_YES;
-  }
+  if (*upload_data_size) /* a POST body: its form fields, bounded */
+    return mon_http_form_feed(c, rq, upload_data, upload_data_size);
   const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
   if (!mon_http_host_ok(h->o->cfg->http_host, mon_http_port(h), host))
-    return http_error(c, 403, "Host not allowed (DNS rebinding guard)");
+    return mon_http_error(c, 403, "Host not allowed (DNS rebinding guard)");
+  if (rq->form_bad)
+    return mon_http_error(c, 413, "form too large");
   mon_route r;
   int st = mon_route_parse(method, url, &r);
   if (st == 404)
-    return http_error(c, 404, "not found");
+    return mon_http_error(c, 404, "not found");
   if (st == 405)
-    return http_error(c, 405, "method not allowed");
+    return mon_http_error(c, 405, "method not allowed");
   http_args a = {&r, 200};
   MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, http_arg, &a);
   if (a.status != 200)
-    return http_error(c, 400, "bad query argument");
+    return mon_http_error(c, 400, "bad query argument");
   switch (r.kind) {
   case MON_R_INDEX:
     return http_index(h, c);
@@ -978,14 +1093,32 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
   case MON_R_PROMETHEUS:
     return http_prometheus(h, c);
   case MON_R_CONTROL:
-    return http_control(h, c, &r);
-  case MON_R_STYLE: {
-    mon_buf b = {0};
-    mon_buf_add(&b, mon_asset_style_css, mon_asset_style_css_len);
-    return http_send(c, 200, "text/css; charset=utf-8", &b);
+    return http_control(h, c, &r, rq);
+  case MON_R_LOGIN:
+    return mon_http_login(h, c, &r, rq);
+  case MON_R_LOGOUT:
+    return mon_http_logout(h, c, rq);
+  case MON_R_EVENTS:
+    return mon_http_events(h, c);
+  case MON_R_LOG_STREAM:
+    return mon_http_log_stream(h, c, &r);
+  case MON_R_STYLE:
+    return http_asset(c, "text/css; charset=utf-8", mon_asset_style_css,
+                      mon_asset_style_css_len);
+  case MON_R_SCRIPT:
+    return http_asset(c, "text/javascript; charset=utf-8",
+                      mon_asset_dashboard_js, mon_asset_dashboard_js_len);
   }
-  }
-  return http_error(c, 404, "not found");
+  return mon_http_error(c, 404, "not found");
+}
+
+static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                           enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)c;
+  (void)toe;
+  mon_http_request_free(*con_cls);
+  *con_cls = NULL;
 }
 
 int mon_http_start(const mon_http_opts *o, mon_http **out, char *err,
@@ -999,12 +1132,16 @@ int mon_http_start(const mon_http_opts *o, mon_http **out, char *err,
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_port = htons((uint16_t)o->cfg->http_port)};
   inet_pton(AF_INET, o->cfg->http_host, &sa.sin_addr);
+  /* The live streams are held to MON_SSE_MAX by the hub; the connection
+   * limits leave room for the JSON API and /metrics beside them. */
   h->d = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO, 0,
-      NULL, NULL, http_handler, h, MHD_OPTION_SOCK_ADDR,
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO |
+          MHD_ALLOW_SUSPEND_RESUME,
+      0, NULL, NULL, http_handler, h, MHD_OPTION_SOCK_ADDR,
       (const struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)32,
+      MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)(64 + MON_SSE_MAX),
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(32 + MON_SSE_MAX),
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)64, MHD_OPTION_END);
   if (!h->d) {
@@ -1029,6 +1166,8 @@ int mon_http_port(const mon_http *h) {
 void mon_http_stop(mon_http *h) {
   if (!h)
     return;
+  if (h->o->hub)
+    mon_sse_drop_all(h->o->hub); /* no stream stays suspended */
   MHD_stop_daemon(h->d);
   mon_reader_close(h->reader);
   free(h);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "sse.h"
 #include "view.h"
 
 #ifdef __cplusplus
@@ -18,6 +19,7 @@ typedef struct mon_http_opts {
   mon_shared *shared;    /* snapshot + command queue */
   const char *token;     /* bearer token for POST routes */
   const char *db_path;   /* the store, opened read-only */
+  mon_sse_hub *hub;      /* the live streams (/api/events, logs/stream) */
 } mon_http_opts;
 
 typedef struct mon_http mon_http;
@@ -30,6 +32,17 @@ int mon_http_start(const mon_http_opts *o, mon_http **out, char *err,
 int mon_http_port(const mon_http *h);
 /* Stops serving and frees; NULL is fine. */
 void mon_http_stop(mon_http *h);
+
+/* What the main loop tells the live streams (http_live.c formats them):
+ * the state of service i changed; a sampling tick ended (cpu and memory of
+ * every service); service i printed a line on stream (0 stdout, 1 stderr).
+ * Never block: a slow client is dropped by the hub. */
+void mon_http_publish_state(mon_sse_hub *hub, const mon_config *cfg, size_t i,
+                            const mon_view *v, int64_t now_ms);
+void mon_http_publish_sample(mon_sse_hub *hub, const mon_config *cfg,
+                             const mon_view *views, int64_t now_ms);
+void mon_http_publish_log(mon_sse_hub *hub, size_t i, int stream, int64_t ts_ms,
+                          const char *line, size_t len);
 
 /* Whether a Host header is acceptable for a server bound to bound_host
  * (an IPv4 literal) on port: "localhost", the bound address or, when bound

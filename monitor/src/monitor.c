@@ -50,6 +50,8 @@ typedef struct mon {
   mon_sampler *sampler;
   mon_shared shared;
   mon_http *http;
+  mon_sse_hub *hub;        /* the dashboard's live streams */
+  size_t logs_published;   /* pending log lines already sent to the hub */
   mon_prober *prober;      /* svc.ping off the loop's thread */
   mon_stats_poller *stats; /* svc.stats off the loop's thread */
   mon_method_result *mres; /* method rows waiting for the next transaction */
@@ -173,7 +175,18 @@ static void mon_store_error(mon *m, const char *what) {
 }
 
 /* Writes pending events and log lines (and samples when have_samples). */
+/* Lines captured since the last call go to the live log streams at once,
+ * not with the next flush. */
+static void mon_publish_logs(mon *m) {
+  for (; m->logs_published < m->logs.npending; m->logs_published++) {
+    const mon_logline *l = &m->logs.pending[m->logs_published];
+    mon_http_publish_log(m->hub, l->service, l->stream, l->ts_ms, l->line,
+                         l->len);
+  }
+}
+
 static void mon_flush(mon *m, bool have_samples) {
+  mon_publish_logs(m);
   int64_t now = mon_wall_ms();
   mon_scan_svclines(m);
   if (mon_store_begin(m->store) != 0) {
@@ -212,6 +225,7 @@ out:
   m->mres = NULL;
   m->nmres = 0;
   mon_logs_clear_pending(&m->logs);
+  m->logs_published = 0;
 }
 
 static void mon_sample_tick(mon *m) {
@@ -257,12 +271,16 @@ static void mon_sample_tick(mon *m) {
                       : 0;
   mon_stats_poller_request(m->stats, m->roots, n);
   mon_flush(m, true);
+  mon_http_publish_sample(m->hub, m->cfg, m->views, mon_wall_ms());
 }
 
 static void mon_publish(mon *m) {
+  int64_t now = mon_wall_ms();
   for (size_t i = 0; i < m->cfg->nservices; i++) {
     mon_view *v = &m->views[i];
     const mon_proc *p = &m->sup.procs[i];
+    bool changed =
+        v->state != p->state || v->pid != p->pid || v->restarts != p->restarts;
     v->state = p->state;
     v->pid = p->pid;
     v->restarts = p->restarts;
@@ -271,8 +289,12 @@ static void mon_publish(mon *m) {
       v->nprocs = 0;
       v->nworkers = 0;
     }
+    if (changed)
+      mon_http_publish_state(m->hub, m->cfg, i, v, now);
   }
   mon_shared_put(&m->shared, m->views);
+  mon_publish_logs(m);
+  mon_sse_tick(m->hub, now);
   if (m->pids_dirty) {
     const char *names[m->cfg->nservices + 1];
     for (size_t i = 0; i < m->cfg->nservices; i++)
@@ -421,7 +443,8 @@ static void mon_note_stderr(void *ctx, const char *line) {
 }
 
 static void mon_fini(mon *m) {
-  mon_http_stop(m->http);
+  mon_http_stop(m->http); /* ends every stream: the hub is empty after */
+  mon_sse_hub_free(m->hub);
   mon_prober_free(m->prober);
   mon_stats_poller_free(m->stats);
   free(m->mres);
@@ -535,8 +558,15 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
     snprintf(err, errlen, "cannot start the probe thread");
     goto out;
   }
-  mon_http_opts ho = {
-      .cfg = cfg, .shared = &m.shared, .token = m.token, .db_path = m.db_path};
+  if (mon_sse_hub_new(&m.hub) != 0) {
+    snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  mon_http_opts ho = {.cfg = cfg,
+                      .shared = &m.shared,
+                      .token = m.token,
+                      .db_path = m.db_path,
+                      .hub = m.hub};
   if (!m.db_path || mon_http_start(&ho, &m.http, err, errlen) != 0)
     goto out;
   if (o->announce) {

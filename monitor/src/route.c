@@ -57,9 +57,21 @@ int mon_route_parse(const char *method, const char *path, mon_route *r) {
   bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   bool post = !strcmp(method, "POST");
   bool want_post = false;
+  r->post = post;
 
   if (n == 0) {
     r->kind = MON_R_INDEX;
+  } else if (n == 1 && route_is(seg[0], len[0], "login")) {
+    r->kind = MON_R_LOGIN;
+    if (!get && !post)
+      return 405;
+    return 200;
+  } else if (n == 1 && route_is(seg[0], len[0], "logout")) {
+    r->kind = MON_R_LOGOUT;
+    want_post = true;
+  } else if (n == 2 && route_is(seg[0], len[0], "api") &&
+             route_is(seg[1], len[1], "events")) {
+    r->kind = MON_R_EVENTS;
   } else if (n == 2 && route_is(seg[0], len[0], "service")) {
     if (!route_name(r, seg[1], len[1]))
       return 404;
@@ -69,6 +81,9 @@ int mon_route_parse(const char *method, const char *path, mon_route *r) {
   } else if (n == 2 && route_is(seg[0], len[0], "static") &&
              route_is(seg[1], len[1], "style.css")) {
     r->kind = MON_R_STYLE;
+  } else if (n == 2 && route_is(seg[0], len[0], "static") &&
+             route_is(seg[1], len[1], "dashboard.js")) {
+    r->kind = MON_R_SCRIPT;
   } else if (n >= 2 && route_is(seg[0], len[0], "api") &&
              route_is(seg[1], len[1], "services")) {
     if (n == 2) {
@@ -94,6 +109,12 @@ int mon_route_parse(const char *method, const char *path, mon_route *r) {
         else
           return 404;
       }
+    } else if (n == 5 && route_is(seg[3], len[3], "logs") &&
+               route_is(seg[4], len[4], "stream")) {
+      if (!route_name(r, seg[2], len[2]))
+        return 404;
+      r->kind = MON_R_LOG_STREAM;
+      r->stream = 0;
     } else {
       return 404;
     }
@@ -122,30 +143,45 @@ int mon_route_arg(mon_route *r, const char *key, const char *value) {
   const int64_t tmax = INT64_C(1) << 50; /* ms: far beyond any real date */
   if (!key)
     return 200;
-  if (r->kind == MON_R_API_METRICS || r->kind == MON_R_API_METHODS ||
-      r->kind == MON_R_SERVICE) {
+  bool logs = r->kind == MON_R_API_LOGS || r->kind == MON_R_SERVICE;
+  if (r->kind == MON_R_API_METRICS || r->kind == MON_R_API_METHODS || logs) {
     if (!strcmp(key, "from")) {
       if (!route_int(value, 0, tmax, &x))
         return 400;
       r->from = x;
       r->has_from = true;
-    } else if (!strcmp(key, "to")) {
+      return 200;
+    }
+    if (!strcmp(key, "to")) {
       if (!route_int(value, 0, tmax, &x))
         return 400;
       r->to = x;
       r->has_to = true;
+      return 200;
     }
-  } else if (r->kind == MON_R_API_LOGS) {
+  }
+  if (logs && !strcmp(key, "q")) {
+    size_t l = value ? strlen(value) : 0;
+    if (l > MON_QUERY_MAX)
+      return 400;
+    if (l) { /* an empty search box is no search */
+      memcpy(r->q, value, l + 1);
+      r->has_q = true;
+    }
+    return 200;
+  }
+  if (logs || r->kind == MON_R_LOG_STREAM) {
     if (!strcmp(key, "stream")) {
       if (value && !strcmp(value, "stdout"))
         r->stream = 0;
       else if (value && !strcmp(value, "stderr"))
         r->stream = 1;
-      else if (value && (!strcmp(value, "both") || !*value))
+      else if (r->kind != MON_R_LOG_STREAM && value &&
+               (!strcmp(value, "both") || !*value))
         r->stream = -1;
       else
         return 400;
-    } else if (!strcmp(key, "tail")) {
+    } else if (!strcmp(key, "tail") && r->kind == MON_R_API_LOGS) {
       if (!route_int(value, 1, MON_TAIL_MAX, &x))
         return 400;
       r->tail = (int)x;

@@ -24,12 +24,18 @@ typedef enum mon_route_kind {
   MON_R_PROMETHEUS,   /* GET /metrics */
   MON_R_CONTROL,      /* POST /api/services/NAME/{start,stop,restart} */
   MON_R_STYLE,        /* GET /static/style.css */
+  MON_R_SCRIPT,       /* GET /static/dashboard.js */
+  MON_R_LOGIN,        /* GET /login (the form), POST /login (sign in) */
+  MON_R_LOGOUT,       /* POST /logout */
+  MON_R_EVENTS,       /* GET /api/events (SSE) */
+  MON_R_LOG_STREAM,   /* GET /api/services/NAME/logs/stream?stream= (SSE) */
 } mon_route_kind;
 
 typedef enum mon_action { MON_A_START, MON_A_STOP, MON_A_RESTART } mon_action;
 
 #define MON_TAIL_DEFAULT 100
 #define MON_TAIL_MAX 10000
+#define MON_QUERY_MAX 256 /* bytes of a log search (q=) */
 
 typedef struct mon_route {
   mon_route_kind kind;
@@ -39,11 +45,14 @@ typedef struct mon_route {
   int64_t from, to; /* ms since the epoch */
   int stream;       /* -1 both, 0 stdout, 1 stderr */
   int tail;         /* log lines */
+  bool post;        /* the method was POST (MON_R_LOGIN) */
+  bool has_q;       /* a log search: q below */
+  char q[MON_QUERY_MAX + 1];
 } mon_route;
 
 /* Returns 200 with *r filled, 404 for an unknown path (or a bad service
  * name), 405 for a known path with the wrong method. GET routes accept
- * HEAD too. */
+ * HEAD too. /login takes GET and POST. */
 int mon_route_parse(const char *method, const char *path, mon_route *r);
 /* Applies one query argument: 200, or 400 for a bad value of a known key.
  * Unknown keys are ignored. value may be NULL (a bare key). */

@@ -131,6 +131,32 @@ static int store_pragmas(sqlite3 *db, bool writer) {
   return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
+/* The full-text index of the log lines (FTS5, trigram: any substring of 3
+ * or more characters, without case), kept by triggers; made and filled
+ * once for a store that predates it. Without FTS5 in the SQLite at hand,
+ * searches scan instead (mon_reader_log_search). */
+static void store_log_index(mon_store *st) {
+  static const char index_sql[] =
+      "CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(line,"
+      " content='logs', content_rowid='rowid', tokenize='trigram');"
+      "CREATE TRIGGER IF NOT EXISTS logs_fts_ai AFTER INSERT ON logs BEGIN"
+      " INSERT INTO logs_fts(rowid, line) VALUES (new.rowid, new.line); END;"
+      "CREATE TRIGGER IF NOT EXISTS logs_fts_ad AFTER DELETE ON logs BEGIN"
+      " INSERT INTO logs_fts(logs_fts, rowid, line)"
+      " VALUES ('delete', old.rowid, old.line); END;";
+  if (store_meta_get(st, "logs_fts", 0))
+    return;
+  if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    return;
+  if (sqlite3_exec(st->db, index_sql, NULL, NULL, NULL) == SQLITE_OK &&
+      sqlite3_exec(st->db, "INSERT INTO logs_fts(logs_fts) VALUES ('rebuild')",
+                   NULL, NULL, NULL) == SQLITE_OK &&
+      store_meta_set(st, "logs_fts", 1) == 0)
+    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+  else
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 int mon_store_open(const char *path, mon_store **out, char *err,
                    size_t errlen) {
   mon_store *st = calloc(1, sizeof *st);
@@ -151,6 +177,7 @@ int mon_store_open(const char *path, mon_store **out, char *err,
       goto fail;
   st->done_1m = store_meta_get(st, "done_1m", 0);
   st->done_1h = store_meta_get(st, "done_1h", 0);
+  store_log_index(st);
   *out = st;
   return 0;
 fail:
@@ -521,6 +548,68 @@ int mon_reader_logs(mon_reader *r, const char *name, const char *stream,
     sqlite3_bind_text(q, 2, stream, -1, SQLITE_STATIC);
   sqlite3_bind_int(q, 3, tail);
   return store_rows(q, rows, n);
+}
+
+int mon_reader_log_search(mon_reader *r, const char *name, const char *q,
+                          const char *stream, int64_t from_ms, int64_t to_ms,
+                          int limit, mon_row **rows, size_t *n) {
+  *rows = NULL;
+  *n = 0;
+  /* The index answers newest first (rowid order) and stops at the limit;
+   * it needs 3 characters or more. Shorter ones, or a store without the
+   * index, scan the service's lines newest first. */
+  static const char fts_sql[] =
+      "SELECT l.ts_ms, l.stream, l.line FROM logs_fts f"
+      " JOIN logs l ON l.rowid = f.rowid"
+      " JOIN services v ON v.id = l.service_id"
+      " WHERE logs_fts MATCH ?1 AND v.name = ?2 AND (?3 IS NULL OR l.stream = "
+      "?3)"
+      " AND l.ts_ms >= ?4 AND l.ts_ms < ?5 ORDER BY f.rowid DESC LIMIT ?6";
+  static const char scan_sql[] =
+      "SELECT l.ts_ms, l.stream, l.line FROM logs l"
+      " JOIN services v ON v.id = l.service_id"
+      " WHERE v.name = ?2 AND (?3 IS NULL OR l.stream = ?3)"
+      " AND l.ts_ms >= ?4 AND l.ts_ms < ?5 AND l.line LIKE ?1 ESCAPE '\\'"
+      " ORDER BY l.ts_ms DESC, l.rowid DESC LIMIT ?6";
+  size_t ql = strlen(q);
+  char *pattern = malloc(2 * ql + 3);
+  if (!pattern)
+    return -1;
+  sqlite3_stmt *st = NULL;
+  bool fts =
+      ql >= 3 && sqlite3_prepare_v2(r->db, fts_sql, -1, &st, NULL) == SQLITE_OK;
+  char *w = pattern;
+  if (fts) { /* one phrase: the text as it is, quotes doubled */
+    *w++ = '"';
+    for (size_t i = 0; i < ql; i++) {
+      if (q[i] == '"')
+        *w++ = '"';
+      *w++ = q[i];
+    }
+    *w++ = '"';
+  } else {
+    if (sqlite3_prepare_v2(r->db, scan_sql, -1, &st, NULL) != SQLITE_OK) {
+      free(pattern);
+      return -1;
+    }
+    *w++ = '%';
+    for (size_t i = 0; i < ql; i++) {
+      if (q[i] == '%' || q[i] == '_' || q[i] == '\\')
+        *w++ = '\\';
+      *w++ = q[i];
+    }
+    *w++ = '%';
+  }
+  *w = '\0';
+  sqlite3_bind_text(st, 1, pattern, -1, SQLITE_TRANSIENT);
+  free(pattern);
+  sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+  if (stream)
+    sqlite3_bind_text(st, 3, stream, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, from_ms);
+  sqlite3_bind_int64(st, 5, to_ms);
+  sqlite3_bind_int(st, 6, limit);
+  return store_rows(st, rows, n);
 }
 
 int mon_reader_events(mon_reader *r, const char *name, int limit,

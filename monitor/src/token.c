@@ -77,13 +77,16 @@ int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
   return 0;
 }
 
+bool mon_secret_eq(const char *secret, const char *given) {
+  size_t sl = strlen(secret), gl = strlen(given);
+  unsigned diff = (unsigned)(sl ^ gl);
+  for (size_t i = 0; i < sl; i++)
+    diff |= (unsigned char)secret[i] ^ (unsigned char)(i < gl ? given[i] : 0);
+  return diff == 0 && sl > 0;
+}
+
 bool mon_token_check(const char *token, const char *authorization) {
   if (!authorization || strncmp(authorization, "Bearer ", 7) != 0)
     return false;
-  const char *given = authorization + 7;
-  size_t tl = strlen(token), gl = strlen(given);
-  unsigned diff = (unsigned)(tl ^ gl);
-  for (size_t i = 0; i < tl; i++)
-    diff |= (unsigned char)token[i] ^ (unsigned char)(i < gl ? given[i] : 0);
-  return diff == 0 && tl > 0;
+  return mon_secret_eq(token, authorization + 7);
 }

@@ -17,6 +17,9 @@ extern "C" {
  * that others can read). */
 int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
                    size_t errlen);
+/* Whether given equals secret, in time that depends only on secret's
+ * length; false for an empty secret. */
+bool mon_secret_eq(const char *secret, const char *given);
 /* Checks an Authorization header value ("Bearer TOKEN") in constant time. */
 bool mon_token_check(const char *token, const char *authorization);
 

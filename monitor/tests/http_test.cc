@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,11 +11,13 @@
 #include <ctime>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "buf.h"
 #include "http.h"
 #include "render_svg.h"
 #include "route.h"
+#include "session.h"
 #include "store.h"
 #include "token.h"
 
@@ -193,19 +196,22 @@ protected:
     v.workers[0] = 43;
     v.workers[1] = 44;
     mon_shared_put(&shared, &v);
-    opts = {&cfg, &shared, token, db.c_str()};
+    ASSERT_EQ(mon_sse_hub_new(&hub), 0);
+    opts = {&cfg, &shared, token, db.c_str(), hub};
     ASSERT_EQ(mon_http_start(&opts, &h, err, sizeof err), 0) << err;
     port = mon_http_port(h);
     ASSERT_GT(port, 0);
   }
   void TearDown() override {
     mon_http_stop(h);
+    mon_sse_hub_free(hub);
     mon_shared_fini(&shared);
     mon_config_fini(&cfg);
     for (const char *s : {"", "-wal", "-shm"})
       fs::remove(db + s);
   }
   mon_http_opts opts{};
+  mon_sse_hub *hub = nullptr;
 
   Resp req(const std::string &method, const std::string &path,
            const std::string &extra = "", const char *host = nullptr,
@@ -373,6 +379,255 @@ TEST_F(Http, HostCheckRefusesRebinding) {
   EXPECT_EQ(
       req("GET", "/", "", ("localhost:" + std::to_string(port)).c_str()).status,
       200);
+}
+
+// ---- signing in, CSRF, Origin (issue 14) ----
+
+std::string header_value(const std::string &head, const std::string &name) {
+  size_t at = head.find("\r\n" + name + ": ");
+  if (at == std::string::npos)
+    return "";
+  at += name.size() + 4;
+  return head.substr(at, head.find("\r\n", at) - at);
+}
+
+std::string form(const std::string &body) {
+  return "Content-Type: application/x-www-form-urlencoded\r\n"
+         "Content-Length: " +
+         std::to_string(body.size()) + "\r\n";
+}
+
+TEST_F(Http, SignInSetsASafeSessionCookie) {
+  Resp r = req("GET", "/login");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("name=\"token\""), std::string::npos);
+  r = req("GET", "/");
+  EXPECT_NE(r.body.find("href=\"/login\""), std::string::npos);
+  EXPECT_EQ(r.body.find("data-action=\"restart\""), std::string::npos)
+      << "no buttons without a session";
+
+  r = req("POST", "/login", form("token=wrong"), nullptr, "token=wrong");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(header_value(r.head, "Set-Cookie"), "");
+  r = req("POST", "/login", form("token=sekrit"), nullptr, "token=sekrit");
+  ASSERT_EQ(r.status, 303);
+  EXPECT_EQ(header_value(r.head, "Location"), "/");
+  std::string cookie = header_value(r.head, "Set-Cookie");
+  EXPECT_NE(cookie.find("HttpOnly"), std::string::npos);
+  EXPECT_NE(cookie.find("SameSite=Strict"), std::string::npos);
+  EXPECT_NE(cookie.find("Path=/"), std::string::npos);
+  std::string pair = cookie.substr(0, cookie.find(';'));
+  ASSERT_EQ(pair.size(), strlen("svc_session=") + MON_SESSION_ID_LEN);
+
+  r = req("GET", "/", "Cookie: " + pair + "\r\n");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("data-action=\"restart\""), std::string::npos);
+  EXPECT_NE(r.body.find("Sign out"), std::string::npos);
+  size_t m = r.body.find("<meta name=\"csrf\" content=\"");
+  ASSERT_NE(m, std::string::npos);
+  std::string csrf = r.body.substr(m + 27, MON_SESSION_ID_LEN);
+  r = req("GET", "/service/web", "Cookie: " + pair + "\r\n");
+  EXPECT_NE(r.body.find("data-action=\"stop\""), std::string::npos);
+
+  // the session is not enough: the CSRF token must come with it
+  r = req("POST", "/api/services/web/restart", "Cookie: " + pair + "\r\n");
+  EXPECT_EQ(r.status, 403);
+  r = req("POST", "/api/services/web/restart",
+          "Cookie: " + pair + "\r\nX-CSRF-Token: " + std::string(32, 'a') +
+              "\r\n");
+  EXPECT_EQ(r.status, 403);
+  mon_command cmd[4];
+  EXPECT_EQ(mon_shared_take(&shared, cmd, 4), 0u);
+  r = req("POST", "/api/services/web/restart",
+          "Cookie: " + pair + "\r\nX-CSRF-Token: " + csrf + "\r\n");
+  EXPECT_EQ(r.status, 202) << r.body;
+  // a plain form (no JavaScript): csrf field, then back to the page
+  std::string body = "csrf=" + csrf + "&back=%2Fservice%2Fweb";
+  r = req("POST", "/api/services/web/stop",
+          "Cookie: " + pair + "\r\n" + form(body), nullptr, body);
+  EXPECT_EQ(r.status, 303);
+  EXPECT_EQ(header_value(r.head, "Location"), "/service/web");
+  body = "csrf=" + csrf + "&back=%2F%2Fevil.example%2F";
+  r = req("POST", "/api/services/web/start",
+          "Cookie: " + pair + "\r\n" + form(body), nullptr, body);
+  EXPECT_EQ(header_value(r.head, "Location"), "/") << "no open redirect";
+  ASSERT_EQ(mon_shared_take(&shared, cmd, 4), 3u);
+  EXPECT_EQ(cmd[0].action, MON_A_RESTART);
+  EXPECT_EQ(cmd[1].action, MON_A_STOP);
+  EXPECT_EQ(cmd[2].action, MON_A_START);
+
+  // signing out ends the session on the server
+  body = "csrf=" + csrf;
+  r = req("POST", "/logout", "Cookie: " + pair + "\r\n" + form(body), nullptr,
+          body);
+  EXPECT_EQ(r.status, 303);
+  EXPECT_NE(header_value(r.head, "Set-Cookie").find("Max-Age=0"),
+            std::string::npos);
+  r = req("POST", "/api/services/web/restart",
+          "Cookie: " + pair + "\r\nX-CSRF-Token: " + csrf + "\r\n");
+  EXPECT_EQ(r.status, 401);
+}
+
+TEST_F(Http, WrongTokensAreThrottled) {
+  for (int i = 0; i < MON_LOGIN_FAILS_MAX; i++)
+    EXPECT_EQ(
+        req("POST", "/login", form("token=no"), nullptr, "token=no").status,
+        401);
+  EXPECT_EQ(req("POST", "/login", form("token=no"), nullptr, "token=no").status,
+            429);
+  // even the right token waits out the minute
+  EXPECT_EQ(req("POST", "/login", form("token=sekrit"), nullptr, "token=sekrit")
+                .status,
+            429);
+}
+
+TEST_F(Http, AForeignOriginIsRefusedEvenWithTheToken) {
+  std::string origin = "Origin: http://evil.example\r\n";
+  EXPECT_EQ(req("POST", "/api/services/web/restart",
+                origin + "Authorization: Bearer sekrit\r\n")
+                .status,
+            403);
+  EXPECT_EQ(req("POST", "/login", origin + form("token=sekrit"), nullptr,
+                "token=sekrit")
+                .status,
+            403);
+  std::string own = "Origin: http://127.0.0.1:" + std::to_string(port) + "\r\n";
+  EXPECT_EQ(req("POST", "/api/services/web/restart",
+                own + "Authorization: Bearer sekrit\r\n")
+                .status,
+            202);
+  EXPECT_EQ(req("POST", "/login",
+                "Content-Length: 9000\r\n" + std::string("X-Pad: 1\r\n"),
+                nullptr, std::string(9000, 'a'))
+                .status,
+            413);
+}
+
+// ---- the live streams ----
+
+// Reads from fd until want appears or ms pass; returns what was read.
+std::string read_until(int fd, const std::string &want, int ms) {
+  std::string got;
+  timespec t0{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    timespec t{};
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    int left = ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
+                          (t.tv_nsec - t0.tv_nsec) / 1000000);
+    if (got.find(want) != std::string::npos || left <= 0)
+      return got;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, left) <= 0)
+      return got;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+      return got;
+    got.append(buf, (size_t)n);
+  }
+}
+
+class HttpLive : public Http {
+protected:
+  int open_stream(const std::string &path) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0) {
+      close(fd);
+      return -1;
+    }
+    std::string q = "GET " + path +
+                    " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                    "\r\n\r\n";
+    if (write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+};
+
+TEST_F(HttpLive, EventsStartWithEveryStateThenFollowChanges) {
+  int fd = open_stream("/api/events");
+  ASSERT_GE(fd, 0);
+  std::string got = read_until(fd, "\"pid\":42", 2000);
+  EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos);
+  EXPECT_NE(got.find("event: state\ndata: "), std::string::npos);
+  EXPECT_NE(got.find("{\"service\":\"web\",\"state\":\"RUNNING\",\"pid\":42"),
+            std::string::npos)
+      << got;
+  mon_view v{};
+  v.state = MON_STARTING;
+  v.pid = 77;
+  v.restarts = 1;
+  mon_http_publish_state(hub, &cfg, 0, &v, 0);
+  got = read_until(fd, "\"pid\":77", 2000);
+  EXPECT_NE(got.find("\"state\":\"STARTING\",\"pid\":77,\"restarts\":1"),
+            std::string::npos)
+      << got;
+  mon_http_publish_sample(hub, &cfg, &v, 1234);
+  got = read_until(fd, "event: sample", 2000);
+  EXPECT_NE(got.find("\"ts_ms\":1234"), std::string::npos) << got;
+  close(fd);
+}
+
+TEST_F(HttpLive, LogStreamSendsTheTailThenNewLinesEscaped) {
+  int fd = open_stream("/api/services/web/logs/stream?stream=stdout");
+  ASSERT_GE(fd, 0);
+  std::string got = read_until(fd, "onerror", 2000);
+  EXPECT_NE(got.find("\"line\":\"\\u003cimg src=x onerror=alert(1)\\u003e\""),
+            std::string::npos)
+      << got;
+  const char line[] = "fresh </script> line";
+  mon_http_publish_log(hub, 0, 1, 5, "on stderr", 9); // another stream
+  mon_http_publish_log(hub, 0, 0, 6, line, sizeof line - 1);
+  got = read_until(fd, "fresh", 1000);
+  EXPECT_NE(got.find("fresh \\u003c/script\\u003e line"), std::string::npos)
+      << got;
+  EXPECT_EQ(got.find("on stderr"), std::string::npos);
+  close(fd);
+  EXPECT_EQ(req("GET", "/api/services/web/logs/stream?stream=both").status,
+            400);
+  EXPECT_EQ(req("GET", "/api/services/nope/logs/stream").status, 404);
+}
+
+TEST_F(HttpLive, StreamsHaveTheirOwnLimitAndNeverStarveTheApi) {
+  std::vector<int> fds;
+  for (int i = 0; i < MON_SSE_MAX; i++) {
+    fds.push_back(open_stream("/api/events"));
+    ASSERT_NE(read_until(fds.back(), "event: state", 2000).find("event: state"),
+              std::string::npos);
+  }
+  EXPECT_EQ(req("GET", "/api/events").status, 503);
+  EXPECT_EQ(req("GET", "/api/services").status, 200);
+  EXPECT_EQ(req("GET", "/metrics").status, 200);
+  for (int fd : fds)
+    close(fd);
+}
+
+TEST_F(Http, LogSearch) {
+  Resp r = req("GET", "/api/services/web/logs?q=onerror");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("onerror=alert(1)"), std::string::npos) << r.body;
+  r = req("GET", "/api/services/web/logs?q=ONERROR"); // any case
+  EXPECT_NE(r.body.find("onerror=alert(1)"), std::string::npos);
+  r = req("GET", "/api/services/web/logs?q=%3Ci"); // 2 characters: a scan
+  EXPECT_NE(r.body.find("onerror=alert(1)"), std::string::npos);
+  r = req("GET", "/api/services/web/logs?q=nowhere");
+  EXPECT_NE(r.body.find("\"lines\":[]"), std::string::npos);
+  r = req("GET", "/api/services/web/logs?q=onerror&from=2&to=3");
+  EXPECT_NE(r.body.find("\"lines\":[]"), std::string::npos);
+  r = req("GET", "/service/web?q=onerror");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("1 line "), std::string::npos);
+  EXPECT_EQ(r.body.find("<img"), std::string::npos);
+  EXPECT_EQ(
+      req("GET", "/api/services/web/logs?q=" + std::string(300, 'a')).status,
+      400);
 }
 
 } // namespace
