@@ -5,15 +5,20 @@
  * can be built from it); status codes are 200/400/404/405; escaped HTML has
  * no markup characters; escaped JSON is one valid UTF-8 string literal
  * without raw control characters; an accepted Host names localhost or the
- * bound address with the bound port. */
+ * bound address with the bound port. The Host value is also fed as a
+ * Cookie header and an Origin: a cookie value that comes out fits and
+ * contains no ';'; an accepted Origin is "http://" + host; an accepted
+ * redirect target is a local path. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 #include "http.h"
 #include "route.h"
+#include "session.h"
 
 #define CHECK(c)                                                               \
   do {                                                                         \
@@ -82,7 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (st == 200) {
     CHECK(in[0] == '/');
     bool named = r.kind == MON_R_SERVICE || r.kind == MON_R_API_METRICS ||
-                 r.kind == MON_R_API_LOGS || r.kind == MON_R_CONTROL;
+                 r.kind == MON_R_API_LOGS || r.kind == MON_R_CONTROL ||
+                 r.kind == MON_R_LOG_STREAM;
     if (named) {
       CHECK(mon_name_valid(r.name));
       CHECK(!strchr(r.name, '/') && r.name[0] != '.');
@@ -104,6 +110,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     CHECK(r.tail >= 1 && r.tail <= MON_TAIL_MAX);
     CHECK(r.stream >= -1 && r.stream <= 1);
+    CHECK(!r.has_q || (strlen(r.q) >= 1 && strlen(r.q) <= MON_QUERY_MAX));
+    if (r.kind == MON_R_LOG_STREAM)
+      CHECK(r.stream == 0 || r.stream == 1);
+  }
+  if (host) {
+    char v[MON_SESSION_ID_LEN + 1];
+    if (mon_cookie_get(host, MON_SESSION_COOKIE, v, sizeof v))
+      CHECK(strlen(v) <= MON_SESSION_ID_LEN && !strchr(v, ';'));
+    if (mon_origin_ok(host, "127.0.0.1:5155"))
+      CHECK(!strcasecmp(host, "http://127.0.0.1:5155"));
+    if (mon_local_path_ok(host))
+      CHECK(host[0] == '/' && host[1] != '/' && !strstr(host, "..") &&
+            !strpbrk(host, "\r\n:\\"));
   }
   if (host && mon_http_host_ok("127.0.0.1", 5155, host)) {
     CHECK(strstr(host, ":5155") != NULL);

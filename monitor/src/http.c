@@ -583,9 +583,12 @@ static void http_search_html(mon_http *h, mon_buf *b, const mon_route *rt) {
     return;
   }
   mon_buf_printf(b,
-                 "<p class=\"hint\">%zu line%s%s (newest first, %lld ms)</p>",
+                 "<p class=\"hint\">%zu line%s%s (newest first, %lld ms)%s</p>",
                  n, n == 1 ? "" : "s", n == 200 ? " or more" : "",
-                 (long long)(mon_http_now_ms() - t0));
+                 (long long)(mon_http_now_ms() - t0),
+                 strlen(rt->q) < 3 ? "; under 3 characters, only the newest "
+                                     "50 000 lines are searched"
+                                   : "");
   http_rows_html(b, rows, n, true);
   mon_rows_free(rows, n);
 }

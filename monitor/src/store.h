@@ -88,9 +88,12 @@ typedef struct mon_row {
  * both), oldest first. Free with mon_rows_free. */
 int mon_reader_logs(mon_reader *r, const char *name, const char *stream,
                     int tail, mon_row **rows, size_t *n);
-/* Lines of service name that contain q (any case; from_ms <= ts < to_ms;
- * stream NULL for both), newest first, at most limit: rows a = stream,
- * b = line. Uses the full-text index for 3 or more characters. */
+/* Lines of service name that contain q (from_ms <= ts < to_ms; stream
+ * NULL for both), newest first, at most limit: rows a = stream, b = line.
+ * 3 or more characters: every line, from the substring index, without case
+ * (with case when q holds % or _). Fewer: the newest MON_LOG_SCAN_MAX lines
+ * of the service, scanned. */
+#define MON_LOG_SCAN_MAX 50000
 int mon_reader_log_search(mon_reader *r, const char *name, const char *q,
                           const char *stream, int64_t from_ms, int64_t to_ms,
                           int limit, mon_row **rows, size_t *n);

@@ -9,11 +9,13 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -453,6 +455,126 @@ TEST_F(Monitor, LibsvcWorkersAndMethodStatistics) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 #endif
+
+// Issue 14: the live streams of the real binary. A state event reaches an
+// open /api/events within 2 s of a restart; a line the service prints (its
+// own wall-clock time in it) reaches logs/stream within 1 s.
+int open_stream(int port, const std::string &path) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  std::string q = "GET " + path +
+                  " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                  "\r\n\r\n";
+  if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0 ||
+      write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Appends what fd gives within ms to got; true once pred(got) holds.
+bool read_for(int fd, std::string &got, int ms,
+              const std::function<bool(const std::string &)> &pred) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!pred(got)) {
+    int left = (int)std::chrono::duration_cast<std::chrono::milliseconds>(
+                   end - std::chrono::steady_clock::now())
+                   .count();
+    pollfd p{fd, POLLIN, 0};
+    if (left <= 0 || poll(&p, 1, left) <= 0)
+      return pred(got);
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+      return pred(got);
+    got.append(buf, (size_t)n);
+  }
+  return true;
+}
+
+int64_t wall_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+TEST_F(Monitor, LiveStreamsFollowARestartAndNewLines) {
+  write_config("[service.ticker]\ncommand = /bin/sh -c 'while :; do echo "
+               "\"now $(date +%s%N)\"; sleep 0.25; done'\nstart_secs = 0\n");
+  start();
+  ASSERT_TRUE(
+      eventually([&] { return field(svc("ticker"), "state") == "RUNNING"; }));
+  std::string pid = field(svc("ticker"), "pid");
+
+  int ev = open_stream(port, "/api/events");
+  ASSERT_GE(ev, 0);
+  std::string got;
+  ASSERT_TRUE(read_for(ev, got, 5000, [](const std::string &s) {
+    return s.find("\"service\":\"ticker\",\"state\":\"RUNNING\"") !=
+           std::string::npos;
+  })) << got;
+  std::ifstream tf(dir / "token");
+  std::string token;
+  tf >> token;
+  got.clear();
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_NE(http(port, "POST", "/api/services/ticker/restart",
+                 "Authorization: Bearer " + token + "\r\n")
+                .find(" 202 "),
+            std::string::npos);
+  // a state event with a new pid, RUNNING again
+  bool restarted = read_for(ev, got, 10000, [&](const std::string &s) {
+    size_t at = s.find("\"service\":\"ticker\",\"state\":\"RUNNING\",\"pid\":");
+    while (at != std::string::npos) {
+      if (s.compare(at + 44, pid.size(), pid) != 0)
+        return true;
+      at = s.find("\"service\":\"ticker\",\"state\":\"RUNNING\",\"pid\":",
+                  at + 1);
+    }
+    return false;
+  });
+  double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  EXPECT_TRUE(restarted) << got;
+  EXPECT_NE(got.find("\"state\":\"STOPPING\""), std::string::npos) << got;
+  EXPECT_LT(secs, 2.0) << "the RUNNING event after the restart";
+  close(ev);
+
+  int lg = open_stream(port, "/api/services/ticker/logs/stream?stream=stdout");
+  ASSERT_GE(lg, 0);
+  got.clear();
+  // skip the history: wait for lines printed after we connected
+  int64_t connected = wall_ns();
+  int64_t worst = 0;
+  int fresh = 0;
+  size_t seen = 0; // each line is timed once, when it first arrives
+  read_for(lg, got, 5000, [&](const std::string &s) {
+    int64_t now = wall_ns();
+    for (size_t at = s.find("\"line\":\"now ", seen);
+         at != std::string::npos && at + 31 <= s.size();
+         at = s.find("\"line\":\"now ", at + 1)) {
+      seen = at + 1;
+      int64_t printed = std::stoll(s.substr(at + 12, 19));
+      if (printed < connected)
+        continue;
+      fresh++;
+      worst = std::max(worst, now - printed); // an upper bound
+    }
+    return fresh >= 3;
+  });
+  EXPECT_GE(fresh, 3) << got;
+  EXPECT_LT(worst, 1000000000) << "a line took " << worst / 1e6 << " ms";
+  printf(
+      "[ info ] restart to RUNNING event %.0f ms; newest line within %.0f ms\n",
+      secs * 1000, (double)worst / 1e6);
+  close(lg);
+  EXPECT_EQ(stop_monitor(), 0);
+}
 
 TEST_F(Monitor, BadConfigExits2WithLine) {
   std::ofstream(dir / "m.ini") << "[monitor]\nhttp = 127.0.0.1:0\n"

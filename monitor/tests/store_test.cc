@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -192,6 +194,94 @@ TEST_F(Store, LogsAndEvents) {
   EXPECT_STREQ(rows[0].a, "exit"); // newest first
   mon_rows_free(rows, n);
   mon_reader_close(r);
+}
+
+// Issue 14: search the captured lines; the index is kept by triggers (also
+// through retention's deletes), and finds a line among 1 000 000. Prints
+// the time (measured, not asserted: timings belong to benchmarks).
+TEST_F(Store, LogSearchFindsALineAmongAMillion) {
+  const int N = 1000000;
+  auto t0 = std::chrono::steady_clock::now();
+  // One statement makes the lines (the triggers index each as
+  // mon_store_log's would); one of them is the needle.
+  std::string sql =
+      "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c"
+      " WHERE i < " +
+      std::to_string(N - 1) + ") INSERT INTO logs SELECT " +
+      std::to_string(T0) + " + i, " + std::to_string(sid) +
+      ", CASE WHEN i % 3 THEN 'stdout' ELSE 'stderr' END, CASE WHEN i = " +
+      std::to_string(N / 2 + 1) +
+      " THEN 'request ' || i || ' failed: disk quota exceeded on /var/needle'"
+      " ELSE 'GET /api/items/' || i || ' 200 ' || (i % 977 * 13) ||"
+      " ' bytes in ' || (i % 131) || ' us' END FROM c";
+  ASSERT_EQ(
+      sqlite3_exec(mon_store_db(st), sql.c_str(), nullptr, nullptr, nullptr),
+      SQLITE_OK)
+      << sqlite3_errmsg(mon_store_db(st));
+  auto t1 = std::chrono::steady_clock::now();
+  mon_reader *r;
+  ASSERT_EQ(mon_reader_open(path.c_str(), &r), 0);
+  mon_row *rows;
+  size_t n;
+  auto search = [&](const char *q, const char *stream, int limit) {
+    auto a = std::chrono::steady_clock::now();
+    EXPECT_EQ(mon_reader_log_search(r, "svc-a", q, stream, 0, INT64_MAX, limit,
+                                    &rows, &n),
+              0);
+    return std::chrono::duration<double, std::milli>(
+               std::chrono::steady_clock::now() - a)
+        .count();
+  };
+  double rare = search("QUOTA exceeded", nullptr, 200);
+  ASSERT_EQ(n, 1u);
+  EXPECT_NE(strstr(rows[0].b, "/var/needle"), nullptr);
+  EXPECT_STREQ(rows[0].a, "stderr"); // line N / 2 + 1: i % 3 == 0
+  mon_rows_free(rows, n);
+  double common = search("/api/items/", "stderr", 200);
+  EXPECT_EQ(n, 200u);
+  EXPECT_EQ(rows[0].ts_ms, T0 + N - 1) << "newest first";
+  mon_rows_free(rows, n);
+  double shortq = search("in", "stdout", 200); // under 3 characters: a scan
+  EXPECT_EQ(n, 200u);
+  mon_rows_free(rows, n);
+  search("50%", nullptr, 200); // % or _: GLOB, still from the index
+  EXPECT_EQ(n, 0u);
+  mon_rows_free(rows, n);
+  double none = search("no such text", nullptr, 200);
+  EXPECT_EQ(n, 0u);
+  mon_rows_free(rows, n);
+  printf("[ info ] %d lines stored and indexed in %.1f s; search: rare %.2f "
+         "ms, common %.2f ms, 2 characters %.1f ms, absent %.2f ms\n",
+         N, std::chrono::duration<double>(t1 - t0).count(), rare, common,
+         shortq, none);
+  mon_reader_close(r);
+}
+
+TEST_F(Store, LogIndexFollowsInsertsAndDeletes) {
+  ASSERT_EQ(mon_store_begin(st), 0);
+  for (int i = 0; i < 100; i++) {
+    std::string line = "line " + std::to_string(i) + (i == 7 ? " needle" : "");
+    ASSERT_EQ(
+        mon_store_log(st, sid, T0 + i, "stdout", line.data(), line.size()), 0);
+  }
+  ASSERT_EQ(mon_store_commit(st), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM logs_fts WHERE line LIKE '%needle%'"),
+            1);
+  // what retention deletes leaves the index too
+  ASSERT_EQ(mon_store_begin(st), 0);
+  std::string del = "DELETE FROM logs WHERE ts_ms < " + std::to_string(T0 + 50);
+  ASSERT_EQ(
+      sqlite3_exec(mon_store_db(st), del.c_str(), nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  ASSERT_EQ(mon_store_commit(st), 0);
+  EXPECT_EQ(sqlite3_exec(mon_store_db(st),
+                         "INSERT INTO logs_fts(logs_fts, rank) "
+                         "VALUES ('integrity-check', 1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(mon_store_db(st));
+  EXPECT_EQ(count("SELECT count(*) FROM logs_fts WHERE line LIKE '%needle%'"),
+            0);
 }
 
 TEST_F(Store, MethodSamplesRoundTripAndRetention) {
