@@ -112,7 +112,9 @@ enum MHD_Result mon_http_send_hdrs(struct MHD_Connection *c, unsigned status,
                           "form-action 'self'; frame-ancestors 'none'");
   MHD_add_response_header(r, "X-Frame-Options", "DENY");
   MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+  /* not no-referrer: with it a browser sends "Origin: null" on the
+   * dashboard's own form posts, which the Origin check must refuse */
+  MHD_add_response_header(r, "Referrer-Policy", "same-origin");
   MHD_add_response_header(r, "Cache-Control", "no-store");
   if (status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(r, "WWW-Authenticate",
@@ -648,6 +650,25 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
                  "</table>",
                  up, w->restarts, cpu, rss, pss);
 
+  /* the logs first: what a person watching a service reads most */
+  mon_reader *r = mon_http_reader(h);
+  static const char *const streams[] = {"stdout", "stderr"};
+  for (int k = 0; k < 2; k++) {
+    mon_row *rows = NULL;
+    size_t n = 0;
+    /* the script replaces the table with the live tail (logs/stream) */
+    mon_buf_printf(&b,
+                   "<h2>Latest %s <button class=\"pause\" hidden "
+                   "data-stream=\"%s\">Pause</button></h2>"
+                   "<div class=\"log\" data-stream=\"%s\">",
+                   streams[k], streams[k], streams[k]);
+    if (r && mon_reader_logs(r, s->name, streams[k], 50, &rows, &n) == 0)
+      http_rows_html(&b, rows, n, false);
+    mon_rows_free(rows, n);
+    mon_buf_puts(&b, "</div>");
+  }
+  http_search_html(h, &b, rt);
+
   static const struct {
     const char *label;
     int64_t span;
@@ -689,23 +710,6 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   http_methods_html(h, &b, s->name, now);
   http_method_charts(h, &b, s->name, now);
 
-  mon_reader *r = mon_http_reader(h);
-  http_search_html(h, &b, rt);
-  static const char *const streams[] = {"stdout", "stderr"};
-  for (int k = 0; k < 2; k++) {
-    mon_row *rows = NULL;
-    size_t n = 0;
-    /* the script replaces the table with the live tail (logs/stream) */
-    mon_buf_printf(&b,
-                   "<h2>Latest %s <button class=\"pause\" hidden "
-                   "data-stream=\"%s\">Pause</button></h2>"
-                   "<div class=\"log\" data-stream=\"%s\">",
-                   streams[k], streams[k], streams[k]);
-    if (r && mon_reader_logs(r, s->name, streams[k], 50, &rows, &n) == 0)
-      http_rows_html(&b, rows, n, false);
-    mon_rows_free(rows, n);
-    mon_buf_puts(&b, "</div>");
-  }
   mon_row *rows = NULL;
   size_t n = 0;
   mon_buf_puts(&b, "<h2>Events</h2>");

@@ -256,6 +256,10 @@ TEST_F(Http, PagesAndSecurityHeaders) {
   EXPECT_NE(r.head.find("X-Frame-Options: DENY"), std::string::npos);
   EXPECT_NE(r.head.find("X-Content-Type-Options: nosniff"), std::string::npos);
   EXPECT_EQ(r.head.find("Access-Control-Allow-Origin"), std::string::npos);
+  // regression: with no-referrer a browser's own form posts carry
+  // "Origin: null" and every Start/Stop/Restart form was refused
+  EXPECT_NE(r.head.find("Referrer-Policy: same-origin"), std::string::npos);
+  EXPECT_NE(r.head.find("script-src 'self'"), std::string::npos);
   EXPECT_NE(r.body.find("RUNNING"), std::string::npos);
   EXPECT_NE(r.body.find("http-equiv=\"refresh\""), std::string::npos);
 

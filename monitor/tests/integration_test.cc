@@ -576,6 +576,115 @@ TEST_F(Monitor, LiveStreamsFollowARestartAndNewLines) {
   EXPECT_EQ(stop_monitor(), 0);
 }
 
+// Issue 14: the control commands against the real binary, every subcommand
+// and exit code.
+struct CliRun {
+  int code;
+  std::string out;
+};
+
+CliRun run_cli(const std::string &args) {
+  std::string cmd = std::string(MON_BINARY) + " " + args + " 2>&1";
+  FILE *f = popen(cmd.c_str(), "r");
+  CliRun r{-1, ""};
+  if (!f)
+    return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    r.out.append(buf, n);
+  int st = pclose(f);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+int free_tcp_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t len = sizeof sa;
+  int port = -1;
+  if (bind(fd, (sockaddr *)&sa, sizeof sa) == 0 &&
+      getsockname(fd, (sockaddr *)&sa, &len) == 0)
+    port = ntohs(sa.sin_port);
+  close(fd);
+  return port;
+}
+
+TEST_F(Monitor, ControlCommands) {
+  int fixed = free_tcp_port();
+  ASSERT_GT(fixed, 0);
+  write_config("[service.talker]\ncommand = /bin/sh -c 'echo hello-out; echo "
+               "hello-err >&2; while :; do echo tick; sleep 0.2; done'\n"
+               "start_secs = 0\n\n[service.idle]\ncommand = /bin/sleep 600\n"
+               "start_secs = 0\n");
+  { // the same config with a fixed port: the commands need one
+    std::ifstream in(dir / "m.ini");
+    std::stringstream s;
+    s << in.rdbuf();
+    std::string ini = s.str();
+    ini.replace(ini.find("127.0.0.1:0"), 11,
+                "127.0.0.1:" + std::to_string(fixed));
+    std::ofstream(dir / "m.ini") << ini;
+  }
+  std::string cfg = "--config " + (dir / "m.ini").string();
+  EXPECT_EQ(run_cli(cfg + " status").code, 3) << "no monitor yet";
+  EXPECT_EQ(run_cli(cfg + " status extra").code, 2);
+  EXPECT_EQ(run_cli(cfg + " restart").code, 2);
+  EXPECT_EQ(run_cli(cfg + " logs").code, 2);
+  EXPECT_EQ(run_cli(cfg + " stop -f idle").code, 2);
+  EXPECT_EQ(run_cli(cfg + " restart 'bad/name'").code, 2);
+  start();
+  ASSERT_EQ(port, fixed);
+  ASSERT_TRUE(eventually([&] {
+    return field(svc("talker"), "state") == "RUNNING" &&
+           field(svc("idle"), "state") == "RUNNING";
+  }));
+  CliRun r = run_cli(cfg + " status");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("NAME"), std::string::npos);
+  size_t line = r.out.find("\nidle ");
+  ASSERT_NE(line, std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RUNNING", line), std::string::npos);
+  EXPECT_NE(r.out.find(field(svc("idle"), "pid"), line), std::string::npos);
+
+  std::string before = field(svc("idle"), "pid");
+  r = run_cli(cfg + " restart idle");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("idle: RUNNING, pid "), std::string::npos) << r.out;
+  EXPECT_NE(field(svc("idle"), "pid"), before);
+  r = run_cli(cfg + " stop idle");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(field(svc("idle"), "state"), "STOPPED");
+  r = run_cli(cfg + " start idle");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(field(svc("idle"), "state"), "RUNNING");
+  EXPECT_EQ(run_cli(cfg + " restart nosuch").code, 1);
+
+  ASSERT_TRUE(eventually([&] {
+    return run_cli(cfg + " logs talker").out.find("hello-out") !=
+           std::string::npos;
+  }));
+  r = run_cli(cfg + " logs --stderr talker");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("hello-err"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("hello-out"), std::string::npos);
+  // -f: the history, then the lines as they come; cut off after 2 s
+  r = run_cli("--config " + (dir / "m.ini").string() +
+              " logs -f talker & "
+              "sleep 2; kill $!");
+  EXPECT_NE(r.out.find("hello-out"), std::string::npos) << r.out;
+  size_t ticks = 0;
+  for (size_t at = r.out.find("tick"); at != std::string::npos;
+       at = r.out.find("tick", at + 1))
+    ticks++;
+  EXPECT_GE(ticks, 5u) << r.out;
+
+  EXPECT_EQ(stop_monitor(), 0);
+  EXPECT_EQ(run_cli(cfg + " status").code, 3);
+}
+
 TEST_F(Monitor, BadConfigExits2WithLine) {
   std::ofstream(dir / "m.ini") << "[monitor]\nhttp = 127.0.0.1:0\n"
                                   "[service.a]\ncommand = x\nportt = 1\n";
