@@ -352,7 +352,7 @@ int mon_ctl_main(const char *config_path, int argc, char **argv) {
   }
   bool needs_name = cmd && strcmp(cmd, "status") != 0;
   if (!cmd || !mon_ctl_is_command(cmd) || (needs_name != (name != NULL)) ||
-      ((follow || strcmp(stream, "stdout")) && strcmp(cmd, "logs"))) {
+      ((follow || strcmp(stream, "stdout") != 0) && strcmp(cmd, "logs") != 0)) {
     fputs(ctl_usage, stderr);
     return CTL_USAGE;
   }
@@ -368,7 +368,7 @@ int mon_ctl_main(const char *config_path, int argc, char **argv) {
   }
   ctl c = {.stream = stream};
   snprintf(c.base, sizeof c.base, "http://%s:%d",
-           strcmp(cfg.http_host, "0.0.0.0") ? cfg.http_host : "127.0.0.1",
+           strcmp(cfg.http_host, "0.0.0.0") != 0 ? cfg.http_host : "127.0.0.1",
            cfg.http_port);
   char token[MON_TOKEN_LEN + 1];
   int code = CTL_OK;
