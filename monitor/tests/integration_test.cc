@@ -95,6 +95,20 @@ bool alive(int pid) {
   return rp != std::string::npos && s[rp + 2] != 'Z';
 }
 
+int free_port() { // a loopback TCP port nobody holds now
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t len = sizeof sa;
+  int port = -1;
+  if (bind(fd, (sockaddr *)&sa, sizeof sa) == 0 &&
+      getsockname(fd, (sockaddr *)&sa, &len) == 0)
+    port = ntohs(sa.sin_port);
+  close(fd);
+  return port > 0 ? port : 0;
+}
+
 class Monitor : public ::testing::Test {
 protected:
   fs::path dir;
@@ -353,18 +367,6 @@ TEST_F(Monitor, KilledMonitorLeavesNoOrphansTwice) {
 }
 
 #ifdef MON_ECHO_SERVER
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t len = sizeof sa;
-  if (bind(fd, (sockaddr *)&sa, sizeof sa) != 0 ||
-      getsockname(fd, (sockaddr *)&sa, &len) != 0)
-    return 0;
-  close(fd);
-  return ntohs(sa.sin_port);
-}
 
 TEST_F(Monitor, LibsvcServiceIsRunningOnceItAnswersPing) {
   std::string name = "it-echo-" + std::to_string(getpid());
@@ -598,22 +600,8 @@ CliRun run_cli(const std::string &args) {
   return r;
 }
 
-int free_tcp_port() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t len = sizeof sa;
-  int port = -1;
-  if (bind(fd, (sockaddr *)&sa, sizeof sa) == 0 &&
-      getsockname(fd, (sockaddr *)&sa, &len) == 0)
-    port = ntohs(sa.sin_port);
-  close(fd);
-  return port;
-}
-
 TEST_F(Monitor, ControlCommands) {
-  int fixed = free_tcp_port();
+  int fixed = free_port();
   ASSERT_GT(fixed, 0);
   write_config("[service.talker]\ncommand = /bin/sh -c 'echo hello-out; echo "
                "hello-err >&2; while :; do echo tick; sleep 0.2; done'\n"

@@ -2,7 +2,10 @@
 unique service names, waiting for a condition."""
 import os
 import socket
+import threading
 import time
+
+import svc
 
 
 def free_port():
@@ -29,3 +32,26 @@ def wait_for(what, fn, timeout=20):
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def peer_gone_after(client, kill):
+    """Seconds from kill() to the PeerGone of a call that was waiting in a
+    slow handler (the server's "sleep" method): a killed server must be
+    noticed at once, not at the call's timeout."""
+    client.call("echo", b"up")
+    done = {}
+
+    def call():
+        try:
+            client.call("sleep", b"5000")
+        except svc.Error as e:
+            done["exc"], done["at"] = e, time.monotonic()
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.2)  # the call is in the handler now
+    killed = time.monotonic()
+    kill()
+    t.join(5)
+    assert isinstance(done.get("exc"), svc.PeerGone), done
+    return done["at"] - killed

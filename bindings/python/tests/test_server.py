@@ -13,7 +13,7 @@ import time
 import pytest
 
 import svc
-from helpers import unique_name, url_for
+from helpers import peer_gone_after, unique_name, url_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY_SERVER = os.path.join(HERE, "py_server.py")
@@ -150,23 +150,7 @@ def test_killed_python_server_is_peer_gone_within_100ms(rundir, kind):
     name = unique_name(kind)
     s = PyServer(rundir, [url_for(kind, name, rundir)], name)
     with svc.Client(s.url) as c:
-        c.call("echo", b"up")
-        done = {}
-
-        def call():
-            try:
-                c.call("sleep", b"5000")
-            except svc.Error as e:
-                done["exc"], done["at"] = e, time.monotonic()
-
-        t = threading.Thread(target=call)
-        t.start()
-        time.sleep(0.2)  # the call is in the handler now
-        killed = time.monotonic()
-        s.stop()
-        t.join(5)
-        assert isinstance(done.get("exc"), svc.PeerGone)
-        assert done["at"] - killed < 0.1
+        assert peer_gone_after(c, s.stop) < 0.1
 
 
 def test_sigterm_stops_the_server_cleanly(rundir):
