@@ -8,8 +8,7 @@
 (function () {
   const csrfMeta = document.querySelector('meta[name="csrf"]');
   const csrf = csrfMeta ? csrfMeta.content : null;
-  const SPARK_POINTS = 150;
-  const sparks = {}; // service -> recent cpu values
+  const sparks = {}; // service -> [{t: ms, v: cpu %}], the last 5 minutes
 
   function fmtBytes(n) {
     if (n === null || n === undefined) return "-";
@@ -34,22 +33,24 @@
       el.classList.add("flash");
     }
   }
-  function drawSpark(cell, values) {
+  // The last 5 minutes of CPU, on a time axis like the server's sparkline.
+  const SPARK_MS = 300000;
+  function drawSpark(cell, points) {
     const w = 160, h = 28;
     const ns = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(ns, "svg");
     svg.setAttribute("class", "chart spark");
     svg.setAttribute("width", w);
     svg.setAttribute("height", h);
-    const max = Math.max(100, ...values.filter((v) => v !== null));
-    const pts = [];
-    values.forEach((v, i) => {
-      if (v === null) return;
-      const x = values.length > 1 ? (i * (w - 2)) / (SPARK_POINTS - 1) + 1 : w / 2;
-      pts.push(x.toFixed(1) + "," + (h - 2 - (v / max) * (h - 4)).toFixed(1));
-    });
+    const to = points.length ? points[points.length - 1].t : Date.now();
+    const from = to - SPARK_MS;
+    const max = Math.max(100, ...points.map((p) => p.v || 0));
+    const xy = points
+      .filter((p) => p.v !== null && p.t >= from)
+      .map((p) => ((p.t - from) / SPARK_MS * (w - 2) + 1).toFixed(1) + "," +
+                  (h - 2 - (p.v / max) * (h - 4)).toFixed(1));
     const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", pts.join(" "));
+    line.setAttribute("points", xy.join(" "));
     line.setAttribute("fill", "none");
     line.setAttribute("stroke", "#2563eb");
     line.setAttribute("stroke-width", "1.5");
@@ -80,8 +81,8 @@
       setText(row, ".rss", s.rss_bytes ? fmtBytes(s.rss_bytes) : "-");
       setText(row, ".pss", s.pss_bytes ? "PSS " + fmtBytes(s.pss_bytes) : "");
       const series = (sparks[s.service] = sparks[s.service] || []);
-      series.push(s.cpu_pct);
-      while (series.length > SPARK_POINTS) series.shift();
+      series.push({ t: d.ts_ms, v: s.cpu_pct });
+      while (series.length && series[0].t < d.ts_ms - SPARK_MS) series.shift();
       const cell = row.querySelector(".spark");
       if (cell) drawSpark(cell, series);
     });
@@ -96,8 +97,11 @@
       fetch("/api/services/" + encodeURIComponent(name) + "/metrics")
         .then((r) => r.json())
         .then((m) => {
-          const vals = m.points.map((p) => p.cpu_pct).slice(-SPARK_POINTS);
-          sparks[name] = vals.concat(sparks[name] || []).slice(-SPARK_POINTS);
+          const live = sparks[name] || [];
+          const first = live.length ? live[0].t : Infinity;
+          const old = m.points.filter((p) => p.ts_ms < first)
+                              .map((p) => ({ t: p.ts_ms, v: p.cpu_pct }));
+          sparks[name] = old.concat(live);
           const cell = row.querySelector(".spark");
           if (cell && sparks[name].length) drawSpark(cell, sparks[name]);
         })
