@@ -109,6 +109,8 @@ typedef struct {
   PyObject *worker_init; /* called in each worker before it serves */
   char name[128];        /* the service's, for the log */
   int serving;           /* start() or run() began */
+  int running;           /* a thread is inside run(): it frees on close */
+  int close_pending;     /* close() came while run() was serving */
 } ServerObject;
 
 struct py_method {
@@ -172,14 +174,23 @@ static int set_reply(const py_method *m, PyObject *ret, svc_reply *reply) {
 }
 
 /* The request's memoryview points into memory that is reused when the
- * handler returns: a handler that kept it finds it released. One that
- * keeps a buffer taken from it (e.g. numpy.frombuffer) is an error. */
+ * handler returns: a handler that kept it finds it released. Views made
+ * from it (req[4:], req.cast(...), memoryview(req)) share its buffer and
+ * cannot be revoked; one that outlives the handler is an error, logged, as
+ * is a buffer exported from it (e.g. numpy.frombuffer). */
 static int drop_request_view(const py_method *m, PyObject *view) {
   int rc = 0;
+  if (((PyMemoryViewObject *)view)->mbuf->exports > 1) {
+    PyErr_SetString(PyExc_BufferError,
+                    "a view of the request outlived the handler (copy what "
+                    "you keep: bytes(req))");
+    rc = handler_failed(m);
+  }
   if (Py_REFCNT(view) > 1) {
     PyObject *r = PyObject_CallMethod(view, "release", NULL);
-    if (!r)
+    if (!r && rc == 0)
       rc = handler_failed(m);
+    PyErr_Clear();
     Py_XDECREF(r);
   }
   Py_DECREF(view);
@@ -208,6 +219,8 @@ static int py_handler(void *ctx, const void *req, size_t len,
 /* Runs in each worker (or once before serving without workers). */
 static int worker_init(void *ctx) {
   ServerObject *self = ctx;
+  forks_workers = 0; /* a worker forks no workers: os.fork() in here is
+                        the interpreter's own */
   if (!self->worker_init || self->worker_init == Py_None)
     return 0;
   PyGILState_STATE g = PyGILState_Ensure();
@@ -276,6 +289,10 @@ static int server_init(ServerObject *self, PyObject *args, PyObject *kw) {
   if (!PyArg_ParseTupleAndKeywords(args, kw, "s|nisp", kwlist, &name, &max_msg,
                                    &max_threads, &wait, &any_uid))
     return -1;
+  if (self->running) {
+    PyErr_SetString(PyExc_ValueError, "the server is running");
+    return -1;
+  }
   svc_wait_policy policy;
   if (!parse_wait(wait, &policy))
     return -1;
@@ -396,11 +413,19 @@ static PyObject *server_run(ServerObject *self, PyObject *args, PyObject *kw) {
   Py_INCREF(init);
   Py_XSETREF(self->worker_init, init);
   self->serving = 1;
+  self->running = 1;
+  Py_INCREF(self); /* a close() meanwhile must not free it under us */
   forks_workers = 1;
   Py_BEGIN_ALLOW_THREADS
   rc = svc_server_run(self->s);
   Py_END_ALLOW_THREADS
   forks_workers = 0;
+  self->running = 0;
+  if (self->close_pending) {
+    self->close_pending = 0;
+    server_shut(self);
+  }
+  Py_DECREF(self);
   if (rc < 0)
     return svc_py_raise(rc, 0, 0);
   Py_RETURN_NONE;
@@ -415,6 +440,11 @@ static PyObject *server_stop(ServerObject *self, PyObject *unused) {
 
 static PyObject *server_close(ServerObject *self, PyObject *unused) {
   (void)unused;
+  if (self->running) { /* run() on another thread still uses the server */
+    self->close_pending = 1;
+    svc_server_stop(self->s);
+    Py_RETURN_NONE;
+  }
   server_shut(self);
   Py_RETURN_NONE;
 }

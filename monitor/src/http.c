@@ -557,6 +557,14 @@ static void http_rows_html(mon_buf *b, const mon_row *rows, size_t n,
   mon_buf_puts(b, "</table>");
 }
 
+/* Characters (UTF-8 code points) in s. */
+static size_t http_chars(const char *s) {
+  size_t n = 0;
+  for (; *s; s++)
+    n += ((unsigned char)*s & 0xC0) != 0x80;
+  return n;
+}
+
 /* The search box, and with q= the lines that contain it. */
 static void http_search_html(mon_http *h, mon_buf *b, const mon_route *rt) {
   mon_buf_printf(b,
@@ -584,13 +592,13 @@ static void http_search_html(mon_http *h, mon_buf *b, const mon_route *rt) {
     mon_buf_puts(b, "<p class=\"none\">cannot search the store</p>");
     return;
   }
-  mon_buf_printf(b,
-                 "<p class=\"hint\">%zu line%s%s (newest first, %lld ms)%s</p>",
-                 n, n == 1 ? "" : "s", n == 200 ? " or more" : "",
-                 (long long)(mon_http_now_ms() - t0),
-                 strlen(rt->q) < 3 ? "; under 3 characters, only the newest "
-                                     "50 000 lines are searched"
-                                   : "");
+  mon_buf_printf(
+      b, "<p class=\"hint\">%zu line%s%s (newest first, %lld ms)%s</p>", n,
+      n == 1 ? "" : "s", n == 200 ? " or more" : "",
+      (long long)(mon_http_now_ms() - t0),
+      http_chars(rt->q) < 3 ? "; under 3 characters, only the newest "
+                              "50 000 lines are searched"
+                            : "");
   http_rows_html(b, rows, n, true);
   mon_rows_free(rows, n);
 }

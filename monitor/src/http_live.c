@@ -139,8 +139,11 @@ static enum MHD_Result live_respond(struct MHD_Connection *c,
   MHD_add_response_header(r, "Cache-Control", "no-store");
   MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(r, "X-Accel-Buffering", "no");
-  /* an open stream is not an idle connection */
-  MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)0);
+  /* a stream gets a keep-alive at least every MON_SSE_KEEPALIVE_MS, so a
+   * client that stops reading for 3 of them is gone (a dropped subscriber
+   * whose socket never drains is freed by this timeout) */
+  MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                            (unsigned)(3 * MON_SSE_KEEPALIVE_MS / 1000));
   enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
   return ret;
@@ -183,9 +186,19 @@ enum MHD_Result mon_http_log_stream(mon_http *h, struct MHD_Connection *c,
   if (sub && r &&
       mon_reader_logs(r, rt->name, rt->stream ? "stderr" : "stdout",
                       LIVE_HISTORY, &rows, &n) == 0) {
-    /* the history goes before anything queued since */
+    /* the history goes before anything queued since: the newest lines
+     * that fit half the subscriber's bound (long lines, escaped, could
+     * fill it and get the stream dropped at once) */
+    size_t first = n, bytes = 0;
+    while (first > 0) {
+      size_t len = 64 + 6 * strlen(rows[first - 1].b); /* escaped, at most */
+      if (bytes + len > MON_SSE_BUF / 2)
+        break;
+      bytes += len;
+      first--;
+    }
     mon_buf all = {0};
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = first; k < n; k++) {
       mon_buf_puts(&all, "event: line\ndata: ");
       live_line_json(&all, rows[k].ts_ms, rt->stream, rows[k].b,
                      strlen(rows[k].b));

@@ -142,5 +142,5 @@ bool mon_local_path_ok(const char *p) {
     return false;
   return strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                    "0123456789/._-") == strlen(p) &&
-         !strstr(p, "..");
+         !strstr(p, "/."); /* no segment starts with '.': no ".." */
 }

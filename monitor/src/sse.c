@@ -25,6 +25,7 @@ struct mon_sse_hub {
   pthread_mutex_t mu;
   mon_sse_sub *subs;
   int n;
+  bool closed; /* mon_sse_drop_all: the server stops, no new streams */
 };
 
 int mon_sse_hub_new(mon_sse_hub **out) {
@@ -54,7 +55,7 @@ mon_sse_sub *mon_sse_subscribe(mon_sse_hub *h, mon_sse_topic topic, int service,
                      .stream = stream,
                      .last_ms = now_ms};
   pthread_mutex_lock(&h->mu);
-  if (h->n >= MON_SSE_MAX) {
+  if (h->n >= MON_SSE_MAX || h->closed) {
     pthread_mutex_unlock(&h->mu);
     free(s);
     return NULL;
@@ -198,6 +199,7 @@ void mon_sse_tick(mon_sse_hub *h, int64_t now_ms) {
 
 void mon_sse_drop_all(mon_sse_hub *h) {
   pthread_mutex_lock(&h->mu);
+  h->closed = true; /* a stream opened after this would stay suspended */
   for (mon_sse_sub *s = h->subs; s; s = s->next) {
     s->dropped = true;
     sse_wake(s);

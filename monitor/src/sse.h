@@ -66,7 +66,8 @@ void mon_sse_prepend(mon_sse_sub *s, const char *p, size_t len);
 /* A keep-alive comment to every subscriber that was sent nothing for
  * MON_SSE_KEEPALIVE_MS. */
 void mon_sse_tick(mon_sse_hub *h, int64_t now_ms);
-/* Drops every subscriber (before the HTTP server stops). */
+/* Drops every subscriber and refuses new ones (before the HTTP server
+ * stops: libmicrohttpd must not stop with a connection suspended). */
 void mon_sse_drop_all(mon_sse_hub *h);
 
 /* Moves up to max pending bytes into buf: their count; 0 when nothing is

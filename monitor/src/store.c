@@ -580,13 +580,23 @@ int mon_reader_log_search(mon_reader *r, const char *name, const char *q,
       " ORDER BY ts_ms DESC, rid DESC LIMIT ?6";
   size_t ql = strlen(q);
   bool special = strpbrk(q, "%_") != NULL;
+  /* the index needs 3 characters (not bytes) in a row that the pattern
+   * keeps literal; GLOB's [*] classes break a run */
+  int run = 0, longest = 0;
+  for (size_t i = 0; i < ql; i++) {
+    if ((q[i] & 0xC0) == 0x80)
+      continue; /* a UTF-8 continuation byte: same character */
+    run = special && strchr("*?[", q[i]) ? 0 : run + 1;
+    if (run > longest)
+      longest = run;
+  }
   char sql[512];
   char *pattern = malloc(3 * ql + 3);
   if (!pattern)
     return -1;
   sqlite3_stmt *st = NULL;
   bool fts = false;
-  if (ql >= 3) {
+  if (longest >= 3) {
     snprintf(sql, sizeof sql, fts_sql, special ? "GLOB" : "LIKE");
     fts = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) == SQLITE_OK;
   }

@@ -599,6 +599,34 @@ TEST_F(HttpLive, LogStreamSendsTheTailThenNewLinesEscaped) {
   EXPECT_EQ(req("GET", "/api/services/nope/logs/stream").status, 404);
 }
 
+TEST_F(HttpLive, ALongHistoryIsCutToTheNewestLinesNotDropped) {
+  // regression: 100 long lines, escaped, overflowed the subscriber's bound
+  // and the stream was dropped the moment it opened
+  mon_store *st;
+  char err[256];
+  ASSERT_EQ(mon_store_open(db.c_str(), &st, err, sizeof err), 0) << err;
+  int64_t sid;
+  ASSERT_EQ(mon_store_service(st, "web", 7100, cfg.services[0].command, &sid),
+            0);
+  ASSERT_EQ(mon_store_begin(st), 0);
+  std::string line(3000, '\x01'); // 6 bytes each once escaped
+  for (int i = 0; i < 100; i++) {
+    std::string l = line + "#" + std::to_string(i);
+    ASSERT_EQ(mon_store_log(st, sid, 10 + i, "stdout", l.data(), l.size()), 0);
+  }
+  ASSERT_EQ(mon_store_commit(st), 0);
+  mon_store_close(st);
+  int fd = open_stream("/api/services/web/logs/stream?stream=stdout");
+  ASSERT_GE(fd, 0);
+  std::string got = read_until(fd, "#99\"", 3000);
+  EXPECT_NE(got.find("#99\""), std::string::npos) << "the newest line came";
+  EXPECT_EQ(got.find("#0\""), std::string::npos) << "the oldest was cut";
+  mon_http_publish_log(hub, 0, 0, 200, "after", 5);
+  got = read_until(fd, "after", 2000);
+  EXPECT_NE(got.find("after"), std::string::npos) << "still streaming";
+  close(fd);
+}
+
 TEST_F(HttpLive, StreamsHaveTheirOwnLimitAndNeverStarveTheApi) {
   std::vector<int> fds;
   for (int i = 0; i < MON_SSE_MAX; i++) {

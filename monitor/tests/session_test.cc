@@ -103,6 +103,9 @@ TEST(Session, OriginAndRedirectTargets) {
   EXPECT_FALSE(mon_local_path_ok("/\\evil"));
   EXPECT_FALSE(mon_local_path_ok("/a\r\nSet-Cookie: x"));
   EXPECT_FALSE(mon_local_path_ok("/../etc"));
+  EXPECT_FALSE(mon_local_path_ok("/service/../x"));
+  // regression: a valid service name with ".." inside was refused
+  EXPECT_TRUE(mon_local_path_ok("/service/a..b"));
   EXPECT_FALSE(mon_local_path_ok(""));
 }
 
@@ -207,6 +210,10 @@ TEST(Sse, SubscribersAreLimitedAndKeptAlive) {
   EXPECT_EQ(drain(subs[0]), ": keep-alive\n\n");
   mon_sse_drop_all(h);
   EXPECT_EQ(drain(subs[1]), ": keep-alive\n\n") << "what was queued goes out";
+  // regression: a stream opened during shutdown stayed suspended
+  mon_sse_unsubscribe(subs.back());
+  subs.pop_back(); // room for one more, yet none is let in
+  EXPECT_EQ(mon_sse_subscribe(h, MON_SSE_EVENTS, 0, 0, 0), nullptr);
   char buf[8];
   EXPECT_EQ(mon_sse_read(subs[1], buf, sizeof buf, 0), -1);
   for (mon_sse_sub *s : subs)

@@ -267,6 +267,24 @@ TEST_F(Store, LogIndexFollowsInsertsAndDeletes) {
   ASSERT_EQ(mon_store_commit(st), 0);
   EXPECT_EQ(count("SELECT count(*) FROM logs_fts WHERE line LIKE '%needle%'"),
             1);
+  // 2 characters of 3 bytes each: a scan, not the index (which could not
+  // use them and would read every line)
+  std::string jp = "\xe6\x97\xa5\xe6\x9c\xac"; // two CJK characters
+  ASSERT_EQ(mon_store_begin(st), 0);
+  ASSERT_EQ(mon_store_log(st, sid, T0 + 200, "stdout", ("x " + jp).data(),
+                          jp.size() + 2),
+            0);
+  ASSERT_EQ(mon_store_commit(st), 0);
+  mon_reader *r;
+  ASSERT_EQ(mon_reader_open(path.c_str(), &r), 0);
+  mon_row *rows;
+  size_t n;
+  ASSERT_EQ(mon_reader_log_search(r, "svc-a", jp.c_str(), nullptr, 0, INT64_MAX,
+                                  10, &rows, &n),
+            0);
+  EXPECT_EQ(n, 1u);
+  mon_rows_free(rows, n);
+  mon_reader_close(r);
   // what retention deletes leaves the index too
   ASSERT_EQ(mon_store_begin(st), 0);
   std::string del = "DELETE FROM logs WHERE ts_ms < " + std::to_string(T0 + 50);

@@ -75,6 +75,11 @@ def main():
         return b"kept"
 
     @s.method
+    def keep_slice(req):  # a view made from the request, kept: an error
+        kept.append(req[1:])
+        return b"kept"
+
+    @s.method
     def kept_state(req):
         try:
             bytes(kept[-1])
