@@ -731,6 +731,23 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
 
 /* ---- JSON + Prometheus ---- */
 
+void mon_http_workers_json(mon_buf *b, const mon_view *w) {
+  int nw = w->pid ? w->nworkers : 0;
+  mon_buf_printf(b, ",\"workers\":%d,\"worker_pids\":[", nw);
+  for (int k = 0; k < nw && k < MON_WORKERS_MAX; k++)
+    mon_buf_printf(b, k ? ",%d" : "%d", w->workers[k]);
+  mon_buf_puts(b, "]");
+}
+
+void mon_http_line_json(mon_buf *b, int64_t ts_ms, const char *stream,
+                        const char *line, size_t len) {
+  mon_buf_printf(b, "{\"ts_ms\":%lld,\"stream\":", (long long)ts_ms);
+  mon_buf_json(b, stream, strlen(stream));
+  mon_buf_puts(b, ",\"line\":");
+  mon_buf_json(b, line, len); /* escaped: a line is never markup */
+  mon_buf_puts(b, "}");
+}
+
 static void http_view_json(mon_buf *b, const mon_service_cfg *s,
                            const mon_view *w, int64_t now) {
   mon_buf_puts(b, "{\"name\":");
@@ -760,11 +777,8 @@ static void http_view_json(mon_buf *b, const mon_service_cfg *s,
   mon_buf_printf(b, ",\"read_bytes_total\":%llu,\"write_bytes_total\":%llu",
                  (unsigned long long)w->read_total,
                  (unsigned long long)w->write_total);
-  int nw = w->pid ? w->nworkers : 0;
-  mon_buf_printf(b, ",\"workers\":%d,\"worker_pids\":[", nw);
-  for (int k = 0; k < nw && k < MON_WORKERS_MAX; k++)
-    mon_buf_printf(b, k ? ",%d" : "%d", w->workers[k]);
-  mon_buf_puts(b, "]}");
+  mon_http_workers_json(b, w);
+  mon_buf_puts(b, "}");
 }
 
 static enum MHD_Result http_api_services(mon_http *h,
@@ -927,12 +941,10 @@ static enum MHD_Result http_api_logs(mon_http *h, struct MHD_Connection *c,
   mon_buf_json(&b, rt->name, strlen(rt->name));
   mon_buf_puts(&b, ",\"lines\":[");
   for (size_t i = 0; i < n; i++) {
-    mon_buf_printf(&b, "%s{\"ts_ms\":%lld,\"stream\":", i ? "," : "",
-                   (long long)rows[i].ts_ms);
-    mon_buf_json(&b, rows[i].a, strlen(rows[i].a));
-    mon_buf_puts(&b, ",\"line\":");
-    mon_buf_json(&b, rows[i].b, strlen(rows[i].b));
-    mon_buf_puts(&b, "}");
+    if (i)
+      mon_buf_puts(&b, ",");
+    mon_http_line_json(&b, rows[i].ts_ms, rows[i].a, rows[i].b,
+                       strlen(rows[i].b));
   }
   mon_buf_puts(&b, "]}\n");
   mon_rows_free(rows, n);

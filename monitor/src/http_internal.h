@@ -56,6 +56,11 @@ mon_reader *mon_http_reader(mon_http *h);
 int mon_http_find(const mon_http *h, const char *name);
 /* A copy of every service's view (free it), or NULL. */
 mon_view *mon_http_views(mon_http *h);
+/* JSON pieces the API and the live streams share: ,"workers":N,
+ * "worker_pids":[...] of a view, and one log line as an object. */
+void mon_http_workers_json(mon_buf *b, const mon_view *w);
+void mon_http_line_json(mon_buf *b, int64_t ts_ms, const char *stream,
+                        const char *line, size_t len);
 /* The page's head and header bar; sess (may be NULL) adds the CSRF token
  * for the scripts and the sign-out button. */
 void mon_http_head(mon_buf *b, const char *title, bool refresh,

@@ -26,11 +26,8 @@ static void live_state_json(mon_buf *b, const char *name, const mon_view *v,
                    (long long)((now_ms - v->started_wall_ms) / 1000));
   else
     mon_buf_puts(b, "null");
-  int nw = v->pid ? v->nworkers : 0;
-  mon_buf_printf(b, ",\"workers\":%d,\"worker_pids\":[", nw);
-  for (int k = 0; k < nw && k < MON_WORKERS_MAX; k++)
-    mon_buf_printf(b, k ? ",%d" : "%d", v->workers[k]);
-  mon_buf_puts(b, "]}");
+  mon_http_workers_json(b, v);
+  mon_buf_puts(b, "}");
 }
 
 static void live_publish(mon_sse_hub *hub, mon_sse_topic topic, int service,
@@ -71,18 +68,10 @@ void mon_http_publish_sample(mon_sse_hub *hub, const mon_config *cfg,
   live_publish(hub, MON_SSE_EVENTS, 0, 0, "sample", &b);
 }
 
-static void live_line_json(mon_buf *b, int64_t ts_ms, int stream,
-                           const char *line, size_t len) {
-  mon_buf_printf(b, "{\"ts_ms\":%lld,\"stream\":\"%s\",\"line\":",
-                 (long long)ts_ms, stream ? "stderr" : "stdout");
-  mon_buf_json(b, line, len); /* escaped: a line is never markup */
-  mon_buf_puts(b, "}");
-}
-
 void mon_http_publish_log(mon_sse_hub *hub, size_t i, int stream, int64_t ts_ms,
                           const char *line, size_t len) {
   mon_buf b = {0};
-  live_line_json(&b, ts_ms, stream, line, len);
+  mon_http_line_json(&b, ts_ms, stream ? "stderr" : "stdout", line, len);
   live_publish(hub, MON_SSE_LOGS, (int)i, stream, "line", &b);
 }
 
@@ -200,8 +189,8 @@ enum MHD_Result mon_http_log_stream(mon_http *h, struct MHD_Connection *c,
     mon_buf all = {0};
     for (size_t k = first; k < n; k++) {
       mon_buf_puts(&all, "event: line\ndata: ");
-      live_line_json(&all, rows[k].ts_ms, rt->stream, rows[k].b,
-                     strlen(rows[k].b));
+      mon_http_line_json(&all, rows[k].ts_ms, rows[k].a, rows[k].b,
+                         strlen(rows[k].b));
       mon_buf_puts(&all, "\n\n");
     }
     if (!all.oom && all.len)

@@ -90,20 +90,23 @@ static void http_client_addr(struct MHD_Connection *c, char *out, size_t cap) {
               (socklen_t)cap);
 }
 
+/* Whether the request's Origin (if any) is the dashboard's own. */
+static bool http_same_origin(struct MHD_Connection *c) {
+  return mon_origin_ok(
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin"),
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"));
+}
+
 int mon_http_post_allowed(mon_http *h, struct MHD_Connection *c,
                           const http_request *rq, const char **why) {
-  const char *origin =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-  const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-  if (!mon_origin_ok(origin, host)) {
+  if (!http_same_origin(c)) {
     *why = "cross-origin request refused";
     return 403;
   }
   const char *auth =
       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  if (auth)
-    if (mon_token_check(h->o->token, auth))
-      return 0;
+  if (auth && mon_token_check(h->o->token, auth))
+    return 0;
   mon_session *s = mon_http_session(h, c);
   if (!s) {
     *why = auth ? "missing or wrong bearer token"
@@ -147,10 +150,7 @@ enum MHD_Result mon_http_login(mon_http *h, struct MHD_Connection *c,
                                const mon_route *rt, const http_request *rq) {
   if (!rt->post)
     return http_login_page(c, 200, NULL);
-  const char *origin =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-  const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-  if (!mon_origin_ok(origin, host))
+  if (!http_same_origin(c))
     return mon_http_error(c, 403, "cross-origin request refused");
   char addr[64];
   http_client_addr(c, addr, sizeof addr);
