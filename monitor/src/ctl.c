@@ -10,11 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "render_svg.h"
 #include "token.h"
 
 enum { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2, CTL_DOWN = 3 };
@@ -151,16 +150,6 @@ static json_t *ctl_services(const ctl *c, int *exit_code) {
   return svcs;
 }
 
-static void ctl_fmt_bytes(char *out, size_t cap, double v) {
-  static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int i = 0;
-  while (v >= 1024 && i < 4) {
-    v /= 1024;
-    i++;
-  }
-  snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
-}
-
 static int ctl_status(const ctl *c) {
   int code = CTL_OK;
   json_t *svcs = ctl_services(c, &code);
@@ -186,7 +175,7 @@ static int ctl_status(const ctl *c) {
       snprintf(cpu, sizeof cpu, "%.1f%%", json_number_value(v));
     if (json_is_number(v = json_object_get(s, "rss_bytes")) &&
         json_number_value(v) > 0)
-      ctl_fmt_bytes(rss, sizeof rss, json_number_value(v));
+      mon_fmt_value(rss, sizeof rss, json_number_value(v), MON_U_BYTES);
     const char *name = json_string_value(json_object_get(s, "name"));
     const char *state = json_string_value(json_object_get(s, "state"));
     printf("%-20s %-9s %8s %10s %8s %10s\n", name ? name : "?",
@@ -308,23 +297,6 @@ static const char ctl_usage[] =
     "  logs [-f] [--stderr] NAME  the last 100 lines (-f: then follow)\n"
     "exit: 0 ok, 1 failed, 2 usage, 3 the monitor is not running\n";
 
-/* The token, read (never made) from the monitor's token file. */
-static int ctl_token(const char *path, char *out, size_t cap) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    fprintf(stderr, "svc-monitor: %s: cannot read the token (%s)\n", path,
-            "is the monitor running, and are you its user?");
-    return -1;
-  }
-  char buf[256] = "";
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  buf[strcspn(buf, "\r\n \t")] = '\0';
-  snprintf(out, cap, "%s", buf);
-  return 0;
-}
-
 bool mon_ctl_is_command(const char *arg) {
   static const char *const cmds[] = {"status", "start", "stop", "restart",
                                      "logs"};
@@ -378,7 +350,11 @@ int mon_ctl_main(const char *config_path, int argc, char **argv) {
             "commands need a fixed port\n",
             config_path);
     code = CTL_USAGE;
-  } else if (ctl_token(cfg.token_file, token, sizeof token) != 0) {
+  } else if (mon_token_read(cfg.token_file, token, err, sizeof err) != 0) {
+    fprintf(stderr,
+            "svc-monitor: %s (is the monitor running, and are you "
+            "its user?)\n",
+            err);
     code = CTL_DOWN;
   }
   mon_config_fini(&cfg);

@@ -44,9 +44,14 @@ static int token_create(const char *path, char *out, char *err, size_t errlen) {
 
 int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
                    size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0 && errno == ENOENT)
+  if (access(path, F_OK) != 0 && errno == ENOENT)
     return token_create(path, out, err, errlen);
+  return mon_token_read(path, out, err, errlen);
+}
+
+int mon_token_read(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
+                   size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return -1;

@@ -17,6 +17,9 @@ extern "C" {
  * that others can read). */
 int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
                    size_t errlen);
+/* Reads an existing token file (never makes one): as mon_token_load. */
+int mon_token_read(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
+                   size_t errlen);
 /* Whether given equals secret, in time that depends only on secret's
  * length; false for an empty secret. */
 bool mon_secret_eq(const char *secret, const char *given);
