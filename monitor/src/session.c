@@ -5,27 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include "token.h"
-
-static int session_hex(char out[MON_SESSION_ID_LEN + 1]) {
-  unsigned char raw[MON_SESSION_ID_LEN / 2];
-  size_t got = 0;
-  while (got < sizeof raw) {
-    ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
-    if (n <= 0)
-      return -1;
-    got += (size_t)n;
-  }
-  static const char hex[] = "0123456789abcdef";
-  for (size_t i = 0; i < sizeof raw; i++) {
-    out[2 * i] = hex[raw[i] >> 4];
-    out[2 * i + 1] = hex[raw[i] & 15];
-  }
-  out[MON_SESSION_ID_LEN] = '\0';
-  return 0;
-}
 
 int mon_session_new(mon_sessions *t, int64_t now_ms, mon_session **out) {
   mon_session *slot = &t->s[0];
@@ -37,7 +18,8 @@ int mon_session_new(mon_sessions *t, int64_t now_ms, mon_session **out) {
       slot = s; /* a free one (0), else the least recently used */
   }
   mon_session fresh = {.last_ms = now_ms};
-  if (session_hex(fresh.id) != 0 || session_hex(fresh.csrf) != 0)
+  if (mon_random_hex(fresh.id, MON_SESSION_ID_LEN / 2) != 0 ||
+      mon_random_hex(fresh.csrf, MON_SESSION_ID_LEN / 2) != 0)
     return -1;
   *slot = fresh;
   *out = slot;

@@ -10,21 +10,33 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int token_create(const char *path, char *out, char *err, size_t errlen) {
-  unsigned char raw[MON_TOKEN_LEN / 2];
+int mon_random_hex(char *out, size_t nbytes) {
+  unsigned char raw[64];
+  if (nbytes > sizeof raw)
+    return -1;
   size_t got = 0;
-  while (got < sizeof raw) {
-    ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+  while (got < nbytes) {
+    ssize_t n = getrandom(raw + got, nbytes - got, 0);
     if (n < 0 && errno == EINTR)
       continue;
-    if (n < 0) {
-      snprintf(err, errlen, "getrandom: %s", strerror(errno));
+    if (n <= 0)
       return -1;
-    }
     got += (size_t)n;
   }
-  for (size_t i = 0; i < sizeof raw; i++)
-    snprintf(out + 2 * i, 3, "%02x", raw[i]);
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < nbytes; i++) {
+    out[2 * i] = hex[raw[i] >> 4];
+    out[2 * i + 1] = hex[raw[i] & 15];
+  }
+  out[2 * nbytes] = '\0';
+  return 0;
+}
+
+static int token_create(const char *path, char *out, char *err, size_t errlen) {
+  if (mon_random_hex(out, MON_TOKEN_LEN / 2) != 0) {
+    snprintf(err, errlen, "getrandom: %s", strerror(errno));
+    return -1;
+  }
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));

@@ -17,6 +17,9 @@ extern "C" {
  * that others can read). */
 int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
                    size_t errlen);
+/* nbytes (at most 64) random bytes from getrandom() as 2 * nbytes hex
+ * characters and a NUL in out: 0, or -1 (errno says why). */
+int mon_random_hex(char *out, size_t nbytes);
 /* Reads an existing token file (never makes one): as mon_token_load. */
 int mon_token_read(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
                    size_t errlen);
