@@ -337,23 +337,29 @@ def calls_per_second(url, nclients=4, seconds=2.0):
 
 
 def test_two_workers_serve_cpu_bound_handlers_faster_than_one(rundir):
-    # A ratio of two timed runs on a shared 2-vCPU VM: one slow spell can
-    # cost a round (measured 1.69x once against 2.02-2.08x), so it may take
-    # a second round; every round is printed.
-    ratios = []
-    for _ in range(2):
-        rates = {}
+    # A ratio of timed runs on a shared 2-vCPU VM whose speed drifts for
+    # seconds at a time: both servers run at once and their windows
+    # alternate (1, 2, 1, 2, ...), so a slow spell hits both; a round that
+    # still falls short may be followed by a second; every round is printed.
+    servers = {}
+    try:
         for n in (1, 2):
             name = unique_name(f"cpu{n}")
-            s = PyServer(rundir, [f"unix://{rundir}/{name}.sock"], name,
-                         ["--workers", str(n), str(n)])
-            try:
-                rates[n] = calls_per_second(s.url)
-            finally:
-                s.stop(signal.SIGTERM)
-        ratios.append(rates[2] / rates[1])
-        print(f"CPU-bound handler, 4 clients: {rates[1]:.0f} calls/s with 1 "
-              f"worker, {rates[2]:.0f} with 2: {ratios[-1]:.2f}x")
-        if ratios[-1] >= 1.7:
-            break
-    assert max(ratios) >= 1.7, ratios
+            servers[n] = PyServer(rundir, [f"unix://{rundir}/{name}.sock"],
+                                  name, ["--workers", str(n), str(n)])
+        ratios = []
+        for _ in range(2):
+            calls = {1: 0.0, 2: 0.0}
+            for _ in range(3):
+                for n in (1, 2):
+                    calls[n] += calls_per_second(servers[n].url, seconds=1.0)
+            ratios.append(calls[2] / calls[1])
+            print(f"CPU-bound handler, 4 clients: {calls[1] / 3:.0f} calls/s "
+                  f"with 1 worker, {calls[2] / 3:.0f} with 2: "
+                  f"{ratios[-1]:.2f}x")
+            if ratios[-1] >= 1.7:
+                break
+        assert max(ratios) >= 1.7, ratios
+    finally:
+        for s in servers.values():
+            s.stop(signal.SIGTERM)
