@@ -4,6 +4,7 @@
 // processes it reports the service's total whichever worker answers.
 #include <set>
 #include <string>
+#include <vector>
 
 #include "fixture.h"
 
@@ -143,17 +144,21 @@ TEST_P(BuiltinsTest, CountsAddUpAcrossThreeWorkers) {
              3000)))
       GTEST_SKIP() << "no worker process support (svc.info: " << info << ")";
   }
-  // Many connections, so the kernel spreads them over the workers.
+  // Many connections open at once, so the pool spreads them over the
+  // workers by their connection counts (one after another, each closed
+  // before the next, they may all go to one worker: every count is 0).
   std::set<long long> pids;
   const int kClients = 24, kEach = 25;
+  std::vector<Client> clients;
   for (int i = 0; i < kClients; i++) {
-    Client c = MustOpen();
+    clients.push_back(MustOpen());
     for (int k = 0; k < kEach; k++) {
       std::string pid;
-      ASSERT_EQ(0, Call(c.get(), "pid", "", &pid));
+      ASSERT_EQ(0, Call(clients.back().get(), "pid", "", &pid));
       pids.insert(atoll(pid.c_str()));
     }
   }
+  clients.clear();
   EXPECT_GT(pids.size(), 1u) << "every connection went to one worker";
   // Whichever worker answers, it reports the total.
   for (int i = 0; i < 6; i++) {
