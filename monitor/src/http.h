@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "sse.h"
 #include "view.h"
 
@@ -20,6 +21,7 @@ typedef struct mon_http_opts {
   const char *token;     /* bearer token for POST routes */
   const char *db_path;   /* the store, opened read-only */
   mon_sse_hub *hub;      /* the live streams (/api/events, logs/stream) */
+  mon_metrics *metrics;  /* per-method RPC totals for /metrics */
 } mon_http_opts;
 
 typedef struct mon_http mon_http;

@@ -197,7 +197,7 @@ protected:
     v.workers[1] = 44;
     mon_shared_put(&shared, &v);
     ASSERT_EQ(mon_sse_hub_new(&hub), 0);
-    opts = {&cfg, &shared, token, db.c_str(), hub};
+    opts = {&cfg, &shared, token, db.c_str(), hub, nullptr};
     ASSERT_EQ(mon_http_start(&opts, &h, err, sizeof err), 0) << err;
     port = mon_http_port(h);
     ASSERT_GT(port, 0);
