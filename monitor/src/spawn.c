@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -124,8 +125,41 @@ static void spawn_child_fail(const char *what, const char *path) {
   _exit(127);
 }
 
+/* One rlimit to set in the child, with its text for the error message
+ * formatted before fork (snprintf is not async-signal-safe). */
+typedef struct spawn_rlimit {
+  int resource;
+  struct rlimit lim;
+  char label[48]; /* "RLIMIT_NOFILE 64" */
+} spawn_rlimit;
+
+/* Appends resource = v to set unless v is MON_RLIMIT_UNSET. */
+static void spawn_rlimit_add(spawn_rlimit *set, size_t *n, int resource,
+                             const char *name, long long v) {
+  if (v == MON_RLIMIT_UNSET)
+    return;
+  spawn_rlimit *r = &set[(*n)++];
+  r->resource = resource;
+  r->lim.rlim_cur = r->lim.rlim_max =
+      v == MON_RLIMIT_INFINITY ? RLIM_INFINITY : (rlim_t)v;
+  if (v == MON_RLIMIT_INFINITY)
+    snprintf(r->label, sizeof r->label, "%s unlimited", name);
+  else
+    snprintf(r->label, sizeof r->label, "%s %lld", name, v);
+}
+
 int mon_spawn(const mon_service_cfg *c, int out_fd, int err_fd,
               int devnull_fd) {
+  return mon_spawn_ex(c, out_fd, err_fd, devnull_fd, -1);
+}
+
+int mon_spawn_ex(const mon_service_cfg *c, int out_fd, int err_fd,
+                 int devnull_fd, int cgroup_fd) {
+  spawn_rlimit lims[2];
+  size_t nlims = 0;
+  spawn_rlimit_add(lims, &nlims, RLIMIT_NOFILE, "RLIMIT_NOFILE",
+                   c->rlimit_nofile);
+  spawn_rlimit_add(lims, &nlims, RLIMIT_CORE, "RLIMIT_CORE", c->rlimit_core);
   char **env = mon_spawn_env(c, environ);
   if (!env)
     return -ENOMEM;
@@ -143,6 +177,14 @@ int mon_spawn(const mon_service_cfg *c, int out_fd, int err_fd,
     return -e;
   }
   if (pid == 0) {
+    /* Join the cgroup first, so everything the child does (and all it
+     * forks) is charged to the service; a failure is reported once
+     * stderr is the service's log, and cgroup_fd may be a low number
+     * that the dup2s below would replace. */
+    int cgroup_errno = 0;
+    errno = 0;
+    if (cgroup_fd >= 0 && write(cgroup_fd, "0", 1) != 1)
+      cgroup_errno = errno ? errno : EIO;
     setsid();
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) /* the monitor died before prctl */
@@ -154,11 +196,21 @@ int mon_spawn(const mon_service_cfg *c, int out_fd, int err_fd,
     dup2(devnull_fd, 0);
     dup2(out_fd, 1);
     dup2(err_fd, 2);
+    if (cgroup_errno) {
+      errno = cgroup_errno;
+      spawn_child_fail("joining the cgroup of", c->name);
+    }
     /* Our own fds are all close-on-exec; this also drops any fd the
      * monitor itself inherited without the flag. */
     if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
       for (int fd = 3; fd < 1024; fd++)
         close(fd);
+    /* A limit that cannot be had (a hard limit above the monitor's without
+     * CAP_SYS_RESOURCE, nofile above fs.nr_open) stops the start: running
+     * with other limits than configured would hide the mistake. */
+    for (size_t i = 0; i < nlims; i++)
+      if (setrlimit(lims[i].resource, &lims[i].lim) != 0)
+        spawn_child_fail("setrlimit", lims[i].label);
     if (c->directory && chdir(c->directory) != 0)
       spawn_child_fail("chdir", c->directory);
     execve(path, c->argv, env);
