@@ -154,6 +154,113 @@ static bool config_int(const char *v, long long lo, long long hi,
   return true;
 }
 
+bool mon_size_parse(const char *v, long long *out) {
+  if (!(*v >= '0' && *v <= '9'))
+    return false;
+  errno = 0;
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (errno || x < 0)
+    return false;
+  int shift = 0;
+  switch (*end) {
+  case 'k':
+  case 'K':
+    shift = 10;
+    end++;
+    break;
+  case 'm':
+  case 'M':
+    shift = 20;
+    end++;
+    break;
+  case 'g':
+  case 'G':
+    shift = 30;
+    end++;
+    break;
+  case 't':
+  case 'T':
+    shift = 40;
+    end++;
+    break;
+  }
+  if (shift && end[0] == 'i' && end[1] == 'B')
+    end += 2;
+  else if (shift && end[0] == 'B')
+    end++;
+  if (*end || x > (LLONG_MAX >> shift))
+    return false;
+  *out = x << shift;
+  return true;
+}
+
+int mon_net_url_parse(const char *v, const char *scheme, mon_net_url *out,
+                      char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  size_t sl = strlen(scheme);
+  const char *why = NULL;
+  if (strncmp(v, scheme, sl) != 0 || strncmp(v + sl, "://", 3) != 0) {
+    snprintf(err, errlen, "want %s://HOST:PORT", scheme);
+    return -1;
+  }
+  const char *h = v + sl + 3, *hend, *rest;
+  if (*h == '[') { /* [IPv6] */
+    hend = strchr(h, ']');
+    if (!hend) {
+      snprintf(err, errlen, "unterminated '['");
+      return -1;
+    }
+    rest = hend + 1;
+    h++;
+  } else {
+    hend = h + strcspn(h, ":/?#");
+    rest = hend;
+  }
+  size_t hl = (size_t)(hend - h);
+  if (hl == 0 || hl >= sizeof out->host)
+    why = "bad host";
+  for (size_t i = 0; !why && i < hl; i++) {
+    unsigned char c = (unsigned char)h[i];
+    if (c <= ' ' || c >= 0x7f || c == '@' || c == '%' || c == '\\')
+      why = "bad character in host";
+  }
+  long long port = !strcmp(scheme, "http") ? 80 : -1;
+  if (!why && *rest == ':') {
+    const char *p = rest + 1;
+    size_t pl = strspn(p, "0123456789");
+    char num[8];
+    if (pl == 0 || pl > 5)
+      why = "bad port";
+    else {
+      memcpy(num, p, pl);
+      num[pl] = '\0';
+      port = atoll(num);
+      rest = p + pl;
+    }
+  }
+  if (!why && (port < 1 || port > 65535))
+    why = port < 0 ? "no port" : "bad port";
+  if (!why && !strcmp(scheme, "tcp") && *rest)
+    why = "nothing may follow tcp://HOST:PORT";
+  if (!why && *rest && *rest != '/')
+    why = "want /PATH after HOST:PORT";
+  if (!why && strlen(rest) >= sizeof out->path)
+    why = "path too long";
+  for (const char *c = rest; !why && *c; c++)
+    if ((unsigned char)*c <= ' ' || *c == 0x7f || *c == '#')
+      why = "bad character in path";
+  if (why) {
+    snprintf(err, errlen, "%s", why);
+    return -1;
+  }
+  memcpy(out->host, h, hl);
+  out->host[hl] = '\0';
+  out->port = (int)port;
+  snprintf(out->path, sizeof out->path, "%s", *rest ? rest : "/");
+  return 0;
+}
+
 static bool config_bool(const char *v, bool *out) {
   static const char *yes[] = {"true", "yes", "on", "1"};
   static const char *no[] = {"false", "no", "off", "0"};
@@ -240,6 +347,11 @@ static void config_service_defaults(mon_service_cfg *s) {
   s->backoff_max_ms = 30000;
   s->log_max_bytes = 10LL << 20;
   s->log_backups = 3;
+  s->health_interval_ms = 10000;
+  s->health_timeout_ms = 2000;
+  s->health_failures = 3;
+  s->rlimit_nofile = MON_RLIMIT_UNSET;
+  s->rlimit_core = MON_RLIMIT_UNSET;
 }
 
 /* Called by the reader for every "[...]" line, before inih sees it. */
@@ -360,24 +472,61 @@ enum {
   K_LOG_MAX,
   K_LOG_BACKUPS,
   K_TIMESTAMPS,
+  K_DEPENDS_ON,
+  K_HEALTH,
+  K_HEALTH_INTERVAL,
+  K_HEALTH_TIMEOUT,
+  K_HEALTH_FAILURES,
+  K_MEMORY_MAX,
+  K_CPU_MAX,
+  K_MAX_MEMORY_RESTART,
+  K_RLIMIT_NOFILE,
+  K_RLIMIT_CORE,
   K_NKEYS
 };
-static const char *const service_keys[K_NKEYS] = {
-    "command",         "port",
-    "workers_min",     "workers_max",
-    "autostart",       "restart",
-    "start_retries",   "start_secs",
-    "ready",           "ready_timeout_ms",
-    "stop_timeout_ms", "backoff_ms",
-    "backoff_max_ms",  "env",
-    "env_file",        "directory",
-    "log_max_bytes",   "log_backups",
-    "timestamps"};
+static const char *const service_keys[K_NKEYS] = {"command",
+                                                  "port",
+                                                  "workers_min",
+                                                  "workers_max",
+                                                  "autostart",
+                                                  "restart",
+                                                  "start_retries",
+                                                  "start_secs",
+                                                  "ready",
+                                                  "ready_timeout_ms",
+                                                  "stop_timeout_ms",
+                                                  "backoff_ms",
+                                                  "backoff_max_ms",
+                                                  "env",
+                                                  "env_file",
+                                                  "directory",
+                                                  "log_max_bytes",
+                                                  "log_backups",
+                                                  "timestamps",
+                                                  "depends_on",
+                                                  "health",
+                                                  "health_interval_ms",
+                                                  "health_timeout_ms",
+                                                  "health_failures",
+                                                  "memory_max",
+                                                  "cpu_max",
+                                                  "max_memory_restart",
+                                                  "rlimit_nofile",
+                                                  "rlimit_core"};
 
-enum { M_HTTP, M_DB, M_LOG_DIR, M_INTERVAL, M_RETENTION, M_TOKEN, M_NKEYS };
+enum {
+  M_HTTP,
+  M_DB,
+  M_LOG_DIR,
+  M_INTERVAL,
+  M_RETENTION,
+  M_TOKEN,
+  M_ALERT_WEBHOOK,
+  M_NKEYS
+};
 static const char *const monitor_keys[M_NKEYS] = {
-    "http",           "db",        "log_dir", "sample_interval_ms",
-    "retention_days", "token_file"};
+    "http",           "db",         "log_dir",      "sample_interval_ms",
+    "retention_days", "token_file", "alert_webhook"};
 
 static int config_key_index(const char *const *keys, int n, const char *k) {
   for (int i = 0; i < n; i++)
@@ -431,6 +580,14 @@ static int config_monitor_key(config_parser *cp, int k, const char *v,
     return config_set_str(cp, &cfg->log_dir, v);
   case M_TOKEN:
     return config_set_str(cp, &cfg->token_file, v);
+  case M_ALERT_WEBHOOK: {
+    char why[128];
+    if (mon_net_url_parse(v, "http", &cfg->alert_url, why, sizeof why) != 0) {
+      config_error(cp, line, "bad alert_webhook '%s': %s", v, why);
+      return 0;
+    }
+    return config_set_str(cp, &cfg->alert_webhook, v);
+  }
   case M_INTERVAL:
     if (!config_int(v, 100, 3600000, &x))
       break;
@@ -444,6 +601,77 @@ static int config_monitor_key(config_parser *cp, int k, const char *v,
   }
   config_error(cp, line, "bad number '%s' for %s", v, monitor_keys[k]);
   return 0;
+}
+
+/* depends_on = a b (or a, b): names, resolved once the file is read. */
+static bool config_depends_on(config_parser *cp, mon_service_cfg *s,
+                              const char *v, int line) {
+  char *copy = config_strdup(cp, v);
+  if (!copy)
+    return false;
+  bool ok = true;
+  for (char *save, *w = strtok_r(copy, " \t,", &save); ok && w;
+       w = strtok_r(NULL, " \t,", &save)) {
+    if (!mon_name_valid(w)) {
+      config_error(cp, line, "bad service name '%s' in depends_on", w);
+      ok = false;
+      break;
+    }
+    for (size_t j = 0; j < s->ndeps; j++)
+      if (!strcmp(s->depends_on[j], w)) {
+        config_error(cp, line, "'%s' named twice in depends_on", w);
+        ok = false;
+      }
+    char **nd = ok ? realloc(s->depends_on, (s->ndeps + 2) * sizeof *nd) : NULL;
+    if (ok && !nd) {
+      cp->oom = true;
+      ok = false;
+    }
+    if (!ok)
+      break;
+    s->depends_on = nd;
+    if (!(nd[s->ndeps] = config_strdup(cp, w))) {
+      ok = false;
+      break;
+    }
+    nd[++s->ndeps] = NULL;
+  }
+  free(copy);
+  return ok;
+}
+
+static bool config_health(config_parser *cp, mon_service_cfg *s, const char *v,
+                          int line) {
+  char why[128];
+  if (!strncmp(v, "exec:", 5)) {
+    char **argv = NULL;
+    int n = mon_split_command(v + 5, &argv);
+    if (n <= 0) {
+      mon_argv_free(argv);
+      if (n == -2)
+        cp->oom = true;
+      else
+        config_error(cp, line, "bad health command '%s'", v + 5);
+      return false;
+    }
+    s->health = MON_HEALTH_EXEC;
+    s->health_argv = argv;
+  } else if (!strncmp(v, "http://", 7) || !strncmp(v, "tcp://", 6)) {
+    bool http = v[0] == 'h';
+    if (mon_net_url_parse(v, http ? "http" : "tcp", &s->health_url, why,
+                          sizeof why) != 0) {
+      config_error(cp, line, "bad health '%s': %s", v, why);
+      return false;
+    }
+    s->health = http ? MON_HEALTH_HTTP : MON_HEALTH_TCP;
+  } else {
+    config_error(cp, line,
+                 "bad health '%s' (want http://HOST:PORT/PATH, "
+                 "tcp://HOST:PORT or exec:COMMAND)",
+                 v);
+    return false;
+  }
+  return config_set_str(cp, &s->health_text, v);
 }
 
 static int config_service_key(config_parser *cp, int k, const char *v,
@@ -466,6 +694,10 @@ static int config_service_key(config_parser *cp, int k, const char *v,
       {K_BACKOFF, 10, 3600000, &s->backoff_ms},
       {K_BACKOFF_MAX, 10, 86400000, &s->backoff_max_ms},
       {K_LOG_BACKUPS, 0, 100, &s->log_backups},
+      {K_HEALTH_INTERVAL, 100, 86400000, &s->health_interval_ms},
+      {K_HEALTH_TIMEOUT, 10, 600000, &s->health_timeout_ms},
+      {K_HEALTH_FAILURES, 1, 1000, &s->health_failures},
+      {K_CPU_MAX, 1, 102400, &s->cpu_max},
   };
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     if (ints[i].key != k)
@@ -561,6 +793,41 @@ static int config_service_key(config_parser *cp, int k, const char *v,
     return config_env_file(cp, s, v, line);
   case K_DIRECTORY:
     return config_set_str(cp, &s->directory, v);
+  case K_DEPENDS_ON:
+    s->deps_line = line;
+    return config_depends_on(cp, s, v, line);
+  case K_HEALTH:
+    return config_health(cp, s, v, line);
+  case K_MEMORY_MAX:
+  case K_MAX_MEMORY_RESTART: {
+    long long *dst =
+        k == K_MEMORY_MAX ? &s->memory_max : &s->max_memory_restart;
+    if (!mon_size_parse(v, &x) || x < 4096) {
+      config_error(cp, line, "bad size '%s' for %s (bytes, or with K, M, G)", v,
+                   service_keys[k]);
+      return 0;
+    }
+    *dst = x;
+    return 1;
+  }
+  case K_RLIMIT_NOFILE:
+  case K_RLIMIT_CORE: {
+    long long *dst = k == K_RLIMIT_NOFILE ? &s->rlimit_nofile : &s->rlimit_core;
+    bool ok = k == K_RLIMIT_NOFILE ? config_int(v, 1, 1LL << 30, &x)
+                                   : mon_size_parse(v, &x);
+    if (!strcmp(v, "unlimited")) {
+      x = MON_RLIMIT_INFINITY;
+      ok = true;
+    }
+    if (!ok) {
+      config_error(cp, line, "bad limit '%s' for %s (%s or unlimited)", v,
+                   service_keys[k],
+                   k == K_RLIMIT_NOFILE ? "a count" : "bytes, or with K, M, G");
+      return 0;
+    }
+    *dst = x;
+    return 1;
+  }
   }
   return 0;
 }
@@ -600,6 +867,72 @@ static int config_handler(void *user, const char *section, const char *name,
              : config_service_key(cp, k, value, line);
 }
 
+/* Depth-first search for a cycle through service i; colour: 0 unseen,
+ * 1 on the path, 2 done. path holds the names on the way, for the message. */
+static bool config_cycle_from(config_parser *cp, size_t i, char *colour,
+                              size_t *path, size_t depth) {
+  mon_config *cfg = cp->cfg;
+  colour[i] = 1;
+  path[depth] = i;
+  for (size_t d = 0; d < cfg->services[i].ndeps; d++) {
+    size_t j = (size_t)cfg->services[i].deps[d];
+    if (colour[j] == 1) {
+      char msg[256] = "";
+      size_t k = 0;
+      while (path[k] != j)
+        k++;
+      for (; k <= depth; k++) {
+        size_t ml = strlen(msg);
+        snprintf(msg + ml, sizeof msg - ml, "%s -> ",
+                 cfg->services[path[k]].name);
+      }
+      size_t ml = strlen(msg);
+      snprintf(msg + ml, sizeof msg - ml, "%s", cfg->services[j].name);
+      config_error(cp, cfg->services[j].deps_line, "dependency cycle: %s", msg);
+      return true;
+    }
+    if (colour[j] == 0 && config_cycle_from(cp, j, colour, path, depth + 1))
+      return true;
+  }
+  colour[i] = 2;
+  return false;
+}
+
+/* Names in depends_on become indices; unknown names and cycles are errors. */
+static void config_resolve_deps(config_parser *cp) {
+  mon_config *cfg = cp->cfg;
+  for (size_t i = 0; i < cfg->nservices; i++) {
+    mon_service_cfg *s = &cfg->services[i];
+    if (!s->ndeps)
+      continue;
+    if (!(s->deps = calloc(s->ndeps, sizeof *s->deps))) {
+      cp->oom = true;
+      return;
+    }
+    for (size_t d = 0; d < s->ndeps; d++) {
+      int found = -1;
+      for (size_t j = 0; j < cfg->nservices; j++)
+        if (!strcmp(cfg->services[j].name, s->depends_on[d]))
+          found = (int)j;
+      if (found < 0) {
+        config_error(cp, s->deps_line, "service '%s' depends on unknown '%s'",
+                     s->name, s->depends_on[d]);
+        return;
+      }
+      s->deps[d] = found;
+    }
+  }
+  char *colour = calloc(cfg->nservices + 1, 1);
+  size_t *path = calloc(cfg->nservices + 1, sizeof *path);
+  if (!colour || !path)
+    cp->oom = true;
+  for (size_t i = 0; colour && path && i < cfg->nservices; i++)
+    if (colour[i] == 0 && config_cycle_from(cp, i, colour, path, 0))
+      break;
+  free(colour);
+  free(path);
+}
+
 /* Checks that need the whole file: required keys, uniqueness, ranges. */
 static void config_check(config_parser *cp) {
   mon_config *cfg = cp->cfg;
@@ -623,7 +956,10 @@ static void config_check(config_parser *cp) {
                      s->port, cfg->services[j].name,
                      cfg->services[j].port_line);
     }
+    if (s->health_timeout_ms > s->health_interval_ms)
+      s->health_timeout_ms = s->health_interval_ms;
   }
+  config_resolve_deps(cp);
 }
 
 int mon_config_parse(const char *text, size_t len, const char *filename,
@@ -657,6 +993,8 @@ int mon_config_parse(const char *text, size_t len, const char *filename,
     goto fail;
   if (!cp.err_line) /* whole-file checks only make sense on a clean parse */
     config_check(&cp);
+  if (cp.oom)
+    goto fail;
   if (cp.err_line) {
     mon_config_fini(cfg);
     return -1;
@@ -718,6 +1056,10 @@ void mon_config_fini(mon_config *cfg) {
     mon_argv_free(s->env);
     free(s->env_file);
     free(s->directory);
+    mon_argv_free(s->depends_on);
+    free(s->deps);
+    free(s->health_text);
+    mon_argv_free(s->health_argv);
   }
   free(cfg->services);
   free(cfg->path);
@@ -725,5 +1067,42 @@ void mon_config_fini(mon_config *cfg) {
   free(cfg->db);
   free(cfg->log_dir);
   free(cfg->token_file);
+  free(cfg->alert_webhook);
   memset(cfg, 0, sizeof *cfg);
+}
+
+static bool same_str(const char *a, const char *b) {
+  return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static bool same_strv(char *const *a, char *const *b) {
+  for (; a && b && *a && *b; a++, b++)
+    if (strcmp(*a, *b))
+      return false;
+  return (!a || !*a) && (!b || !*b);
+}
+
+bool mon_service_cfg_same(const mon_service_cfg *a, const mon_service_cfg *b) {
+  return same_str(a->name, b->name) && same_str(a->command, b->command) &&
+         a->port == b->port && a->workers_min == b->workers_min &&
+         a->workers_max == b->workers_max && a->autostart == b->autostart &&
+         a->restart == b->restart && a->start_retries == b->start_retries &&
+         a->start_secs == b->start_secs &&
+         a->ready_timeout_ms == b->ready_timeout_ms &&
+         a->stop_timeout_ms == b->stop_timeout_ms &&
+         a->backoff_ms == b->backoff_ms &&
+         a->backoff_max_ms == b->backoff_max_ms && a->ready == b->ready &&
+         same_strv(a->env, b->env) && same_str(a->env_file, b->env_file) &&
+         same_str(a->directory, b->directory) &&
+         a->log_max_bytes == b->log_max_bytes &&
+         a->log_backups == b->log_backups && a->timestamps == b->timestamps &&
+         same_strv(a->depends_on, b->depends_on) &&
+         same_str(a->health_text, b->health_text) &&
+         a->health_interval_ms == b->health_interval_ms &&
+         a->health_timeout_ms == b->health_timeout_ms &&
+         a->health_failures == b->health_failures &&
+         a->memory_max == b->memory_max && a->cpu_max == b->cpu_max &&
+         a->max_memory_restart == b->max_memory_restart &&
+         a->rlimit_nofile == b->rlimit_nofile &&
+         a->rlimit_core == b->rlimit_core;
 }

@@ -26,6 +26,35 @@ typedef enum mon_ready {
   MON_READY_UPTIME    /* it stayed up start_secs */
 } mon_ready;
 
+/* A health probe besides readiness (health = ...). */
+typedef enum mon_health_kind {
+  MON_HEALTH_NONE = 0,
+  MON_HEALTH_HTTP, /* GET http://HOST:PORT/PATH answers 2xx */
+  MON_HEALTH_TCP,  /* tcp://HOST:PORT accepts a connection */
+  MON_HEALTH_EXEC  /* exec:/path/to/check args exits 0 */
+} mon_health_kind;
+
+/* A parsed http:// or tcp:// address: HOST is a name, an IPv4 literal or a
+ * bracketed IPv6 literal (kept without brackets). */
+typedef struct mon_net_url {
+  char host[256];
+  int port;
+  char path[512]; /* "/..." for http; "/" when absent */
+} mon_net_url;
+
+/* Parses "http://HOST[:PORT][/PATH]" (port 80 by default) when scheme is
+ * "http", or "tcp://HOST:PORT" when scheme is "tcp". Pure. 0, or -1 with a
+ * reason in err. */
+int mon_net_url_parse(const char *text, const char *scheme, mon_net_url *out,
+                      char *err, size_t errlen);
+
+/* "512M" -> 536870912: digits with an optional K, M, G or T suffix (powers
+ * of 1024, either case, optionally followed by B or iB). Pure. */
+bool mon_size_parse(const char *text, long long *out);
+
+#define MON_RLIMIT_UNSET (-2LL)    /* key absent: inherit the monitor's */
+#define MON_RLIMIT_INFINITY (-1LL) /* "unlimited" */
+
 typedef struct mon_service_cfg {
   char *name;           /* [service.NAME] */
   char *command;        /* as written in the file */
@@ -49,8 +78,24 @@ typedef struct mon_service_cfg {
   long long log_max_bytes; /* rotate a log file past this size; 0 = never */
   int log_backups;         /* rotated files kept (NAME.stdout.log.1 ...) */
   bool timestamps;         /* prefix captured lines with an ISO-8601 time */
-  int line;                /* line of the section header */
-  int port_line;           /* line of the port key, for duplicate errors */
+  char **depends_on;       /* names this service starts after; NULL-ended */
+  size_t ndeps;
+  int *deps;              /* their indices into services[], resolved */
+  mon_health_kind health; /* see mon_health_kind */
+  char *health_text;      /* health = ... as written, or NULL */
+  mon_net_url health_url; /* for HTTP and TCP */
+  char **health_argv;     /* for EXEC; NULL-terminated */
+  int health_interval_ms; /* between probes, once RUNNING */
+  int health_timeout_ms;  /* one probe's bound */
+  int health_failures;    /* failures in a row that restart the service */
+  long long memory_max;   /* cgroup memory.max in bytes; 0 = none */
+  int cpu_max;            /* cgroup cpu.max, percent of one core; 0 = none */
+  long long max_memory_restart; /* tree RSS above this 3 samples: restart */
+  long long rlimit_nofile;      /* MON_RLIMIT_UNSET, _INFINITY or a count */
+  long long rlimit_core;        /* the same, in bytes */
+  int line;                     /* line of the section header */
+  int port_line;                /* line of the port key, for duplicate errors */
+  int deps_line;                /* line of depends_on, for its errors */
 } mon_service_cfg;
 
 typedef struct mon_config {
@@ -62,6 +107,8 @@ typedef struct mon_config {
   char *token_file;       /* bearer token for the control routes */
   int sample_interval_ms; /* sampling period */
   int retention_days;     /* minute rows are kept this long */
+  char *alert_webhook;    /* http:// URL the alerts are POSTed to, or NULL */
+  mon_net_url alert_url;  /* alert_webhook parsed */
   mon_service_cfg *services;
   size_t nservices;
 } mon_config;
@@ -79,6 +126,10 @@ int mon_config_load(const char *path, mon_config *cfg, char *err,
                     size_t errlen);
 /* Frees everything; safe on a zeroed or half-built config. */
 void mon_config_fini(mon_config *cfg);
+
+/* True when a and b would run the same way: every key compared except the
+ * lines they were written on (a reload restarts a service that differs). */
+bool mon_service_cfg_same(const mon_service_cfg *a, const mon_service_cfg *b);
 
 /* Splits a command line the way sh would split words, honouring '...',
  * "..." (with \" \\ \$ \` escapes) and backslash escapes, without expanding

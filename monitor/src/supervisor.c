@@ -83,14 +83,70 @@ static mon_state sup_spawn(mon_sup *s, size_t i) {
   return sup_spawn_as(s, i, s->procs[i].state == MON_BACKOFF);
 }
 
-/* A start request from a resting state begins a fresh retry count. */
+/* True when every service i depends on is RUNNING; else names the ones
+ * it waits for in why. */
+static bool sup_deps_up(const mon_sup *s, size_t i, char *why, size_t len) {
+  const mon_service_cfg *c = &s->cfg->services[i];
+  bool up = true;
+  if (len)
+    why[0] = '\0';
+  for (size_t d = 0; d < c->ndeps; d++) {
+    size_t j = (size_t)c->deps[d];
+    if (s->procs[j].state == MON_RUNNING)
+      continue;
+    size_t n = len ? strlen(why) : 0;
+    if (len > n + 1)
+      snprintf(why + n, len - n, "%s%s", up ? "" : ", ",
+               s->cfg->services[j].name);
+    up = false;
+  }
+  return up;
+}
+
+static bool sup_resting(mon_state st) {
+  return st == MON_STOPPED || st == MON_EXITED || st == MON_FATAL;
+}
+
+/* A start request from a resting state begins a fresh retry count. A
+ * service whose dependencies are not RUNNING starts them (those at rest)
+ * and waits. */
 static mon_state sup_fresh_start(mon_sup *s, size_t i) {
   s->procs[i].retries = 0;
-  return sup_spawn(s, i);
+  s->procs[i].stop_wanted = false;
+  char why[256];
+  if (sup_deps_up(s, i, why, sizeof why))
+    return sup_spawn(s, i);
+  const mon_service_cfg *c = &s->cfg->services[i];
+  s->procs[i].state = MON_WAITING; /* a dependency's events see it waiting */
+  for (size_t d = 0; d < c->ndeps; d++)
+    if (sup_resting(s->procs[c->deps[d]].state))
+      mon_sup_event(s, (size_t)c->deps[d], MON_EV_START);
+  sup_deps_up(s, i, why, sizeof why); /* the ones not yet RUNNING */
+  char d[300];
+  snprintf(d, sizeof d, "waiting for %s", why);
+  sup_event(s, i, "waiting", d);
+  s->procs[i].deadline_ms = 0;
+  return MON_WAITING;
+}
+
+static mon_state sup_deps_ready(mon_sup *s, size_t i) {
+  return sup_spawn_as(s, i, false);
+}
+
+static mon_state sup_cancel_wait(mon_sup *s, size_t i) {
+  sup_event(s, i, "stop", "start cancelled");
+  return MON_STOPPED;
 }
 
 static mon_state sup_ready(mon_sup *s, size_t i) {
-  s->procs[i].deadline_ms = 0;
+  mon_proc *p = &s->procs[i];
+  p->deadline_ms = 0;
+  p->health = MON_HEALTH_UNKNOWN;
+  p->health_fails = 0;
+  p->health_why[0] = '\0';
+  p->health_pending = false;
+  p->health_next_ms = sup_now(s); /* the first probe at once */
+  p->mem_over = 0;
   sup_event(s, i, "ready", "running");
   return MON_RUNNING;
 }
@@ -107,6 +163,15 @@ static mon_state sup_term(mon_sup *s, size_t i) {
 static mon_state sup_stop_start(mon_sup *s, size_t i) {
   s->procs[i].after = MON_AFTER_NOTHING;
   return sup_term(s, i);
+}
+
+/* A health or memory check failed (the caller recorded why): stop, then
+ * back off and start again like after a crash, so a service that keeps
+ * failing ends FATAL instead of restarting for ever. */
+static mon_state sup_failed_check(mon_sup *s, size_t i) {
+  mon_state next = sup_term(s, i);
+  s->procs[i].after = MON_AFTER_RETRY;
+  return next;
 }
 
 static mon_state sup_kill(mon_sup *s, size_t i) {
@@ -181,14 +246,15 @@ static mon_state sup_cancel_start(mon_sup *s, size_t i) {
 /* The whole life cycle. Rows: states; columns: events. */
 // clang-format off
 static const sup_action sup_table[MON_NSTATES][MON_NEVENTS] = {
-    /*               START            STOP              READY       EXIT         TIMER */
-    [MON_STOPPED] = {sup_fresh_start, sup_ignore,       sup_ignore, sup_ignore,  sup_ignore},
-    [MON_STARTING] = {sup_ignore,     sup_stop_start,   sup_ready,  sup_exited,  sup_not_ready},
-    [MON_RUNNING] = {sup_ignore,      sup_stop_start,   sup_ignore, sup_exited,  sup_ignore},
-    [MON_BACKOFF] = {sup_fresh_start, sup_cancel,       sup_ignore, sup_ignore,  sup_spawn},
-    [MON_STOPPING] = {sup_start_later, sup_cancel_start, sup_ignore, sup_stopped, sup_kill},
-    [MON_EXITED] = {sup_fresh_start,  sup_ignore,       sup_ignore, sup_ignore,  sup_ignore},
-    [MON_FATAL] = {sup_fresh_start,   sup_ignore,       sup_ignore, sup_ignore,  sup_ignore},
+    /*                START            STOP              READY           EXIT         TIMER          FAIL */
+    [MON_STOPPED]  = {sup_fresh_start, sup_ignore,       sup_ignore,     sup_ignore,  sup_ignore,    sup_ignore},
+    [MON_WAITING]  = {sup_ignore,      sup_cancel_wait,  sup_deps_ready, sup_ignore,  sup_ignore,    sup_ignore},
+    [MON_STARTING] = {sup_ignore,      sup_stop_start,   sup_ready,      sup_exited,  sup_not_ready, sup_failed_check},
+    [MON_RUNNING]  = {sup_ignore,      sup_stop_start,   sup_ignore,     sup_exited,  sup_ignore,    sup_failed_check},
+    [MON_BACKOFF]  = {sup_fresh_start, sup_cancel,       sup_ignore,     sup_ignore,  sup_spawn,     sup_ignore},
+    [MON_STOPPING] = {sup_start_later, sup_cancel_start, sup_ignore,     sup_stopped, sup_kill,      sup_ignore},
+    [MON_EXITED]   = {sup_fresh_start, sup_ignore,       sup_ignore,     sup_ignore,  sup_ignore,    sup_ignore},
+    [MON_FATAL]    = {sup_fresh_start, sup_ignore,       sup_ignore,     sup_ignore,  sup_ignore,    sup_ignore},
 };
 // clang-format on
 
@@ -198,7 +264,13 @@ void mon_sup_event(mon_sup *s, size_t i, mon_event ev) {
   mon_proc *p = &s->procs[i];
   if (ev == MON_EV_EXIT)
     p->pid = 0;
+  if (ev == MON_EV_STOP)
+    p->stop_wanted = false;
   p->state = sup_table[p->state][ev](s, i);
+  if (p->state != MON_RUNNING) {
+    p->health = MON_HEALTH_UNKNOWN;
+    p->health_pending = false;
+  }
 }
 
 int mon_sup_init(mon_sup *s, const mon_config *cfg, const mon_sup_ops *ops) {
@@ -220,6 +292,118 @@ void mon_sup_autostart(mon_sup *s) {
   for (size_t i = 0; i < s->n; i++)
     if (s->cfg->services[i].autostart)
       mon_sup_event(s, i, MON_EV_START);
+}
+
+/* Up for the purpose of an ordered stop: it has (or is about to have) a
+ * process to stop. */
+static bool sup_up(const mon_proc *p) {
+  return p->pid > 0 || p->state == MON_STARTING || p->state == MON_RUNNING ||
+         p->state == MON_STOPPING;
+}
+
+/* Feeds STOP to each stop_wanted service none of whose dependents is
+ * still up and being stopped too (stop_wanted, or STOPPING once fed);
+ * repeats while that frees others. */
+static void sup_stop_pass(mon_sup *s) {
+  bool again = true;
+  while (again) {
+    again = false;
+    for (size_t i = 0; i < s->n; i++) {
+      if (!s->procs[i].stop_wanted)
+        continue;
+      bool blocked = false;
+      for (size_t j = 0; j < s->n && !blocked; j++) {
+        const mon_service_cfg *c = &s->cfg->services[j];
+        const mon_proc *q = &s->procs[j];
+        if (j == i || !sup_up(q) ||
+            !(q->stop_wanted || q->state == MON_STOPPING))
+          continue;
+        for (size_t d = 0; d < c->ndeps; d++)
+          if ((size_t)c->deps[d] == i)
+            blocked = true;
+      }
+      if (blocked)
+        continue;
+      mon_sup_event(s, i, MON_EV_STOP); /* clears stop_wanted */
+      again = true;
+    }
+  }
+}
+
+void mon_sup_stop_set(mon_sup *s, const bool *which) {
+  for (size_t i = 0; i < s->n; i++)
+    if (!which || which[i])
+      s->procs[i].stop_wanted = true;
+  sup_stop_pass(s);
+}
+
+void mon_sup_memory(mon_sup *s, size_t i, uint64_t rss_bytes) {
+  if (i >= s->n)
+    return;
+  mon_proc *p = &s->procs[i];
+  const mon_service_cfg *c = &s->cfg->services[i];
+  if (c->max_memory_restart <= 0 ||
+      (p->state != MON_RUNNING && p->state != MON_STARTING) ||
+      rss_bytes <= (uint64_t)c->max_memory_restart) {
+    p->mem_over = 0;
+    return;
+  }
+  if (++p->mem_over < MON_MEMORY_SAMPLES)
+    return;
+  p->mem_over = 0;
+  char d[128];
+  snprintf(d, sizeof d,
+           "tree RSS %llu MiB above max_memory_restart %llu MiB for %d "
+           "samples",
+           (unsigned long long)(rss_bytes >> 20),
+           (unsigned long long)((uint64_t)c->max_memory_restart >> 20),
+           MON_MEMORY_SAMPLES);
+  sup_event(s, i, "memory", d);
+  mon_sup_event(s, i, MON_EV_FAIL);
+}
+
+/* Health probes of a RUNNING service: one every health_interval_ms; after
+ * health_failures failures in a row, a restart (event health). */
+static void sup_health_tick(mon_sup *s, size_t i, uint64_t now) {
+  mon_proc *p = &s->procs[i];
+  const mon_service_cfg *c = &s->cfg->services[i];
+  if (c->health == MON_HEALTH_NONE || p->state != MON_RUNNING ||
+      !s->ops.health_begin || !s->ops.health_take)
+    return;
+  if (p->health_pending) {
+    if (now < p->health_poll_ms)
+      return;
+    char why[sizeof p->health_why];
+    int r = s->ops.health_take(s->ops.ctx, i, why, sizeof why);
+    if (r < 0) {
+      p->health_poll_ms = now + MON_HEALTH_POLL_MS;
+      return;
+    }
+    p->health_pending = false;
+    if (r == 1) {
+      p->health = MON_HEALTH_PASSING;
+      p->health_fails = 0;
+      p->health_why[0] = '\0';
+      return;
+    }
+    p->health = MON_HEALTH_FAILING;
+    p->health_fails++;
+    snprintf(p->health_why, sizeof p->health_why, "%s", why);
+    if (p->health_fails < c->health_failures)
+      return;
+    char d[200];
+    snprintf(d, sizeof d, "%d failed health probes in a row: %s",
+             p->health_fails, why);
+    sup_event(s, i, "health", d);
+    mon_sup_event(s, i, MON_EV_FAIL);
+    return;
+  }
+  if (now >= p->health_next_ms) {
+    s->ops.health_begin(s->ops.ctx, i);
+    p->health_pending = true;
+    p->health_poll_ms = now + MON_HEALTH_POLL_MS;
+    p->health_next_ms = now + (uint64_t)c->health_interval_ms;
+  }
 }
 
 void mon_sup_restart(mon_sup *s, size_t i) {
@@ -250,6 +434,11 @@ void mon_sup_tick(mon_sup *s) {
   for (size_t i = 0; i < s->n; i++) {
     mon_proc *p = &s->procs[i];
     const mon_service_cfg *c = &s->cfg->services[i];
+    if (p->state == MON_WAITING && sup_deps_up(s, i, NULL, 0)) {
+      mon_sup_event(s, i, MON_EV_READY);
+      continue;
+    }
+    sup_health_tick(s, i, now);
     if (p->state == MON_STARTING) {
       bool ready = false;
       if (c->ready == MON_READY_PING) {
@@ -268,6 +457,7 @@ void mon_sup_tick(mon_sup *s) {
     if (p->deadline_ms && now >= p->deadline_ms)
       mon_sup_event(s, i, MON_EV_TIMER);
   }
+  sup_stop_pass(s);
 }
 
 uint64_t mon_sup_next_deadline(const mon_sup *s) {
@@ -281,6 +471,11 @@ uint64_t mon_sup_next_deadline(const mon_sup *s) {
       uint64_t t = c->ready == MON_READY_PING
                        ? p->next_probe_ms
                        : p->started_ms + (uint64_t)c->start_secs * 1000;
+      if (t < next)
+        next = t;
+    }
+    if (p->state == MON_RUNNING && c->health != MON_HEALTH_NONE) {
+      uint64_t t = p->health_pending ? p->health_poll_ms : p->health_next_ms;
       if (t < next)
         next = t;
     }

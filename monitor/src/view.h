@@ -34,6 +34,9 @@ typedef struct mon_view {
   uint64_t pss_bytes;
   uint64_t read_total, write_total; /* bytes since the monitor started */
   double read_bps, write_bps;
+  int health;           /* MON_HEALTH_UNKNOWN, _UP or _DOWN (supervisor.h) */
+  int health_fails;     /* failed probes in a row */
+  char health_why[128]; /* the last failure's reason, "" when none */
 } mon_view;
 
 #define MON_QUEUE_MAX 64

@@ -149,3 +149,145 @@ TEST(Config, NameRules) {
 }
 
 } // namespace
+
+// ---- issue 15: dependencies, health, limits, alerts ----
+
+TEST(Config, SupervisionKeys) {
+  Parsed p = parse(
+      "[monitor]\nalert_webhook = http://127.0.0.1:9000/hook\n"
+      "[service.db]\ncommand = x\nhealth = tcp://127.0.0.1:6379\n"
+      "[service.web]\ncommand = y\ndepends_on = db, cache\n"
+      "health = http://[::1]:8080/healthz?deep=1\nhealth_interval_ms = 500\n"
+      "health_timeout_ms = 900\nhealth_failures = 5\nmemory_max = 512M\n"
+      "cpu_max = 150\nmax_memory_restart = 1G\nrlimit_nofile = 4096\n"
+      "rlimit_core = unlimited\n"
+      "[service.cache]\ncommand = z\nhealth = exec:/bin/check --fast 'a b'\n"
+      "rlimit_core = 0\n");
+  ASSERT_EQ(p.rc, 0) << p.err;
+  EXPECT_STREQ(p.cfg.alert_webhook, "http://127.0.0.1:9000/hook");
+  EXPECT_STREQ(p.cfg.alert_url.host, "127.0.0.1");
+  EXPECT_EQ(p.cfg.alert_url.port, 9000);
+  EXPECT_STREQ(p.cfg.alert_url.path, "/hook");
+  const mon_service_cfg &db = p.cfg.services[0], &web = p.cfg.services[1],
+                        &cache = p.cfg.services[2];
+  EXPECT_EQ(db.health, MON_HEALTH_TCP);
+  EXPECT_EQ(db.health_url.port, 6379);
+  EXPECT_EQ(db.health_interval_ms, 10000); // the defaults
+  EXPECT_EQ(db.health_timeout_ms, 2000);
+  EXPECT_EQ(db.health_failures, 3);
+  EXPECT_EQ(db.rlimit_nofile, MON_RLIMIT_UNSET);
+  EXPECT_EQ(db.memory_max, 0);
+  ASSERT_EQ(web.ndeps, 2u);
+  EXPECT_EQ(web.deps[0], 0);
+  EXPECT_EQ(web.deps[1], 2);
+  EXPECT_EQ(web.health, MON_HEALTH_HTTP);
+  EXPECT_STREQ(web.health_url.host, "::1");
+  EXPECT_STREQ(web.health_url.path, "/healthz?deep=1");
+  EXPECT_EQ(web.health_interval_ms, 500);
+  EXPECT_EQ(web.health_timeout_ms, 500); // capped at the interval
+  EXPECT_EQ(web.health_failures, 5);
+  EXPECT_EQ(web.memory_max, 512LL << 20);
+  EXPECT_EQ(web.cpu_max, 150);
+  EXPECT_EQ(web.max_memory_restart, 1LL << 30);
+  EXPECT_EQ(web.rlimit_nofile, 4096);
+  EXPECT_EQ(web.rlimit_core, MON_RLIMIT_INFINITY);
+  EXPECT_EQ(cache.health, MON_HEALTH_EXEC);
+  EXPECT_STREQ(cache.health_argv[0], "/bin/check");
+  EXPECT_STREQ(cache.health_argv[2], "a b");
+  EXPECT_EQ(cache.rlimit_core, 0);
+  mon_config_fini(&p.cfg);
+}
+
+TEST(Config, SupervisionKeyErrorsNameTheirLine) {
+  const std::string a = "[service.a]\ncommand = x\n";
+  expect_error(a + "depends_on = b\n",
+               "t.ini:3: service 'a' depends on unknown 'b'");
+  expect_error(a + "depends_on = a\n", "t.ini:3: dependency cycle: a -> a");
+  expect_error("[service.a]\ncommand = x\ndepends_on = c\n"
+               "[service.b]\ncommand = x\ndepends_on = a\n"
+               "[service.c]\ncommand = x\ndepends_on = b\n",
+               "t.ini:3: dependency cycle: a -> c -> b -> a");
+  expect_error(a + "depends_on = b b\n", "t.ini:3: 'b' named twice");
+  expect_error(a + "depends_on = ../x\n", "t.ini:3: bad service name '../x'");
+  expect_error(a + "health = ftp://x\n", "t.ini:3: bad health 'ftp://x'");
+  expect_error(a + "health = http://h:99999/\n",
+               "t.ini:3: bad health 'http://h:99999/': bad port");
+  expect_error(a + "health = tcp://h\n", "t.ini:3: bad health 'tcp://h': no");
+  expect_error(a + "health = tcp://h:1/x\n", "t.ini:3: bad health");
+  expect_error(a + "health = http://a b/\n", "t.ini:3: bad health");
+  expect_error(a + "health = http://u@h/\n", "t.ini:3: bad health");
+  expect_error(a + "health = exec:\n", "t.ini:3: bad health command");
+  expect_error(a + "health_failures = 0\n", "t.ini:3: bad number '0'");
+  expect_error(a + "memory_max = 12Q\n", "t.ini:3: bad size '12Q'");
+  expect_error(a + "memory_max = 1\n", "t.ini:3: bad size '1'");
+  expect_error(a + "max_memory_restart = -5M\n", "t.ini:3: bad size");
+  expect_error(a + "cpu_max = 0\n", "t.ini:3: bad number '0' for cpu_max");
+  expect_error(a + "rlimit_nofile = lots\n", "t.ini:3: bad limit 'lots'");
+  expect_error(a + "health = tcp://h:1\nhealth = tcp://h:2\n",
+               "t.ini:4: key 'health' set twice");
+  expect_error("[monitor]\nalert_webhook = https://x/\n",
+               "t.ini:2: bad alert_webhook 'https://x/'");
+}
+
+TEST(Config, Sizes) {
+  long long x;
+  EXPECT_TRUE(mon_size_parse("0", &x));
+  EXPECT_EQ(x, 0);
+  EXPECT_TRUE(mon_size_parse("4096", &x));
+  EXPECT_EQ(x, 4096);
+  EXPECT_TRUE(mon_size_parse("64k", &x));
+  EXPECT_EQ(x, 64 << 10);
+  EXPECT_TRUE(mon_size_parse("3MiB", &x));
+  EXPECT_EQ(x, 3 << 20);
+  EXPECT_TRUE(mon_size_parse("2GB", &x));
+  EXPECT_EQ(x, 2LL << 30);
+  EXPECT_TRUE(mon_size_parse("1T", &x));
+  EXPECT_EQ(x, 1LL << 40);
+  for (const char *bad : {"", "M", "-1", " 1", "1 M", "1MB2", "1X",
+                          "99999999999G", "1.5G", "0x10"})
+    EXPECT_FALSE(mon_size_parse(bad, &x)) << bad;
+}
+
+TEST(Config, NetUrls) {
+  mon_net_url u;
+  char err[128];
+  ASSERT_EQ(mon_net_url_parse("http://localhost", "http", &u, err, sizeof err),
+            0);
+  EXPECT_STREQ(u.host, "localhost");
+  EXPECT_EQ(u.port, 80);
+  EXPECT_STREQ(u.path, "/");
+  ASSERT_EQ(mon_net_url_parse("tcp://10.0.0.1:5", "tcp", &u, err, sizeof err),
+            0);
+  EXPECT_EQ(u.port, 5);
+  for (const char *bad :
+       {"http://", "http://:80/", "http://h:/", "http://h:0/", "http://[::1/",
+        "http://h:80x", "http://h/a b", "http://h/#frag", "tcp://h:1"})
+    EXPECT_NE(mon_net_url_parse(bad, "http", &u, err, sizeof err), 0) << bad;
+}
+
+TEST(Config, SameServiceComparesEveryKey) {
+  const std::string base = "[service.a]\ncommand = x\n";
+  Parsed p0 = parse(base);
+  ASSERT_EQ(p0.rc, 0);
+  Parsed same = parse("; moved\n\n" + base);
+  ASSERT_EQ(same.rc, 0);
+  EXPECT_TRUE(mon_service_cfg_same(&p0.cfg.services[0], &same.cfg.services[0]));
+  for (const char *extra :
+       {"port = 7\n", "env = A=1\n", "health = tcp://h:1\n",
+        "memory_max = 1G\n", "cpu_max = 50\n", "max_memory_restart = 1G\n",
+        "rlimit_nofile = 10\n", "rlimit_core = 0\n", "health_failures = 9\n",
+        "autostart = false\n", "timestamps = true\n", "directory = /tmp\n"}) {
+    Parsed q = parse(base + extra);
+    ASSERT_EQ(q.rc, 0) << extra;
+    EXPECT_FALSE(mon_service_cfg_same(&p0.cfg.services[0], &q.cfg.services[0]))
+        << extra;
+    mon_config_fini(&q.cfg);
+  }
+  Parsed d1 = parse(base + "depends_on = b\n[service.b]\ncommand = y\n");
+  Parsed d2 = parse(base + "[service.b]\ncommand = y\n");
+  EXPECT_FALSE(mon_service_cfg_same(&d1.cfg.services[0], &d2.cfg.services[0]));
+  mon_config_fini(&d1.cfg);
+  mon_config_fini(&d2.cfg);
+  mon_config_fini(&p0.cfg);
+  mon_config_fini(&same.cfg);
+}
