@@ -71,6 +71,19 @@
       setText(row, ".restarts", String(d.restarts));
       setText(row, ".uptime", fmtUptime(d.uptime_s));
       setText(row, ".workers", d.workers ? d.workers + ": " + d.worker_pids.join(" ") : "-");
+      const health = row.querySelector("td.health");
+      if (health && d.health) {
+        const span = document.createElement("span");
+        span.className = "health " + d.health.state;
+        span.textContent = d.health.state;
+        const parts = [span];
+        if (d.health.state === "failing") {
+          const why = document.createElement("small");
+          why.textContent = " " + d.health.failures + "\u00d7: " + d.health.reason;
+          parts.push(why);
+        }
+        health.replaceChildren(...parts);
+      }
     });
   }
   function onSample(d) {

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "reload.h"
 #include "render_svg.h"
 #include "token.h"
 
@@ -181,7 +182,7 @@ mon_reader *mon_http_reader(mon_http *h) {
 }
 
 int mon_http_find(const mon_http *h, const char *name) {
-  const mon_config *cfg = h->o->cfg;
+  const mon_config *cfg = h->cfg;
   for (size_t i = 0; i < cfg->nservices; i++)
     if (!strcmp(cfg->services[i].name, name))
       return (int)i;
@@ -189,11 +190,23 @@ int mon_http_find(const mon_http *h, const char *name) {
 }
 
 mon_view *mon_http_views(mon_http *h) {
-  size_t n = h->o->shared->n;
+  size_t n = h->cfg->nservices;
   mon_view *v = calloc(n ? n : 1, sizeof *v);
-  if (v)
-    mon_shared_get(h->o->shared, v);
+  if (v) /* a reload since the request began: no numbers, this once */
+    mon_shared_get(h->o->shared, h->cfg_ref, v);
   return v;
+}
+
+/* Takes the published config for the request about to be served. */
+static int http_take_config(mon_http *h) {
+  mon_config_ref *r = mon_shared_config(h->o->shared);
+  if (!r)
+    return -1;
+  if (h->cfg_ref)
+    mon_shared_release(h->o->shared, h->cfg_ref);
+  h->cfg_ref = r;
+  h->cfg = &r->cfg;
+  return 0;
 }
 
 /* The stream a route names: "stdout", "stderr", or NULL for both. */
@@ -228,10 +241,16 @@ void mon_http_head(mon_buf *b, const char *title, bool refresh,
   if (sess)
     mon_buf_printf(b,
                    " &middot; <form class=\"inline\" method=\"post\" "
+                   "action=\"/api/reload\"><input type=\"hidden\" "
+                   "name=\"csrf\" value=\"%s\"><input type=\"hidden\" "
+                   "name=\"back\" value=\"/\"><button class=\"link\" "
+                   "title=\"Re-read the config and apply what changed\">"
+                   "Reload config</button></form>"
+                   " &middot; <form class=\"inline\" method=\"post\" "
                    "action=\"/logout\"><input type=\"hidden\" name=\"csrf\" "
                    "value=\"%s\"><button class=\"link\">Sign out</button>"
                    "</form>",
-                   sess->csrf);
+                   sess->csrf, sess->csrf);
   else
     mon_buf_puts(b, " &middot; <a href=\"/login\">Sign in</a>");
   mon_buf_puts(b, "</span></header><main>");
@@ -261,7 +280,7 @@ static int http_series_load(mon_http *h, const char *name, int64_t from,
                             int64_t to, size_t max_points, http_series *s) {
   memset(s, 0, sizeof *s);
   mon_reader *r = mon_http_reader(h);
-  if (!r || mon_reader_series(r, name, from, to, h->o->cfg->sample_interval_ms,
+  if (!r || mon_reader_series(r, name, from, to, h->cfg->sample_interval_ms,
                               max_points, &s->pts, &s->n, &s->tier) != 0)
     return -1;
   size_t n = s->n ? s->n : 1;
@@ -288,7 +307,7 @@ static int http_series_load(mon_http *h, const char *name, int64_t from,
 }
 
 static int64_t http_gap(const mon_http *h, const http_series *s) {
-  int64_t res = s->tier == MON_TIER_RAW  ? h->o->cfg->sample_interval_ms
+  int64_t res = s->tier == MON_TIER_RAW  ? h->cfg->sample_interval_ms
                 : s->tier == MON_TIER_1M ? 60000
                                          : 3600000;
   if (s->n >= 2) {
@@ -300,7 +319,73 @@ static int64_t http_gap(const mon_http *h, const http_series *s) {
 }
 
 static const char *const http_state_class[MON_NSTATES] = {
-    "stopped", "starting", "running", "backoff", "stopping", "exited", "fatal"};
+    "stopped", "waiting",  "starting", "running",
+    "backoff", "stopping", "exited",   "fatal"};
+
+static const char *http_health_name(int health) {
+  return health == MON_HEALTH_PASSING   ? "passing"
+         : health == MON_HEALTH_FAILING ? "failing"
+                                        : "unknown";
+}
+
+/* The health cell: "-" without a probe, else the verdict, and while
+ * failing how often in a row and why. */
+static void http_health_html(mon_buf *b, const mon_service_cfg *s,
+                             const mon_view *w) {
+  if (!s->health) {
+    mon_buf_puts(b, "-");
+    return;
+  }
+  mon_buf_printf(b, "<span class=\"health %s\">%s</span>",
+                 http_health_name(w->health), http_health_name(w->health));
+  if (w->health == MON_HEALTH_FAILING) {
+    mon_buf_printf(b, " <small>%d&times;: ", w->health_fails);
+    mon_buf_html(b, w->health_why, strlen(w->health_why));
+    mon_buf_puts(b, "</small>");
+  }
+}
+
+static void http_size(char *out, size_t cap, long long bytes) {
+  mon_fmt_value(out, cap, (double)bytes, MON_U_BYTES);
+}
+
+/* memory_max 512 MiB, cpu_max 150%, ...: the limits a service runs with. */
+static void http_limits_html(mon_buf *b, const mon_service_cfg *s) {
+  char v[32];
+  bool any = false;
+  if (s->memory_max) {
+    http_size(v, sizeof v, s->memory_max);
+    mon_buf_printf(b, "memory_max %s", v);
+    any = true;
+  }
+  if (s->cpu_max) {
+    mon_buf_printf(b, "%scpu_max %d%% of a core", any ? " &middot; " : "",
+                   s->cpu_max);
+    any = true;
+  }
+  if (s->max_memory_restart) {
+    http_size(v, sizeof v, s->max_memory_restart);
+    mon_buf_printf(b, "%smax_memory_restart %s", any ? " &middot; " : "", v);
+    any = true;
+  }
+  const struct {
+    const char *key;
+    long long value;
+  } rl[] = {{"rlimit_nofile", s->rlimit_nofile},
+            {"rlimit_core", s->rlimit_core}};
+  for (size_t k = 0; k < 2; k++) {
+    if (rl[k].value == MON_RLIMIT_UNSET)
+      continue;
+    if (rl[k].value == MON_RLIMIT_INFINITY)
+      snprintf(v, sizeof v, "unlimited");
+    else
+      snprintf(v, sizeof v, "%lld", rl[k].value);
+    mon_buf_printf(b, "%s%s %s", any ? " &middot; " : "", rl[k].key, v);
+    any = true;
+  }
+  if (!any)
+    mon_buf_puts(b, "none");
+}
 
 /* ---- pages ---- */
 
@@ -413,7 +498,7 @@ static void http_method_charts(mon_http *h, mon_buf *b, const char *name,
                       .height = 150,
                       .from = from,
                       .to = now,
-                      .gap_ms = h->o->cfg->sample_interval_ms * 3 + 1000,
+                      .gap_ms = h->cfg->sample_interval_ms * 3 + 1000,
                       .unit = MON_U_NS,
                       .title = title};
       mon_series ser[2] = {{ts, v50, n, "#2563eb", "p50"},
@@ -445,7 +530,7 @@ static void http_workers_html(mon_buf *b, const mon_view *w) {
 }
 
 static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
-  const mon_config *cfg = h->o->cfg;
+  const mon_config *cfg = h->cfg;
   mon_view *v = mon_http_views(h);
   if (!v)
     return mon_http_error(c, 500, "out of memory");
@@ -455,7 +540,7 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
   mon_buf_puts(&b, "<h1>Services</h1><table class=\"services\"><thead><tr>"
                    "<th>Service</th><th>State</th><th>PID</th>"
                    "<th>Processes</th><th>Workers</th><th>Uptime</th>"
-                   "<th>Restarts</th>"
+                   "<th>Restarts</th><th>Health</th>"
                    "<th>CPU</th><th>Memory (RSS)</th><th>CPU, last 5 min</th>");
   if (sess)
     mon_buf_puts(&b, "<th>Control</th>");
@@ -499,10 +584,14 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
     }
     mon_buf_printf(&b,
                    "<td class=\"uptime\">%s</td><td class=\"restarts\">%d"
+                   "</td><td class=\"health\">",
+                   up, w->restarts);
+    http_health_html(&b, s, w);
+    mon_buf_printf(&b,
                    "</td><td class=\"num cpu\">%s</td>"
                    "<td class=\"num mem\"><span class=\"rss\">%s</span><br>"
                    "<small class=\"pss\">%s</small></td><td class=\"spark\">",
-                   up, w->restarts, cpu, mem, pss);
+                   cpu, mem, pss);
     http_series se;
     if (http_series_load(h, s->name, now - 300000, now, 150, &se) == 0) {
       mon_chart ch = {.width = 160,
@@ -608,7 +697,7 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   int i = mon_http_find(h, rt->name);
   if (i < 0)
     return mon_http_error(c, 404, "no such service");
-  const mon_service_cfg *s = &h->o->cfg->services[i];
+  const mon_service_cfg *s = &h->cfg->services[i];
   mon_view *v = mon_http_views(h);
   if (!v)
     return mon_http_error(c, 500, "out of memory");
@@ -650,6 +739,26 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   }
   if (s->port)
     mon_buf_printf(&b, "<tr><th>Port</th><td>%d</td></tr>", s->port);
+  if (s->ndeps) {
+    mon_buf_puts(&b, "<tr><th>Depends on</th><td>");
+    for (size_t d = 0; d < s->ndeps; d++) /* valid names: safe in HTML */
+      mon_buf_printf(&b, "%s<a href=\"/service/%s\">%s</a>", d ? ", " : "",
+                     s->depends_on[d], s->depends_on[d]);
+    mon_buf_puts(&b, "</td></tr>");
+  }
+  if (s->health) {
+    mon_buf_puts(&b, "<tr><th>Health</th><td class=\"health\">");
+    http_health_html(&b, s, w);
+    mon_buf_puts(&b, " <small>(<code>");
+    mon_buf_html(&b, s->health_text, strlen(s->health_text));
+    mon_buf_printf(&b,
+                   "</code> every %d ms, restart after %d failures)"
+                   "</small></td></tr>",
+                   s->health_interval_ms, s->health_failures);
+  }
+  mon_buf_puts(&b, "<tr><th>Limits</th><td>");
+  http_limits_html(&b, s);
+  mon_buf_puts(&b, "</td></tr>");
   mon_buf_printf(&b,
                  "<tr><th>Uptime</th><td>%s</td></tr>"
                  "<tr><th>Restarts</th><td>%d</td></tr>"
@@ -778,12 +887,32 @@ static void http_view_json(mon_buf *b, const mon_service_cfg *s,
                  (unsigned long long)w->read_total,
                  (unsigned long long)w->write_total);
   mon_http_workers_json(b, w);
-  mon_buf_puts(b, "}");
+  mon_buf_puts(b, ",\"depends_on\":[");
+  for (size_t d = 0; d < s->ndeps; d++)
+    mon_buf_printf(b, "%s\"%s\"", d ? "," : "", s->depends_on[d]);
+  mon_buf_puts(b, "],\"health\":");
+  if (s->health) {
+    mon_buf_printf(b, "{\"state\":\"%s\",\"failures\":%d,\"reason\":",
+                   http_health_name(w->health), w->health_fails);
+    mon_buf_json(b, w->health_why, strlen(w->health_why));
+    mon_buf_puts(b, ",\"probe\":");
+    mon_buf_json(b, s->health_text, strlen(s->health_text));
+    mon_buf_puts(b, "}");
+  } else {
+    mon_buf_puts(b, "null");
+  }
+  mon_buf_puts(b, ",\"limits\":{\"memory_max\":");
+  http_json_num(b, (double)s->memory_max, s->memory_max > 0);
+  mon_buf_puts(b, ",\"cpu_max_pct\":");
+  http_json_num(b, s->cpu_max, s->cpu_max > 0);
+  mon_buf_puts(b, ",\"max_memory_restart\":");
+  http_json_num(b, (double)s->max_memory_restart, s->max_memory_restart > 0);
+  mon_buf_puts(b, "}}");
 }
 
 static enum MHD_Result http_api_services(mon_http *h,
                                          struct MHD_Connection *c) {
-  const mon_config *cfg = h->o->cfg;
+  const mon_config *cfg = h->cfg;
   mon_view *v = mon_http_views(h);
   if (!v)
     return mon_http_error(c, 500, "out of memory");
@@ -828,9 +957,8 @@ static enum MHD_Result http_api_metrics(mon_http *h, struct MHD_Connection *c,
   mon_point *pts = NULL;
   size_t n = 0;
   mon_tier tier = MON_TIER_RAW;
-  if (!r ||
-      mon_reader_series(r, rt->name, from, to, h->o->cfg->sample_interval_ms,
-                        1000, &pts, &n, &tier) != 0)
+  if (!r || mon_reader_series(r, rt->name, from, to, h->cfg->sample_interval_ms,
+                              1000, &pts, &n, &tier) != 0)
     return mon_http_error(c, 500, "cannot read the store");
   static const char *const tiers[] = {"samples", "samples_1m", "samples_1h"};
   mon_buf b = {0};
@@ -964,7 +1092,7 @@ static enum MHD_Result http_control(mon_http *h, struct MHD_Connection *c,
   int i = mon_http_find(h, rt->name);
   if (i < 0)
     return mon_http_error(c, 404, "no such service");
-  if (mon_shared_push(h->o->shared, (size_t)i, rt->action) != 0)
+  if (mon_shared_push(h->o->shared, rt->name, rt->action) != 0)
     return mon_http_error(c, 503, "too many pending requests");
   if (rq->back[0]) /* a form without JavaScript: back to its page */
     return mon_http_redirect(c, mon_local_path_ok(rq->back) ? rq->back : "/",
@@ -974,6 +1102,48 @@ static enum MHD_Result http_control(mon_http *h, struct MHD_Connection *c,
   mon_buf_puts(&b, "{\"ok\":true,\"service\":");
   mon_buf_json(&b, rt->name, strlen(rt->name));
   mon_buf_printf(&b, ",\"action\":\"%s\"}\n", names[rt->action]);
+  return mon_http_send(c, 202, "application/json", &b);
+}
+
+/* POST /api/reload: the file is parsed here, so an error (file:line) is
+ * the answer; a good config goes to the loop, which applies the difference
+ * (services that changed or left are stopped first; see monitor.c). */
+static enum MHD_Result http_reload(mon_http *h, struct MHD_Connection *c,
+                                   const http_request *rq) {
+  const char *why;
+  int status = mon_http_post_allowed(h, c, rq, &why);
+  if (status)
+    return mon_http_error(c, (unsigned)status, why);
+  mon_config *cur = calloc(1, sizeof *cur);
+  if (!cur)
+    return mon_http_error(c, 500, "out of memory");
+  char err[512];
+  if (mon_config_load(h->cfg->path, cur, err, sizeof err) != 0) {
+    free(cur);
+    fprintf(stderr, "svc-monitor: reload refused, nothing changed: %s\n", err);
+    if (rq->back[0])
+      return mon_http_error(c, 400, err);
+    mon_buf b = {0};
+    mon_buf_puts(&b, "{\"ok\":false,\"error\":");
+    mon_buf_json(&b, err, strlen(err));
+    mon_buf_puts(&b, "}\n");
+    return mon_http_send(c, 400, "application/json", &b);
+  }
+  mon_reload_plan plan;
+  char *diff = NULL;
+  if (mon_reload_plan_make(h->cfg, cur, &plan) == 0) {
+    diff = mon_reload_plan_json(&plan, h->cfg, cur);
+    mon_reload_plan_fini(&plan);
+  }
+  mon_shared_push_reload(h->o->shared, cur); /* the loop owns it now */
+  if (rq->back[0]) {
+    free(diff);
+    return mon_http_redirect(c, mon_local_path_ok(rq->back) ? rq->back : "/",
+                             NULL);
+  }
+  mon_buf b = {0};
+  mon_buf_printf(&b, "{\"ok\":true,\"plan\":%s}\n", diff ? diff : "null");
+  free(diff);
   return mon_http_send(c, 202, "application/json", &b);
 }
 
@@ -1023,6 +1193,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
     return mon_http_error(c, 403, "Host not allowed (DNS rebinding guard)");
   if (rq->form_bad)
     return mon_http_error(c, 413, "form too large");
+  if (http_take_config(h) != 0)
+    return mon_http_error(c, 503, "starting");
   mon_route r;
   int st = mon_route_parse(method, url, &r);
   if (st == 404)
@@ -1058,6 +1230,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
     return mon_http_events(h, c);
   case MON_R_LOG_STREAM:
     return mon_http_log_stream(h, c, &r);
+  case MON_R_RELOAD:
+    return http_reload(h, c, rq);
   case MON_R_STYLE:
     return http_asset(c, "text/css; charset=utf-8", mon_asset_style_css,
                       mon_asset_style_css_len);
@@ -1126,5 +1300,7 @@ void mon_http_stop(mon_http *h) {
     mon_sse_drop_all(h->o->hub); /* no stream stays suspended */
   MHD_stop_daemon(h->d);
   mon_reader_close(h->reader);
+  if (h->cfg_ref)
+    mon_shared_release(h->o->shared, h->cfg_ref);
   free(h);
 }

@@ -16,7 +16,12 @@
 #include "store.h"
 
 struct mon_http {
-  const mon_http_opts *o;
+  const mon_http_opts *o; /* o->cfg: the address bound at start */
+  /* The config of the request being served (the MHD thread's alone),
+   * taken from the shared snapshot as each request starts: a reload
+   * replaces it between requests, never during one. */
+  mon_config_ref *cfg_ref;
+  const mon_config *cfg;
   struct MHD_Daemon *d;
   int port;
   mon_reader *reader;    /* used only by the MHD thread */

@@ -27,6 +27,16 @@ static void live_state_json(mon_buf *b, const char *name, const mon_view *v,
   else
     mon_buf_puts(b, "null");
   mon_http_workers_json(b, v);
+  mon_buf_puts(b, ",\"health\":");
+  if (v->health < 0) {
+    mon_buf_puts(b, "null");
+  } else {
+    mon_buf_printf(b, "{\"state\":\"%s\",\"failures\":%d,\"reason\":",
+                   v->health == MON_HEALTH_PASSING ? "passing" : "failing",
+                   v->health_fails);
+    mon_buf_json(b, v->health_why, strlen(v->health_why));
+    mon_buf_puts(b, "}");
+  }
   mon_buf_puts(b, "}");
 }
 
@@ -68,11 +78,11 @@ void mon_http_publish_sample(mon_sse_hub *hub, const mon_config *cfg,
   live_publish(hub, MON_SSE_EVENTS, 0, 0, "sample", &b);
 }
 
-void mon_http_publish_log(mon_sse_hub *hub, size_t i, int stream, int64_t ts_ms,
-                          const char *line, size_t len) {
+void mon_http_publish_log(mon_sse_hub *hub, int64_t sid, int stream,
+                          int64_t ts_ms, const char *line, size_t len) {
   mon_buf b = {0};
   mon_http_line_json(&b, ts_ms, stream ? "stderr" : "stdout", line, len);
-  live_publish(hub, MON_SSE_LOGS, (int)i, stream, "line", &b);
+  live_publish(hub, MON_SSE_LOGS, (int)sid, stream, "line", &b);
 }
 
 /* ---- the streams ---- */
@@ -144,7 +154,7 @@ enum MHD_Result mon_http_events(mon_http *h, struct MHD_Connection *c) {
   int64_t now = mon_http_now_ms();
   mon_sse_sub *sub = mon_sse_subscribe(h->o->hub, MON_SSE_EVENTS, 0, 0, now);
   if (sub) { /* where every service stands now, then the changes */
-    const mon_config *cfg = h->o->cfg;
+    const mon_config *cfg = h->cfg;
     mon_view *v = mon_http_views(h);
     for (size_t i = 0; v && i < cfg->nservices; i++) {
       mon_buf b = {0};
@@ -166,9 +176,14 @@ enum MHD_Result mon_http_log_stream(mon_http *h, struct MHD_Connection *c,
   if (!h->o->hub)
     return mon_http_error(c, 503, "no live streams");
   int64_t now = mon_http_now_ms();
+  mon_view *v = mon_http_views(h);
+  if (!v)
+    return mon_http_error(c, 500, "out of memory");
+  int sid = (int)v[i].sid; /* lines are published by id: stable on reload */
+  free(v);
   /* subscribe first: a line printed while the history is read is queued */
   mon_sse_sub *sub =
-      mon_sse_subscribe(h->o->hub, MON_SSE_LOGS, i, rt->stream, now);
+      mon_sse_subscribe(h->o->hub, MON_SSE_LOGS, sid, rt->stream, now);
   mon_reader *r = mon_http_reader(h);
   mon_row *rows = NULL;
   size_t n = 0;

@@ -43,6 +43,70 @@ static void logs_open_file(mon_log_stream *s) {
   s->size = s->file >= 0 && fstat(s->file, &st) == 0 ? st.st_size : 0;
 }
 
+/* Names stream k's file after service k / 2 of cfg and opens it. */
+static int logs_stream_open(mon_log_stream *s, const mon_config *cfg,
+                            size_t k) {
+  const char *name = cfg->services[k / 2].name;
+  size_t plen = strlen(cfg->log_dir) + strlen(name) + 32;
+  if (!(s->path = malloc(plen))) {
+    errno = ENOMEM;
+    return -1;
+  }
+  snprintf(s->path, plen, "%s/%s.%s.log", cfg->log_dir, name,
+           k % 2 ? "stderr" : "stdout");
+  logs_open_file(s);
+  return s->file >= 0 ? 0 : -1;
+}
+
+static void logs_stream_close(mon_log_stream *s) {
+  if (s->fd >= 0)
+    close(s->fd);
+  if (s->file >= 0)
+    close(s->file);
+  free(s->path);
+}
+
+int mon_logs_remap(mon_logs *l, const mon_config *cfg, const int *old_of_new,
+                   char *err, size_t errlen) {
+  size_t n = 2 * cfg->nservices;
+  mon_log_stream *ns = calloc(n ? n : 1, sizeof *ns);
+  if (!ns) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  bool *kept = calloc(l->nstreams + 1, sizeof *kept);
+  if (!kept) {
+    free(ns);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int rc = 0;
+  for (size_t k = 0; k < n; k++) {
+    int o = old_of_new[k / 2];
+    if (o >= 0) {
+      size_t ok = 2 * (size_t)o + k % 2;
+      ns[k] = l->streams[ok];
+      kept[ok] = true;
+      continue;
+    }
+    ns[k].fd = -1;
+    if (logs_stream_open(&ns[k], cfg, k) != 0 && rc == 0) {
+      snprintf(err, errlen, "%s: %s", ns[k].path ? ns[k].path : "log",
+               strerror(errno));
+      rc = -1; /* the service runs; its output goes to the database only */
+    }
+  }
+  for (size_t k = 0; k < l->nstreams; k++)
+    if (!kept[k])
+      logs_stream_close(&l->streams[k]);
+  free(kept);
+  free(l->streams);
+  l->streams = ns;
+  l->nstreams = n;
+  l->cfg = cfg;
+  return rc;
+}
+
 int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err,
                   size_t errlen) {
   memset(l, 0, sizeof *l);
@@ -61,14 +125,9 @@ int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err,
     l->streams[k].fd = l->streams[k].file = -1;
   for (size_t k = 0; k < l->nstreams; k++) {
     mon_log_stream *s = &l->streams[k];
-    const char *name = cfg->services[k / 2].name;
-    size_t plen = strlen(cfg->log_dir) + strlen(name) + 32;
-    if (!(s->path = malloc(plen)))
-      goto oom;
-    snprintf(s->path, plen, "%s/%s.%s.log", cfg->log_dir, name,
-             k % 2 ? "stderr" : "stdout");
-    logs_open_file(s);
-    if (s->file < 0) {
+    if (logs_stream_open(s, cfg, k) != 0) {
+      if (!s->path)
+        goto oom;
       snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
       mon_logs_fini(l);
       return -1;
@@ -82,14 +141,8 @@ oom:
 }
 
 void mon_logs_fini(mon_logs *l) {
-  for (size_t k = 0; l->streams && k < l->nstreams; k++) {
-    mon_log_stream *s = &l->streams[k];
-    if (s->fd >= 0)
-      close(s->fd);
-    if (s->file >= 0)
-      close(s->file);
-    free(s->path);
-  }
+  for (size_t k = 0; l->streams && k < l->nstreams; k++)
+    logs_stream_close(&l->streams[k]);
   free(l->streams);
   for (size_t i = 0; i < l->npending; i++)
     free(l->pending[i].line);

@@ -18,11 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alert.h"
+#include "cgroup.h"
+#include "health.h"
 #include "http.h"
 #include "logs.h"
 #include "pidfile.h"
 #include "probe.h"
 #include "proc_sample.h"
+#include "reload.h"
 #include "spawn.h"
 #include "stats_poll.h"
 #include "store.h"
@@ -42,7 +46,8 @@ typedef struct mon_event_row {
 } mon_event_row;
 
 typedef struct mon {
-  const mon_config *cfg;
+  const mon_config *cfg; /* &cref->cfg: the config running now */
+  mon_config_ref *cref;  /* shared with the HTTP thread */
   const mon_run_opts *o;
   mon_sup sup;
   mon_logs logs;
@@ -54,6 +59,15 @@ typedef struct mon {
   size_t logs_published;   /* pending log lines already sent to the hub */
   mon_prober *prober;      /* svc.ping off the loop's thread */
   mon_stats_poller *stats; /* svc.stats off the loop's thread */
+  mon_metrics *metrics;    /* per-method totals for /metrics */
+  mon_healther *health;    /* health = probes off the loop's thread */
+  mon_alerter *alerts;     /* alert_webhook POSTs off the loop's thread */
+  mon_cgroups *cgroups;    /* memory_max/cpu_max; NULL when unavailable */
+  bool cgroups_tried;      /* set up (or warned about) once */
+  mon_config *reload_cfg;  /* a reload waiting for services to stop */
+  mon_reload_plan plan;    /* its difference from cfg */
+  bool *reload_start;      /* [plan.nnew]: start after the swap */
+  bool *reload_stop;       /* [plan.nold]: stopped for the reload */
   mon_method_result *mres; /* method rows waiting for the next transaction */
   size_t nmres;
   mon_pidfile pidfile;
@@ -90,8 +104,21 @@ static int mon_op_spawn(void *ctx, size_t i) {
   int out = mon_logs_pipe(&m->logs, i, MON_STDOUT);
   int err = mon_logs_pipe(&m->logs, i, MON_STDERR);
   int pid = -EMFILE;
+  const mon_service_cfg *c = &m->cfg->services[i];
+  int cg = -1;
+  if (m->cgroups && (c->memory_max || c->cpu_max)) {
+    char why[256];
+    cg = mon_cgroups_prepare(m->cgroups, c, why, sizeof why);
+    if (cg < 0) {
+      char note[320];
+      snprintf(note, sizeof note, "limits not applied: %s", why);
+      mon_logs_note(&m->logs, i, mon_wall_ms(), note);
+    }
+  }
   if (out >= 0 && err >= 0)
-    pid = mon_spawn(&m->cfg->services[i], out, err, m->devnull);
+    pid = mon_spawn_ex(c, out, err, m->devnull, cg);
+  if (cg >= 0)
+    close(cg);
   if (out >= 0)
     close(out);
   if (err >= 0)
@@ -100,6 +127,7 @@ static int mon_op_spawn(void *ctx, size_t i) {
     m->views[i].started_wall_ms = mon_wall_ms();
     m->pids_dirty = true;
     mon_prober_reset(m->prober, i); /* a ping answered by the last run */
+    mon_healther_reset(m->health, i);
   }
   return pid;
 }
@@ -116,6 +144,16 @@ static void mon_op_signal(void *ctx, size_t i, int pid, int sig) {
 static int mon_op_probe(void *ctx, size_t i) {
   mon *m = ctx;
   return mon_prober_poll(m->prober, i); /* never blocks */
+}
+
+static void mon_op_health_begin(void *ctx, size_t i) {
+  mon *m = ctx;
+  mon_healther_begin(m->health, i);
+}
+
+static int mon_op_health_take(void *ctx, size_t i, char *why, size_t len) {
+  mon *m = ctx;
+  return mon_healther_take(m->health, i, why, len);
 }
 
 /* Queues an events row for the next transaction. */
@@ -142,6 +180,7 @@ static void mon_op_event(void *ctx, size_t i, const char *kind,
   int64_t now = mon_wall_ms();
   mon_logs_note(&m->logs, i, now, detail);
   mon_event_push(m, i, now, kind, detail);
+  mon_alerter_event(m->alerts, m->cfg->services[i].name, kind, detail, now);
   m->pids_dirty = true;
 }
 
@@ -180,8 +219,8 @@ static void mon_store_error(mon *m, const char *what) {
 static void mon_publish_logs(mon *m) {
   for (; m->logs_published < m->logs.npending; m->logs_published++) {
     const mon_logline *l = &m->logs.pending[m->logs_published];
-    mon_http_publish_log(m->hub, l->service, l->stream, l->ts_ms, l->line,
-                         l->len);
+    mon_http_publish_log(m->hub, m->sids[l->service], l->stream, l->ts_ms,
+                         l->line, l->len);
   }
 }
 
@@ -247,6 +286,8 @@ static void mon_sample_tick(mon *m) {
       snprintf(d, sizeof d, "processes %d -> %d", v->nprocs, s->nprocs);
       mon_op_event(m, i, "scale", d);
     }
+    if (s->valid)
+      mon_sup_memory(&m->sup, i, s->rss_bytes);
     v->nprocs = s->nprocs;
     v->nworkers = s->nworkers;
     memcpy(v->workers, s->workers, sizeof v->workers);
@@ -281,9 +322,14 @@ static void mon_publish(mon *m) {
     const mon_proc *p = &m->sup.procs[i];
     bool changed =
         v->state != p->state || v->pid != p->pid || v->restarts != p->restarts;
+    changed = changed || v->health != (int)p->health;
+    v->sid = m->sids[i];
     v->state = p->state;
     v->pid = p->pid;
     v->restarts = p->restarts;
+    v->health = m->cfg->services[i].health ? (int)p->health : -1;
+    v->health_fails = p->health_fails;
+    snprintf(v->health_why, sizeof v->health_why, "%s", p->health_why);
     if (!p->pid) {
       v->started_wall_ms = 0;
       v->nprocs = 0;
@@ -292,7 +338,7 @@ static void mon_publish(mon *m) {
     if (changed)
       mon_http_publish_state(m->hub, m->cfg, i, v, now);
   }
-  mon_shared_put(&m->shared, m->views);
+  mon_shared_publish(&m->shared, m->cref, m->views, m->cfg->nservices);
   mon_publish_logs(m);
   mon_sse_tick(m->hub, now);
   if (m->pids_dirty) {
@@ -307,29 +353,262 @@ static void mon_publish(mon *m) {
   }
 }
 
+/* Reaps the services' main processes, and only them: a health probe's
+ * child is reaped by the thread that forked it. */
 static void mon_reap(mon *m) {
-  int status;
-  pid_t pid;
-  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-    for (size_t i = 0; i < m->sup.n; i++) {
-      if (m->sup.procs[i].pid != pid)
-        continue;
-      /* its last words come before the "exited" line */
-      int64_t now = mon_wall_ms();
-      mon_logs_read(&m->logs, 2 * i, now);
-      mon_logs_read(&m->logs, 2 * i + 1, now);
-      mon_sup_reaped(&m->sup, pid, status);
-      /* the service's tree lives and dies with its main process */
-      kill(-pid, SIGKILL);
-      break;
-    }
+  for (size_t i = 0; i < m->sup.n; i++) {
+    int status;
+    pid_t pid = m->sup.procs[i].pid;
+    if (pid <= 0 || waitpid(pid, &status, WNOHANG) != pid)
+      continue;
+    /* its last words come before the "exited" line */
+    int64_t now = mon_wall_ms();
+    mon_logs_read(&m->logs, 2 * i, now);
+    mon_logs_read(&m->logs, 2 * i + 1, now);
+    mon_sup_reaped(&m->sup, pid, status);
+    /* the service's tree lives and dies with its main process */
+    kill(-pid, SIGKILL);
   }
 }
 
 static void mon_begin_stop(mon *m) {
   m->stopping = true;
-  for (size_t i = 0; i < m->sup.n; i++)
-    mon_sup_event(&m->sup, i, MON_EV_STOP);
+  mon_sup_stop_set(&m->sup, NULL); /* dependents first */
+}
+
+/* ---- reload ---- */
+
+static void mon_reload_request(mon *m, mon_config *cur);
+
+/* SIGHUP: the file again, parsed here; a bad one changes nothing. */
+static void mon_reload_file(mon *m) {
+  mon_config *cur = calloc(1, sizeof *cur);
+  char err[512];
+  if (!cur) {
+    fprintf(stderr, "svc-monitor: reload: out of memory\n");
+    return;
+  }
+  if (mon_config_load(m->cfg->path, cur, err, sizeof err) != 0) {
+    fprintf(stderr, "svc-monitor: reload refused, nothing changed: %s\n", err);
+    free(cur);
+    return;
+  }
+  mon_reload_request(m, cur);
+}
+
+static void mon_reload_drop(mon *m) {
+  if (m->reload_cfg) {
+    mon_config_fini(m->reload_cfg);
+    free(m->reload_cfg);
+  }
+  m->reload_cfg = NULL;
+  mon_reload_plan_fini(&m->plan);
+  free(m->reload_start);
+  free(m->reload_stop);
+  m->reload_start = m->reload_stop = NULL;
+}
+
+static bool mon_up_state(mon_state st) {
+  return st == MON_WAITING || st == MON_STARTING || st == MON_RUNNING ||
+         st == MON_BACKOFF || st == MON_STOPPING;
+}
+
+/* Phase one: stop what is removed or changed (dependents first); the swap
+ * waits for them to be down. A request while one is under way waits its
+ * turn in the shared slot: it is taken once this one is done. */
+static void mon_reload_request(mon *m, mon_config *cur) {
+  if (m->stopping) {
+    mon_config_fini(cur);
+    free(cur);
+    return;
+  }
+  m->reload_cfg = cur;
+  if (mon_reload_plan_make(m->cfg, cur, &m->plan) != 0 ||
+      !(m->reload_start = calloc(m->plan.nnew + 1, sizeof(bool))) ||
+      !(m->reload_stop = calloc(m->plan.nold + 1, sizeof(bool)))) {
+    fprintf(stderr, "svc-monitor: reload: out of memory\n");
+    mon_reload_drop(m);
+    return;
+  }
+  for (size_t j = 0; j < m->plan.nnew; j++) {
+    const mon_service_cfg *c = &cur->services[j];
+    int o = m->plan.old_of_new[j];
+    if (m->plan.kind[j] == MON_RELOAD_ADDED)
+      m->reload_start[j] = c->autostart;
+    else if (m->plan.kind[j] == MON_RELOAD_CHANGED) {
+      mon_state st = m->sup.procs[o].state;
+      /* up before: up after; failed before: the new config may fix it */
+      m->reload_start[j] =
+          mon_up_state(st) ||
+          (c->autostart && (st == MON_FATAL || st == MON_EXITED));
+      m->reload_stop[o] = true;
+    }
+  }
+  for (size_t i = 0; i < m->plan.nold; i++)
+    if (m->plan.new_of_old[i] < 0)
+      m->reload_stop[i] = true;
+  mon_sup_stop_set(&m->sup, m->reload_stop);
+}
+
+/* A copy of old[] in the new order; new entries zeroed. */
+static void *mon_remap_array(const void *old, size_t size, size_t nnew,
+                             const int *old_of_new) {
+  char *na = calloc(nnew + 1, size);
+  if (!na)
+    return NULL;
+  for (size_t j = 0; j < nnew; j++)
+    if (old_of_new[j] >= 0)
+      memcpy(na + j * size, (const char *)old + (size_t)old_of_new[j] * size,
+             size);
+  return na;
+}
+
+/* Phase two, once everything stopped for the reload is down: every
+ * per-service table follows the new config, then the new config is
+ * published and what should run is started. */
+static void mon_reload_finish(mon *m) {
+  const mon_reload_plan *p = &m->plan;
+  mon_config *cur = m->reload_cfg;
+  const mon_config *old = m->cfg;
+  /* the running [monitor] address, files and directories stay (a restart
+   * of svc-monitor applies them); the rest of [monitor] applies now */
+  char **keep[] = {&cur->http_host, &cur->db, &cur->log_dir, &cur->token_file};
+  char *const was[] = {old->http_host, old->db, old->log_dir, old->token_file};
+  for (size_t k = 0; k < 4; k++) {
+    char *d = strdup(was[k]);
+    if (!d) {
+      fprintf(stderr, "svc-monitor: reload: out of memory\n");
+      mon_reload_drop(m);
+      return;
+    }
+    free(*keep[k]);
+    *keep[k] = d;
+  }
+  cur->http_port = old->http_port;
+  mon_config_ref *nref = mon_config_ref_new(cur, true);
+  if (!nref) {
+    fprintf(stderr, "svc-monitor: reload: out of memory\n");
+    mon_reload_drop(m);
+    return;
+  }
+  free(cur); /* its contents moved into nref */
+  m->reload_cfg = NULL;
+  const mon_config *ncfg = &nref->cfg;
+  char desc[1024];
+  mon_reload_plan_describe(p, old, ncfg, desc, sizeof desc);
+  /* nothing with old indices may stay pending */
+  free(m->mres);
+  m->mres = NULL;
+  m->nmres = mon_stats_poller_take(m->stats, &m->mres);
+  mon_flush(m, false);
+
+  size_t n = ncfg->nservices;
+  int64_t *sids = calloc(n + 1, sizeof *sids);
+  mon_proc *procs = calloc(n + 1, sizeof *procs);
+  mon_view *views =
+      mon_remap_array(m->views, sizeof *m->views, n, p->old_of_new);
+  int *roots = calloc(n + 1, sizeof *roots);
+  mon_sample *samples = calloc(n + 1, sizeof *samples);
+  if (!sids || !procs || !views || !roots || !samples) {
+    fprintf(stderr, "svc-monitor: reload: out of memory, not applied\n");
+    free(sids);
+    free(procs);
+    free(views);
+    free(roots);
+    free(samples);
+    mon_shared_release(&m->shared, nref);
+    mon_reload_drop(m);
+    return;
+  }
+  for (size_t j = 0; j < n; j++) {
+    int o = p->old_of_new[j];
+    const mon_service_cfg *s = &ncfg->services[j];
+    if (o >= 0 && p->kind[j] == MON_RELOAD_SAME) {
+      procs[j] = m->sup.procs[o];
+    } else {
+      procs[j].health = MON_HEALTH_UNKNOWN;
+    }
+    if (o >= 0)
+      sids[j] = m->sids[o];
+    else if (mon_store_service(m->store, s->name, s->port, s->command,
+                               &sids[j]) != 0)
+      mon_store_error(m, "service insert");
+    if (o >= 0 && p->kind[j] == MON_RELOAD_CHANGED)
+      mon_store_service(m->store, s->name, s->port, s->command, &sids[j]);
+  }
+  for (size_t i = 0; i < p->nold; i++)
+    if (p->new_of_old[i] < 0)
+      mon_cgroups_remove(m->cgroups, old->services[i].name);
+  char err[512];
+  if (mon_logs_remap(&m->logs, ncfg, p->old_of_new, err, sizeof err) != 0)
+    fprintf(stderr, "svc-monitor: reload: %s\n", err);
+  m->logs_published = 0;
+  free(m->views);
+  m->views = views;
+  free(m->sids);
+  m->sids = sids;
+  free(m->roots);
+  m->roots = roots;
+  free(m->samples);
+  m->samples = samples;
+  mon_sup_fini(&m->sup);
+  m->sup.cfg = ncfg;
+  m->sup.procs = procs;
+  m->sup.n = n;
+  mon_healther_reconfigure(m->health, ncfg, p->old_of_new);
+  mon_stats_poller_reconfigure(m->stats, ncfg);
+  mon_prober_free(m->prober);
+  m->prober = mon_prober_new(ncfg, MON_PROBE_TIMEOUT_MS);
+  if (!m->prober)
+    fprintf(stderr, "svc-monitor: reload: cannot start the probe thread\n");
+  mon_alerter_set_url(m->alerts, ncfg->alert_webhook);
+  m->cfg = ncfg;
+  mon_config_ref *oref = m->cref;
+  m->cref = nref;
+  m->pids_dirty = true;
+  if (!m->cgroups_tried && mon_cgroups_wanted(ncfg)) {
+    char why[256];
+    m->cgroups_tried = true;
+    if (!(m->cgroups = mon_cgroups_new("/sys/fs/cgroup", "/proc/self/cgroup",
+                                       why, sizeof why)))
+      fprintf(stderr, "svc-monitor: memory_max and cpu_max ignored: %s\n", why);
+  }
+  for (size_t j = 0; j < n; j++)
+    if (p->kind[j] != MON_RELOAD_SAME) {
+      mon_op_event(m, j, "reload",
+                   p->kind[j] == MON_RELOAD_ADDED ? "added by a reload"
+                                                  : "changed by a reload");
+    }
+  fprintf(stderr, "svc-monitor: reload: %s\n", desc);
+  bool *start = m->reload_start;
+  m->reload_start = NULL;
+  mon_reload_drop(m); /* the plan; cur moved into nref */
+  mon_publish(m);     /* the HTTP side sees the new config from here */
+  mon_shared_release(&m->shared, oref);
+  for (size_t j = 0; j < n; j++)
+    if (start[j])
+      mon_sup_event(&m->sup, j, MON_EV_START);
+  free(start);
+}
+
+/* The loop's turn: a waiting reload swaps once its services are down. */
+static void mon_reload_step(mon *m) {
+  if (!m->reload_cfg) {
+    mon_config *cur = mon_shared_take_reload(&m->shared);
+    if (cur)
+      mon_reload_request(m, cur);
+    if (!m->reload_cfg)
+      return;
+  }
+  for (size_t i = 0; i < m->plan.nold; i++)
+    if (m->reload_stop[i] &&
+        (m->sup.procs[i].pid > 0 || m->sup.procs[i].state == MON_STOPPING))
+      return;
+  if (m->stopping) {
+    mon_reload_drop(m);
+    return;
+  }
+  mon_reload_finish(m);
 }
 
 static void mon_signals(mon *m) {
@@ -337,6 +616,12 @@ static void mon_signals(mon *m) {
   while (read(m->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
     if (si.ssi_signo == SIGCHLD) {
       mon_reap(m);
+    } else if (si.ssi_signo == SIGHUP) {
+      if (!m->stopping && !m->reload_cfg)
+        mon_reload_file(m);
+      else if (!m->stopping) /* after the one under way */
+        fprintf(stderr, "svc-monitor: SIGHUP: a reload is under way; send "
+                        "it again when it is done\n");
     } else if (!m->stopping) {
       fprintf(stderr, "svc-monitor: %s: stopping services\n",
               strsignal((int)si.ssi_signo));
@@ -357,7 +642,10 @@ static void mon_commands(mon *m) {
   mon_command cmds[MON_QUEUE_MAX];
   size_t n = mon_shared_take(&m->shared, cmds, MON_QUEUE_MAX);
   for (size_t k = 0; k < n && !m->stopping; k++) {
-    size_t i = cmds[k].service;
+    int found = mon_sup_find(&m->sup, cmds[k].service);
+    if (found < 0)
+      continue; /* removed by a reload meanwhile */
+    size_t i = (size_t)found;
     switch (cmds[k].action) {
     case MON_A_START:
       mon_sup_event(&m->sup, i, MON_EV_START);
@@ -373,17 +661,23 @@ static void mon_commands(mon *m) {
 }
 
 static int mon_loop(mon *m) {
-  size_t nlogs = m->logs.nstreams;
-  struct pollfd *pfd = calloc(nlogs + 2, sizeof *pfd);
-  size_t *which = calloc(nlogs + 2, sizeof *which);
-  if (!pfd || !which) {
-    free(pfd);
-    free(which);
-    return -1;
-  }
-  uint64_t interval = (uint64_t)m->cfg->sample_interval_ms;
-  uint64_t next_tick = mon_mono_ms() + interval;
+  size_t nlogs = 0, cap = 0;
+  struct pollfd *pfd = NULL;
+  size_t *which = NULL;
+  uint64_t next_tick = mon_mono_ms() + (uint64_t)m->cfg->sample_interval_ms;
   for (;;) {
+    mon_reload_step(m);
+    nlogs = m->logs.nstreams; /* a reload changes it */
+    if (nlogs + 2 > cap) {
+      cap = nlogs + 2;
+      struct pollfd *np = realloc(pfd, cap * sizeof *np);
+      pfd = np ? np : pfd;
+      size_t *nw = realloc(which, cap * sizeof *nw);
+      which = nw ? nw : which;
+      if (!np || !nw)
+        break;
+    }
+    uint64_t interval = (uint64_t)m->cfg->sample_interval_ms;
     mon_publish(m);
     if (m->stopping && mon_sup_all_down(&m->sup))
       break;
@@ -428,7 +722,7 @@ static int mon_loop(mon *m) {
   }
   /* the last lines and exit events */
   int64_t wall = mon_wall_ms();
-  for (size_t k = 0; k < nlogs; k++)
+  for (size_t k = 0; k < m->logs.nstreams; k++)
     mon_logs_read(&m->logs, k, wall);
   mon_flush(m, false);
   mon_publish(m);
@@ -447,6 +741,11 @@ static void mon_fini(mon *m) {
   mon_sse_hub_free(m->hub);
   mon_prober_free(m->prober);
   mon_stats_poller_free(m->stats);
+  mon_metrics_free(m->metrics); /* after the poller that feeds it */
+  mon_healther_free(m->health);
+  mon_alerter_free(m->alerts);
+  mon_cgroups_free(m->cgroups);
+  mon_reload_drop(m);
   free(m->mres);
   mon_sup_fini(&m->sup);
   mon_sampler_free(m->sampler);
@@ -468,11 +767,29 @@ static void mon_fini(mon *m) {
   free(m->samples);
   free(m->views);
   free(m->ev);
+  if (m->cref) { /* the HTTP thread is gone: no lock needed */
+    mon_config_ref *r = m->cref;
+    m->cref = NULL;
+    if (--r->refs == 0) {
+      if (r->owned)
+        mon_config_fini(&r->cfg);
+      free(r);
+    }
+  }
 }
 
-int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
+int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
             size_t errlen) {
+  /* the caller's config, shared by reference (not owned: the caller frees
+   * it after we return); a reload replaces it with one we own */
+  mon_config_ref *cref = mon_config_ref_new(cfg0, false);
+  if (!cref) {
+    snprintf(err, errlen, "out of memory");
+    return 1;
+  }
+  const mon_config *cfg = &cref->cfg;
   mon m = {.cfg = cfg,
+           .cref = cref,
            .o = o,
            .sfd = -1,
            .devnull = -1,
@@ -552,9 +869,23 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
     goto out;
   }
   m.prober = mon_prober_new(cfg, MON_PROBE_TIMEOUT_MS);
-  m.stats = mon_stats_poller_new(cfg, MON_STATS_TIMEOUT_MS);
+  m.health = mon_healther_new(cfg);
+  m.alerts = mon_alerter_new(cfg->alert_webhook);
+  if (!m.health || !m.alerts) {
+    snprintf(err, errlen, "cannot start the health or alert thread");
+    goto out;
+  }
+  if (mon_cgroups_wanted(cfg)) {
+    char why[256];
+    m.cgroups_tried = true;
+    if (!(m.cgroups = mon_cgroups_new("/sys/fs/cgroup", "/proc/self/cgroup",
+                                      why, sizeof why)))
+      fprintf(stderr, "svc-monitor: memory_max and cpu_max ignored: %s\n", why);
+  }
+  m.metrics = mon_metrics_new();
+  m.stats = mon_stats_poller_new(cfg, MON_STATS_TIMEOUT_MS, m.metrics);
   m.db_path = strdup(cfg->db);
-  if (!m.prober || !m.stats) {
+  if (!m.prober || !m.metrics || !m.stats) {
     snprintf(err, errlen, "cannot start the probe thread");
     goto out;
   }
@@ -562,11 +893,16 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
     snprintf(err, errlen, "out of memory");
     goto out;
   }
-  mon_http_opts ho = {.cfg = cfg,
+  if (mon_shared_publish(&m.shared, m.cref, m.views, n) != 0) {
+    snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  mon_http_opts ho = {.cfg = cfg0, /* its address: outlives a reload */
                       .shared = &m.shared,
                       .token = m.token,
                       .db_path = m.db_path,
-                      .hub = m.hub};
+                      .hub = m.hub,
+                      .metrics = m.metrics};
   if (!m.db_path || mon_http_start(&ho, &m.http, err, errlen) != 0)
     goto out;
   if (o->announce) {
@@ -578,6 +914,8 @@ int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
   mon_sup_ops ops = {.spawn = mon_op_spawn,
                      .signal = mon_op_signal,
                      .probe = mon_op_probe,
+                     .health_begin = mon_op_health_begin,
+                     .health_take = mon_op_health_take,
                      .event = mon_op_event,
                      .now_ms = mon_op_now,
                      .ctx = &m};

@@ -1,5 +1,6 @@
 /* view.h — what the HTTP thread may know about the services: a snapshot the
- * main loop refreshes, and a queue of control requests going the other way
+ * main loop refreshes (with the config its indices belong to, which a
+ * reload replaces), and a queue of control requests going the other way
  * (with an eventfd to wake the loop). One mutex guards both; the HTTP side
  * never touches the supervisor directly. */
 #ifndef MON_VIEW_H
@@ -19,6 +20,7 @@ extern "C" {
 #endif
 
 typedef struct mon_view {
+  int64_t sid; /* services.id in the store: the live log streams' key */
   mon_state state;
   int pid;                 /* main process, 0 when down */
   int64_t started_wall_ms; /* when the current run started; 0 when down */
@@ -41,15 +43,29 @@ typedef struct mon_view {
 
 #define MON_QUEUE_MAX 64
 
+/* A config the loop and the HTTP thread share: a reload publishes a new
+ * one while requests may still read the old; the last reference frees it. */
+typedef struct mon_config_ref {
+  mon_config cfg;
+  int refs;   /* guarded by mon_shared.mu */
+  bool owned; /* cfg is finalised with the last reference */
+} mon_config_ref;
+
+/* A new reference (refs 1) to cfg, moved in: owned says whether the last
+ * reference finalises it. NULL when out of memory. */
+mon_config_ref *mon_config_ref_new(const mon_config *cfg, bool owned);
+
 typedef struct mon_command {
-  size_t service;
+  char service[MON_NAME_MAX + 1]; /* by name: a reload renumbers services */
   mon_action action;
 } mon_command;
 
 typedef struct mon_shared {
   pthread_mutex_t mu;
-  mon_view *views; /* one per configured service */
+  mon_config_ref *cfg; /* what views[] is indexed by; NULL before the first */
+  mon_view *views;     /* one per service of cfg */
   size_t n;
+  mon_config *reload; /* a parsed config the HTTP side asks the loop to apply */
   mon_command queue[MON_QUEUE_MAX];
   size_t nqueue;
   int wake_fd;             /* eventfd, or -1 */
@@ -58,11 +74,25 @@ typedef struct mon_shared {
 
 int mon_shared_init(mon_shared *s, size_t n);
 void mon_shared_fini(mon_shared *s);
-/* Copies all views into out[0..n). */
-void mon_shared_get(mon_shared *s, mon_view *out);
-void mon_shared_put(mon_shared *s, const mon_view *in);
+/* Publishes the views of cfg's services (n of them), taking a reference to
+ * cfg when it is new and dropping the one to the config before. 0, or -1
+ * when out of memory (the old snapshot stays). */
+int mon_shared_publish(mon_shared *s, mon_config_ref *cfg, const mon_view *in,
+                       size_t n);
+/* A reference to the published config (release it with
+ * mon_shared_release), or NULL before the first publish. */
+mon_config_ref *mon_shared_config(mon_shared *s);
+void mon_shared_release(mon_shared *s, mon_config_ref *cfg);
+/* Copies the views into out[0..cfg->nservices) if they still belong to
+ * cfg: true; false (out untouched) after a reload replaced it. */
+bool mon_shared_get(mon_shared *s, const mon_config_ref *cfg, mon_view *out);
 /* Queues a control request and wakes the loop: 0, or -1 if full. */
-int mon_shared_push(mon_shared *s, size_t service, mon_action a);
+int mon_shared_push(mon_shared *s, const char *service, mon_action a);
+/* Hands a parsed config to the loop to apply (ownership moves; one that
+ * was waiting is replaced) and wakes it. */
+void mon_shared_push_reload(mon_shared *s, mon_config *cfg);
+/* The config waiting to be applied (the caller owns it), or NULL. */
+mon_config *mon_shared_take_reload(mon_shared *s);
 /* Takes up to cap queued requests. */
 size_t mon_shared_take(mon_shared *s, mon_command *out, size_t cap);
 

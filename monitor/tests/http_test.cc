@@ -195,7 +195,9 @@ protected:
     v.nworkers = 2;
     v.workers[0] = 43;
     v.workers[1] = 44;
-    mon_shared_put(&shared, &v);
+    cref = mon_config_ref_new(&cfg, false);
+    ASSERT_NE(cref, nullptr);
+    ASSERT_EQ(mon_shared_publish(&shared, cref, &v, 1), 0);
     ASSERT_EQ(mon_sse_hub_new(&hub), 0);
     opts = {&cfg, &shared, token, db.c_str(), hub, nullptr};
     ASSERT_EQ(mon_http_start(&opts, &h, err, sizeof err), 0) << err;
@@ -205,6 +207,8 @@ protected:
   void TearDown() override {
     mon_http_stop(h);
     mon_sse_hub_free(hub);
+    if (cref)
+      mon_shared_release(&shared, cref);
     mon_shared_fini(&shared);
     mon_config_fini(&cfg);
     for (const char *s : {"", "-wal", "-shm"})
@@ -212,6 +216,7 @@ protected:
   }
   mon_http_opts opts{};
   mon_sse_hub *hub = nullptr;
+  mon_config_ref *cref = nullptr;
 
   Resp req(const std::string &method, const std::string &path,
            const std::string &extra = "", const char *host = nullptr,
