@@ -8,11 +8,13 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <mutex>
 #include <netinet/in.h>
 #include <poll.h>
+#include <set>
 #include <string>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -169,12 +171,37 @@ std::string http(int port, const std::string &path = "/healthz") {
   return "http://127.0.0.1:" + std::to_string(port) + path;
 }
 
-// No child of ours is left, reaped or not.
-void expect_no_children() {
-  int st;
-  errno = 0;
-  EXPECT_EQ(waitpid(-1, &st, WNOHANG), -1);
-  EXPECT_EQ(errno, ECHILD);
+// Our children, zombies included, from /proc (not waitpid(-1), which would
+// reap them and could take another test's).
+std::set<int> children() {
+  std::set<int> out;
+  DIR *d = opendir("/proc");
+  if (!d)
+    return out;
+  int me = getpid();
+  while (dirent *e = readdir(d)) {
+    int pid = atoi(e->d_name);
+    if (pid <= 0)
+      continue;
+    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(st, line);
+    size_t rp = line.rfind(')'); // comm may hold spaces
+    int ppid = 0;
+    char state;
+    if (rp != std::string::npos &&
+        sscanf(line.c_str() + rp + 1, " %c %d", &state, &ppid) == 2 &&
+        ppid == me)
+      out.insert(pid);
+  }
+  closedir(d);
+  return out;
+}
+
+// No child of ours is left, reaped or not, beyond those in before.
+void expect_no_children(const std::set<int> &before) {
+  for (int pid : children())
+    EXPECT_TRUE(before.count(pid)) << "child " << pid << " left";
 }
 
 TEST(HealthHttp, Passes200AndSendsAGet) {
@@ -288,6 +315,7 @@ TEST(HealthTcp, Ipv6Literal) {
 }
 
 TEST(HealthExec, ExitCodes) {
+  std::set<int> before = children();
   EXPECT_EQ(check("exec:/bin/true").ok, 1);
   EXPECT_EQ(check("exec:true").ok, 1); // found on PATH
   Result r = check("exec:/bin/false");
@@ -298,17 +326,19 @@ TEST(HealthExec, ExitCodes) {
   r = check("exec:/bin/sh -c 'kill -9 $$'");
   EXPECT_EQ(r.ok, 0);
   EXPECT_EQ(r.why, "killed by signal 9");
-  expect_no_children();
+  expect_no_children(before);
 }
 
 TEST(HealthExec, MissingProgram) {
+  std::set<int> before = children();
   Result r = check("exec:/nonexistent/check --x");
   EXPECT_EQ(r.ok, 0);
   EXPECT_EQ(r.why, "exec /nonexistent/check: No such file or directory");
-  expect_no_children();
+  expect_no_children(before);
 }
 
 TEST(HealthExec, TimeoutKillsTheGroupAndReaps) {
+  std::set<int> before = children();
   char tmpl[] = "/tmp/health_test_XXXXXX";
   int tfd = mkstemp(tmpl);
   ASSERT_GE(tfd, 0);
@@ -320,7 +350,7 @@ TEST(HealthExec, TimeoutKillsTheGroupAndReaps) {
   EXPECT_EQ(r.ok, 0);
   EXPECT_EQ(r.why, "timed out after 300 ms");
   EXPECT_LT(r.ms, 1500);
-  expect_no_children();
+  expect_no_children(before);
   int gpid = 0;
   std::ifstream(tmpl) >> gpid;
   unlink(tmpl);
@@ -361,6 +391,7 @@ TEST(HealthExec, LeftoversOfAPassingCheckAreKilled) {
 }
 
 TEST(HealthExec, CleanEnvironment) {
+  std::set<int> before = children();
   // an fd without close-on-exec, a blocked signal: neither reaches the check
   int fd = open("/dev/null", O_RDONLY);
   ASSERT_GE(fd, 0);
@@ -386,7 +417,7 @@ TEST(HealthExec, CleanEnvironment) {
             1);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   close(57);
-  expect_no_children();
+  expect_no_children(before);
 }
 
 // ---- the probe thread ----
@@ -433,6 +464,7 @@ TEST(HealthThread, BeginTake) {
 }
 
 TEST(HealthThread, ResetDropsAResultAndCutsAProbeShort) {
+  std::set<int> before = children();
   Server s("HTTP/1.1 200 OK\r\n\r\n");
   Cfg c({"exec:/bin/sleep 30", http(s.port())}, 2000);
   mon_healther *h = mon_healther_new(&c.cfg);
@@ -452,10 +484,11 @@ TEST(HealthThread, ResetDropsAResultAndCutsAProbeShort) {
   mon_healther_reset(h, 1);
   EXPECT_EQ(mon_healther_take(h, 1, nullptr, 0), -1);
   mon_healther_free(h);
-  expect_no_children();
+  expect_no_children(before);
 }
 
 TEST(HealthThread, FreeWithAProbeInFlightIsQuick) {
+  std::set<int> before = children();
   Server s("");
   Cfg c({"exec:/bin/sleep 30", http(s.port())}, 5000);
   for (size_t i = 0; i < 2; i++) {
@@ -467,7 +500,7 @@ TEST(HealthThread, FreeWithAProbeInFlightIsQuick) {
     mon_healther_free(h);
     EXPECT_LT(ms_since(t0), 500) << i;
   }
-  expect_no_children();
+  expect_no_children(before);
 }
 
 TEST(HealthThread, SlowProbeDoesNotStarveOthers) {
