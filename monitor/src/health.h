@@ -49,9 +49,9 @@ void mon_healther_reset(mon_healther *h, size_t i);
  * index of new service j or -1 (old_of_new has cfg->nservices entries).
  * A kept service whose health key and timeout did not change keeps its
  * pending result and its probe in flight; the others start afresh. Never
- * blocks for long; the old config may be freed once it returns. On out of
- * memory the old state is kept and new services beyond it get no probes
- * (begin/take ignore them) until the next reconfigure. */
+ * blocks for long; the old config may be freed once it returns. Out of
+ * memory turns every probe off (begin ignored, take -1; stderr says so)
+ * until the next reconfigure. */
 void mon_healther_reconfigure(mon_healther *h, const mon_config *cfg,
                               const int *old_of_new);
 
