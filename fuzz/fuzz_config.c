@@ -76,7 +76,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       CHECK(strcmp(s->name, cfg.services[j].name) != 0);
       CHECK(!s->port || s->port != cfg.services[j].port);
     }
+    /* dependencies: resolved to other services, and no cycle (a walk
+     * along them ends within nservices steps) */
+    for (size_t d = 0; d < s->ndeps; d++) {
+      CHECK(s->deps[d] >= 0 && (size_t)s->deps[d] < cfg.nservices);
+      CHECK((size_t)s->deps[d] != i);
+      CHECK(!strcmp(cfg.services[s->deps[d]].name, s->depends_on[d]));
+    }
+    CHECK(s->health_failures >= 1);
+    CHECK(s->health_timeout_ms <= s->health_interval_ms);
+    if (s->health == MON_HEALTH_HTTP || s->health == MON_HEALTH_TCP) {
+      CHECK(s->health_url.host[0] && s->health_url.port >= 1 &&
+            s->health_url.port <= 65535);
+      CHECK(s->health_url.path[0] == '/');
+      CHECK(!strpbrk(s->health_url.host, " \r\n@"));
+      CHECK(!strpbrk(s->health_url.path, " \r\n"));
+    }
+    if (s->health == MON_HEALTH_EXEC)
+      CHECK(s->health_argv && s->health_argv[0]);
+    CHECK(s->memory_max == 0 || s->memory_max >= 4096);
+    CHECK(s->rlimit_nofile != MON_RLIMIT_INFINITY);
+    CHECK(mon_service_cfg_same(s, s));
   }
+  /* acyclic: repeatedly following the first dependency terminates */
+  for (size_t i = 0; i < cfg.nservices; i++) {
+    size_t at = i, steps = 0;
+    while (cfg.services[at].ndeps && steps <= cfg.nservices) {
+      at = (size_t)cfg.services[at].deps[0];
+      steps++;
+    }
+    CHECK(steps <= cfg.nservices);
+  }
+  if (cfg.alert_webhook)
+    CHECK(cfg.alert_url.port >= 1 && cfg.alert_url.path[0] == '/');
   mon_config_fini(&cfg);
   return 0;
 }

@@ -816,6 +816,12 @@ static int config_service_key(config_parser *cp, int k, const char *v,
     bool ok = k == K_RLIMIT_NOFILE ? config_int(v, 1, 1LL << 30, &x)
                                    : mon_size_parse(v, &x);
     if (!strcmp(v, "unlimited")) {
+      if (k == K_RLIMIT_NOFILE) { /* above fs.nr_open: setrlimit refuses */
+        config_error(cp, line,
+                     "rlimit_nofile cannot be unlimited on Linux (give a "
+                     "count, at most fs.nr_open)");
+        return 0;
+      }
       x = MON_RLIMIT_INFINITY;
       ok = true;
     }

@@ -1,5 +1,5 @@
 /* ctl.c — svc-monitor's control commands (status, start, stop, restart,
- * logs), a client of the running monitor's HTTP API like supervisorctl:
+ * logs, reload), a client of the running monitor's HTTP API like supervisorctl:
  * the same --config tells it the address and the token file. HTTP through
  * libcurl, JSON through jansson. Exit codes: 0 ok, 1 failed, 2 usage,
  * 3 the monitor is not running. */
@@ -290,16 +290,52 @@ static int ctl_logs(const ctl *c, const char *name, bool follow) {
   return code;
 }
 
+/* POST /api/reload: the monitor re-reads its config file; prints what the
+ * reload changes, or the config error (file:line) and exits 1. */
+static int ctl_reload(const ctl *c) {
+  ctl_body b = {0};
+  long st = ctl_request(c, "POST", "/api/reload", &b, 10);
+  int code = CTL_OK;
+  if (st == -1) {
+    code = ctl_down(c);
+  } else if (st != 202) {
+    code = ctl_fail(st, &b);
+  } else {
+    json_error_t e;
+    json_t *root = json_loads(b.p ? b.p : "", 0, &e);
+    json_t *plan = json_object_get(root, "plan");
+    static const char *const kinds[] = {"added", "changed", "removed",
+                                        "restart_needed"};
+    bool any = false;
+    for (size_t k = 0; plan && k < 4; k++) {
+      json_t *list = json_object_get(plan, kinds[k]), *v;
+      size_t i;
+      if (!json_array_size(list))
+        continue;
+      printf("%s:", kinds[k]);
+      json_array_foreach(list, i, v) printf(" %s", json_string_value(v));
+      printf("\n");
+      any = true;
+    }
+    if (!any)
+      printf("no service changed\n");
+    json_decref(root);
+  }
+  free(b.p);
+  return code;
+}
+
 static const char ctl_usage[] =
     "usage: svc-monitor [--config FILE] COMMAND\n"
     "  status                 one line per service\n"
     "  start|stop|restart NAME  and wait until it is there\n"
     "  logs [-f] [--stderr] NAME  the last 100 lines (-f: then follow)\n"
+    "  reload                 re-read the config, apply what changed\n"
     "exit: 0 ok, 1 failed, 2 usage, 3 the monitor is not running\n";
 
 bool mon_ctl_is_command(const char *arg) {
-  static const char *const cmds[] = {"status", "start", "stop", "restart",
-                                     "logs"};
+  static const char *const cmds[] = {"status",  "start", "stop",
+                                     "restart", "logs",  "reload"};
   for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
     if (!strcmp(arg, cmds[i]))
       return true;
@@ -322,7 +358,8 @@ int mon_ctl_main(const char *config_path, int argc, char **argv) {
     } else
       name = argv[i];
   }
-  bool needs_name = cmd && strcmp(cmd, "status") != 0;
+  bool needs_name =
+      cmd && strcmp(cmd, "status") != 0 && strcmp(cmd, "reload") != 0;
   if (!cmd || !mon_ctl_is_command(cmd) || (needs_name != (name != NULL)) ||
       ((follow || strcmp(stream, "stdout") != 0) && strcmp(cmd, "logs") != 0)) {
     fputs(ctl_usage, stderr);
@@ -366,6 +403,8 @@ int mon_ctl_main(const char *config_path, int argc, char **argv) {
     code = ctl_status(&c);
   else if (!strcmp(cmd, "logs"))
     code = ctl_logs(&c, name, follow);
+  else if (!strcmp(cmd, "reload"))
+    code = ctl_reload(&c);
   else
     code = ctl_control(&c, cmd, name);
   curl_global_cleanup();

@@ -13,7 +13,7 @@ static void usage(FILE *f) {
   fputs(
       "usage: svc-monitor [--config FILE] [--check]\n"
       "       svc-monitor [--config FILE] status | start NAME | stop NAME |\n"
-      "                   restart NAME | logs [-f] [--stderr] NAME\n"
+      "                   restart NAME | logs [-f] [--stderr] NAME | reload\n"
       "  --config FILE  services to supervise (default examples/services.ini)\n"
       "  --check        only validate the config\n"
       "  a command talks to the running monitor of that config (0 ok,\n"

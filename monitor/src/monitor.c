@@ -571,7 +571,7 @@ static void mon_reload_finish(mon *m) {
     m->cgroups_tried = true;
     if (!(m->cgroups = mon_cgroups_new("/sys/fs/cgroup", "/proc/self/cgroup",
                                        why, sizeof why)))
-      fprintf(stderr, "svc-monitor: memory_max and cpu_max ignored: %s\n", why);
+      fprintf(stderr, "svc-monitor: memory_max/cpu_max ignored: %s\n", why);
   }
   for (size_t j = 0; j < n; j++)
     if (p->kind[j] != MON_RELOAD_SAME) {
@@ -880,7 +880,7 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
     m.cgroups_tried = true;
     if (!(m.cgroups = mon_cgroups_new("/sys/fs/cgroup", "/proc/self/cgroup",
                                       why, sizeof why)))
-      fprintf(stderr, "svc-monitor: memory_max and cpu_max ignored: %s\n", why);
+      fprintf(stderr, "svc-monitor: memory_max/cpu_max ignored: %s\n", why);
   }
   m.metrics = mon_metrics_new();
   m.stats = mon_stats_poller_new(cfg, MON_STATS_TIMEOUT_MS, m.metrics);

@@ -18,10 +18,12 @@ typedef struct mon_run_opts {
   FILE *announce;       /* where the dashboard URL is printed (stdout) */
 } mon_run_opts;
 
-/* Runs until SIGTERM, SIGINT or SIGHUP, then stops every service (SIGTERM,
- * SIGKILL after its stop_timeout_ms) and returns 0. Returns 1 with err set
- * if it cannot start (port in use, database unwritable, another monitor
- * holds log_dir). */
+/* Runs until SIGTERM or SIGINT, then stops every service (dependents
+ * first; SIGTERM, SIGKILL after its stop_timeout_ms) and returns 0. SIGHUP
+ * (like POST /api/reload) re-reads cfg->path and applies the difference.
+ * cfg must outlive the call; a reload never changes it (the monitor keeps
+ * configs of its own). Returns 1 with err set if it cannot start (port in
+ * use, database unwritable, another monitor holds log_dir). */
 int mon_run(const mon_config *cfg, const mon_run_opts *o, char *err,
             size_t errlen);
 

@@ -223,6 +223,8 @@ TEST(Config, SupervisionKeyErrorsNameTheirLine) {
   expect_error(a + "max_memory_restart = -5M\n", "t.ini:3: bad size");
   expect_error(a + "cpu_max = 0\n", "t.ini:3: bad number '0' for cpu_max");
   expect_error(a + "rlimit_nofile = lots\n", "t.ini:3: bad limit 'lots'");
+  expect_error(a + "rlimit_nofile = unlimited\n",
+               "t.ini:3: rlimit_nofile cannot be unlimited");
   expect_error(a + "health = tcp://h:1\nhealth = tcp://h:2\n",
                "t.ini:4: key 'health' set twice");
   expect_error("[monitor]\nalert_webhook = https://x/\n",

@@ -272,6 +272,40 @@ TEST_F(Supervision, ReloadByPostAnswersWithThePlan) {
   EXPECT_EQ(stop_monitor(), 0);
 }
 
+TEST_F(Supervision, TheReloadCommand) {
+  int fixed = free_port();
+  ASSERT_GT(fixed, 0);
+  auto config = [&](const std::string &services) {
+    write_config(services);
+    std::ifstream in(dir / "m.ini");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string ini = ss.str();
+    ini.replace(ini.find("127.0.0.1:0"), 11,
+                "127.0.0.1:" + std::to_string(fixed));
+    std::ofstream(dir / "m.ini") << ini;
+  };
+  config(kReloadBase);
+  start();
+  ASSERT_EQ(port, fixed);
+  std::string cfg = "--config " + (dir / "m.ini").string();
+  CliRun r = run_cli(cfg + " reload");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "no service changed\n");
+  config("[service.keep]\ncommand = /bin/sleep 600\nstart_secs = 0\n"
+         "[service.more]\ncommand = /bin/sleep 605\nstart_secs = 0\n");
+  r = run_cli(cfg + " reload");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "added: more\nremoved: change gone\n");
+  EXPECT_TRUE(
+      eventually([&] { return field(svc("more"), "state") == "RUNNING"; }));
+  std::ofstream(dir / "m.ini", std::ios::app) << "bogus line\n";
+  r = run_cli(cfg + " reload");
+  EXPECT_EQ(r.code, 2) << r.out; // the command reads the config first
+  EXPECT_NE(r.out.find("m.ini:14: syntax error"), std::string::npos) << r.out;
+  EXPECT_EQ(stop_monitor(), 0);
+}
+
 TEST_F(Supervision, MaxMemoryRestartRestartsAServiceThatGrows) {
   write_config("[service.hog]\ncommand = " + std::string(MON_MEMHOLD) +
                " 96\nstart_secs = 0\nmax_memory_restart = 48M\n"
@@ -337,13 +371,13 @@ TEST_F(Supervision, MemoryMaxInACgroupWhereTheMachineAllowsIt) {
   ASSERT_TRUE(eventually([&] {
     std::string st = field(svc("boxed"), "state");
     return st == "EXITED" || st == "FATAL" ||
-           stderr_text().find("memory_max and cpu_max ignored") !=
+           stderr_text().find("memory_max/cpu_max ignored") !=
                std::string::npos ||
            http(port, "GET", "/api/services/boxed/logs")
                    .find("holding 256 MiB") != std::string::npos;
   }));
   std::string err = stderr_text();
-  if (err.find("memory_max and cpu_max ignored") != std::string::npos) {
+  if (err.find("memory_max/cpu_max ignored") != std::string::npos) {
     stop_monitor();
     GTEST_SKIP() << "no cgroup v2 subtree for the monitor here: "
                  << err.substr(err.find("ignored"));
