@@ -1,6 +1,7 @@
 /* http_metrics.c — GET /metrics: the Prometheus text exposition of every
- * service's state and resources (from the snapshot) and of the per-method
- * RPC totals (from metrics.c). */
+ * service's state and resources (from the snapshot), of its health probe,
+ * and of the per-method RPC totals (metrics.c). Version 0.0.4 of the text
+ * format: every family once, with HELP and TYPE, its samples together. */
 #include "http_internal.h"
 
 #include <stdlib.h>
@@ -8,8 +9,13 @@
 enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c);
 
 enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c) {
-  const mon_config *cfg = h->o->cfg;
+  const mon_config *cfg = h->cfg; /* the request's: a reload renumbers */
   mon_view *v = mon_http_views(h);
+  const char **names = calloc(cfg->nservices + 1, sizeof *names);
+  if (!names) {
+    free(v);
+    return mon_http_error(c, 500, "out of memory");
+  }
   if (!v)
     return mon_http_error(c, 500, "out of memory");
   int64_t now = mon_http_now_ms();
@@ -77,6 +83,19 @@ enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c) {
       mon_buf_printf(&b, "%s{service=\"%s\"} %.15g\n", m[k].name, name, val);
     }
   }
+  /* health = probes only: a service without one has no such series, and
+   * one not probed yet (or stopped) is not up */
+  mon_buf_puts(&b, "# HELP svc_health_up 1 if the last health probe passed\n"
+                   "# TYPE svc_health_up gauge\n");
+  for (size_t i = 0; i < cfg->nservices; i++)
+    if (cfg->services[i].health != MON_HEALTH_NONE)
+      mon_buf_printf(&b, "svc_health_up{service=\"%s\"} %d\n",
+                     cfg->services[i].name,
+                     v[i].health == MON_HEALTH_PASSING ? 1 : 0);
+  for (size_t i = 0; i < cfg->nservices; i++)
+    names[i] = cfg->services[i].name;
+  mon_metrics_render(h->o->metrics, names, cfg->nservices, &b);
+  free(names);
   free(v);
   return mon_http_send(c, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
 }

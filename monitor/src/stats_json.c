@@ -453,12 +453,11 @@ static bool sj_same_bucket(uint64_t a, uint64_t b) {
   return d <= 1 + hi / 50;
 }
 
-/* cur - prev histograms into out (room for cur->nhist); returns pairs. The
- * buckets of prev are a subset of cur's (counts only grow): walk both in
- * order, subtract where they match. */
-static size_t sj_hist_delta(const mon_method_stat *prev,
+/* The buckets of prev are a subset of cur's (counts only grow): walk both
+ * in order, subtract where they match. */
+size_t mon_stats_hist_delta(const mon_method_stat *prev,
                             const mon_method_stat *cur, mon_hist_pair *out) {
-  size_t np = prev ? prev->nhist : 0, k = 0, n = 0;
+  size_t np = prev && prev->has_hist ? prev->nhist : 0, k = 0, n = 0;
   for (size_t i = 0; i < cur->nhist; i++) {
     uint64_t c = cur->hist[i].count;
     if (k < np && sj_same_bucket(prev->hist[k].lo_ns, cur->hist[i].lo_ns) &&
@@ -472,7 +471,7 @@ static size_t sj_hist_delta(const mon_method_stat *prev,
   return n;
 }
 
-static const mon_method_stat *sj_find(const mon_stats_doc *d, size_t hint,
+const mon_method_stat *mon_stats_find(const mon_stats_doc *d, size_t hint,
                                       const char *name) {
   if (hint < d->nmethods && strcmp(d->methods[hint].name, name) == 0)
     return &d->methods[hint];
@@ -482,24 +481,40 @@ static const mon_method_stat *sj_find(const mon_stats_doc *d, size_t hint,
   return NULL;
 }
 
-int mon_stats_delta(const mon_stats_doc *prev, const mon_stats_doc *cur,
-                    mon_method_delta *out) {
-  if (prev->pid != cur->pid || cur->uptime_ms < prev->uptime_ms)
-    return -1;
-  /* every count first: a reset must not leave half-written rows */
+/* Did any count of a method both list go down? */
+static bool sj_went_down(const mon_stats_doc *prev, const mon_stats_doc *cur) {
   for (size_t i = 0; i < cur->nmethods; i++) {
     const mon_method_stat *c = &cur->methods[i];
-    const mon_method_stat *p = sj_find(prev, i, c->name);
+    const mon_method_stat *p = mon_stats_find(prev, i, c->name);
     if (p && (c->calls < p->calls || c->errors < p->errors ||
               c->bytes_in < p->bytes_in || c->bytes_out < p->bytes_out ||
               c->total_ns < p->total_ns))
-      return -1;
+      return true;
   }
+  return false;
+}
+
+bool mon_stats_same_run(const mon_stats_doc *prev, int64_t prev_start_ms,
+                        const mon_stats_doc *cur, int64_t cur_start_ms) {
+  /* compared as differences, so absurd estimates cannot overflow */
+  if (cur_start_ms > prev_start_ms &&
+      (uint64_t)cur_start_ms - (uint64_t)prev_start_ms >
+          (uint64_t)MON_STATS_RUN_SLACK_MS)
+    return false;
+  return cur->uptime_ms >= prev->uptime_ms && !sj_went_down(prev, cur);
+}
+
+int mon_stats_delta_run(const mon_stats_doc *prev, const mon_stats_doc *cur,
+                        mon_method_delta *out) {
+  /* every count first: a reset must not leave half-written rows */
+  if (prev && sj_went_down(prev, cur))
+    return -1;
   int n = 0;
   for (size_t i = 0; i < cur->nmethods; i++) {
     const mon_method_stat *c = &cur->methods[i];
-    const mon_method_stat *p = sj_find(prev, i, c->name);
+    const mon_method_stat *p = prev ? mon_stats_find(prev, i, c->name) : NULL;
     mon_method_delta d = {.name = c->name,
+                          .index = i,
                           .calls = c->calls - (p ? p->calls : 0),
                           .errors = c->errors - (p ? p->errors : 0),
                           .bytes_in = c->bytes_in - (p ? p->bytes_in : 0),
@@ -509,7 +524,7 @@ int mon_stats_delta(const mon_stats_doc *prev, const mon_stats_doc *cur,
       continue;
     if (c->has_hist && (!p || p->has_hist) && c->nhist) {
       mon_hist_pair *h = malloc(c->nhist * sizeof *h);
-      size_t nh = h ? sj_hist_delta(p, c, h) : 0;
+      size_t nh = h ? mon_stats_hist_delta(p, c, h) : 0;
       if (nh) {
         d.pct_valid = true;
         d.p50_ns = mon_hist_quantile(h, nh, 0.50, c->max_ns);
@@ -520,4 +535,11 @@ int mon_stats_delta(const mon_stats_doc *prev, const mon_stats_doc *cur,
     out[n++] = d;
   }
   return n;
+}
+
+int mon_stats_delta(const mon_stats_doc *prev, const mon_stats_doc *cur,
+                    mon_method_delta *out) {
+  if (prev->pid != cur->pid || cur->uptime_ms < prev->uptime_ms)
+    return -1;
+  return mon_stats_delta_run(prev, cur, out);
 }

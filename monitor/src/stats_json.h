@@ -48,6 +48,7 @@ void mon_stats_doc_free(mon_stats_doc *d);
 /* One method over one interval. */
 typedef struct mon_method_delta {
   const char *name; /* points into the newer snapshot */
+  size_t index;     /* of the method in the newer snapshot's methods[] */
   uint64_t calls, errors, bytes_in, bytes_out, total_ns;
   bool pct_valid; /* both snapshots had histograms with new counts */
   uint64_t p50_ns, p99_ns;
@@ -60,6 +61,40 @@ typedef struct mon_method_delta {
  * down, or any count that went down (the server restarted). */
 int mon_stats_delta(const mon_stats_doc *prev, const mon_stats_doc *cur,
                     mon_method_delta *out);
+
+/* Runs. libsvc's counters live as long as one server process tree (its
+ * workers share them), so two snapshots can be subtracted only when they
+ * come from the same run. The reader cannot ask which run answered: the
+ * pid is the answering worker's, so it changes with scaling while the
+ * counters go on. A run is recognised by its start instead, estimated by
+ * the caller as (its own CLOCK_MONOTONIC ms when the reply arrived) -
+ * uptime_ms; libsvc's uptime is on the same clock. Estimates of one run
+ * differ only by how late replies were read, never by less than zero. */
+#define MON_STATS_RUN_SLACK_MS 1000 /* later start than this: a new run */
+
+/* Whether cur (started at cur_start_ms) continues the run prev (started
+ * at prev_start_ms) came from: false when cur started more than
+ * MON_STATS_RUN_SLACK_MS later, when its uptime or any count of a method
+ * both list went down. Pure. */
+bool mon_stats_same_run(const mon_stats_doc *prev, int64_t prev_start_ms,
+                        const mon_stats_doc *cur, int64_t cur_start_ms);
+
+/* Like mon_stats_delta over two snapshots the caller knows to be of one
+ * run (mon_stats_same_run): which pid answered does not matter. prev NULL
+ * is a new run: every method of cur counts from zero. -1 if a count went
+ * down anyway. */
+int mon_stats_delta_run(const mon_stats_doc *prev, const mon_stats_doc *cur,
+                        mon_method_delta *out);
+
+/* The method named name in d (hint: its index when known), or NULL. */
+const mon_method_stat *mon_stats_find(const mon_stats_doc *d, size_t hint,
+                                      const char *name);
+
+/* cur - prev of one method's histogram (prev NULL or without one: all of
+ * cur's) into out, room for cur->nhist pairs: returns how many, ascending,
+ * each with a non-zero count. */
+size_t mon_stats_hist_delta(const mon_method_stat *prev,
+                            const mon_method_stat *cur, mon_hist_pair *out);
 
 /* The q-quantile (0 < q <= 1) of a histogram given as ascending pairs:
  * the middle of the bucket holding the ceil(q*n)-th value, capped at
