@@ -165,9 +165,10 @@ TEST_F(Supervision, FailingHttpHealthRestartsTheService) {
     return field(o, "pid") != pid && field(o, "state") == "RUNNING";
   })) << services();
   EXPECT_GE(num(field(svc("web"), "restarts")), 1);
-  EXPECT_GT(sql("SELECT count(*) FROM events WHERE kind = 'health' AND "
-                "detail LIKE '3 failed health probes in a row: HTTP 503%'"),
-            0);
+  EXPECT_TRUE(eventually([&] {
+    return sql("SELECT count(*) FROM events WHERE kind = 'health' AND detail "
+               "LIKE '3 failed health probes in a row: HTTP 503%'") > 0;
+  }));
   probe.status = 200;
   EXPECT_TRUE(eventually([&] { return health_state("web") == "passing"; }));
   std::string metrics = http(port, "GET", "/metrics");
@@ -208,8 +209,10 @@ TEST_F(Supervision, SighupAppliesOnlyTheDifference) {
   EXPECT_TRUE(eventually([&] { return !alive(std::stoi(gone)); }));
   EXPECT_FALSE(alive(std::stoi(change)));
   EXPECT_TRUE(alive(std::stoi(keep)));
-  EXPECT_GT(event_ts("fresh", "reload"), 0);
-  EXPECT_GT(event_ts("change", "reload"), 0);
+  // events reach the database with the next sampling tick
+  EXPECT_TRUE(eventually([&] {
+    return event_ts("fresh", "reload") > 0 && event_ts("change", "reload") > 0;
+  }));
   EXPECT_EQ(event_ts("keep", "reload"), 0) << "no event: unchanged";
   EXPECT_NE(stderr_text().find("reload: added fresh; changed change; "
                                "removed gone; unchanged 1"),
@@ -384,10 +387,10 @@ TEST_F(Supervision, MemoryMaxInACgroupWhereTheMachineAllowsIt) {
   }
   EXPECT_TRUE(
       eventually([&] { return field(svc("boxed"), "state") == "EXITED"; }));
-  EXPECT_GT(sql("SELECT count(*) FROM events WHERE kind = 'exit' AND detail "
-                "LIKE 'killed by signal 9%'"),
-            0)
-      << "the kernel's OOM killer inside memory.max";
+  EXPECT_TRUE(eventually([&] {
+    return sql("SELECT count(*) FROM events WHERE kind = 'exit' AND detail "
+               "LIKE 'killed by signal 9%'") > 0;
+  })) << "the kernel's OOM killer inside memory.max";
   EXPECT_EQ(stop_monitor(), 0);
 }
 
