@@ -28,9 +28,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def monitor(tmp_path):
-    port = free_port()
+def monitor_ini(tmp_path, port, services):
     ini = tmp_path / "m.ini"
     ini.write_text(f"""
 [monitor]
@@ -39,7 +37,25 @@ db = {tmp_path}/m.sqlite
 log_dir = {tmp_path}/logs
 token_file = {tmp_path}/token
 sample_interval_ms = 500
+""" + services)
+    return ini
 
+
+def run_monitor(tmp_path, services):
+    port = free_port()
+    ini = monitor_ini(tmp_path, port, services)
+    proc = subprocess.Popen([MONITOR, "--config", str(ini)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    line = proc.stdout.readline()
+    assert f"127.0.0.1:{port}" in line, line
+    token = (tmp_path / "token").read_text().strip()
+    return proc, port, f"http://127.0.0.1:{port}", token
+
+
+@pytest.fixture
+def monitor(tmp_path):
+    proc, _, url, token = run_monitor(tmp_path, """
 [service.ticker]
 command = /bin/sh -c 'i=0; while :; do i=$((i+1)); echo "tick $i at $(date +%s%N)"; sleep 0.3; done'
 start_secs = 0
@@ -48,15 +64,17 @@ start_secs = 0
 command = /bin/sleep 3600
 start_secs = 0
 """)
-    proc = subprocess.Popen([MONITOR, "--config", str(ini)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    line = proc.stdout.readline()
-    assert f"127.0.0.1:{port}" in line, line
-    token = (tmp_path / "token").read_text().strip()
-    yield f"http://127.0.0.1:{port}", token
+    yield url, token
     proc.terminate()
     proc.wait(30)
+
+
+def sign_in(browser, wait, url, token):
+    browser.get(url + "/login")
+    box = wait.until(lambda d: d.find_element(By.NAME, "token"))
+    box.send_keys(token)
+    box.submit()
+    wait.until(lambda d: "Sign out" in d.page_source)
 
 
 @pytest.fixture
@@ -142,3 +160,70 @@ def test_sign_in_restart_and_watch_the_log(monitor, browser):
     search.submit()
     wait.until(lambda d: "newest first" in d.page_source)
     assert re.search(r"\d+ lines? (or more )?\(newest first", browser.page_source)
+
+
+def test_health_limits_and_the_reload_button(tmp_path, browser):
+    """Health verdicts and limits on the pages; the signed-in Reload button
+    applies an edited config: a new service appears, the old one keeps its
+    PID."""
+    closed = free_port()  # nothing listens here: the probe fails
+    base = """
+[service.good]
+command = /bin/sleep 3600
+start_secs = 0
+health = tcp://127.0.0.1:{port}
+health_interval_ms = 300
+max_memory_restart = 256M
+rlimit_nofile = 512
+
+[service.bad]
+command = /bin/sleep 3601
+start_secs = 0
+health = tcp://127.0.0.1:{closed}
+health_interval_ms = 300
+health_failures = 1000
+"""
+    proc, port, url, token = run_monitor(tmp_path, "")
+    proc.terminate()
+    proc.wait(30)  # the port is known now: the real config names it
+    services = base.format(port=port, closed=closed)
+    ini = monitor_ini(tmp_path, port, services)
+    proc = subprocess.Popen([MONITOR, "--config", str(ini)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        wait = WebDriverWait(browser, 20)
+        browser.get(url + "/")
+        wait.until(lambda d: row(d, "good").find_element(
+            By.CSS_SELECTOR, "td.health").text == "passing")
+        wait.until(lambda d: row(d, "bad").find_element(
+            By.CSS_SELECTOR, "td.health").text.startswith("failing"))
+        assert "connect" in row(browser, "bad").find_element(
+            By.CSS_SELECTOR, "td.health").text
+        browser.get(url + "/service/good")
+        facts = browser.find_element(By.CSS_SELECTOR, "table.facts").text
+        assert "max_memory_restart 256.0 MiB" in facts, facts
+        assert "rlimit_nofile 512" in facts, facts
+        assert "tcp://127.0.0.1:" in facts, facts
+
+        sign_in(browser, wait, url, token)
+        pid = row(browser, "good").find_element(By.CSS_SELECTOR, ".pid").text
+        ini.write_text(ini.read_text() +
+                       "\n[service.added]\ncommand = /bin/sleep 3602\n"
+                       "start_secs = 0\n")
+        browser.find_element(By.XPATH,
+                             "//button[text()='Reload config']").click()
+
+        def added_running(d):
+            d.get(url + "/")
+            r = d.find_elements(By.CSS_SELECTOR, 'tr[data-service="added"]')
+            return r and r[0].find_element(
+                By.CSS_SELECTOR, ".state").text == "RUNNING"
+        wait.until(added_running)
+        assert row(browser, "good").find_element(
+            By.CSS_SELECTOR, ".pid").text == pid
+        browser.save_screenshot(os.path.join(SHOTS, "dashboard-health.png"))
+    finally:
+        proc.terminate()
+        proc.wait(30)
