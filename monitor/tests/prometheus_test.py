@@ -8,7 +8,8 @@ asked for rate(svc_method_calls_total[5s]) and histogram_quantile(0.99,
 ...) and the answers are checked against the monitor's own /metrics over
 the same window, the load's rate and libsvc's own svc.stats; promtool
 checks a scrape; a restart of the service shows as no counter reset and
-no lost call. Skips (exit 77) only when /usr/bin/prometheus is absent.
+no lost call; every query of docs/grafana-dashboard.json has an answer.
+Skips (exit 77) only when /usr/bin/prometheus is absent.
 
 Environment: SVC_MONITOR, SVC_TEST_SERVER, SVC_CLI (paths of svc-monitor,
 test_server and the svc tool)."""
@@ -351,6 +352,20 @@ scrape_configs:
     assert chk.returncode == 0, chk.stdout + chk.stderr
     assert one(m1, "svc_health_up", service="probed") == 1
     assert not series(m1, "svc_health_up", service=name)  # no probe
+
+    # every query of the Grafana dashboard is valid PromQL with an answer
+    dash = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                        "..", "docs", "grafana-dashboard.json")
+    with open(dash) as f:
+        panels = json.load(f)["panels"]
+    nq = 0
+    for panel in panels:
+        for t in panel.get("targets", []):
+            q = (t["expr"].replace("$service", ".*")
+                 .replace("$__rate_interval", f"{WINDOW}s"))
+            assert query(q, t1), f"dashboard panel {panel['title']}: {q}"
+            nq += 1
+    log(f"dashboard: {nq} queries of {len(panels)} panels answered")
 
     # a restart: no counter reset seen by Prometheus, no call lost
     bench.wait(30)
