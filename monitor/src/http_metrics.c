@@ -12,12 +12,11 @@ enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c) {
   const mon_config *cfg = h->cfg; /* the request's: a reload renumbers */
   mon_view *v = mon_http_views(h);
   const char **names = calloc(cfg->nservices + 1, sizeof *names);
-  if (!names) {
+  if (!v || !names) {
     free(v);
+    free(names);
     return mon_http_error(c, 500, "out of memory");
   }
-  if (!v)
-    return mon_http_error(c, 500, "out of memory");
   int64_t now = mon_http_now_ms();
   mon_buf b = {0};
   static const struct {

@@ -13,8 +13,9 @@
 #include <svc.h>
 #include <time.h>
 
-#define POLL_ROWS_MAX 100000 /* queued rows nobody takes: keep memory bounded  \
-                              */
+#define POLL_ROWS_MAX                                                          \
+  100000 /* queued rows nobody takes: keep memory bounded                      \
+          */
 
 typedef struct poll_svc {
   char name[MON_NAME_MAX + 1];
@@ -191,8 +192,11 @@ static void poll_one(mon_stats_poller *p, poll_svc *s, int pid) {
     poll_feed(p, s, prev, &doc, d, n);
   }
   free(d);
-  if (n < 0 && same)
-    return; /* out of memory: the next reply is compared with this base */
+  if (n < 0 && same) {
+    /* out of memory: the next reply is compared with this baseline */
+    mon_stats_doc_free(&doc);
+    return;
+  }
   /* the earliest estimate is the best: a late reply only adds to it */
   s->run_start_ms = same && s->run_start_ms < start ? s->run_start_ms : start;
   if (s->have_base)
