@@ -481,14 +481,15 @@ const mon_method_stat *mon_stats_find(const mon_stats_doc *d, size_t hint,
   return NULL;
 }
 
-/* Did any count of a method both list go down? */
+/* Did any count of a method both list go down? Not total_ns: libsvc turns
+ * ticks into ns with a clock rate it re-measures on every read, so the
+ * time of a method without new calls may come back a little lower. */
 static bool sj_went_down(const mon_stats_doc *prev, const mon_stats_doc *cur) {
   for (size_t i = 0; i < cur->nmethods; i++) {
     const mon_method_stat *c = &cur->methods[i];
     const mon_method_stat *p = mon_stats_find(prev, i, c->name);
     if (p && (c->calls < p->calls || c->errors < p->errors ||
-              c->bytes_in < p->bytes_in || c->bytes_out < p->bytes_out ||
-              c->total_ns < p->total_ns))
+              c->bytes_in < p->bytes_in || c->bytes_out < p->bytes_out))
       return true;
   }
   return false;
@@ -519,7 +520,10 @@ int mon_stats_delta_run(const mon_stats_doc *prev, const mon_stats_doc *cur,
                           .errors = c->errors - (p ? p->errors : 0),
                           .bytes_in = c->bytes_in - (p ? p->bytes_in : 0),
                           .bytes_out = c->bytes_out - (p ? p->bytes_out : 0),
-                          .total_ns = c->total_ns - (p ? p->total_ns : 0)};
+                          .total_ns =
+                              p && p->total_ns > c->total_ns
+                                  ? 0 /* a re-measured clock rate */
+                                  : c->total_ns - (p ? p->total_ns : 0)};
     if (!d.calls && !d.errors)
       continue;
     if (c->has_hist && (!p || p->has_hist) && c->nhist) {

@@ -74,8 +74,10 @@ int mon_stats_delta(const mon_stats_doc *prev, const mon_stats_doc *cur,
 
 /* Whether cur (started at cur_start_ms) continues the run prev (started
  * at prev_start_ms) came from: false when cur started more than
- * MON_STATS_RUN_SLACK_MS later, when its uptime or any count of a method
- * both list went down. Pure. */
+ * MON_STATS_RUN_SLACK_MS later, when its uptime or any count (calls,
+ * errors, bytes) of a method both list went down. Not total_ns, which
+ * libsvc converts with a clock rate it re-measures: it may go down a
+ * little in one run (its difference is then 0). Pure. */
 bool mon_stats_same_run(const mon_stats_doc *prev, int64_t prev_start_ms,
                         const mon_stats_doc *cur, int64_t cur_start_ms);
 

@@ -342,6 +342,26 @@ TEST(MetricsRuns, ARestartIsANewRunCountedFromZero) {
   EXPECT_EQ(mon_stats_delta_run(&a.d, &fewer.d, out), -1);
 }
 
+TEST(MetricsRuns, TimeThatComesBackLowerIsNotARestart) {
+  // libsvc re-measures its ticks-to-ns rate on every read: with no new
+  // calls, total_ns may shrink (found by the poller test under TSan, where
+  // this counted a whole run a second time)
+  std::string a = R"({"format":1,"pid":1,"uptime_ms":100,"methods":[)"
+                  R"({"name":"get","calls":58,"total_ns":5000}]})";
+  std::string b = R"({"format":1,"pid":1,"uptime_ms":120,"methods":[)"
+                  R"({"name":"get","calls":58,"total_ns":4990}]})";
+  std::string c = R"({"format":1,"pid":1,"uptime_ms":140,"methods":[)"
+                  R"({"name":"get","calls":59,"total_ns":4995}]})";
+  Doc da(a), db(b), dc(c);
+  EXPECT_TRUE(mon_stats_same_run(&da.d, 7, &db.d, 7));
+  mon_method_delta out[1];
+  EXPECT_EQ(mon_stats_delta_run(&da.d, &db.d, out), 0);
+  EXPECT_EQ(mon_stats_delta(&da.d, &db.d, out), 0); // no reset either
+  ASSERT_EQ(mon_stats_delta_run(&da.d, &dc.d, out), 1);
+  EXPECT_EQ(out[0].calls, 1u);
+  EXPECT_EQ(out[0].total_ns, 0u); // never a wrapped difference
+}
+
 // Replays a poller's choice over a sequence of (start, snapshot) and sums
 // what it would add: the counter Prometheus sees.
 TEST(MetricsRuns, CounterIsMonotonicOverRestartsAndScaling) {
