@@ -5,6 +5,7 @@
  * and ascending histograms; a delta is -1 or at most one row per method,
  * each with counts no larger than the newer snapshot's and percentiles
  * within the newer histogram's range. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           CHECK(d[k].p99_ns <= cap || d[k].p99_ns <= m->max_ns);
         }
       }
+      /* the run-aware delta: a new run (prev NULL) counts all of b; one
+       * run never gives more than b holds */
+      bool same = mon_stats_same_run(&a, 0, &b, 0);
+      int nr = mon_stats_delta_run(same ? &a : NULL, &b, d);
+      CHECK(nr >= -1 && nr <= (int)b.nmethods);
+      CHECK(same || nr >= 0);
+      for (int k = 0; k < nr; k++)
+        CHECK(d[k].calls || d[k].errors);
       free(d);
+    }
+    /* histogram differences: ascending, non-zero, never above cur */
+    for (size_t i = 0; i < b.nmethods; i++) {
+      const mon_method_stat *cur = &b.methods[i];
+      const mon_method_stat *prev = mon_stats_find(&a, i, cur->name);
+      mon_hist_pair *h = malloc((cur->nhist ? cur->nhist : 1) * sizeof *h);
+      if (!h)
+        break;
+      size_t nh = mon_stats_hist_delta(prev, cur, h);
+      CHECK(nh <= cur->nhist);
+      uint64_t total = 0, all = 0;
+      for (size_t k = 0; k < nh; k++) {
+        CHECK(h[k].count > 0);
+        CHECK(k == 0 || h[k].lo_ns > h[k - 1].lo_ns);
+        total += h[k].count;
+      }
+      for (size_t k = 0; k < cur->nhist; k++)
+        all += cur->hist[k].count;
+      CHECK(total <= all);
+      free(h);
     }
   }
   if (ra == 0)

@@ -1079,9 +1079,6 @@ static enum MHD_Result http_api_logs(mon_http *h, struct MHD_Connection *c,
   return mon_http_send(c, 200, "application/json", &b);
 }
 
-/* GET /metrics: rendered by http_metrics.c. */
-enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c);
-
 static enum MHD_Result http_control(mon_http *h, struct MHD_Connection *c,
                                     const mon_route *rt,
                                     const http_request *rq) {

@@ -1,7 +1,8 @@
 /* http_internal.h — what the files of the HTTP side share: the server's
  * state, one request's state, and the response helpers. http.c routes and
  * renders pages and JSON; http_session.c signs people in and guards the
- * POST routes; http_live.c serves the Server-Sent Event streams. */
+ * POST routes; http_live.c serves the Server-Sent Event streams;
+ * http_metrics.c the Prometheus text. */
 #ifndef MON_HTTP_INTERNAL_H
 #define MON_HTTP_INTERNAL_H
 
@@ -91,6 +92,11 @@ int mon_http_post_allowed(mon_http *h, struct MHD_Connection *c,
 /* The buttons of one service, as forms that work without JavaScript. */
 void mon_http_buttons(mon_buf *b, const char *name, const mon_session *sess,
                       const char *back);
+
+/* ---- http_metrics.c ---- */
+
+/* GET /metrics. */
+enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c);
 
 /* ---- http_live.c ---- */
 

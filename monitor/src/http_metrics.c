@@ -6,8 +6,6 @@
 
 #include <stdlib.h>
 
-enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c);
-
 enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c) {
   const mon_config *cfg = h->cfg; /* the request's: a reload renumbers */
   mon_view *v = mon_http_views(h);
