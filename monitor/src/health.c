@@ -5,6 +5,7 @@
 #include "health.h"
 
 #include "bgthread.h"
+#include "spawn.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -380,32 +381,6 @@ fail:;
   _exit(127);
 }
 
-/* argv[0] with a '/' is used as is; else the monitor's PATH is searched,
- * here, because execvp may allocate and the child must not. */
-static char *health_resolve_prog(const char *prog) {
-  if (strchr(prog, '/'))
-    return strdup(prog);
-  const char *path = getenv("PATH");
-  if (!path || !*path)
-    path = "/usr/local/bin:/usr/bin:/bin";
-  size_t plen = strlen(prog);
-  while (*path) {
-    size_t dl = strcspn(path, ":");
-    char *cand = malloc(dl + plen + 3);
-    if (!cand)
-      return NULL;
-    snprintf(cand, dl + plen + 3, "%.*s/%s", (int)(dl ? dl : 1),
-             dl ? path : ".", prog);
-    if (access(cand, X_OK) == 0)
-      return cand;
-    free(cand);
-    path += dl;
-    if (*path == ':')
-      path++;
-  }
-  return strdup(prog); /* execve fails with ENOENT and the reason says so */
-}
-
 /* Waits for the child to exit without reaping it (so its pid, and with it
  * the process group id, stays reserved until we have killed the group). */
 static int health_wait_child(pid_t pid, uint64_t deadline, int cancel_fd) {
@@ -437,7 +412,7 @@ static int health_exec(const health_spec *sp, uint64_t deadline, int cancel_fd,
                        char *why, size_t len) {
   if (!sp->argv || !sp->argv[0])
     return health_fail(why, len, "no command");
-  char *path = health_resolve_prog(sp->argv[0]);
+  char *path = mon_spawn_resolve(sp->argv[0], getenv("PATH"));
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   int errp[2] = {-1, -1};
   int ok = 0;

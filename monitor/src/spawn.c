@@ -72,22 +72,18 @@ oom:
   return NULL;
 }
 
-/* argv[0] with a '/' is used as is (relative to directory); else the PATH
- * of the service's environment is searched, as execvp would. */
-static char *spawn_resolve(const char *prog, char *const *env) {
+char *mon_spawn_resolve(const char *prog, const char *path) {
   if (strchr(prog, '/'))
     return strdup(prog);
-  const char *path = "/usr/local/bin:/usr/bin:/bin";
-  for (char *const *e = env; *e; e++)
-    if (!strncmp(*e, "PATH=", 5))
-      path = *e + 5;
+  if (!path || !*path)
+    path = "/usr/local/bin:/usr/bin:/bin";
   size_t plen = strlen(prog);
   while (*path) {
     size_t dl = strcspn(path, ":");
     char *cand = malloc(dl + plen + 2);
     if (!cand)
       return NULL;
-    if (dl == 0)
+    if (dl == 0) /* an empty entry is the working directory */
       snprintf(cand, dl + plen + 2, "%s", prog);
     else
       snprintf(cand, dl + plen + 2, "%.*s/%s", (int)dl, path, prog);
@@ -99,6 +95,15 @@ static char *spawn_resolve(const char *prog, char *const *env) {
       path++;
   }
   return strdup(prog); /* exec fails with ENOENT and says so */
+}
+
+/* The PATH of a service's environment, or NULL. */
+static const char *spawn_env_path(char *const *env) {
+  const char *path = NULL;
+  for (char *const *e = env; *e; e++)
+    if (!strncmp(*e, "PATH=", 5))
+      path = *e + 5;
+  return path;
 }
 
 static void spawn_child_fail(const char *what, const char *path) {
@@ -163,7 +168,7 @@ int mon_spawn_ex(const mon_service_cfg *c, int out_fd, int err_fd,
   char **env = mon_spawn_env(c, environ);
   if (!env)
     return -ENOMEM;
-  char *path = spawn_resolve(c->argv[0], env);
+  char *path = mon_spawn_resolve(c->argv[0], spawn_env_path(env));
   if (!path) {
     mon_argv_free(env);
     return -ENOMEM;

@@ -36,6 +36,14 @@ int mon_spawn_ex(const mon_service_cfg *c, int out_fd, int err_fd,
 /* mon_spawn_ex without a cgroup. */
 int mon_spawn(const mon_service_cfg *c, int out_fd, int err_fd, int devnull_fd);
 
+/* The file exec should run for prog: prog itself when it holds a '/', else
+ * the first executable prog in path (a PATH value; NULL or empty: the
+ * usual /usr/local/bin:/usr/bin:/bin), as execvp would search, but here,
+ * before fork, because a child of a threaded process must not allocate.
+ * Not found: prog (exec then fails with ENOENT). malloc'd; NULL out of
+ * memory. */
+char *mon_spawn_resolve(const char *prog, const char *path);
+
 /* Builds the environment for c from base (environ-like); NULL-terminated,
  * free with mon_argv_free. NULL when out of memory. For tests too. */
 char **mon_spawn_env(const mon_service_cfg *c, char *const *base);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "alert.h"
+#include "loopback_http.h"
 
 namespace {
 
@@ -28,108 +29,34 @@ long ms_since(Clock::time_point t0) {
       .count();
 }
 
-// Records each request's body; answers with the next of `codes` (200 once
-// they run out). While `hold` is set it keeps a request waiting.
+// Records each request; answers with the next of `codes` (200 once they
+// run out). While `hold` is set it keeps a request waiting (3 s at most).
 class Receiver {
 public:
-  explicit Receiver(std::vector<int> codes = {}) : codes_(std::move(codes)) {
-    lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(lfd_, (sockaddr *)&a, sizeof a), 0);
-    EXPECT_EQ(listen(lfd_, 64), 0);
-    socklen_t l = sizeof a;
-    getsockname(lfd_, (sockaddr *)&a, &l);
-    port_ = ntohs(a.sin_port);
-    th_ = std::thread([this] { run(); });
-  }
-  ~Receiver() {
-    stop_ = true;
-    hold = false;
-    th_.join();
-    close(lfd_);
-  }
+  explicit Receiver(std::vector<int> codes = {})
+      : codes_(std::move(codes)),
+        http_([this](const std::string &, const std::string &) {
+          int code = next_ < codes_.size() ? codes_[next_++] : 200;
+          waiting++;
+          for (int k = 0; hold && k < 300; k++)
+            usleep(10000);
+          waiting--;
+          return LoopbackHttp::status(code);
+        }) {}
+  ~Receiver() { hold = false; } // before http_ joins its thread
   std::string url(const std::string &path = "/hook") const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return http_.url(path);
   }
-  std::vector<std::string> bodies() {
-    std::lock_guard<std::mutex> g(mu_);
-    return bodies_;
-  }
-  std::vector<std::string> heads() {
-    std::lock_guard<std::mutex> g(mu_);
-    return heads_;
-  }
-  int requests() {
-    std::lock_guard<std::mutex> g(mu_);
-    return (int)heads_.size();
-  }
+  std::vector<std::string> bodies() { return http_.bodies(); }
+  std::vector<std::string> heads() { return http_.heads(); }
+  int requests() { return http_.requests(); }
   std::atomic<bool> hold{false};
   std::atomic<int> waiting{0}; // requests read and held
 
 private:
-  void run() {
-    while (!stop_) {
-      pollfd p = {lfd_, POLLIN, 0};
-      if (poll(&p, 1, 20) <= 0)
-        continue;
-      int c = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0)
-        continue;
-      serve(c);
-      close(c);
-    }
-  }
-  void serve(int c) {
-    std::string req;
-    char buf[4096];
-    size_t need = std::string::npos;
-    auto t0 = Clock::now();
-    while (ms_since(t0) < 3000) {
-      size_t he = req.find("\r\n\r\n");
-      if (he != std::string::npos && need == std::string::npos) {
-        size_t cl = req.find("Content-Length: ");
-        need = he + 4 +
-               (cl < he ? (size_t)atol(req.c_str() + cl + 16) : (size_t)0);
-      }
-      if (need != std::string::npos && req.size() >= need)
-        break;
-      pollfd q = {c, POLLIN, 0};
-      if (poll(&q, 1, 100) <= 0)
-        continue;
-      ssize_t n = read(c, buf, sizeof buf);
-      if (n <= 0)
-        return;
-      req.append(buf, (size_t)n);
-    }
-    size_t he = req.find("\r\n\r\n");
-    if (he == std::string::npos)
-      return;
-    int code = 200;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      heads_.push_back(req.substr(0, he));
-      bodies_.push_back(req.substr(he + 4));
-      if (next_ < codes_.size())
-        code = codes_[next_++];
-    }
-    waiting++;
-    for (int k = 0; hold && !stop_ && k < 300; k++)
-      usleep(10000);
-    waiting--;
-    std::string resp = "HTTP/1.1 " + std::to_string(code) +
-                       " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    ssize_t w = write(c, resp.data(), resp.size());
-    (void)w;
-  }
   std::vector<int> codes_;
-  size_t next_ = 0;
-  int lfd_ = -1, port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::mutex mu_;
-  std::vector<std::string> heads_, bodies_;
-  std::thread th_;
+  size_t next_ = 0; // the server's thread only
+  LoopbackHttp http_;
 };
 
 int closed_port() {

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "health.h"
+#include "loopback_http.h"
 
 namespace {
 
@@ -35,87 +36,26 @@ long ms_since(Clock::time_point t0) {
       .count();
 }
 
-// A loopback server: each connection gets `reply` after reading the request
-// headers; "" never answers, "eof" closes after the request, "close"
-// closes at once.
+// A loopback server: each request gets `reply`; "" never answers, "eof"
+// closes after the request, "close" closes at once.
 class Server {
 public:
-  explicit Server(std::string reply) : reply_(std::move(reply)) {
-    lfd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(lfd_, (sockaddr *)&a, sizeof a), 0);
-    EXPECT_EQ(listen(lfd_, 16), 0);
-    socklen_t l = sizeof a;
-    getsockname(lfd_, (sockaddr *)&a, &l);
-    port_ = ntohs(a.sin_port);
-    EXPECT_EQ(pipe(stop_), 0);
-    th_ = std::thread([this] { run(); });
-  }
-  ~Server() {
-    ssize_t w = write(stop_[1], "x", 1);
-    (void)w;
-    th_.join();
-    for (int fd : held_)
-      close(fd);
-    close(lfd_);
-    close(stop_[0]);
-    close(stop_[1]);
-  }
-  int port() const { return port_; }
-  std::string last_request() {
-    std::lock_guard<std::mutex> g(mu_);
-    return last_;
-  }
+  explicit Server(const std::string &reply)
+      : http_(
+            [reply](const std::string &, const std::string &) {
+              using A = LoopbackHttp::Act;
+              if (reply.empty())
+                return LoopbackHttp::Answer{A::kHold, ""};
+              if (reply == "eof")
+                return LoopbackHttp::Answer{A::kClose, ""};
+              return LoopbackHttp::Answer{A::kReply, reply};
+            },
+            reply == "close") {}
+  int port() const { return http_.port(); }
+  std::string last_request() { return http_.last_head() + "\r\n\r\n"; }
 
 private:
-  void run() {
-    for (;;) {
-      pollfd p[2] = {{lfd_, POLLIN, 0}, {stop_[0], POLLIN, 0}};
-      if (poll(p, 2, 5000) <= 0 || (p[1].revents & POLLIN))
-        return;
-      int c = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0)
-        continue;
-      if (reply_ == "close") {
-        close(c);
-        continue;
-      }
-      std::string req;
-      char buf[512];
-      while (req.find("\r\n\r\n") == std::string::npos) {
-        pollfd q = {c, POLLIN, 0};
-        if (poll(&q, 1, 2000) <= 0)
-          break;
-        ssize_t n = read(c, buf, sizeof buf);
-        if (n <= 0)
-          break;
-        req.append(buf, (size_t)n);
-      }
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        last_ = req;
-      }
-      if (reply_ == "eof") { // read the request, then close without a word
-        close(c);
-        continue;
-      }
-      if (reply_.empty()) { // never answers: hold it open
-        held_.push_back(c);
-        continue;
-      }
-      ssize_t w = write(c, reply_.data(), reply_.size());
-      (void)w;
-      close(c);
-    }
-  }
-  std::string reply_;
-  int lfd_ = -1, port_ = 0, stop_[2] = {-1, -1};
-  std::vector<int> held_;
-  std::mutex mu_;
-  std::string last_;
-  std::thread th_;
+  LoopbackHttp http_;
 };
 
 // A port with nothing listening (bound, then closed).
