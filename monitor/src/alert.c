@@ -183,9 +183,9 @@ void mon_alerter_event(mon_alerter *a, const char *service, const char *kind,
     return;
   if (!service)
     service = "";
-  bool restart = !strcmp(kind, "restart");
-  if (!restart && strcmp(kind, "fatal") && strcmp(kind, "health") &&
-      strcmp(kind, "memory"))
+  bool restart = strcmp(kind, "restart") == 0;
+  if (!restart && strcmp(kind, "fatal") != 0 && strcmp(kind, "health") != 0 &&
+      strcmp(kind, "memory") != 0)
     return;
   char burst[ALERT_DETAIL_MAX];
   if (restart) {

@@ -235,7 +235,7 @@ int mon_net_url_parse(const char *v, const char *scheme, mon_net_url *out,
     else {
       memcpy(num, p, pl);
       num[pl] = '\0';
-      port = atoll(num);
+      port = strtol(num, NULL, 10); /* 1..5 digits: cannot overflow */
       rest = p + pl;
     }
   }
@@ -1083,7 +1083,7 @@ static bool same_str(const char *a, const char *b) {
 
 static bool same_strv(char *const *a, char *const *b) {
   for (; a && b && *a && *b; a++, b++)
-    if (strcmp(*a, *b))
+    if (strcmp(*a, *b) != 0)
       return false;
   return (!a || !*a) && (!b || !*b);
 }

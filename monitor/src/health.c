@@ -582,7 +582,7 @@ static bool health_spec_same(const health_spec *a, const health_spec *b) {
     return a->argv == b->argv;
   size_t k = 0;
   for (; a->argv[k] && b->argv[k]; k++)
-    if (strcmp(a->argv[k], b->argv[k]))
+    if (strcmp(a->argv[k], b->argv[k]) != 0)
       return false;
   return !a->argv[k] && !b->argv[k];
 }

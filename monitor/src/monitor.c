@@ -417,37 +417,47 @@ static bool mon_up_state(mon_state st) {
  * waits for them to be down. A request while one is under way waits its
  * turn in the shared slot: it is taken once this one is done. */
 static void mon_reload_request(mon *m, mon_config *cur) {
-  if (m->stopping) {
+  mon_reload_plan plan;
+  bool *start = NULL, *stop = NULL;
+  bool planned = !m->stopping && mon_reload_plan_make(m->cfg, cur, &plan) == 0;
+  if (planned) {
+    start = calloc(plan.nnew + 1, sizeof *start);
+    stop = calloc(plan.nold + 1, sizeof *stop);
+  }
+  if (!start || !stop) {
+    if (!m->stopping)
+      fprintf(stderr, "svc-monitor: reload: out of memory\n");
+    if (planned)
+      mon_reload_plan_fini(&plan);
+    free(start);
+    free(stop);
     mon_config_fini(cur);
     free(cur);
     return;
   }
-  m->reload_cfg = cur;
-  if (mon_reload_plan_make(m->cfg, cur, &m->plan) != 0 ||
-      !(m->reload_start = calloc(m->plan.nnew + 1, sizeof(bool))) ||
-      !(m->reload_stop = calloc(m->plan.nold + 1, sizeof(bool)))) {
-    fprintf(stderr, "svc-monitor: reload: out of memory\n");
-    mon_reload_drop(m);
-    return;
-  }
-  for (size_t j = 0; j < m->plan.nnew; j++) {
+  for (size_t j = 0; j < plan.nnew; j++) {
     const mon_service_cfg *c = &cur->services[j];
-    int o = m->plan.old_of_new[j];
-    if (m->plan.kind[j] == MON_RELOAD_ADDED)
-      m->reload_start[j] = c->autostart;
-    else if (m->plan.kind[j] == MON_RELOAD_CHANGED) {
+    int o = plan.old_of_new[j];
+    if (plan.kind[j] == MON_RELOAD_ADDED) {
+      start[j] = c->autostart;
+    } else if (plan.kind[j] == MON_RELOAD_CHANGED) {
       mon_state st = m->sup.procs[o].state;
       /* up before: up after; failed before: the new config may fix it */
-      m->reload_start[j] =
-          mon_up_state(st) ||
-          (c->autostart && (st == MON_FATAL || st == MON_EXITED));
-      m->reload_stop[o] = true;
+      start[j] = mon_up_state(st) ||
+                 (c->autostart && (st == MON_FATAL || st == MON_EXITED));
+      stop[o] = true;
     }
   }
-  for (size_t i = 0; i < m->plan.nold; i++)
-    if (m->plan.new_of_old[i] < 0)
-      m->reload_stop[i] = true;
-  mon_sup_stop_set(&m->sup, m->reload_stop);
+  for (size_t i = 0; i < plan.nold; i++)
+    if (plan.new_of_old[i] < 0)
+      stop[i] = true;
+  /* stop first, then keep: the supervisor's callbacks reach all of *m,
+   * which the static analyser takes as losing pointers kept there */
+  mon_sup_stop_set(&m->sup, stop);
+  m->reload_cfg = cur;
+  m->plan = plan;
+  m->reload_start = start;
+  m->reload_stop = stop;
 }
 
 /* A copy of old[] in the new order; new entries zeroed. */
@@ -677,6 +687,8 @@ static int mon_loop(mon *m) {
       if (!np || !nw)
         break;
     }
+    if (!pfd || !which)
+      break;
     uint64_t interval = (uint64_t)m->cfg->sample_interval_ms;
     mon_publish(m);
     if (m->stopping && mon_sup_all_down(&m->sup))

@@ -31,8 +31,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-inline std::string http(int port, const std::string &method, const std::string &path,
-                 const std::string &extra = "") {
+inline std::string http(int port, const std::string &method,
+                        const std::string &path,
+                        const std::string &extra = "") {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;

@@ -54,9 +54,9 @@ protected:
                                err, sizeof err),
               0)
         << err;
-    mon_sup_ops ops{fake_spawn, fake_signal,       fake_probe,
-                    fake_health_begin, fake_health_take, fake_event,
-                    fake_now,   &f};
+    mon_sup_ops ops{
+        fake_spawn,       fake_signal, fake_probe, fake_health_begin,
+        fake_health_take, fake_event,  fake_now,   &f};
     ASSERT_EQ(mon_sup_init(&sup, &cfg, &ops), 0);
   }
   void TearDown() override {
