@@ -339,9 +339,12 @@ static void retire(svc_server *s) {
     pthread_mutex_lock(&s->lock);
     for (svc__item *it = s->conns.next; it != &s->conns; it = it->next) {
       left++;
-      if (it->goaway_sent || pthread_mutex_trylock(&it->serving) != 0)
+      /* goaway_sent is read under serving too: serve_conn writes it there
+       * (TSan caught the read before the lock) */
+      if (pthread_mutex_trylock(&it->serving) != 0)
         continue; /* a busy connection gets it when its call is done */
-      it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
+      if (!it->goaway_sent)
+        it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
       pthread_mutex_unlock(&it->serving);
     }
     pthread_mutex_unlock(&s->lock);

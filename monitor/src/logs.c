@@ -67,19 +67,28 @@ static void logs_stream_close(mon_log_stream *s) {
 }
 
 int mon_logs_remap(mon_logs *l, const mon_config *cfg, const int *old_of_new,
-                   char *err, size_t errlen) {
+                   const int *new_of_old, char *err, size_t errlen) {
   size_t n = 2 * cfg->nservices;
   mon_log_stream *ns = calloc(n ? n : 1, sizeof *ns);
-  if (!ns) {
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
   bool *kept = calloc(l->nstreams + 1, sizeof *kept);
-  if (!kept) {
+  if (!ns || !kept) {
     free(ns);
+    free(kept);
     snprintf(err, errlen, "out of memory");
-    return -1;
+    return -2;
   }
+  /* pending lines (e.g. "N lines only in the file" notes) follow too */
+  size_t w = 0;
+  for (size_t k = 0; k < l->npending; k++) {
+    int to = new_of_old[l->pending[k].service];
+    if (to < 0) {
+      free(l->pending[k].line);
+      continue;
+    }
+    l->pending[w] = l->pending[k];
+    l->pending[w++].service = (size_t)to;
+  }
+  l->npending = w;
   int rc = 0;
   for (size_t k = 0; k < n; k++) {
     int o = old_of_new[k / 2];
@@ -89,7 +98,7 @@ int mon_logs_remap(mon_logs *l, const mon_config *cfg, const int *old_of_new,
       kept[ok] = true;
       continue;
     }
-    ns[k].fd = -1;
+    ns[k].fd = ns[k].file = -1;
     if (logs_stream_open(&ns[k], cfg, k) != 0 && rc == 0) {
       snprintf(err, errlen, "%s: %s", ns[k].path ? ns[k].path : "log",
                strerror(errno));
@@ -179,6 +188,8 @@ out:
 static void logs_write(mon_logs *l, size_t k, const char *p, size_t n) {
   mon_log_stream *s = &l->streams[k];
   long long max = l->cfg->services[k / 2].log_max_bytes;
+  if (s->file < 0 || !s->path) /* no file for this stream */
+    return;
   if (max > 0 && s->size > 0 && s->size + (long long)n > max)
     logs_rotate(l, k);
   if (s->file < 0)

@@ -54,11 +54,13 @@ int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err, size_t errlen);
 void mon_logs_fini(mon_logs *l);
 /* After a reload: streams follow cfg's services, old_of_new[j] naming the
  * old index of new service j (its pipes and files carry over) or -1 (its
- * files are opened). Streams of services no longer there are closed. Call
- * with nothing pending. 0, or -1 with err set when a new file could not be
- * opened (that stream then writes no file; the rest is applied). */
+ * files are opened), new_of_old the other way (-1: removed). Streams of
+ * services no longer there are closed; pending lines are renumbered (those
+ * of removed services dropped). 0; -1 with err set when a new file could
+ * not be opened (that stream writes no file; the rest is applied); -2 out
+ * of memory, nothing changed. */
 int mon_logs_remap(mon_logs *l, const mon_config *cfg, const int *old_of_new,
-                   char *err, size_t errlen);
+                   const int *new_of_old, char *err, size_t errlen);
 /* Makes the pipe for a new run of service i's stream: keeps the read end
  * (nonblocking, close-on-exec) and returns the write end for the child, or
  * -1. Any earlier pipe is drained and closed first. */

@@ -68,6 +68,8 @@ typedef struct mon {
   mon_reload_plan plan;    /* its difference from cfg */
   bool *reload_start;      /* [plan.nnew]: start after the swap */
   bool *reload_stop;       /* [plan.nold]: stopped for the reload */
+  mon_command deferred[MON_QUEUE_MAX]; /* commands for those, after it */
+  size_t ndeferred;
   mon_method_result *mres; /* method rows waiting for the next transaction */
   size_t nmres;
   mon_pidfile pidfile;
@@ -379,6 +381,7 @@ static void mon_begin_stop(mon *m) {
 /* ---- reload ---- */
 
 static void mon_reload_request(mon *m, mon_config *cur);
+static void mon_commands_deferred(mon *m);
 
 /* SIGHUP: the file again, parsed here; a bad one changes nothing. */
 static void mon_reload_file(mon *m) {
@@ -408,9 +411,12 @@ static void mon_reload_drop(mon *m) {
   m->reload_start = m->reload_stop = NULL;
 }
 
-static bool mon_up_state(mon_state st) {
-  return st == MON_WAITING || st == MON_STARTING || st == MON_RUNNING ||
-         st == MON_BACKOFF || st == MON_STOPPING;
+/* Up, or about to be (a STOPPING service only when a start follows: one
+ * being stopped by hand stays down). */
+static bool mon_up(const mon_proc *p) {
+  return p->state == MON_WAITING || p->state == MON_STARTING ||
+         p->state == MON_RUNNING || p->state == MON_BACKOFF ||
+         (p->state == MON_STOPPING && p->after != MON_AFTER_NOTHING);
 }
 
 /* Phase one: stop what is removed or changed (dependents first); the swap
@@ -443,7 +449,7 @@ static void mon_reload_request(mon *m, mon_config *cur) {
     } else if (plan.kind[j] == MON_RELOAD_CHANGED) {
       mon_state st = m->sup.procs[o].state;
       /* up before: up after; failed before: the new config may fix it */
-      start[j] = mon_up_state(st) ||
+      start[j] = mon_up(&m->sup.procs[o]) ||
                  (c->autostart && (st == MON_FATAL || st == MON_EXITED));
       stop[o] = true;
     }
@@ -519,8 +525,19 @@ static void mon_reload_finish(mon *m) {
       mon_remap_array(m->views, sizeof *m->views, n, p->old_of_new);
   int *roots = calloc(n + 1, sizeof *roots);
   mon_sample *samples = calloc(n + 1, sizeof *samples);
-  if (!sids || !procs || !views || !roots || !samples) {
-    fprintf(stderr, "svc-monitor: reload: out of memory, not applied\n");
+  /* the last steps that can fail, before anything is committed: the new
+   * prober, and the log streams (a file that cannot be opened is not a
+   * failure: that stream writes no file) */
+  mon_prober *prober = mon_prober_new(ncfg, MON_PROBE_TIMEOUT_MS);
+  char err[512];
+  int lrc = -2;
+  if (sids && procs && views && roots && samples && prober)
+    lrc = mon_logs_remap(&m->logs, ncfg, p->old_of_new, p->new_of_old, err,
+                         sizeof err);
+  if (lrc == -2) {
+    fprintf(stderr, "svc-monitor: reload: out of memory or threads, not "
+                    "applied\n");
+    mon_prober_free(prober);
     free(sids);
     free(procs);
     free(views);
@@ -530,6 +547,8 @@ static void mon_reload_finish(mon *m) {
     mon_reload_drop(m);
     return;
   }
+  if (lrc != 0)
+    fprintf(stderr, "svc-monitor: reload: %s\n", err);
   for (size_t j = 0; j < n; j++) {
     int o = p->old_of_new[j];
     const mon_service_cfg *s = &ncfg->services[j];
@@ -549,9 +568,6 @@ static void mon_reload_finish(mon *m) {
   for (size_t i = 0; i < p->nold; i++)
     if (p->new_of_old[i] < 0)
       mon_cgroups_remove(m->cgroups, old->services[i].name);
-  char err[512];
-  if (mon_logs_remap(&m->logs, ncfg, p->old_of_new, err, sizeof err) != 0)
-    fprintf(stderr, "svc-monitor: reload: %s\n", err);
   m->logs_published = 0;
   free(m->views);
   m->views = views;
@@ -568,9 +584,7 @@ static void mon_reload_finish(mon *m) {
   mon_healther_reconfigure(m->health, ncfg, p->old_of_new);
   mon_stats_poller_reconfigure(m->stats, ncfg);
   mon_prober_free(m->prober);
-  m->prober = mon_prober_new(ncfg, MON_PROBE_TIMEOUT_MS);
-  if (!m->prober)
-    fprintf(stderr, "svc-monitor: reload: cannot start the probe thread\n");
+  m->prober = prober;
   mon_alerter_set_url(m->alerts, ncfg->alert_webhook);
   m->cfg = ncfg;
   mon_config_ref *oref = m->cref;
@@ -599,6 +613,7 @@ static void mon_reload_finish(mon *m) {
     if (start[j])
       mon_sup_event(&m->sup, j, MON_EV_START);
   free(start);
+  mon_commands_deferred(m);
 }
 
 /* The loop's turn: a waiting reload swaps once its services are down. */
@@ -610,10 +625,24 @@ static void mon_reload_step(mon *m) {
     if (!m->reload_cfg)
       return;
   }
-  for (size_t i = 0; i < m->plan.nold; i++)
-    if (m->reload_stop[i] &&
-        (m->sup.procs[i].pid > 0 || m->sup.procs[i].state == MON_STOPPING))
-      return;
+  bool down = true;
+  for (size_t i = 0; i < m->plan.nold; i++) {
+    const mon_proc *q = &m->sup.procs[i];
+    if (!m->reload_stop[i] ||
+        (q->pid <= 0 && q->state != MON_STOPPING && q->state != MON_STARTING))
+      continue;
+    down = false;
+    /* started again meanwhile (a dependent's start takes its dependencies
+     * along): stopped once more, or the swap would wait for ever */
+    if (!q->stop_wanted && q->state != MON_STOPPING) {
+      bool one[m->plan.nold];
+      memset(one, 0, sizeof one);
+      one[i] = true;
+      mon_sup_stop_set(&m->sup, one);
+    }
+  }
+  if (!down)
+    return;
   if (m->stopping) {
     mon_reload_drop(m);
     return;
@@ -656,6 +685,11 @@ static void mon_commands(mon *m) {
     if (found < 0)
       continue; /* removed by a reload meanwhile */
     size_t i = (size_t)found;
+    if (m->reload_cfg && m->reload_stop[i]) { /* after the swap, by name */
+      if (m->ndeferred < MON_QUEUE_MAX)
+        m->deferred[m->ndeferred++] = cmds[k];
+      continue;
+    }
     switch (cmds[k].action) {
     case MON_A_START:
       mon_sup_event(&m->sup, i, MON_EV_START);
@@ -668,6 +702,17 @@ static void mon_commands(mon *m) {
       break;
     }
   }
+}
+
+/* Commands held while a reload stopped their service: applied to the new
+ * config (by name), once it runs. */
+static void mon_commands_deferred(mon *m) {
+  size_t n = m->ndeferred;
+  m->ndeferred = 0;
+  for (size_t k = 0; k < n; k++)
+    if (mon_shared_push(&m->shared, m->deferred[k].service,
+                        m->deferred[k].action) != 0)
+      break;
 }
 
 static int mon_loop(mon *m) {

@@ -129,6 +129,16 @@ static mon_state sup_fresh_start(mon_sup *s, size_t i) {
   return MON_WAITING;
 }
 
+/* START while WAITING: the dependencies that came to rest meanwhile (a
+ * stop, a FATAL) are started again. */
+static mon_state sup_wait_again(mon_sup *s, size_t i) {
+  const mon_service_cfg *c = &s->cfg->services[i];
+  for (size_t d = 0; d < c->ndeps; d++)
+    if (sup_resting(s->procs[c->deps[d]].state))
+      mon_sup_event(s, (size_t)c->deps[d], MON_EV_START);
+  return MON_WAITING;
+}
+
 static mon_state sup_deps_ready(mon_sup *s, size_t i) {
   return sup_spawn_as(s, i, false);
 }
@@ -248,7 +258,7 @@ static mon_state sup_cancel_start(mon_sup *s, size_t i) {
 static const sup_action sup_table[MON_NSTATES][MON_NEVENTS] = {
     /*                START            STOP              READY           EXIT         TIMER          FAIL */
     [MON_STOPPED]  = {sup_fresh_start, sup_ignore,       sup_ignore,     sup_ignore,  sup_ignore,    sup_ignore},
-    [MON_WAITING]  = {sup_ignore,      sup_cancel_wait,  sup_deps_ready, sup_ignore,  sup_ignore,    sup_ignore},
+    [MON_WAITING]  = {sup_wait_again,  sup_cancel_wait,  sup_deps_ready, sup_ignore,  sup_ignore,    sup_ignore},
     [MON_STARTING] = {sup_ignore,      sup_stop_start,   sup_ready,      sup_exited,  sup_not_ready, sup_failed_check},
     [MON_RUNNING]  = {sup_ignore,      sup_stop_start,   sup_ignore,     sup_exited,  sup_ignore,    sup_failed_check},
     [MON_BACKOFF]  = {sup_fresh_start, sup_cancel,       sup_ignore,     sup_ignore,  sup_spawn,     sup_ignore},
@@ -311,7 +321,14 @@ static void sup_stop_pass(mon_sup *s) {
     for (size_t i = 0; i < s->n; i++) {
       if (!s->procs[i].stop_wanted)
         continue;
+      /* nothing to wait for without a process: a BACKOFF or WAITING one
+       * is cancelled at once, before it starts again */
       bool blocked = false;
+      if (!sup_up(&s->procs[i])) {
+        mon_sup_event(s, i, MON_EV_STOP);
+        again = true;
+        continue;
+      }
       for (size_t j = 0; j < s->n && !blocked; j++) {
         const mon_service_cfg *c = &s->cfg->services[j];
         const mon_proc *q = &s->procs[j];

@@ -162,6 +162,41 @@ TEST_F(Supervision, SighupAppliesOnlyTheDifference) {
   EXPECT_FALSE(alive(std::stoi(keep)));
 }
 
+TEST_F(Supervision, ARestartDuringAReloadIsAppliedAfterIt) {
+  // "slow" takes a second to stop, so the restart lands while the reload
+  // waits for it; the reload must still finish, and the restart after it
+  write_config("[service.slow]\ncommand = /bin/sh -c 'trap \"sleep 1; exit "
+               "0\" TERM; while :; do sleep 0.1; done'\nstart_secs = 0\n"
+               "[service.other]\ncommand = /bin/sleep 600\nstart_secs = 0\n");
+  start();
+  ASSERT_TRUE(eventually([&] {
+    return field(svc("slow"), "state") == "RUNNING" &&
+           field(svc("other"), "state") == "RUNNING";
+  }));
+  std::string pid = field(svc("slow"), "pid");
+  write_config("[service.slow]\ncommand = /bin/sh -c 'trap \"sleep 1; exit "
+               "0\" TERM; while :; do sleep 0.1; done'\nstart_secs = 0\n"
+               "env = V=2\n"
+               "[service.other]\ncommand = /bin/sleep 600\nstart_secs = 0\n"
+               "[service.late]\ncommand = /bin/sleep 606\nstart_secs = 0\n");
+  kill(mon, SIGHUP);
+  ASSERT_TRUE(
+      eventually([&] { return field(svc("slow"), "state") == "STOPPING"; }));
+  std::string r = http(port, "POST", "/api/services/slow/restart",
+                       "Authorization: Bearer " + token() + "\r\n");
+  EXPECT_NE(r.find("HTTP/1.1 202"), std::string::npos) << r;
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::string all = services();
+        return field(object_of(all, "late"), "state") == "RUNNING" &&
+               field(object_of(all, "slow"), "state") == "RUNNING" &&
+               field(object_of(all, "slow"), "pid") != pid;
+      },
+      30))
+      << services();
+  EXPECT_EQ(stop_monitor(), 0);
+}
+
 TEST_F(Supervision, ABadConfigOnReloadChangesNothing) {
   write_config(kReloadBase);
   start(true);

@@ -426,3 +426,35 @@ TEST_F(Sup, MemoryAboveTheLimitForThreeSamplesRestarts) {
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(Sup, StartWhileWaitingStartsADependencyThatCameToRest) {
+  load("[service.a]\ncommand = x\nautostart = false\nstop_timeout_ms = 500\n"
+       "[service.b]\ncommand = x\nautostart = false\ndepends_on = a\n");
+  mon_sup_event(&sup, 1, MON_EV_START);
+  ASSERT_EQ(st(0), MON_STARTING);
+  mon_sup_event(&sup, 0, MON_EV_STOP); // someone stops a meanwhile
+  mon_sup_reaped(&sup, sup.procs[0].pid, SIGTERM);
+  ASSERT_EQ(st(0), MON_STOPPED);
+  EXPECT_EQ(st(1), MON_WAITING);
+  mon_sup_event(&sup, 1, MON_EV_START); // asked again: a is started again
+  EXPECT_EQ(st(0), MON_STARTING);
+  EXPECT_EQ(st(1), MON_WAITING);
+}
+
+TEST_F(Sup, AnOrderedStopCancelsABackoffAtOnce) {
+  load("[service.b]\ncommand = x\nstart_secs = 0\nbackoff_ms = 5000\n"
+       "[service.c]\ncommand = x\nstart_secs = 0\ndepends_on = b\n");
+  mon_sup_autostart(&sup);
+  advance(0);
+  advance(0);
+  ASSERT_EQ(st(1), MON_RUNNING);
+  mon_sup_reaped(&sup, sup.procs[0].pid, 1 << 8); // b crashed: backs off
+  ASSERT_EQ(st(0), MON_BACKOFF);
+  mon_sup_stop_set(&sup, nullptr);
+  EXPECT_EQ(st(0), MON_STOPPED) << "no process to wait for: not respawned";
+  EXPECT_EQ(st(1), MON_STOPPING);
+}
+
+} // namespace
