@@ -55,6 +55,15 @@ def main():
         return str(x).encode()
 
     @s.method
+    def span(req):  # spin, then say who ran it, when, and on how much CPU
+        n, x = int(bytes(req)), 0
+        t0, c0 = time.monotonic(), time.thread_time()
+        for i in range(n):
+            x += i * i
+        t1, c1 = time.monotonic(), time.thread_time()
+        return f"{os.getpid()} {t0} {t1} {c1 - c0}".encode()
+
+    @s.method
     def pid(req):
         return str(os.getpid()).encode()
 

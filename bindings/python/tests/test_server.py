@@ -316,50 +316,72 @@ def test_the_environment_sets_the_worker_pool(rundir):
         assert s.stop(signal.SIGTERM) == 0
 
 
-CALLER = """
+SPANNER = """
 import sys, time, svc
 c = svc.Client(sys.argv[1], timeout=30)
-c.call("spin", b"1000")
 end = time.monotonic() + float(sys.argv[2])
-n = 0
 while time.monotonic() < end:
-    c.call("spin", b"20000")
-    n += 1
-print(n)
+    print(c.call("span", b"300000").decode(), flush=True)
 """
 
 
-def calls_per_second(url, nclients=4, seconds=2.0):
-    procs = [subprocess.Popen([sys.executable, "-c", CALLER, url,
+def spans(url, nclients, seconds):
+    """(pid, start, end, cpu) of every call that nclients callers made."""
+    procs = [subprocess.Popen([sys.executable, "-c", SPANNER, url,
                                str(seconds)], stdout=subprocess.PIPE,
                               text=True) for _ in range(nclients)]
-    return sum(int(p.communicate(timeout=60)[0]) for p in procs) / seconds
+    out = []
+    for p in procs:
+        for line in p.communicate(timeout=60)[0].split("\n"):
+            if line:
+                pid, t0, t1, cpu = line.split()
+                out.append((int(pid), float(t0), float(t1), float(cpu)))
+    return out
 
 
-def test_two_workers_serve_cpu_bound_handlers_faster_than_one(rundir):
-    # A ratio of timed runs on a shared 2-vCPU VM whose speed drifts for
-    # seconds at a time: both servers run at once and their windows
-    # alternate (1, 2, 1, 2, ...), so a slow spell hits both; a round that
-    # still falls short may be followed by a second; every round is printed.
+def parallel_pairs(calls):
+    """Pairs of calls from two processes that overlapped for at least half
+    of the shorter one while each got at least 80% of a core: they ran at
+    the same time on two cores, which one process with a GIL cannot."""
+    found = 0
+    for k, a in enumerate(calls):
+        for b in calls[k + 1:]:
+            if a[0] == b[0]:
+                continue
+            overlap = min(a[2], b[2]) - max(a[1], b[1])
+            shorter = min(a[2] - a[1], b[2] - b[1])
+            if (shorter > 0 and overlap >= shorter / 2 and
+                    a[3] >= 0.8 * (a[2] - a[1]) and
+                    b[3] >= 0.8 * (b[2] - b[1])):
+                found += 1
+    return found
+
+
+def test_two_workers_run_cpu_bound_handlers_in_parallel(rundir):
+    # The property, not a speed: with two workers, CPU-bound handlers run
+    # at the same time in two processes, each with a core of its own (its
+    # thread's CPU time keeps up with the wall clock). A throughput ratio
+    # on this 2-vCPU VM, with the callers competing for the same cores,
+    # drifted between 1.44x and 1.9x from run to run.
     servers = {}
     try:
         for n in (1, 2):
             name = unique_name(f"cpu{n}")
             servers[n] = PyServer(rundir, [f"unix://{rundir}/{name}.sock"],
                                   name, ["--workers", str(n), str(n)])
-        ratios = []
-        for _ in range(2):
-            calls = {1: 0.0, 2: 0.0}
-            for _ in range(3):
-                for n in (1, 2):
-                    calls[n] += calls_per_second(servers[n].url, seconds=1.0)
-            ratios.append(calls[2] / calls[1])
-            print(f"CPU-bound handler, 4 clients: {calls[1] / 3:.0f} calls/s "
-                  f"with 1 worker, {calls[2] / 3:.0f} with 2: "
-                  f"{ratios[-1]:.2f}x")
-            if ratios[-1] >= 1.7:
+        one = spans(servers[1].url, nclients=2, seconds=1.5)
+        assert len({c[0] for c in one}) == 1
+        assert parallel_pairs(one) == 0
+        for _ in range(3):  # a busy spell of the VM may take a core away
+            two = spans(servers[2].url, nclients=2, seconds=1.5)
+            pairs = parallel_pairs(two)
+            print(f"2 workers: {len(two)} calls from "
+                  f"{len({c[0] for c in two})} processes, {pairs} pairs "
+                  f"in parallel")
+            if pairs:
                 break
-        assert max(ratios) >= 1.7, ratios
+        assert len({c[0] for c in two}) == 2
+        assert pairs > 0
     finally:
         for s in servers.values():
             s.stop(signal.SIGTERM)
