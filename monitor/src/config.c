@@ -1081,7 +1081,7 @@ static bool same_str(const char *a, const char *b) {
   return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-static bool same_strv(char *const *a, char *const *b) {
+bool mon_argv_same(char *const *a, char *const *b) {
   for (; a && b && *a && *b; a++, b++)
     if (strcmp(*a, *b) != 0)
       return false;
@@ -1098,11 +1098,11 @@ bool mon_service_cfg_same(const mon_service_cfg *a, const mon_service_cfg *b) {
          a->stop_timeout_ms == b->stop_timeout_ms &&
          a->backoff_ms == b->backoff_ms &&
          a->backoff_max_ms == b->backoff_max_ms && a->ready == b->ready &&
-         same_strv(a->env, b->env) && same_str(a->env_file, b->env_file) &&
+         mon_argv_same(a->env, b->env) && same_str(a->env_file, b->env_file) &&
          same_str(a->directory, b->directory) &&
          a->log_max_bytes == b->log_max_bytes &&
          a->log_backups == b->log_backups && a->timestamps == b->timestamps &&
-         same_strv(a->depends_on, b->depends_on) &&
+         mon_argv_same(a->depends_on, b->depends_on) &&
          same_str(a->health_text, b->health_text) &&
          a->health_interval_ms == b->health_interval_ms &&
          a->health_timeout_ms == b->health_timeout_ms &&

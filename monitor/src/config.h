@@ -138,6 +138,8 @@ bool mon_service_cfg_same(const mon_service_cfg *a, const mon_service_cfg *b);
  * -1 for an unterminated quote or a trailing backslash, -2 out of memory. */
 int mon_split_command(const char *line, char ***argv_out);
 void mon_argv_free(char **argv);
+/* The same words in the same order (NULL is the same as empty). */
+bool mon_argv_same(char *const *a, char *const *b);
 
 /* True for a usable service name: 1..64 of [A-Za-z0-9._-], not starting
  * with a dot (the name becomes part of file names). */

@@ -578,13 +578,7 @@ static bool health_spec_same(const health_spec *a, const health_spec *b) {
   if (a->kind == MON_HEALTH_HTTP || a->kind == MON_HEALTH_TCP)
     return !strcmp(a->url.host, b->url.host) && a->url.port == b->url.port &&
            !strcmp(a->url.path, b->url.path);
-  if (a->kind != MON_HEALTH_EXEC || !a->argv || !b->argv)
-    return a->argv == b->argv;
-  size_t k = 0;
-  for (; a->argv[k] && b->argv[k]; k++)
-    if (strcmp(a->argv[k], b->argv[k]) != 0)
-      return false;
-  return !a->argv[k] && !b->argv[k];
+  return a->kind != MON_HEALTH_EXEC || mon_argv_same(a->argv, b->argv);
 }
 
 static void health_slots_free(health_slot *slots, size_t n) {

@@ -857,6 +857,23 @@ void mon_http_line_json(mon_buf *b, int64_t ts_ms, const char *stream,
   mon_buf_puts(b, "}");
 }
 
+void mon_http_health_json(mon_buf *b, const mon_service_cfg *s,
+                          const mon_view *w, bool probe) {
+  mon_buf_puts(b, ",\"health\":");
+  if (!s->health) {
+    mon_buf_puts(b, "null");
+    return;
+  }
+  mon_buf_printf(b, "{\"state\":\"%s\",\"failures\":%d,\"reason\":",
+                 http_health_name(w->health), w->health_fails);
+  mon_buf_json(b, w->health_why, strlen(w->health_why));
+  if (probe) {
+    mon_buf_puts(b, ",\"probe\":");
+    mon_buf_json(b, s->health_text, strlen(s->health_text));
+  }
+  mon_buf_puts(b, "}");
+}
+
 static void http_view_json(mon_buf *b, const mon_service_cfg *s,
                            const mon_view *w, int64_t now) {
   mon_buf_puts(b, "{\"name\":");
@@ -890,17 +907,8 @@ static void http_view_json(mon_buf *b, const mon_service_cfg *s,
   mon_buf_puts(b, ",\"depends_on\":[");
   for (size_t d = 0; d < s->ndeps; d++)
     mon_buf_printf(b, "%s\"%s\"", d ? "," : "", s->depends_on[d]);
-  mon_buf_puts(b, "],\"health\":");
-  if (s->health) {
-    mon_buf_printf(b, "{\"state\":\"%s\",\"failures\":%d,\"reason\":",
-                   http_health_name(w->health), w->health_fails);
-    mon_buf_json(b, w->health_why, strlen(w->health_why));
-    mon_buf_puts(b, ",\"probe\":");
-    mon_buf_json(b, s->health_text, strlen(s->health_text));
-    mon_buf_puts(b, "}");
-  } else {
-    mon_buf_puts(b, "null");
-  }
+  mon_buf_puts(b, "]");
+  mon_http_health_json(b, s, w, true);
   mon_buf_puts(b, ",\"limits\":{\"memory_max\":");
   http_json_num(b, (double)s->memory_max, s->memory_max > 0);
   mon_buf_puts(b, ",\"cpu_max_pct\":");

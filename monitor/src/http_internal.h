@@ -67,6 +67,10 @@ mon_view *mon_http_views(mon_http *h);
 void mon_http_workers_json(mon_buf *b, const mon_view *w);
 void mon_http_line_json(mon_buf *b, int64_t ts_ms, const char *stream,
                         const char *line, size_t len);
+/* ,"health":null without a probe, else ,"health":{"state","failures",
+ * "reason"} (and "probe", its text, when probe). */
+void mon_http_health_json(mon_buf *b, const mon_service_cfg *s,
+                          const mon_view *w, bool probe);
 /* The page's head and header bar; sess (may be NULL) adds the CSRF token
  * for the scripts and the sign-out button. */
 void mon_http_head(mon_buf *b, const char *title, bool refresh,

@@ -12,9 +12,9 @@
 
 /* ---- what is published ---- */
 
-static void live_state_json(mon_buf *b, const char *name, const mon_view *v,
-                            int64_t now_ms) {
-  mon_buf_printf(b, "{\"service\":\"%s\",\"state\":\"%s\",\"pid\":", name,
+static void live_state_json(mon_buf *b, const mon_service_cfg *s,
+                            const mon_view *v, int64_t now_ms) {
+  mon_buf_printf(b, "{\"service\":\"%s\",\"state\":\"%s\",\"pid\":", s->name,
                  mon_state_name(v->state));
   if (v->pid)
     mon_buf_printf(b, "%d", v->pid);
@@ -27,16 +27,7 @@ static void live_state_json(mon_buf *b, const char *name, const mon_view *v,
   else
     mon_buf_puts(b, "null");
   mon_http_workers_json(b, v);
-  mon_buf_puts(b, ",\"health\":");
-  if (v->health < 0) {
-    mon_buf_puts(b, "null");
-  } else {
-    mon_buf_printf(b, "{\"state\":\"%s\",\"failures\":%d,\"reason\":",
-                   v->health == MON_HEALTH_PASSING ? "passing" : "failing",
-                   v->health_fails);
-    mon_buf_json(b, v->health_why, strlen(v->health_why));
-    mon_buf_puts(b, "}");
-  }
+  mon_http_health_json(b, s, v, false);
   mon_buf_puts(b, "}");
 }
 
@@ -50,7 +41,7 @@ static void live_publish(mon_sse_hub *hub, mon_sse_topic topic, int service,
 void mon_http_publish_state(mon_sse_hub *hub, const mon_config *cfg, size_t i,
                             const mon_view *v, int64_t now_ms) {
   mon_buf b = {0};
-  live_state_json(&b, cfg->services[i].name, v, now_ms);
+  live_state_json(&b, &cfg->services[i], v, now_ms);
   live_publish(hub, MON_SSE_EVENTS, 0, 0, "state", &b);
 }
 
@@ -158,7 +149,7 @@ enum MHD_Result mon_http_events(mon_http *h, struct MHD_Connection *c) {
     mon_view *v = mon_http_views(h);
     for (size_t i = 0; v && i < cfg->nservices; i++) {
       mon_buf b = {0};
-      live_state_json(&b, cfg->services[i].name, &v[i], now);
+      live_state_json(&b, &cfg->services[i], &v[i], now);
       if (!b.oom)
         mon_sse_send(sub, "state", b.p, b.len);
       mon_buf_fini(&b);

@@ -182,40 +182,39 @@ static int met_grow(void **p, size_t *cap, size_t n, size_t sz) {
   return 0;
 }
 
-static met_service *met_service_get(mon_metrics *m, const char *name) {
+/* The element named name of the sorted array *p (n elements of size sz,
+ * the name a char * at offset off), added zeroed with a copy of the name
+ * where it belongs when absent and fewer than max are there. NULL when
+ * full or out of memory. */
+static void *met_find_or_add(void **p, size_t *n, size_t *cap, size_t sz,
+                             size_t off, size_t max, const char *name) {
   bool found;
-  size_t at = met_search(m->svc, m->n, sizeof *m->svc,
-                         offsetof(met_service, name), name, &found);
+  size_t at = met_search(*p, *n, sz, off, name, &found);
   if (found)
-    return &m->svc[at];
-  if (m->n >= MON_METRICS_SERVICES_MAX ||
-      met_grow((void **)&m->svc, &m->cap, m->n, sizeof *m->svc) != 0)
+    return (char *)*p + at * sz;
+  if (*n >= max || met_grow(p, cap, *n, sz) != 0)
     return NULL;
   char *copy = strdup(name);
   if (!copy)
     return NULL;
-  memmove(&m->svc[at + 1], &m->svc[at], (m->n - at) * sizeof *m->svc);
-  m->svc[at] = (met_service){.name = copy};
-  m->n++;
-  return &m->svc[at];
+  char *e = (char *)*p + at * sz;
+  memmove(e + sz, e, (*n - at) * sz);
+  memset(e, 0, sz);
+  memcpy(e + off, &copy, sizeof copy);
+  (*n)++;
+  return e;
+}
+
+static met_service *met_service_get(mon_metrics *m, const char *name) {
+  return met_find_or_add((void **)&m->svc, &m->n, &m->cap, sizeof *m->svc,
+                         offsetof(met_service, name), MON_METRICS_SERVICES_MAX,
+                         name);
 }
 
 static mon_metrics_series *met_series_get(met_service *sv, const char *label) {
-  bool found;
-  size_t at = met_search(sv->s, sv->n, sizeof *sv->s,
-                         offsetof(mon_metrics_series, method), label, &found);
-  if (found)
-    return &sv->s[at];
-  if (sv->n >= MON_METRICS_METHODS_MAX ||
-      met_grow((void **)&sv->s, &sv->cap, sv->n, sizeof *sv->s) != 0)
-    return NULL;
-  char *copy = strdup(label);
-  if (!copy)
-    return NULL;
-  memmove(&sv->s[at + 1], &sv->s[at], (sv->n - at) * sizeof *sv->s);
-  sv->s[at] = (mon_metrics_series){.method = copy};
-  sv->n++;
-  return &sv->s[at];
+  return met_find_or_add((void **)&sv->s, &sv->n, &sv->cap, sizeof *sv->s,
+                         offsetof(mon_metrics_series, method),
+                         MON_METRICS_METHODS_MAX, label);
 }
 
 int mon_metrics_add(mon_metrics *m, const char *service,

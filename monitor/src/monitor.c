@@ -322,14 +322,13 @@ static void mon_publish(mon *m) {
   for (size_t i = 0; i < m->cfg->nservices; i++) {
     mon_view *v = &m->views[i];
     const mon_proc *p = &m->sup.procs[i];
-    bool changed =
-        v->state != p->state || v->pid != p->pid || v->restarts != p->restarts;
-    changed = changed || v->health != (int)p->health;
+    bool changed = v->state != p->state || v->pid != p->pid ||
+                   v->restarts != p->restarts || v->health != (int)p->health;
     v->sid = m->sids[i];
     v->state = p->state;
     v->pid = p->pid;
     v->restarts = p->restarts;
-    v->health = m->cfg->services[i].health ? (int)p->health : -1;
+    v->health = (int)p->health; /* UNKNOWN for a service without a probe */
     v->health_fails = p->health_fails;
     snprintf(v->health_why, sizeof v->health_why, "%s", p->health_why);
     if (!p->pid) {
@@ -376,6 +375,18 @@ static void mon_reap(mon *m) {
 static void mon_begin_stop(mon *m) {
   m->stopping = true;
   mon_sup_stop_set(&m->sup, NULL); /* dependents first */
+}
+
+/* The cgroup subtree, the first time a config asks for memory_max or
+ * cpu_max; where it cannot be made, one line says why. */
+static void mon_cgroups_setup(mon *m) {
+  if (m->cgroups_tried || !mon_cgroups_wanted(m->cfg))
+    return;
+  char why[256];
+  m->cgroups_tried = true;
+  if (!(m->cgroups = mon_cgroups_new("/sys/fs/cgroup", "/proc/self/cgroup", why,
+                                     sizeof why)))
+    fprintf(stderr, "svc-monitor: memory_max/cpu_max ignored: %s\n", why);
 }
 
 /* ---- reload ---- */
@@ -559,11 +570,11 @@ static void mon_reload_finish(mon *m) {
     }
     if (o >= 0)
       sids[j] = m->sids[o];
-    else if (mon_store_service(m->store, s->name, s->port, s->command,
-                               &sids[j]) != 0)
+    /* a new or changed service: its row (port, command) written */
+    if (p->kind[j] != MON_RELOAD_SAME &&
+        mon_store_service(m->store, s->name, s->port, s->command, &sids[j]) !=
+            0)
       mon_store_error(m, "service insert");
-    if (o >= 0 && p->kind[j] == MON_RELOAD_CHANGED)
-      mon_store_service(m->store, s->name, s->port, s->command, &sids[j]);
   }
   for (size_t i = 0; i < p->nold; i++)
     if (p->new_of_old[i] < 0)
@@ -590,13 +601,7 @@ static void mon_reload_finish(mon *m) {
   mon_config_ref *oref = m->cref;
   m->cref = nref;
   m->pids_dirty = true;
-  if (!m->cgroups_tried && mon_cgroups_wanted(ncfg)) {
-    char why[256];
-    m->cgroups_tried = true;
-    if (!(m->cgroups = mon_cgroups_new("/sys/fs/cgroup", "/proc/self/cgroup",
-                                       why, sizeof why)))
-      fprintf(stderr, "svc-monitor: memory_max/cpu_max ignored: %s\n", why);
-  }
+  mon_cgroups_setup(m);
   for (size_t j = 0; j < n; j++)
     if (p->kind[j] != MON_RELOAD_SAME) {
       mon_op_event(m, j, "reload",
@@ -628,8 +633,7 @@ static void mon_reload_step(mon *m) {
   bool down = true;
   for (size_t i = 0; i < m->plan.nold; i++) {
     const mon_proc *q = &m->sup.procs[i];
-    if (!m->reload_stop[i] ||
-        (q->pid <= 0 && q->state != MON_STOPPING && q->state != MON_STARTING))
+    if (!m->reload_stop[i] || !mon_sup_has_process(q))
       continue;
     down = false;
     /* started again meanwhile (a dependent's start takes its dependencies
@@ -824,15 +828,8 @@ static void mon_fini(mon *m) {
   free(m->samples);
   free(m->views);
   free(m->ev);
-  if (m->cref) { /* the HTTP thread is gone: no lock needed */
-    mon_config_ref *r = m->cref;
-    m->cref = NULL;
-    if (--r->refs == 0) {
-      if (r->owned)
-        mon_config_fini(&r->cfg);
-      free(r);
-    }
-  }
+  mon_config_ref_unref(m->cref); /* the HTTP thread is gone */
+  m->cref = NULL;
 }
 
 int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
@@ -932,13 +929,7 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
     snprintf(err, errlen, "cannot start the health or alert thread");
     goto out;
   }
-  if (mon_cgroups_wanted(cfg)) {
-    char why[256];
-    m.cgroups_tried = true;
-    if (!(m.cgroups = mon_cgroups_new("/sys/fs/cgroup", "/proc/self/cgroup",
-                                      why, sizeof why)))
-      fprintf(stderr, "svc-monitor: memory_max/cpu_max ignored: %s\n", why);
-  }
+  mon_cgroups_setup(&m);
   m.metrics = mon_metrics_new();
   m.stats = mon_stats_poller_new(cfg, MON_STATS_TIMEOUT_MS, m.metrics);
   m.db_path = strdup(cfg->db);

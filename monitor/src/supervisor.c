@@ -107,6 +107,14 @@ static bool sup_resting(mon_state st) {
   return st == MON_STOPPED || st == MON_EXITED || st == MON_FATAL;
 }
 
+/* Starts service i's dependencies that are at rest. */
+static void sup_start_deps(mon_sup *s, size_t i) {
+  const mon_service_cfg *c = &s->cfg->services[i];
+  for (size_t d = 0; d < c->ndeps; d++)
+    if (sup_resting(s->procs[c->deps[d]].state))
+      mon_sup_event(s, (size_t)c->deps[d], MON_EV_START);
+}
+
 /* A start request from a resting state begins a fresh retry count. A
  * service whose dependencies are not RUNNING starts them (those at rest)
  * and waits. */
@@ -116,11 +124,8 @@ static mon_state sup_fresh_start(mon_sup *s, size_t i) {
   char why[256];
   if (sup_deps_up(s, i, why, sizeof why))
     return sup_spawn(s, i);
-  const mon_service_cfg *c = &s->cfg->services[i];
   s->procs[i].state = MON_WAITING; /* a dependency's events see it waiting */
-  for (size_t d = 0; d < c->ndeps; d++)
-    if (sup_resting(s->procs[c->deps[d]].state))
-      mon_sup_event(s, (size_t)c->deps[d], MON_EV_START);
+  sup_start_deps(s, i);
   sup_deps_up(s, i, why, sizeof why); /* the ones not yet RUNNING */
   char d[300];
   snprintf(d, sizeof d, "waiting for %s", why);
@@ -132,10 +137,7 @@ static mon_state sup_fresh_start(mon_sup *s, size_t i) {
 /* START while WAITING: the dependencies that came to rest meanwhile (a
  * stop, a FATAL) are started again. */
 static mon_state sup_wait_again(mon_sup *s, size_t i) {
-  const mon_service_cfg *c = &s->cfg->services[i];
-  for (size_t d = 0; d < c->ndeps; d++)
-    if (sup_resting(s->procs[c->deps[d]].state))
-      mon_sup_event(s, (size_t)c->deps[d], MON_EV_START);
+  sup_start_deps(s, i);
   return MON_WAITING;
 }
 
@@ -304,9 +306,7 @@ void mon_sup_autostart(mon_sup *s) {
       mon_sup_event(s, i, MON_EV_START);
 }
 
-/* Up for the purpose of an ordered stop: it has (or is about to have) a
- * process to stop. */
-static bool sup_up(const mon_proc *p) {
+bool mon_sup_has_process(const mon_proc *p) {
   return p->pid > 0 || p->state == MON_STARTING || p->state == MON_RUNNING ||
          p->state == MON_STOPPING;
 }
@@ -324,7 +324,7 @@ static void sup_stop_pass(mon_sup *s) {
       /* nothing to wait for without a process: a BACKOFF or WAITING one
        * is cancelled at once, before it starts again */
       bool blocked = false;
-      if (!sup_up(&s->procs[i])) {
+      if (!mon_sup_has_process(&s->procs[i])) {
         mon_sup_event(s, i, MON_EV_STOP);
         again = true;
         continue;
@@ -332,7 +332,7 @@ static void sup_stop_pass(mon_sup *s) {
       for (size_t j = 0; j < s->n && !blocked; j++) {
         const mon_service_cfg *c = &s->cfg->services[j];
         const mon_proc *q = &s->procs[j];
-        if (j == i || !sup_up(q) ||
+        if (j == i || !mon_sup_has_process(q) ||
             !(q->stop_wanted || q->state == MON_STOPPING))
           continue;
         for (size_t d = 0; d < c->ndeps; d++)

@@ -133,6 +133,9 @@ int mon_sup_reaped(mon_sup *s, int pid, int status);
 void mon_sup_tick(mon_sup *s);
 /* Monotonic ms at which mon_sup_tick next has work, or UINT64_MAX. */
 uint64_t mon_sup_next_deadline(const mon_sup *s);
+/* True while p has, or is about to have, a process to stop (STARTING,
+ * RUNNING, STOPPING, or any state with a pid). */
+bool mon_sup_has_process(const mon_proc *p);
 /* True when no service has a live main process. */
 bool mon_sup_all_down(const mon_sup *s);
 

@@ -30,8 +30,7 @@ mon_config_ref *mon_config_ref_new(const mon_config *cfg, bool owned) {
   return r;
 }
 
-/* With s->mu held (or before any thread shares r). */
-static void shared_unref(mon_config_ref *r) {
+void mon_config_ref_unref(mon_config_ref *r) {
   if (!r || --r->refs > 0)
     return;
   if (r->owned)
@@ -44,7 +43,7 @@ void mon_shared_fini(mon_shared *s) {
     pthread_mutex_destroy(&s->mu);
   if (s->wake_fd >= 0)
     close(s->wake_fd);
-  shared_unref(s->cfg);
+  mon_config_ref_unref(s->cfg);
   if (s->reload) {
     mon_config_fini(s->reload);
     free(s->reload);
@@ -68,7 +67,7 @@ int mon_shared_publish(mon_shared *s, mon_config_ref *cfg, const mon_view *in,
   if (rc == 0) {
     if (cfg != s->cfg) {
       cfg->refs++;
-      shared_unref(s->cfg);
+      mon_config_ref_unref(s->cfg);
       s->cfg = cfg;
     }
     s->n = n;
@@ -89,7 +88,7 @@ mon_config_ref *mon_shared_config(mon_shared *s) {
 
 void mon_shared_release(mon_shared *s, mon_config_ref *cfg) {
   pthread_mutex_lock(&s->mu);
-  shared_unref(cfg);
+  mon_config_ref_unref(cfg);
   pthread_mutex_unlock(&s->mu);
 }
 

@@ -54,6 +54,9 @@ typedef struct mon_config_ref {
 /* A new reference (refs 1) to cfg, moved in: owned says whether the last
  * reference finalises it. NULL when out of memory. */
 mon_config_ref *mon_config_ref_new(const mon_config *cfg, bool owned);
+/* Drops one reference, without a lock: for the shared snapshot under its
+ * mutex, and at the end when no other thread is left. */
+void mon_config_ref_unref(mon_config_ref *r);
 
 typedef struct mon_command {
   char service[MON_NAME_MAX + 1]; /* by name: a reload renumbers services */

@@ -59,18 +59,6 @@ private:
   LoopbackHttp http_;
 };
 
-int closed_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, (sockaddr *)&a, sizeof a);
-  socklen_t l = sizeof a;
-  getsockname(fd, (sockaddr *)&a, &l);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 mon_alert_stats stats(mon_alerter *a) {
   mon_alert_stats s;
   mon_alerter_stats(a, &s);
@@ -194,7 +182,8 @@ TEST(Alert, RetriesAreBoundedAndFourHundredsGiveUp) {
 }
 
 TEST(Alert, NoReceiverGivesUpWithoutBlocking) {
-  std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/";
+  std::string url =
+      "http://127.0.0.1:" + std::to_string(loopback_free_port()) + "/";
   // the default backoff (1, 2, 4, 8 s): free abandons the wait
   mon_alerter *a = mon_alerter_new(url.c_str());
   ASSERT_NE(a, nullptr);

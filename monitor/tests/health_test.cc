@@ -58,17 +58,17 @@ private:
   LoopbackHttp http_;
 };
 
-// A port with nothing listening (bound, then closed).
-int closed_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, (sockaddr *)&a, sizeof a);
-  socklen_t l = sizeof a;
-  getsockname(fd, (sockaddr *)&a, &l);
-  close(fd);
-  return ntohs(a.sin_port);
+// Whether pid is gone (or a zombie nobody in this container reaps) within
+// a second.
+bool dies_within_1s(int pid) {
+  for (int k = 0; k < 100; k++) {
+    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+    std::string p, comm, state;
+    if (!(st >> p >> comm >> state) || state == "Z")
+      return true;
+    usleep(10000);
+  }
+  return false;
 }
 
 // A parsed config of [service.sN] sections with the given health values.
@@ -203,7 +203,7 @@ TEST(HealthHttp, NeverAnswersTimesOut) {
 }
 
 TEST(HealthHttp, ConnectionRefused) {
-  Result r = check(http(closed_port()));
+  Result r = check(http(loopback_free_port()));
   EXPECT_EQ(r.ok, 0);
   EXPECT_EQ(r.why, "connect: Connection refused");
 }
@@ -231,7 +231,7 @@ TEST(HealthTcp, OpenPortPasses) {
 }
 
 TEST(HealthTcp, ClosedPortFails) {
-  Result r = check("tcp://127.0.0.1:" + std::to_string(closed_port()));
+  Result r = check("tcp://127.0.0.1:" + std::to_string(loopback_free_port()));
   EXPECT_EQ(r.ok, 0);
   EXPECT_EQ(r.why, "connect: Connection refused");
 }
@@ -296,14 +296,7 @@ TEST(HealthExec, TimeoutKillsTheGroupAndReaps) {
   unlink(tmpl);
   ASSERT_GT(gpid, 0);
   // reparented and killed: gone, or a zombie nobody in this container reaps
-  bool dead = false;
-  for (int k = 0; k < 100 && !dead; k++) {
-    std::ifstream st("/proc/" + std::to_string(gpid) + "/stat");
-    std::string pid, comm, state;
-    dead = !(st >> pid >> comm >> state) || state == "Z";
-    if (!dead)
-      usleep(10000);
-  }
+  bool dead = dies_within_1s(gpid);
   EXPECT_TRUE(dead) << "grandchild " << gpid << " still runs";
 }
 
@@ -319,14 +312,7 @@ TEST(HealthExec, LeftoversOfAPassingCheckAreKilled) {
   std::ifstream(tmpl) >> gpid;
   unlink(tmpl);
   ASSERT_GT(gpid, 0);
-  bool dead = false;
-  for (int k = 0; k < 100 && !dead; k++) {
-    std::ifstream st("/proc/" + std::to_string(gpid) + "/stat");
-    std::string pid, comm, state;
-    dead = !(st >> pid >> comm >> state) || state == "Z";
-    if (!dead)
-      usleep(10000);
-  }
+  bool dead = dies_within_1s(gpid);
   EXPECT_TRUE(dead);
 }
 
@@ -380,7 +366,8 @@ int take_wait(mon_healther *h, size_t i, std::string *why,
 
 TEST(HealthThread, BeginTake) {
   Server s("HTTP/1.1 200 OK\r\n\r\n");
-  Cfg c({http(s.port()), "tcp://127.0.0.1:" + std::to_string(closed_port())});
+  Cfg c({http(s.port()),
+         "tcp://127.0.0.1:" + std::to_string(loopback_free_port())});
   mon_healther *h = mon_healther_new(&c.cfg);
   ASSERT_NE(h, nullptr);
   char why[128];
@@ -464,7 +451,7 @@ TEST(HealthThread, SlowProbeDoesNotStarveOthers) {
 
 TEST(HealthThread, Reconfigure) {
   Server s("HTTP/1.1 200 OK\r\n\r\n");
-  int closed = closed_port();
+  int closed = loopback_free_port();
   Cfg a({http(s.port()), "exec:/bin/false"});
   mon_healther *h = mon_healther_new(&a.cfg);
   ASSERT_NE(h, nullptr);

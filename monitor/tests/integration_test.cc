@@ -200,9 +200,9 @@ TEST_F(Monitor, KilledMonitorLeavesNoOrphansTwice) {
 
 TEST_F(Monitor, LibsvcServiceIsRunningOnceItAnswersPing) {
   std::string name = "it-echo-" + std::to_string(getpid());
-  write_config("[service." + name +
-               "]\ncommand = " MON_ECHO_SERVER "\nport = " +
-               std::to_string(free_port()) + "\nready_timeout_ms = 60000\n");
+  write_config(
+      "[service." + name + "]\ncommand = " MON_ECHO_SERVER "\nport = " +
+      std::to_string(loopback_free_port()) + "\nready_timeout_ms = 60000\n");
   start();
   ASSERT_TRUE(eventually([&] {
     return field(svc(name), "state") == "RUNNING";
@@ -233,7 +233,7 @@ TEST_F(Monitor, LibsvcWorkersAndMethodStatistics) {
   std::string name = "it-wk-" + std::to_string(getpid());
   write_config("[service." + name +
                "]\ncommand = " MON_ECHO_SERVER "\nport = " +
-               std::to_string(free_port()) +
+               std::to_string(loopback_free_port()) +
                "\nworkers_min = 2\nready_timeout_ms = 60000\n");
   start();
   std::string obj;
@@ -411,7 +411,7 @@ TEST_F(Monitor, LiveStreamsFollowARestartAndNewLines) {
 // Issue 14: the control commands against the real binary, every subcommand
 // and exit code.
 TEST_F(Monitor, ControlCommands) {
-  int fixed = free_port();
+  int fixed = loopback_free_port();
   ASSERT_GT(fixed, 0);
   write_config("[service.talker]\ncommand = /bin/sh -c 'echo hello-out; echo "
                "hello-err >&2; while :; do echo tick; sleep 0.2; done'\n"

@@ -1,4 +1,5 @@
-// loopback_http.h — a small HTTP server on 127.0.0.1 for the monitor's
+// loopback_http.h — a free loopback port, and a small HTTP server on
+// 127.0.0.1, for the monitor's
 // tests (health probes, the alert webhook, the supervision tests): one
 // thread accepts connections one at a time, reads each request whole (the
 // headers, then a body of Content-Length bytes, within 3 s), records it and
@@ -21,6 +22,21 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+// A loopback TCP port nobody holds now (bound, then closed): 0 if none.
+inline int loopback_free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t l = sizeof a;
+  int port = 0;
+  if (bind(fd, (sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (sockaddr *)&a, &l) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
 
 class LoopbackHttp {
 public:

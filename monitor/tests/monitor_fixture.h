@@ -26,6 +26,8 @@
 #include <string>
 #include <thread>
 
+#include "loopback_http.h"
+
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -96,20 +98,6 @@ inline bool alive(int pid) {
     return false;
   size_t rp = s.rfind(')');
   return rp != std::string::npos && s[rp + 2] != 'Z';
-}
-
-inline int free_port() { // a loopback TCP port nobody holds now
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t len = sizeof sa;
-  int port = -1;
-  if (bind(fd, (sockaddr *)&sa, sizeof sa) == 0 &&
-      getsockname(fd, (sockaddr *)&sa, &len) == 0)
-    port = ntohs(sa.sin_port);
-  close(fd);
-  return port > 0 ? port : 0;
 }
 
 class Monitor : public ::testing::Test {

@@ -248,7 +248,7 @@ TEST_F(Supervision, ReloadByPostAnswersWithThePlan) {
 }
 
 TEST_F(Supervision, TheReloadCommand) {
-  int fixed = free_port();
+  int fixed = loopback_free_port();
   ASSERT_GT(fixed, 0);
   auto config = [&](const std::string &services) {
     write_config(services);

@@ -458,3 +458,4 @@ TEST_F(Sup, AnOrderedStopCancelsABackoffAtOnce) {
 }
 
 } // namespace
+
