@@ -291,6 +291,8 @@ int mon_sup_init(mon_sup *s, const mon_config *cfg, const mon_sup_ops *ops) {
   s->ops = *ops;
   s->n = cfg->nservices;
   s->procs = calloc(s->n ? s->n : 1, sizeof *s->procs);
+  for (size_t i = 0; s->procs && i < s->n; i++)
+    s->procs[i].health = MON_HEALTH_UNKNOWN; /* not 0, which is FAILING */
   return s->procs ? 0 : -1;
 }
 

@@ -459,3 +459,12 @@ TEST_F(Sup, AnOrderedStopCancelsABackoffAtOnce) {
 
 } // namespace
 
+namespace {
+
+TEST_F(Sup, HealthIsUnknownBeforeAnyProbe) {
+  load("[service.a]\ncommand = x\nautostart = false\n"
+       "health = tcp://127.0.0.1:1\n");
+  EXPECT_EQ(sup.procs[0].health, MON_HEALTH_UNKNOWN); // not FAILING (0)
+}
+
+} // namespace
