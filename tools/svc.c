@@ -23,7 +23,8 @@ static const char *const main_usage =
     "  ping URL [-n N]           round-trip latency of svc.ping\n"
     "  bench URL METHOD          load test: calls/s and latency percentiles\n"
     "\n"
-    "URL: shm://NAME, unix:///path/to.sock or tcp://HOST:PORT\n";
+    "URL: shm://NAME, unix:///path/to.sock, tcp://HOST:PORT or\n"
+    "     tls://HOST:PORT?ca=CA.pem[&cert=C.pem&key=K.pem][&servername=N]\n";
 
 /* ---- small helpers ---- */
 
@@ -36,7 +37,11 @@ int64_t now_ns(void) {
 /* Prints "svc: SVC_ENAME: text" (plus the handler's code) and returns the
  * exit code for a failed call. */
 int fail(int rc, svc_client *c, const char *what) {
-  fprintf(stderr, "svc: %s: %s", svc_err_name(rc), svc_strerror(rc));
+  /* the client's sentence says more than the code (the TLS reason) */
+  const char *text = c && svc_client_last_error_text(c)[0]
+                         ? svc_client_last_error_text(c)
+                         : svc_strerror(rc);
+  fprintf(stderr, "svc: %s: %s", svc_err_name(rc), text);
   if (rc == SVC_EHANDLER && c)
     fprintf(stderr, " (code %d)", svc_client_handler_code(c));
   if (what)
@@ -136,11 +141,14 @@ int parse_args(int argc, char **argv, opt *opts, int nopts, int max_pos,
 /* Opens url, reporting failure; NULL then. */
 svc_client *open_client(const char *url, int timeout_ms, int *exit) {
   svc_client *c;
-  int rc = svc_client_open(url, &c);
+  char why[256];
+  int rc = svc_client_open_ex(url, &c, why, sizeof why);
   if (rc < 0) {
-    char what[600];
-    snprintf(what, sizeof what, "%s%s", url,
-             rc == SVC_EINVAL ? ": not a valid service URL" : "");
+    char what[900];
+    snprintf(what, sizeof what, "%s: %s", url,
+             rc == SVC_EINVAL && strcmp(why, svc_strerror(rc)) == 0
+                 ? "not a valid service URL"
+                 : why);
     *exit = fail(rc, NULL, what);
     return NULL;
   }

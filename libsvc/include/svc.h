@@ -1,7 +1,31 @@
 /* svc.h — the whole public API of libsvc: call a function in another
- * process over shared memory (shm://), a Unix socket (unix://) or TCP
- * (tcp://) with one API. Every function returns 0 or a negative SVC_E* code;
- * objects are opaque. */
+ * process over shared memory (shm://), a Unix socket (unix://), TCP
+ * (tcp://) or TLS over TCP (tls://) with one API. Every function returns 0
+ * or a negative SVC_E* code; objects are opaque.
+ *
+ * URLs:
+ *   shm://NAME        shared memory on this host, found by service name
+ *   unix:///PATH      a Unix socket (file mode 0600, peers of our uid)
+ *   tcp://HOST:PORT   TCP, unauthenticated and in clear: keep it on
+ *                     loopback (a server that binds anything else warns)
+ *   tls://HOST:PORT?PARAMS   TCP with TLS 1.3 (OpenSSL): encrypted, the
+ *                     server authenticated by its certificate, the client
+ *                     too with mutual TLS. PARAMS are key=value pairs
+ *                     joined by '&' (values percent-encoded where they hold
+ *                     '&', '%' or '='):
+ *     server: cert=FILE&key=FILE   its certificate chain and key (PEM;
+ *                                  the key file must not be readable by
+ *                                  group or others: SVC_EPERM)
+ *             [&client_ca=FILE]    mutual TLS: every client must present a
+ *                                  certificate that chains to these CAs
+ *     client: [ca=FILE]            CAs the server's certificate must chain
+ *                                  to (default: the system's store)
+ *             [&cert=FILE&key=FILE]  its own certificate, for mutual TLS
+ *             [&servername=NAME]   the name the certificate must carry
+ *                                  (default: HOST, a DNS name or an IP)
+ *   A parameter the side does not take, or an unknown one, is SVC_EINVAL.
+ *   TLS failures (handshake, verification) are SVC_ETLS; the reason is in
+ *   svc_client_last_error_text / svc_server_last_error_text. */
 #ifndef SVC_H
 #define SVC_H
 
@@ -38,7 +62,8 @@ extern "C" {
   X(EPERM, -11, "permission denied (peer of another user)")                    \
   X(EADDRINUSE, -12, "address already in use")                                 \
   X(ESTATE, -13, "operation not valid in this state")                          \
-  X(EAGAIN, -14, "try again (window full, or nothing finished yet)")
+  X(EAGAIN, -14, "try again (window full, or nothing finished yet)")          \
+  X(ETLS, -15, "TLS handshake or certificate verification failed")
 
 enum svc_errno {
 #define SVC__ERR_ENUM(name, value, text) SVC_##name = (value),
@@ -93,9 +118,17 @@ SVC_API int svc_server_new(const char *name, svc_server **out);
  * Before start/run only. */
 SVC_API int svc_server_method(svc_server *s, const char *method, svc_handler fn,
                               void *ctx);
-/* Adds a listener: shm://NAME, unix:///path or tcp://HOST:PORT. Several are
- * allowed. Binds now: SVC_EADDRINUSE if another server holds it. */
+/* Adds a listener: shm://NAME, unix:///path, tcp://HOST:PORT or
+ * tls://HOST:PORT?cert=..&key=..[&client_ca=..] (see the URL list above).
+ * Several are allowed. Binds now: SVC_EADDRINUSE if another server holds
+ * it; for tls:// the certificate and key are loaded now (SVC_ETLS, or
+ * SVC_EPERM for a key file readable by others). A tcp:// listener on an
+ * address other than loopback prints one warning line on stderr. */
 SVC_API int svc_server_listen(svc_server *s, const char *url);
+/* Why the last failed svc_server_listen failed, as a sentence ("key file
+ * /etc/svc/server.key is readable by group or others (mode 0644): chmod
+ * 600 it"); never NULL, "" before any failure. */
+SVC_API const char *svc_server_last_error_text(const svc_server *s);
 SVC_API int svc_server_set_wait(svc_server *s, svc_wait_policy p);
 SVC_API int svc_server_set_max_msg(svc_server *s, size_t bytes);
 /* By default a shm:// or unix:// peer of another uid is refused. */
@@ -131,9 +164,22 @@ SVC_API void svc_server_free(svc_server *s);
 
 /* ---- client ---- */
 
-/* Connects to url now (SVC_ECONNREFUSED if nothing listens). A client is
+/* Connects to url now (SVC_ECONNREFUSED if nothing listens; over tls://
+ * SVC_ETLS if the handshake or a certificate check fails). A client is
  * used by one thread at a time; open as many as you like. */
 SVC_API int svc_client_open(const char *url, svc_client **out);
+/* svc_client_open that also says why it failed: on an error, a sentence
+ * in err[errlen] (always NUL-terminated when errlen > 0), such as "TLS
+ * handshake with 127.0.0.1:5203 failed: certificate verify failed
+ * (certificate has expired)". err may be NULL when errlen is 0. */
+SVC_API int svc_client_open_ex(const char *url, svc_client **out, char *err,
+                               size_t errlen);
+/* Why the most recent call on c that returned an error failed (a send,
+ * receive or call, including the reconnect it made), as a sentence: for
+ * SVC_ETLS the TLS reason, otherwise the code's description with what the
+ * transport knew. Never NULL; "" before any failure. Valid until the next
+ * call on c. */
+SVC_API const char *svc_client_last_error_text(const svc_client *c);
 /* Calls method with req; *resp points to the reply, valid until the next
  * call or close. If the connection was closed between calls (server
  * restarted, worker retired) the call reconnects first. A call that the

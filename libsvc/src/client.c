@@ -4,6 +4,7 @@
  * its deadline, or the connection breaking. svc_call is a send plus a
  * receive. Knows nothing of how a transport moves bytes. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -73,6 +74,9 @@ struct svc_client {
   size_t prep_buf_cap;
   resend *resends; /* [nresends] calls to send again */
   int nresends;
+  void *tp_cache;     /* the transport's state across connections (tls) */
+  char tp_why[256];   /* the transport's reason for a failure, this call */
+  char why[256];      /* svc_client_last_error_text */
   /* event-loop mode, made by svc_client_fd */
   int epfd, evfd, tfd;
   int ev_on;        /* evfd holds a count */
@@ -165,7 +169,11 @@ static int client_dial(svc_client *c, int64_t deadline) {
   }
   memset(c->calls, 0, slots * sizeof *c->calls);
   c->next_seq = 1;
-  svc__dial_opts d = {.slots = slots};
+  svc__dial_opts d = {.slots = slots,
+                      .cache = &c->tp_cache,
+                      .why = c->tp_why,
+                      .why_len = sizeof c->tp_why};
+  c->tp_why[0] = '\0';
   int rc = c->tp->dial(&c->url, &c->opts, &d, deadline, &c->conn);
   if (rc == 0 && c->epfd >= 0) {
     c->tp->watch(c->conn);
@@ -360,11 +368,44 @@ static void expire(svc_client *c, int64_t now) {
   close_if_only_abandoned(c);
 }
 
+/* ---- why calls failed ---- */
+
+/* Entering a call that may fail: a reason the transport gives is for it. */
+static void why_begin(svc_client *c) {
+  if (c)
+    c->tp_why[0] = '\0';
+}
+
+/* Leaving it with rc: a failure leaves a sentence for
+ * svc_client_last_error_text, the transport's when it gave one. */
+static int why_end(svc_client *c, int rc) {
+  if (c && rc < 0 && rc != SVC_EAGAIN)
+    snprintf(c->why, sizeof c->why, "%s",
+             c->tp_why[0] ? c->tp_why : svc_strerror(rc));
+  return rc;
+}
+
+const char *svc_client_last_error_text(const svc_client *c) {
+  return c ? c->why : "";
+}
+
 /* ---- calls ---- */
 
+static void client_free(svc_client *c);
+
 int svc_client_open(const char *url, svc_client **out) {
-  if (!url || !out)
+  return svc_client_open_ex(url, out, NULL, 0);
+}
+
+int svc_client_open_ex(const char *url, svc_client **out, char *err,
+                       size_t errlen) {
+  if (err && errlen)
+    err[0] = '\0';
+  if (!url || !out || (!err && errlen)) {
+    if (err && errlen)
+      snprintf(err, errlen, "%s", svc_strerror(SVC_EINVAL));
     return SVC_EINVAL;
+  }
   *out = NULL;
   svc_client *c = calloc(1, sizeof *c);
   if (!c)
@@ -379,8 +420,9 @@ int svc_client_open(const char *url, svc_client **out) {
   if (rc == 0)
     rc = client_dial(c, INT64_MAX);
   if (rc < 0) {
-    free(c->calls);
-    free(c);
+    if (err && errlen)
+      snprintf(err, errlen, "%s", c->tp_why[0] ? c->tp_why : svc_strerror(rc));
+    client_free(c);
     return rc;
   }
   *out = c;
@@ -533,9 +575,10 @@ static int send_checked(svc_client *c, const char *method, const void *req,
 
 int svc_call_send(svc_client *c, const char *method, const void *req,
                   size_t len, uint64_t *id) {
+  why_begin(c);
   if (c)
     drop_prepared(c); /* its space may be reused for this request */
-  return send_checked(c, method, req, len, 0, id);
+  return why_end(c, send_checked(c, method, req, len, 0, id));
 }
 
 int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
@@ -545,6 +588,7 @@ int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
   *id = 0;
   *resp = NULL;
   *resp_len = 0;
+  why_begin(c);
   release_held(c);
   c->handler_code = 0;
   int64_t deadline = timeout_ms < 0    ? INT64_MAX
@@ -554,7 +598,7 @@ int svc_call_recv(svc_client *c, int timeout_ms, uint64_t *id,
    * SVC_ESTATE and SVC_EAGAIN included (a handler may return them). */
   int rc = next_finished(c, deadline, id, resp, resp_len);
   sync_fd(c);
-  return rc;
+  return *id ? why_end(c, rc) : rc; /* no call finished: nothing failed */
 }
 
 /* A send and a receive of that call. The server never took the call when
@@ -587,9 +631,10 @@ static int call_checked(svc_client *c, const char *method, const void *req,
 
 int svc_call(svc_client *c, const char *method, const void *req, size_t len,
              const void **resp, size_t *resp_len) {
+  why_begin(c);
   if (c)
     drop_prepared(c); /* its space may be reused for this request */
-  return call_checked(c, method, req, len, 0, resp, resp_len);
+  return why_end(c, call_checked(c, method, req, len, 0, resp, resp_len));
 }
 
 /* ---- requests written in place ---- */
@@ -623,8 +668,9 @@ int svc_call_prepared(svc_client *c, const char *method, size_t len,
                       const void **resp, size_t *resp_len) {
   if (!c || !c->prep || len > c->prep_len)
     return SVC_EINVAL;
-  return call_checked(c, method, c->prep, len, SVC__SEND_PREPARED, resp,
-                      resp_len);
+  why_begin(c);
+  return why_end(c, call_checked(c, method, c->prep, len, SVC__SEND_PREPARED,
+                                 resp, resp_len));
 }
 
 int svc_call_send_prepared(svc_client *c, const char *method, size_t len,
@@ -633,10 +679,11 @@ int svc_call_send_prepared(svc_client *c, const char *method, size_t len,
     *id = 0;
   if (!c || !c->prep || len > c->prep_len)
     return SVC_EINVAL;
+  why_begin(c);
   int rc = send_checked(c, method, c->prep, len, SVC__SEND_PREPARED, id);
   if (rc == 0)
     drop_prepared(c);
-  return rc;
+  return why_end(c, rc);
 }
 
 /* ---- settings ---- */
@@ -689,8 +736,11 @@ int svc_client_handler_code(const svc_client *c) {
 }
 
 void svc_client_close(svc_client *c) {
-  if (!c)
-    return;
+  if (c)
+    client_free(c);
+}
+
+static void client_free(svc_client *c) {
   release_held(c);
   drop_prepared(c);
   for (uint32_t i = 0; i < c->slots; i++)
@@ -708,6 +758,8 @@ void svc_client_close(svc_client *c) {
   for (int i = 0; i < c->nresends; i++)
     free(c->resends[i].req);
   free(c->resends);
+  if (c->tp_cache && c->tp->cache_free)
+    c->tp->cache_free(c->tp_cache);
   free(c->calls);
   free(c->done);
   free(c);

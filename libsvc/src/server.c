@@ -56,11 +56,11 @@ int svc_server_new(const char *name, svc_server **out) {
   return 0;
 }
 
-int svc_server_listen(svc_server *s, const char *url) {
+static int listen_url(svc_server *s, const char *url) {
   svc__url u;
-  if (s && s->started)
+  if (s->started)
     return SVC_ESTATE;
-  if (!s || s->nlisteners == MAX_LISTENERS)
+  if (s->nlisteners == MAX_LISTENERS)
     return SVC_EINVAL;
   int rc = svc__url_parse(url, &u);
   if (rc < 0)
@@ -69,12 +69,28 @@ int svc_server_listen(svc_server *s, const char *url) {
   if (!tp)
     return SVC_EINVAL;
   svc__item *it = &s->listeners[s->nlisteners];
-  if ((rc = tp->listen(&u, &it->listener)) < 0)
+  if ((rc = tp->listen(&u, s->why, sizeof s->why, &it->listener)) < 0)
     return rc;
   it->kind = ITEM_LISTENER;
-  snprintf(s->listen_urls[s->nlisteners], sizeof s->listen_urls[0], "%s", url);
+  /* Without the query: svc.info shows where, not which files. */
+  snprintf(s->listen_urls[s->nlisteners], sizeof s->listen_urls[0], "%.*s",
+           (int)strcspn(url, "?"), url);
   s->nlisteners++;
   return 0;
+}
+
+int svc_server_listen(svc_server *s, const char *url) {
+  if (!s)
+    return SVC_EINVAL;
+  s->why[0] = '\0';
+  int rc = listen_url(s, url);
+  if (rc < 0 && !s->why[0])
+    snprintf(s->why, sizeof s->why, "%s", svc_strerror(rc));
+  return rc;
+}
+
+const char *svc_server_last_error_text(const svc_server *s) {
+  return s ? s->why : "";
 }
 
 int svc_server_set_wait(svc_server *s, svc_wait_policy p) {

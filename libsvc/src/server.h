@@ -38,6 +38,7 @@ struct svc_server {
   int nmethods;
   svc__item listeners[MAX_LISTENERS];
   char listen_urls[MAX_LISTENERS][SVC__PATH_MAX + 16];
+  char why[256]; /* svc_server_last_error_text */
   int nlisteners;
   svc__conn_opts opts;
   _Atomic int spinners; /* threads spinning now (bounded by cores) */

@@ -17,6 +17,10 @@ int svc__sock_tcp_listen(const char *host, uint16_t port, int *out);
 int svc__sock_tcp_dial(const char *host, uint16_t port, int64_t deadline,
                        int *out);
 
+/* 1 when the socket is bound to a loopback address only (127.0.0.0/8, ::1,
+ * or ::ffff:127.x), 0 otherwise (0.0.0.0 and :: included). */
+int svc__sock_is_loopback(int fd);
+
 /* Accepts one connection (nonblocking fd): 0, 1 when none is pending, or
  * an error. With check_uid, a Unix peer of another uid gets SVC_EPERM (the
  * accepted fd is returned anyway so the caller can say why). */

@@ -8,6 +8,7 @@ static const svc__transport *const registry[] = {
     &svc__transport_shm,
     &svc__transport_unix,
     &svc__transport_tcp,
+    &svc__transport_tls,
 };
 
 const svc__transport *svc__transport_find(const char *scheme) {

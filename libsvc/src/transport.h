@@ -1,5 +1,5 @@
 /* transport.h — the contract every transport implements (shm, and stream for
- * unix + tcp). client.c and server.c talk only to this table; the registry
+ * unix + tcp, with tls on top of it). client.c and server.c talk only to this table; the registry
  * in transport.c is the only code that maps a URL scheme to a transport. */
 #ifndef SVC_TRANSPORT_H
 #define SVC_TRANSPORT_H
@@ -70,6 +70,15 @@ enum svc__send_flags {
 /* What the client asks of a connection. */
 typedef struct svc__dial_opts {
   uint32_t slots; /* calls in flight at once: a power of two (the ring) */
+  /* The client's slot for this transport's state across its connections
+   * (tls: the loaded context and the session to resume), made by dial,
+   * freed by cache_free when the client closes. */
+  void **cache;
+  /* Where a failure's reason goes as a sentence (NUL-terminated), when the
+   * transport knows more than the code says: by dial, and later by the
+   * connection when it breaks. Lives as long as the client. */
+  char *why;
+  size_t why_len;
 } svc__dial_opts;
 
 struct svc__transport {
@@ -123,8 +132,13 @@ struct svc__transport {
    * buffered in the client, or requests held back until recv (stream). */
   int (*buffered)(const svc__conn *c);
 
-  /* Server. listen binds now (SVC_EADDRINUSE, SVC_EPERM, SVC_ESYS). */
-  int (*listen)(const svc__url *u, svc__listener **out);
+  /* Frees what dial kept in *cache (NULL where a transport keeps none). */
+  void (*cache_free)(void *cache);
+
+  /* Server. listen binds now (SVC_EADDRINUSE, SVC_EPERM, SVC_ESYS); a
+   * reason it can say more about goes into why[why_len]. */
+  int (*listen)(const svc__url *u, char *why, size_t why_len,
+                svc__listener **out);
   /* Takes one pending connection without blocking: 0 with *out, 1 when
    * none is pending, or an error for that attempt only. */
   int (*accept)(svc__listener *l, const svc__conn_opts *o, svc__conn **out);
@@ -163,5 +177,6 @@ const svc__transport *svc__transport_find(const char *scheme);
 extern const svc__transport svc__transport_shm;
 extern const svc__transport svc__transport_unix;
 extern const svc__transport svc__transport_tcp;
+extern const svc__transport svc__transport_tls;
 
 #endif

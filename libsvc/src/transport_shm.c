@@ -443,7 +443,10 @@ static int shm_buffered(const svc__conn *base) {
 
 /* ---- server ---- */
 
-static int shm_listen(const svc__url *u, svc__listener **out) {
+static int shm_listen(const svc__url *u, char *why, size_t why_len,
+                      svc__listener **out) {
+  (void)why;
+  (void)why_len;
   char path[SVC__PATH_MAX];
   int fd, rc = svc__sock_rendezvous_path(u->name, 1, path, sizeof path);
   if (rc < 0 || (rc = svc__sock_unix_listen(path, &fd)) < 0)

@@ -1,10 +1,11 @@
-/* transport_stream.c — unix:// and tcp://: frames (frame.c) over a byte
- * stream, many calls in flight matched by the frame's call id. The server
- * side is nonblocking and driven by the server's epoll: it runs every
- * complete request it has read and sends their replies in one write. The
- * client side blocks in the kernel only where a call has to wait. Any
- * malformed frame closes that connection with SVC_EPROTO and touches
- * nothing else. */
+/* transport_stream.c — unix:// and tcp://, and the framing tls:// shares
+ * (stream.h): frames (frame.c) over a byte stream, many calls in flight
+ * matched by the frame's call id. The server side is nonblocking and
+ * driven by the server's epoll: it runs every complete request it has read
+ * and sends their replies in one write. The client side blocks in the
+ * kernel only where a call has to wait. Any malformed frame closes that
+ * connection with SVC_EPROTO and touches nothing else. Bytes move through
+ * the stream's io: the socket calls here, or TLS records. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "frame.h"
 #include "internal.h"
 #include "sock.h"
+#include "stream.h"
 #include "transport.h"
 
 #define WRITE_TIMEOUT_NS (30 * (int64_t)1000000000) /* a client not reading */
@@ -23,23 +25,7 @@
 #define FLUSH_AT (256 * 1024) /* send batched frames at this size */
 #define BATCH_MAX 16384       /* client: larger requests are written at once */
 
-typedef struct stream_conn {
-  svc__conn base;
-  size_t max_payload;
-  uint8_t *in; /* bytes received; [in_off, in_len) not consumed yet */
-  size_t in_off;
-  size_t in_len;
-  size_t in_cap;
-  size_t held;     /* client: bytes of the reply handed out, at in_off */
-  uint8_t *old_in; /* client: a buffer replaced while a reply lay in it */
-  uint8_t *out;    /* frames not sent yet: replies (server), requests
-                      (client: sent together when it must wait) */
-  size_t out_len;
-  size_t out_cap;
-  size_t reply_at; /* server: where the reply under construction starts */
-  int goaway;      /* client: server asked us to reconnect */
-  size_t skip;     /* server: bytes of an oversized request to drop */
-} stream_conn;
+typedef svc__stream stream_conn;
 
 static int grow(uint8_t **buf, size_t *cap, size_t want) {
   if (want <= *cap)
@@ -55,27 +41,116 @@ static int grow(uint8_t **buf, size_t *cap, size_t want) {
   return 0;
 }
 
-static stream_conn *conn_new(const svc__transport *tp, int fd,
-                             size_t max_payload) {
+/* ---- the socket io of unix:// and tcp:// ---- */
+
+static long plain_read(svc__stream *c, void *buf, size_t n, int block) {
+  for (;;) {
+    ssize_t r = recv(c->base.fd, buf, n, block ? 0 : MSG_DONTWAIT);
+    if (r > 0)
+      return r;
+    if (r == 0)
+      return SVC_EPEERGONE;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      c->io_wait = POLLIN;
+      return 0;
+    }
+    return errno == ECONNRESET ? SVC_EPEERGONE : svc__from_errno(errno);
+  }
+}
+
+static long plain_writev(svc__stream *c, const struct iovec *iov, int n) {
+  for (;;) {
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(c->base.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w >= 0)
+      return w;
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      c->io_wait = POLLOUT;
+      return 0;
+    }
+    return errno == EPIPE || errno == ECONNRESET ? SVC_EPEERGONE
+                                                 : svc__from_errno(errno);
+  }
+}
+
+static int plain_peek(svc__stream *c) {
+  uint8_t b;
+  ssize_t r = recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : 1;
+}
+
+static int plain_pending(const svc__stream *c) {
+  (void)c;
+  return 0;
+}
+
+static void plain_close(svc__stream *c) { (void)c; }
+
+const svc__stream_io svc__stream_plain_io = {
+    .read = plain_read,
+    .writev = plain_writev,
+    .peek = plain_peek,
+    .pending = plain_pending,
+    .close = plain_close,
+};
+
+/* ---- the stream ---- */
+
+svc__stream *svc__stream_new(const svc__transport *tp, int fd,
+                             const svc__stream_io *io, size_t max_payload,
+                             int client) {
   stream_conn *c = calloc(1, sizeof *c);
-  if (!c)
+  if (!c || (client && (svc__sock_set_blocking(fd, 1) < 0 ||
+                        grow(&c->in, &c->in_cap, MIN_BUF) < 0))) {
+    free(c);
+    close(fd);
     return NULL;
+  }
   c->base.tp = tp;
   c->base.fd = fd;
+  c->io = io;
   c->max_payload = max_payload;
   return c;
 }
 
-static void stream_close(svc__conn *base) {
+void svc__stream_close(svc__conn *base) {
   stream_conn *c = (stream_conn *)base;
   if (!c)
     return;
+  c->io->close(c);
   if (c->base.fd >= 0)
     close(c->base.fd);
   free(c->in);
   free(c->old_in);
   free(c->out);
   free(c);
+}
+
+/* Waits up to the deadline for what the io's last 0 awaits. */
+static int wait_io(stream_conn *c, int64_t deadline) {
+  return svc__sock_wait(c->base.fd, c->io_wait ? c->io_wait : POLLIN,
+                        deadline);
+}
+
+int svc__stream_write_all(svc__stream *c, struct iovec *iov, int n,
+                          int64_t deadline) {
+  while (n > 0) {
+    long w = c->io->writev(c, iov, n);
+    if (w < 0)
+      return (int)w;
+    if (w == 0) {
+      int rc = wait_io(c, deadline);
+      if (rc < 0)
+        return rc;
+      continue;
+    }
+    svc__iov_advance(&iov, &n, (size_t)w);
+  }
+  return 0;
 }
 
 static void consume(stream_conn *c, size_t n) {
@@ -119,36 +194,24 @@ static long next_frame(stream_conn *c, svc__frame *f, size_t *want) {
 /* One nonblocking (or, with block, blocking) read into the buffer's tail:
  * 1 got bytes, 0 none yet, SVC_EPEERGONE at the end of the stream. */
 static int read_some(stream_conn *c, int block) {
-  for (;;) {
-    ssize_t r = recv(c->base.fd, c->in + c->in_len, c->in_cap - c->in_len,
-                     block ? 0 : MSG_DONTWAIT);
-    if (r > 0) {
-      c->in_len += (size_t)r;
-      return 1;
-    }
-    if (r == 0)
-      return SVC_EPEERGONE;
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-      return 0;
-    return errno == ECONNRESET ? SVC_EPEERGONE : svc__from_errno(errno);
-  }
+  long r = c->io->read(c, c->in + c->in_len, c->in_cap - c->in_len, block);
+  if (r <= 0)
+    return (int)r;
+  c->in_len += (size_t)r;
+  return 1;
 }
 
 /* ---- client ---- */
 
 static int dial_common(const svc__transport *tp, int fd,
-                       const svc__conn_opts *o, svc__conn **out) {
-  int rc = svc__sock_set_blocking(fd, 1);
-  stream_conn *c = rc == 0 ? conn_new(tp, fd, o->max_payload) : NULL;
-  if (!c || grow(&c->in, &c->in_cap, MIN_BUF) < 0) {
-    if (c)
-      stream_close(&c->base);
-    else
-      close(fd);
-    return rc < 0 ? rc : SVC_ENOMEM;
-  }
+                       const svc__conn_opts *o, const svc__dial_opts *d,
+                       svc__conn **out) {
+  stream_conn *c =
+      svc__stream_new(tp, fd, &svc__stream_plain_io, o->max_payload, 1);
+  if (!c)
+    return SVC_ENOMEM;
+  c->why = d->why;
+  c->why_len = d->why_len;
   *out = &c->base;
   return 0;
 }
@@ -156,30 +219,34 @@ static int dial_common(const svc__transport *tp, int fd,
 static int unix_dial(const svc__url *u, const svc__conn_opts *o,
                      const svc__dial_opts *d, int64_t deadline,
                      svc__conn **out) {
-  (void)d;
   int fd, rc = svc__sock_unix_dial(u->path, deadline, &fd);
-  return rc < 0 ? rc : dial_common(&svc__transport_unix, fd, o, out);
+  return rc < 0 ? rc : dial_common(&svc__transport_unix, fd, o, d, out);
 }
 
 static int tcp_dial(const svc__url *u, const svc__conn_opts *o,
                     const svc__dial_opts *d, int64_t deadline,
                     svc__conn **out) {
-  (void)d;
   int fd, rc = svc__sock_tcp_dial(u->host, u->port, deadline, &fd);
-  return rc < 0 ? rc : dial_common(&svc__transport_tcp, fd, o, out);
+  return rc < 0 ? rc : dial_common(&svc__transport_tcp, fd, o, d, out);
 }
 
 /* A reply to call 0 (never a real call id) with an error is the server
- * refusing the connection itself (SVC_EPERM for a peer of another uid):
- * returns that code, or 0 for any other frame. A code the server has no
- * business sending here (one that would read as "time out" or "try again")
- * is SVC_EPROTO: found by fuzz_replies, SVC_ETIMEDOUT made the client
- * retry the same frame until its deadline. */
-static int refusal(const svc__frame *f) {
+ * refusing the connection itself (SVC_EPERM for a peer of another uid,
+ * SVC_ETLS for a plain client on a tls:// port): returns that code, or 0
+ * for any other frame. A code the server has no business sending here (one
+ * that would read as "time out" or "try again") is SVC_EPROTO: found by
+ * fuzz_replies, SVC_ETIMEDOUT made the client retry the same frame until
+ * its deadline. */
+static int refusal(stream_conn *c, const svc__frame *f) {
   if (f->type != SVC__FRAME_REPLY || f->call_id != 0 || f->status >= 0)
     return 0;
-  return f->status == SVC_EPERM || f->status == SVC_ECONNREFUSED ? f->status
-                                                                 : SVC_EPROTO;
+  if (f->status == SVC_ETLS && c->why)
+    snprintf(c->why, c->why_len,
+             "the server speaks TLS on this port: call it with tls://");
+  return f->status == SVC_EPERM || f->status == SVC_ECONNREFUSED ||
+                 f->status == SVC_ETLS
+             ? f->status
+             : SVC_EPROTO;
 }
 
 /* Between calls nothing should arrive but a GOAWAY, a refusal or the end of
@@ -188,14 +255,8 @@ static int check_idle(stream_conn *c) {
   if (c->goaway)
     return SVC_EPEERGONE;
   size_t beyond = c->in_off + (c->old_in ? 0 : c->held);
-  if (beyond == c->in_len) {
-    uint8_t b;
-    ssize_t r = recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      return 0;
-    if (r <= 0)
-      return SVC_EPEERGONE;
-  }
+  if (beyond == c->in_len && c->io->peek(c) == 0)
+    return 0;
   if (c->held) /* news while a reply is handed out: start afresh */
     return SVC_EPEERGONE;
   svc__frame f;
@@ -206,11 +267,11 @@ static int check_idle(stream_conn *c) {
   while ((n = next_frame(c, &f, &want)) == 0) {
     int rc = make_room(c, want);
     if (rc == 0 && (rc = read_some(c, 0)) == 0)
-      rc = svc__sock_wait(c->base.fd, POLLIN, end);
+      rc = wait_io(c, end);
     if (rc < 0)
       return rc;
   }
-  int refused = n > 0 ? refusal(&f) : 0;
+  int refused = n > 0 ? refusal(c, &f) : 0;
   if (refused)
     return refused;
   if (n > 0 && f.type == SVC__FRAME_GOAWAY) {
@@ -250,15 +311,11 @@ static int read_while_sending(stream_conn *c) {
 static int send_frame(stream_conn *c, struct iovec *iov, int n,
                       int64_t deadline) {
   while (n > 0) {
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(c->base.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
-        return errno == EPIPE || errno == ECONNRESET ? SVC_EPEERGONE
-                                                     : svc__from_errno(errno);
-      struct pollfd p = {.fd = c->base.fd, .events = POLLOUT | POLLIN};
+    long w = c->io->writev(c, iov, n);
+    if (w < 0)
+      return (int)w;
+    if (w == 0) {
+      struct pollfd p = {.fd = c->base.fd, .events = c->io_wait | POLLIN};
       int64_t now = svc__now_ns();
       if (now >= deadline)
         return SVC_ETIMEDOUT;
@@ -298,7 +355,7 @@ static int flush_requests(stream_conn *c, int64_t deadline) {
   return rc == SVC_EPEERGONE ? SVC_ESYS : rc; /* calls were cut mid-way */
 }
 
-static int stream_send(svc__conn *base, uint32_t seq, const char *method,
+int svc__stream_send(svc__conn *base, uint32_t seq, const char *method,
                        size_t method_len, const void *req, size_t len,
                        int flags, int64_t deadline) {
   stream_conn *c = (stream_conn *)base;
@@ -352,13 +409,13 @@ static int discard(stream_conn *c, size_t n, int64_t deadline) {
     c->in_off = c->in_len = 0;
     int rc = read_some(c, 0);
     if (rc == 0)
-      rc = svc__sock_wait(c->base.fd, POLLIN, deadline);
+      rc = wait_io(c, deadline);
     if (rc < 0)
       return rc;
   }
 }
 
-static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
+int svc__stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
   stream_conn *c = (stream_conn *)base;
   for (;;) {
     svc__frame r;
@@ -381,7 +438,7 @@ static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
         consume(c, (size_t)n);
         continue;
       }
-      int refused = refusal(&r);
+      int refused = refusal(c, &r);
       if (refused)
         return refused;
       if (r.type != SVC__FRAME_REPLY)
@@ -406,13 +463,13 @@ static int stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
     if (rc == 0 && deadline == 0)
       return SVC_ETIMEDOUT;
     if (rc == 0)
-      rc = svc__sock_wait(c->base.fd, POLLIN, deadline);
+      rc = wait_io(c, deadline);
     if (rc < 0)
       return rc;
   }
 }
 
-static void stream_release(svc__conn *base) {
+void svc__stream_release(svc__conn *base) {
   stream_conn *c = (stream_conn *)base;
   if (c->old_in) { /* the reply lay in the replaced buffer */
     free(c->old_in);
@@ -423,35 +480,36 @@ static void stream_release(svc__conn *base) {
   c->held = 0;
 }
 
-static int stream_taken(svc__conn *base, uint32_t seq) {
+int svc__stream_taken(svc__conn *base, uint32_t seq) {
   (void)base;
   (void)seq;
   return 1; /* a request that left may have been read */
 }
 
-static int stream_request(svc__conn *base, uint32_t seq, svc__frame *f) {
+int svc__stream_request(svc__conn *base, uint32_t seq, svc__frame *f) {
   (void)base;
   (void)seq;
   (void)f;
   return SVC_ESTATE; /* requests are not kept once written */
 }
 
-static void *stream_request_space(svc__conn *base, size_t len) {
+void *svc__stream_request_space(svc__conn *base, size_t len) {
   (void)base;
   (void)len;
   return NULL; /* the client's buffer, sent with writev from where it is */
 }
 
-static void stream_watch(svc__conn *base) { (void)base; }
+void svc__stream_watch(svc__conn *base) { (void)base; }
 
-static int stream_buffered(const svc__conn *base) {
+int svc__stream_buffered(const svc__conn *base) {
   const stream_conn *c = (const stream_conn *)base;
-  return c->out_len > 0 || reply_buffered(c); /* recv sends what is held */
+  /* recv sends what is held, and reads what the io layer holds */
+  return c->out_len > 0 || reply_buffered(c) || c->io->pending(c);
 }
 
 /* ---- server ---- */
 
-static int listen_common(const svc__transport *tp, int fd, const char *path,
+int svc__stream_listener(const svc__transport *tp, int fd, const char *path,
                          svc__listener **out) {
   svc__listener *l = calloc(1, sizeof *l);
   if (!l) {
@@ -466,17 +524,34 @@ static int listen_common(const svc__transport *tp, int fd, const char *path,
   return 0;
 }
 
-static int unix_listen(const svc__url *u, svc__listener **out) {
+static int unix_listen(const svc__url *u, char *why, size_t why_len,
+                       svc__listener **out) {
+  (void)why;
+  (void)why_len;
   int fd, rc = svc__sock_unix_listen(u->path, &fd);
-  return rc < 0 ? rc : listen_common(&svc__transport_unix, fd, u->path, out);
+  return rc < 0 ? rc
+                : svc__stream_listener(&svc__transport_unix, fd, u->path, out);
 }
 
-static int tcp_listen(const svc__url *u, svc__listener **out) {
+/* tcp:// has no authentication and no encryption: fine on loopback, a
+ * hole anywhere else, so a listener elsewhere says so once. */
+static int tcp_listen(const svc__url *u, char *why, size_t why_len,
+                      svc__listener **out) {
+  (void)why;
+  (void)why_len;
   int fd, rc = svc__sock_tcp_listen(u->host, u->port, &fd);
-  return rc < 0 ? rc : listen_common(&svc__transport_tcp, fd, NULL, out);
+  if (rc < 0)
+    return rc;
+  if (!svc__sock_is_loopback(fd))
+    fprintf(stderr,
+            "svc: warning: tcp://%s:%u is reachable from other hosts and "
+            "unauthenticated: anyone who can connect can call every method, "
+            "in clear; use tls:// (with client_ca= for mutual TLS)\n",
+            u->host, (unsigned)u->port);
+  return svc__stream_listener(&svc__transport_tcp, fd, NULL, out);
 }
 
-static void stream_unlisten(svc__listener *l) {
+void svc__stream_unlisten(svc__listener *l) {
   if (l->path[0])
     unlink(l->path);
   close(l->fd);
@@ -488,8 +563,8 @@ static int flush(stream_conn *c) {
   if (c->out_len == 0)
     return 0;
   struct iovec iov = {c->out, c->out_len};
-  int rc = svc__sock_writev_all(c->base.fd, &iov, 1,
-                                svc__now_ns() + WRITE_TIMEOUT_NS);
+  int rc =
+      svc__stream_write_all(c, &iov, 1, svc__now_ns() + WRITE_TIMEOUT_NS);
   c->out_len = 0;
   return rc;
 }
@@ -507,23 +582,33 @@ static int add_reply(stream_conn *c, uint32_t call_id, int status, size_t len) {
   return 0;
 }
 
+void svc__stream_refuse(int fd, int code) {
+  svc__frame f = {.type = SVC__FRAME_REPLY, .status = code};
+  uint8_t hdr[SVC__FRAME_HDR];
+  svc__frame_encode_header(&f, hdr);
+  struct iovec iov = {hdr, sizeof hdr};
+  (void)svc__sock_writev_all(fd, &iov, 1, svc__now_ns() + 100000000);
+}
+
+int svc__stream_accept_fd(svc__listener *l, const svc__conn_opts *o,
+                          int *fd) {
+  int rc = svc__sock_accept(l->fd, !o->allow_any_uid, fd);
+  if (rc == SVC_EPERM) { /* say why before closing, as shm's ack does */
+    svc__stream_refuse(*fd, SVC_EPERM);
+    close(*fd);
+  }
+  return rc;
+}
+
 static int stream_accept(svc__listener *l, const svc__conn_opts *o,
                          svc__conn **out) {
-  int fd, rc = svc__sock_accept(l->fd, !o->allow_any_uid, &fd);
-  if (rc == SVC_EPERM) { /* say why before closing, as shm's ack does */
-    stream_conn tmp = {.base = {.fd = fd}};
-    if (add_reply(&tmp, 0, SVC_EPERM, 0) == 0)
-      (void)flush(&tmp);
-    free(tmp.out);
-    close(fd);
-  }
+  int fd, rc = svc__stream_accept_fd(l, o, &fd);
   if (rc != 0)
     return rc;
-  stream_conn *c = conn_new(l->tp, fd, o->max_payload);
-  if (!c) {
-    close(fd);
+  stream_conn *c =
+      svc__stream_new(l->tp, fd, &svc__stream_plain_io, o->max_payload, 0);
+  if (!c)
     return SVC_ENOMEM;
-  }
   *out = &c->base;
   return 0;
 }
@@ -552,7 +637,7 @@ static int handle_request(stream_conn *c, const svc__frame *f,
   return rc == 0 && c->out_len >= FLUSH_AT ? flush(c) : rc;
 }
 
-static int stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
+int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   stream_conn *c = (stream_conn *)base;
   for (;;) {
     svc__frame f;
@@ -612,12 +697,13 @@ static int stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   }
 }
 
-static int stream_goaway(svc__conn *base) {
+int svc__stream_goaway(svc__conn *base) {
   svc__frame f = {.type = SVC__FRAME_GOAWAY};
   uint8_t hdr[SVC__FRAME_HDR];
   svc__frame_encode_header(&f, hdr);
   struct iovec iov = {hdr, sizeof hdr};
-  (void)svc__sock_writev_all(base->fd, &iov, 1, svc__now_ns() + 100000000);
+  (void)svc__stream_write_all((stream_conn *)base, &iov, 1,
+                              svc__now_ns() + 100000000);
   return 0;
 }
 
@@ -625,13 +711,14 @@ static int stream_goaway(svc__conn *base) {
 /* clang-format off */
 #define STREAM_OPS(name, dial_fn, listen_fn)                                   \
   {                                                                            \
-    .scheme = (name), .dial = (dial_fn), .send = stream_send,                  \
-    .recv = stream_recv, .release = stream_release, .taken = stream_taken,     \
-    .request = stream_request, .request_space = stream_request_space,          \
-    .watch = stream_watch, .buffered = stream_buffered,                        \
-    .listen = (listen_fn),                                                     \
-    .accept = stream_accept, .serve = stream_serve, .goaway = stream_goaway,   \
-    .close = stream_close, .unlisten = stream_unlisten,                        \
+    .scheme = (name), .dial = (dial_fn), .send = svc__stream_send,             \
+    .recv = svc__stream_recv, .release = svc__stream_release,                  \
+    .taken = svc__stream_taken, .request = svc__stream_request,                \
+    .request_space = svc__stream_request_space, .watch = svc__stream_watch,    \
+    .buffered = svc__stream_buffered, .listen = (listen_fn),                   \
+    .accept = stream_accept, .serve = svc__stream_serve,                       \
+    .goaway = svc__stream_goaway, .close = svc__stream_close,                  \
+    .unlisten = svc__stream_unlisten,                                          \
   }
 
 const svc__transport svc__transport_unix =

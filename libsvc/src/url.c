@@ -3,6 +3,7 @@
  * fuzzed (fuzz/fuzz_url.c) and never reads past the string's NUL. */
 #include "url.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,98 @@ static int parse_tcp(const char *rest, svc__url *u) {
   return parse_port(colon + 1, &u->port);
 }
 
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes the n bytes of a query value at v into out[cap]: %XX escapes
+ * (never %00: a NUL would cut a path short), anything else as it is. */
+static int decode_value(const char *v, size_t n, char *out, size_t cap) {
+  size_t o = 0;
+  if (n == 0)
+    return SVC_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if (c == '%') {
+      int hi = i + 2 < n ? hex_digit(v[i + 1]) : -1;
+      int lo = hi >= 0 ? hex_digit(v[i + 2]) : -1;
+      if (lo < 0 || (hi | lo) == 0)
+        return SVC_EINVAL;
+      c = (unsigned char)(hi << 4 | lo);
+      i += 2;
+    } else if (c < 0x20 || c == 0x7f) {
+      return SVC_EINVAL;
+    }
+    if (o + 1 >= cap)
+      return SVC_EINVAL;
+    out[o++] = (char)c;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+/* The field of key (n bytes) in p, or NULL for an unknown key. */
+static char *tls_field(svc__tls_params *p, const char *key, size_t n,
+                       size_t *cap) {
+  static const struct {
+    const char *name;
+    size_t off, cap;
+  } keys[] = {
+      {"cert", offsetof(svc__tls_params, cert), SVC__FILE_MAX},
+      {"key", offsetof(svc__tls_params, key), SVC__FILE_MAX},
+      {"ca", offsetof(svc__tls_params, ca), SVC__FILE_MAX},
+      {"client_ca", offsetof(svc__tls_params, client_ca), SVC__FILE_MAX},
+      {"servername", offsetof(svc__tls_params, servername), SVC__HOST_MAX + 1},
+  };
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (strlen(keys[i].name) == n && memcmp(keys[i].name, key, n) == 0) {
+      *cap = keys[i].cap;
+      return (char *)p + keys[i].off;
+    }
+  return NULL;
+}
+
+/* k=v&k=v: every key known and given once, every value non-empty. */
+static int parse_query(const char *q, svc__tls_params *p) {
+  if (*q == '\0')
+    return SVC_EINVAL;
+  while (*q) {
+    const char *end = strchr(q, '&');
+    size_t n = end ? (size_t)(end - q) : strlen(q);
+    const char *eq = memchr(q, '=', n);
+    size_t cap;
+    char *field = eq ? tls_field(p, q, (size_t)(eq - q), &cap) : NULL;
+    if (!field || field[0] ||
+        decode_value(eq + 1, n - (size_t)(eq + 1 - q), field, cap) < 0)
+      return SVC_EINVAL;
+    if (!end)
+      break;
+    q = end + 1;
+    if (*q == '\0') /* a trailing '&' */
+      return SVC_EINVAL;
+  }
+  return 0;
+}
+
+/* tls://HOST:PORT[?query]: the authority as for tcp://, then the query. */
+static int parse_tls(const char *rest, svc__url *u) {
+  const char *q = strchr(rest, '?');
+  size_t n = q ? (size_t)(q - rest) : strlen(rest);
+  char authority[SVC__HOST_MAX + 16];
+  if (n >= sizeof authority)
+    return SVC_EINVAL;
+  memcpy(authority, rest, n);
+  authority[n] = '\0';
+  int rc = parse_tcp(authority, u);
+  return rc < 0 || !q ? rc : parse_query(q + 1, &u->tls);
+}
+
 int svc__url_parse(const char *s, svc__url *u) {
   if (!s || !u)
     return SVC_EINVAL;
@@ -95,6 +188,13 @@ int svc__url_parse(const char *s, svc__url *u) {
   if (strncmp(s, "tcp://", 6) == 0) {
     strcpy(u->scheme, "tcp");
     int rc = parse_tcp(s + 6, u);
+    if (rc < 0)
+      memset(u, 0, sizeof *u);
+    return rc;
+  }
+  if (strncmp(s, "tls://", 6) == 0) {
+    strcpy(u->scheme, "tls");
+    int rc = parse_tls(s + 6, u);
     if (rc < 0)
       memset(u, 0, sizeof *u);
     return rc;

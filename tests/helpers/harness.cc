@@ -484,4 +484,44 @@ std::string ErrName(int rc) {
   return std::string(svc_err_name(rc)) + " (" + std::to_string(rc) + ")";
 }
 
+// ---- TLS test certificates ----
+
+namespace {
+
+// The certificates of this process. A forked child that exits must not
+// remove its parent's files, so only the process that made them does.
+struct CertDir {
+  std::string path;
+  pid_t owner = getpid();
+  CertDir() {
+    // svct-PID-: swept like TempDir's if the process is killed
+    std::string tmpl = "/tmp/svct-" + std::to_string(owner) + "-certs-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) {
+      perror("TlsCertDir: mkdtemp");
+      abort();
+    }
+    path = buf.data();
+    std::string cmd = std::string("bash '") + SVC_MAKE_CERTS + "' '" + path +
+                      "' 10.199.0.1 10.199.0.2";
+    int st = system(cmd.c_str());
+    if (st != 0) {
+      fprintf(stderr, "TlsCertDir: %s failed (status %d)\n", cmd.c_str(), st);
+      abort();
+    }
+  }
+  ~CertDir() {
+    if (getpid() == owner)
+      nftw(path.c_str(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  }
+};
+
+} // namespace
+
+const std::string &TlsCertDir() {
+  static CertDir dir;
+  return dir.path;
+}
+
 } // namespace svctest

@@ -24,6 +24,15 @@ std::string UniqueName(const std::string &tag = "");
 // A TCP port in [20000, 60000) that was free on 127.0.0.1 a moment ago.
 int PickTcpPort();
 
+// ---- TLS test certificates ----
+
+// A directory of certificates made by tests/helpers/make-certs.sh with the
+// openssl command, once per test process (removed at its exit): ca.pem,
+// server.pem/.key (localhost, 127.0.0.1, ::1), client.pem/.key,
+// other-ca.pem, other-client.*, other-server.*, expired.*,
+// server-wronghost.*. Aborts the process if the script fails.
+const std::string &TlsCertDir();
+
 // ---- temp dirs and environment ----
 
 // mkdtemp under /tmp, removed recursively on destruction.

@@ -231,7 +231,7 @@ TEST_P(InProcess, ServerAndClientInOneProcess) {
     ASSERT_TRUE(srv);
     ASSERT_EQ(0, svc_server_method(srv.get(), "echo", Echo, &calls));
     ASSERT_EQ(0, svc_server_method(srv.get(), "fail", Fail42, nullptr));
-    int rc = svc_server_listen(srv.get(), url_.c_str());
+    int rc = svc_server_listen(srv.get(), listen_url_.c_str());
     ASSERT_EQ(0, rc) << ErrName(rc) << " " << url_;
     ASSERT_EQ(0, svc_server_start(srv.get()));
     {
@@ -276,7 +276,7 @@ TEST_P(InProcess, ServerAndClientInOneProcess) {
       EXPECT_LT(NowMs() - t0, 3000);
     }
   }
-  if (transport() != "tcp") {
+  if (!is_tcp()) {
     EXPECT_NE(0, access(SocketPath().c_str(), F_OK))
         << "svc_server_free left " << SocketPath();
   }
@@ -299,17 +299,12 @@ TEST_P(InProcess, CallRightAfterStopFailsPromptly) {
   int64_t worst = 0;
   for (int i = 0; i < 20; i++) {
     std::string name = UniqueName();
-    std::string url = url_;
-    if (transport() == "shm")
-      url = "shm://" + name;
-    if (transport() == "unix")
-      url = "unix://" + tmp_->path() + "/" + name + ".sock";
-    if (transport() == "tcp")
-      url = "tcp://127.0.0.1:" + std::to_string(PickTcpPort());
+    int port = is_tcp() ? PickTcpPort() : 0;
+    std::string url = ClientUrl(name, port);
     Server srv = NewServer(name);
     ASSERT_TRUE(srv);
     ASSERT_EQ(0, svc_server_method(srv.get(), "echo", Echo, nullptr));
-    ASSERT_EQ(0, svc_server_listen(srv.get(), url.c_str()));
+    ASSERT_EQ(0, svc_server_listen(srv.get(), ListenUrl(name, port).c_str()));
     ASSERT_EQ(0, svc_server_start(srv.get()));
     Client c = Open(url);
     ASSERT_TRUE(c);
@@ -330,7 +325,7 @@ TEST_P(InProcess, RunReturnsAfterStopFromAnotherThread) {
   Server srv = NewServer(name_);
   ASSERT_TRUE(srv);
   ASSERT_EQ(0, svc_server_method(srv.get(), "echo", Echo, nullptr));
-  ASSERT_EQ(0, svc_server_listen(srv.get(), url_.c_str()));
+  ASSERT_EQ(0, svc_server_listen(srv.get(), listen_url_.c_str()));
   std::atomic<int> run_rc{1};
   std::atomic<bool> done{false};
   std::thread t([&] {
@@ -359,8 +354,8 @@ TEST_P(InProcess, RunReturnsAfterStopFromAnotherThread) {
 TEST_P(InProcess, SecondServerOnTheSameAddressIsInUse) {
   Server a = NewServer(name_), b = NewServer(name_);
   ASSERT_TRUE(a && b);
-  ASSERT_EQ(0, svc_server_listen(a.get(), url_.c_str()));
-  EXPECT_EQ(SVC_EADDRINUSE, svc_server_listen(b.get(), url_.c_str()));
+  ASSERT_EQ(0, svc_server_listen(a.get(), listen_url_.c_str()));
+  EXPECT_EQ(SVC_EADDRINUSE, svc_server_listen(b.get(), listen_url_.c_str()));
   // The first one is unaffected.
   ASSERT_EQ(0, svc_server_method(a.get(), "echo", Echo, nullptr));
   ASSERT_EQ(0, svc_server_start(a.get()));
@@ -377,7 +372,7 @@ TEST_P(InProcess, OneServerOnAllThreeTransports) {
   ASSERT_EQ(0, svc_server_method(srv.get(), "echo", Echo, nullptr));
   std::string unix_url = "unix://" + tmp_->path() + "/all.sock";
   std::string tcp_url;
-  ASSERT_EQ(0, svc_server_listen(srv.get(), url_.c_str()));
+  ASSERT_EQ(0, svc_server_listen(srv.get(), listen_url_.c_str()));
   ASSERT_EQ(0, svc_server_listen(srv.get(), unix_url.c_str()));
   for (int i = 0; i < 5 && tcp_url.empty(); i++) {
     std::string u = "tcp://127.0.0.1:" + std::to_string(PickTcpPort());

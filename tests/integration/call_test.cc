@@ -436,7 +436,7 @@ TEST_P(Calls, WaitPolicies) {
     }
     server_->Kill(SIGTERM);
     server_->Wait();
-    if (transport() == "tcp")
+    if (is_tcp())
       NewUrl(); // no TIME_WAIT surprises
   }
 }

@@ -58,7 +58,7 @@ TEST_P(Faults, ServerKilledMidCall) {
     EXPECT_NE(0, rc);
     EXPECT_TRUE(rc == SVC_ECONNREFUSED || rc == SVC_EPEERGONE) << ErrName(rc);
     EXPECT_LT(NowMs() - t0, 3000);
-    if (transport() == "tcp")
+    if (is_tcp())
       NewUrl();
   }
 }
@@ -129,7 +129,7 @@ TEST_P(Faults, ReconnectAfterGracefulRestart) {
   int st = server_->Wait(10000);
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
       << "svc_server_run should return 0 on SIGTERM; status " << st;
-  if (transport() != "tcp") {
+  if (!is_tcp()) {
     EXPECT_NE(0, access(SocketPath().c_str(), F_OK))
         << "socket file left behind: " << SocketPath();
   }

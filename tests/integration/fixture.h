@@ -1,7 +1,9 @@
 // fixture.h — the parameterised fixture every integration test body runs
 // in: one fresh runtime dir (SVC_RUNTIME_DIR), a unique service name, and a
-// URL for the transport under test ("shm", "unix" or "tcp"), with a
-// test_server process started on demand and always reaped.
+// URL for the transport under test ("shm", "unix", "tcp" or "tls"), with a
+// test_server process started on demand and always reaped. Over tls the
+// server listens with the test certificates (TlsCertDir) and the client
+// trusts their CA, so every test body runs unchanged over TLS too.
 #ifndef SVC_TESTS_FIXTURE_H
 #define SVC_TESTS_FIXTURE_H
 
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "tls_proxy.h"
 
 namespace svctest {
 
@@ -54,17 +57,36 @@ public:
   const std::string &transport() const { return GetParam(); }
   bool is_shm() const { return transport() == "shm"; }
   bool is_stream() const { return !is_shm(); }
+  // tcp or tls: a TCP port, TIME_WAIT and all.
+  bool is_tcp() const { return transport() == "tcp" || transport() == "tls"; }
 
-  // Picks the URL for the transport (a new port for tcp).
+  // The client's and the server's URL for service name on port (a port is
+  // used by tcp and tls only). They differ for tls only: ca= against
+  // cert=&key=.
+  std::string ClientUrl(const std::string &name, int port) const {
+    if (transport() == "shm")
+      return "shm://" + name;
+    if (transport() == "unix")
+      return "unix://" + tmp_->path() + "/" + name + ".sock";
+    if (transport() == "tcp")
+      return "tcp://127.0.0.1:" + std::to_string(port);
+    return "tls://127.0.0.1:" + std::to_string(port) +
+           "?ca=" + TlsCertDir() + "/ca.pem";
+  }
+  std::string ListenUrl(const std::string &name, int port) const {
+    if (transport() != "tls")
+      return ClientUrl(name, port);
+    const std::string &d = TlsCertDir();
+    return "tls://127.0.0.1:" + std::to_string(port) + "?cert=" + d +
+           "/server.pem&key=" + d + "/server.key";
+  }
+
+  // Picks the URLs for the transport (a new port for tcp and tls).
   void NewUrl() {
-    if (transport() == "shm") {
-      url_ = "shm://" + name_;
-    } else if (transport() == "unix") {
-      url_ = "unix://" + tmp_->path() + "/" + name_ + ".sock";
-    } else {
+    if (is_tcp())
       port_ = PickTcpPort();
-      url_ = "tcp://127.0.0.1:" + std::to_string(port_);
-    }
+    url_ = ClientUrl(name_, port_);
+    listen_url_ = ListenUrl(name_, port_);
   }
 
   // The socket file a raw client connects to: the unix socket itself, or
@@ -75,10 +97,13 @@ public:
     return rundir_ + "/" + name_ + ".sock";
   }
 
-  // A raw stream connection to the server's listening socket.
+  // A raw stream connection to the server's listening socket; over tls a
+  // socket whose bytes a proxy thread carries in a TLS session.
   int RawConnect() const {
     if (transport() == "tcp")
       return ConnectTcp(port_);
+    if (transport() == "tls")
+      return TlsRawConnect(port_, TlsCertDir() + "/ca.pem");
     return ConnectUnix(SocketPath());
   }
 
@@ -87,12 +112,13 @@ public:
   void StartServer(const std::vector<std::string> &extra = {}) {
     for (int attempt = 0; attempt < 5; attempt++) {
       server_ = std::make_unique<ServerProc>();
-      std::vector<std::string> args = {"--name", name_, "--listen", url_};
+      std::vector<std::string> args = {"--name", name_, "--listen",
+                                       listen_url_};
       args.insert(args.end(), extra.begin(), extra.end());
       int st = server_->Start(args);
       if (st == 0)
         return;
-      if (transport() == "tcp" && WIFEXITED(st) && WEXITSTATUS(st) == 3) {
+      if (is_tcp() && WIFEXITED(st) && WEXITSTATUS(st) == 3) {
         NewUrl();
         continue;
       }
@@ -105,7 +131,7 @@ public:
   // Restarts on the same URL (after the old server is gone).
   void RestartServer(const std::vector<std::string> &extra = {}) {
     server_ = std::make_unique<ServerProc>();
-    std::vector<std::string> args = {"--name", name_, "--listen", url_};
+    std::vector<std::string> args = {"--name", name_, "--listen", listen_url_};
     args.insert(args.end(), extra.begin(), extra.end());
     ASSERT_EQ(0, server_->Start(args)) << "restart on " << url_;
   }
@@ -163,6 +189,7 @@ public:
   std::unique_ptr<ScopedEnv> env_;
   std::unique_ptr<ServerProc> server_;
   std::string rundir_, name_, url_;
+  std::string listen_url_; // what the server listens on (tls: cert and key)
   int port_ = 0;
   std::vector<pid_t> children_;
 };
@@ -173,12 +200,13 @@ inline std::string ParamName(const ::testing::TestParamInfo<std::string> &i) {
 
 } // namespace svctest
 
-// Instantiates a suite over all three transports, or the stream ones.
+// Instantiates a suite over every transport, or the stream ones.
 #define SVC_ALL_TRANSPORTS(suite)                                              \
-  INSTANTIATE_TEST_SUITE_P(T, suite, ::testing::Values("shm", "unix", "tcp"),  \
+  INSTANTIATE_TEST_SUITE_P(T, suite,                                           \
+                           ::testing::Values("shm", "unix", "tcp", "tls"),     \
                            svctest::ParamName)
 #define SVC_STREAM_TRANSPORTS(suite)                                           \
-  INSTANTIATE_TEST_SUITE_P(T, suite, ::testing::Values("unix", "tcp"),         \
+  INSTANTIATE_TEST_SUITE_P(T, suite, ::testing::Values("unix", "tcp", "tls"),  \
                            svctest::ParamName)
 
 #endif

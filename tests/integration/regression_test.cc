@@ -29,7 +29,7 @@ TEST_P(Regression, MethodNameWithNulIsUnknown) {
   ExpectServes(url_);
 }
 
-INSTANTIATE_TEST_SUITE_P(T, Regression, ::testing::Values("shm", "unix", "tcp"),
+INSTANTIATE_TEST_SUITE_P(T, Regression, ::testing::Values("shm", "unix", "tcp", "tls"),
                          [](const auto &info) { return info.param; });
 
 } // namespace

@@ -257,7 +257,7 @@ TEST_P(WorkersTest, SigtermToMasterLeavesNoWorker) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, WorkersTest,
-                         ::testing::Values("shm", "unix", "tcp"),
+                         ::testing::Values("shm", "unix", "tcp", "tls"),
                          [](const auto &info) { return info.param; });
 
 } // namespace
