@@ -3,7 +3,8 @@
  * is a forked child. Reports mean/p50/p99 of the individually timed calls
  * and the CPU that client and server burn per call. Issue 11's rows: the
  * machine's memcpy bandwidth, a one-way 16 MiB transfer written in place,
- * and what a client costs while a 10 ms handler computes. */
+ * and what a client costs while a 10 ms handler computes. Issue 16's: what
+ * a new connection costs over tcp:// and tls:// (a TLS handshake each). */
 #include <stdio.h>
 #include <string.h>
 
@@ -70,6 +71,79 @@ void BM_SlowHandler(benchmark::State &state, const std::string &name) {
       [&](const void *, size_t resp_len) { return resp_len == req.size(); });
 }
 
+/* One connection's life: open, one call of req, close, all of it timed as
+ * a user pays it. 0, or -1 with *err. */
+int connect_call_close(Transport *t, const std::vector<unsigned char> &req,
+                       uint64_t *ns, std::string *err) {
+  uint64_t t0 = NowNs();
+  auto c = t->Connect(0, err);
+  if (!c)
+    return -1;
+  const void *resp;
+  size_t resp_len;
+  int rc = c->Call(req.data(), req.size(), &resp, &resp_len, err);
+  if (rc == 0 && !ReplyMatches(req.data(), req.size(), resp, resp_len)) {
+    *err = "reply differs from request";
+    rc = -1;
+  }
+  c.reset(); /* svc_client_close */
+  *ns = NowNs() - t0;
+  return rc;
+}
+
+/* Connections per second (issue 16): per iteration a new client opens a
+ * connection, makes one call of state.range(0) bytes and closes, one
+ * client thread against one server. Over tls:// each is a full TLS 1.3
+ * handshake (a new svc_client keeps no ticket from an earlier one).
+ * Counters: connects_per_s, mean/p50/p99/max_us of one connection's life,
+ * CPU per connection (client + server) as cpu_us_per_call. */
+void BM_Connect(benchmark::State &state, const std::string &name) {
+  const size_t len = (size_t)state.range(0);
+  Watchdog watchdog("connect/" + name + "/" + std::to_string(len),
+                    (unsigned)g_opts.watchdog_s);
+  std::string err;
+  auto t = MakeTransport(name);
+  if (!t || !t->Start(1, len, &err)) {
+    state.SkipWithError(t ? err.c_str() : "unknown transport");
+    return;
+  }
+  auto req = MakePayload(len);
+  uint64_t ns = 0;
+  /* Warm-up: the server's threads started, the files a tls:// client and
+   * server read (certificates, OpenSSL's configuration) in the page cache. */
+  uint64_t warm_end = NowNs() + (uint64_t)g_opts.warmup_ms * 1000000;
+  for (int n = 0; n < 3 || NowNs() < warm_end; n++)
+    if (connect_call_close(t.get(), req, &ns, &err) != 0) {
+      state.SkipWithError(("warm-up: " + err).c_str());
+      t->Stop();
+      return;
+    }
+  Latency lat((size_t)std::min<benchmark::IterationCount>(state.max_iterations,
+                                                          1 << 20));
+  uint64_t server0 = TreeCpuNs(t->server_pid());
+  uint64_t client0 = ProcessCpuNs();
+  uint64_t wall0 = NowNs();
+  for (auto _ : state) {
+    if (connect_call_close(t.get(), req, &ns, &err) != 0) {
+      state.SkipWithError(err.c_str());
+      break;
+    }
+    state.SetIterationTime((double)ns * 1e-9);
+    lat.Add(ns);
+  }
+  uint64_t wall = NowNs() - wall0;
+  uint64_t client = ProcessCpuNs() - client0;
+  uint64_t server = TreeCpuNs(t->server_pid()) - server0;
+  if (!state.error_occurred() && lat.count() > 0) {
+    lat.Report(state);
+    ReportCpu(state, client, server, wall, lat.count());
+    state.counters["connects_per_s"] =
+        (double)lat.count() / ((double)wall * 1e-9);
+    state.SetLabel(name);
+  }
+  t->Stop();
+}
+
 } // namespace
 } // namespace bench
 
@@ -95,6 +169,18 @@ int main(int argc, char **argv) {
         label.c_str(),
         [opts](benchmark::State &s) { bench::BM_Latency(s, "svc-shm", opts); });
     b->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
+  }
+  /* What a connection costs (issue 16): tcp:// and tls:// with one 64 B
+   * call each. */
+  for (const std::string &name : bench::TransportNames()) {
+    if (name != "svc-tcp" && name != "svc-tls")
+      continue;
+    benchmark::RegisterBenchmark(
+        ("connect/" + name).c_str(),
+        [name](benchmark::State &s) { bench::BM_Connect(s, name); })
+        ->Arg(64)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
   }
   benchmark::RegisterBenchmark("memcpy/local", bench::BM_Memcpy)
       ->Arg(1 << 20)

@@ -121,10 +121,12 @@ int main(int argc, char **argv) {
   bench::SetUpRuntimeDir();
   for (const std::string &m : bench::MissingPeers())
     fprintf(stderr, "bench_peers: skipping %s\n", m.c_str());
-  /* libsvc first, then every peer built, in report order. */
+  /* libsvc first, then every peer built, in report order. tls:// is
+   * measured against tcp:// (bench_latency, bench_throughput), not here:
+   * no peer row is encrypted. */
   std::vector<std::string> names;
   for (const std::string &n : bench::TransportNames())
-    if (n.compare(0, 4, "svc-") == 0)
+    if (n.compare(0, 4, "svc-") == 0 && n != "svc-tls")
       names.push_back(n);
   for (const std::string &n : bench::PeerNames())
     names.push_back(n);

@@ -9,10 +9,11 @@ int main(int argc, char **argv) {
   bench::ParseOptions(&argc, argv);
   bench::SetUpRuntimeDir();
   /* Echo throughput at 64 B: the raw futex and spin ping-pongs, a raw Unix
-   * socket, and libsvc over shm and unix. */
+   * socket, and libsvc over shm, unix, tcp and tls (issue 16: what the
+   * encryption costs a loaded server, next to tcp in the same run). */
   std::vector<std::string> names = {"futex", "spin", "unix"};
   for (const std::string &n : bench::TransportNames())
-    if (n == "svc-shm" || n == "svc-unix")
+    if (n == "svc-shm" || n == "svc-unix" || n == "svc-tcp" || n == "svc-tls")
       names.push_back(n);
   for (const std::string &name : names) {
     auto *b = benchmark::RegisterBenchmark(

@@ -2,7 +2,8 @@
 """report.py — turns the suites' Google Benchmark JSON into the report:
 report.md (latency table with ratios to the pipe baseline and the spin
 floor, CPU per call, the issue's targets, the throughput table, the calls in
-flight table and its targets) and latency.dat, the data latency.gp plots.
+flight table and its targets, tls:// against tcp:// and its targets) and
+latency.dat, the data latency.gp plots.
 
 usage: report.py RESULTS_DIR [--mode quick|full|smoke]
 reads RESULTS_DIR/latency.json, throughput.json and pipeline.json (any may
@@ -19,7 +20,7 @@ import report_python
 
 # Report order: the raw baselines, then libsvc.
 ORDER = ["pipe", "unix", "tcp", "futex", "spin", "svc-shm", "svc-shm-prep",
-         "svc-unix", "svc-tcp"]
+         "svc-unix", "svc-tcp", "svc-tls"]
 DESCR = {
     "pipe": "raw pipe pair",
     "unix": "raw Unix socketpair",
@@ -30,6 +31,7 @@ DESCR = {
     "svc-shm-prep": "libsvc shm://, request written in place (svc_request_alloc)",
     "svc-unix": "libsvc unix://",
     "svc-tcp": "libsvc tcp://",
+    "svc-tls": "libsvc tls:// (TLS 1.3, OpenSSL 3, EC P-256 certificates)",
 }
 
 
@@ -67,6 +69,7 @@ def load(path):
             continue
         metric = ("p50_us" if key[0] in ("latency", "stats", "memcpy", "send", "slow",
                                          "peers", "peers-idle", "python")
+                  else "connects_per_s" if key[0] == "connect"
                   else "calls_per_s")
         good.sort(key=lambda r: r.get(metric, 0))
         picked[key] = good[len(good) // 2]
@@ -217,7 +220,7 @@ def large_section(lat):
 
 
 def throughput_section(tp, window_note):
-    order = ["futex", "spin", "svc-shm", "unix", "svc-unix"]
+    order = ["futex", "spin", "svc-shm", "unix", "svc-unix", "svc-tcp", "svc-tls"]
     keys = sorted(tp, key=lambda k: (order.index(k[1]) if k[1] in order else 99, k[2]))
     out = [
         "## Throughput (64 B echo)",
@@ -321,6 +324,106 @@ def targets_section(lat, tp):
     check("CPU-bound handler, 2 workers / 1 worker calls/s (issue 6)",
           ratio(w2, w1), "≥ 1.7", lambda v: v >= 1.7)
     return target_table("## Targets (issues 4, 6, 7, 11)", rows)
+
+
+# Issue 16: the payload sizes and client counts tls:// is compared at.
+TLS_SIZES = [64, 4 << 10, 1 << 20]
+TLS_CLIENTS = [1, 4, 8]
+
+
+def tls_section(lat, tp):
+    """Issue 16: tls:// next to tcp:// from the same run (round trips,
+    calls/s, connections per second) and the issue's targets."""
+    def run(kind, t, arg):
+        return (lat if kind in ("latency", "connect") else tp).get((kind, t, arg))
+
+    def v(kind, t, arg, counter):
+        return val(run(kind, t, arg), counter)
+
+    if not any(run(k, "svc-tls", a) for k, args in
+               (("latency", TLS_SIZES), ("throughput", TLS_CLIENTS), ("connect", [64]))
+               for a in args):
+        return []
+
+    def error_of(kind, arg):
+        for t in ("svc-tcp", "svc-tls"):
+            r = run(kind, t, arg)
+            if r and r.get("error_occurred"):
+                return f"{t}: error: {r.get('error_message', '?')}"
+        return None
+
+    out = ["## tls:// against tcp:// (issue 16)", "",
+           "The same echo server and client over `tcp://` and `tls://` (TLS 1.3,",
+           "OpenSSL 3, certificates made for this run by",
+           "tests/helpers/make-certs.sh), loopback, in this run. `tls/tcp` is",
+           "the tls value over the tcp one; CPU/call is client + server CPU time",
+           "per call.", "",
+           "### Round trip, one client", "",
+           "| size | tcp p50 µs | tls p50 µs | tls/tcp p50 | tcp p99 µs | tls p99 µs "
+           "| tcp CPU/call µs | tls CPU/call µs | tls/tcp CPU |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in TLS_SIZES:
+        bad = error_of("latency", s)
+        if bad:
+            out.append(f"| {human_size(s)} | {bad} ||||||||")
+            continue
+        p50 = [v("latency", t, s, "p50_us") for t in ("svc-tcp", "svc-tls")]
+        p99 = [v("latency", t, s, "p99_us") for t in ("svc-tcp", "svc-tls")]
+        cpu = [v("latency", t, s, "cpu_us_per_call") for t in ("svc-tcp", "svc-tls")]
+        out.append(f"| {human_size(s)} | {fmt(p50[0])} | {fmt(p50[1])} | "
+                   f"{fmt(ratio(p50[1], p50[0]), 3)} | {fmt(p99[0])} | {fmt(p99[1])} | "
+                   f"{fmt(cpu[0])} | {fmt(cpu[1])} | {fmt(ratio(cpu[1], cpu[0]), 3)} |")
+    out += ["", "### Calls/s, 64 B echo, N client processes", "",
+            "| clients | tcp calls/s | tls calls/s | tls/tcp | tcp CPU/call µs "
+            "| tls CPU/call µs | tls/tcp CPU |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for n in TLS_CLIENTS:
+        bad = error_of("throughput", n)
+        if bad:
+            out.append(f"| {n} | {bad} ||||||")
+            continue
+        rate = [v("throughput", t, n, "calls_per_s") for t in ("svc-tcp", "svc-tls")]
+        cpu = [v("throughput", t, n, "cpu_us_per_call") for t in ("svc-tcp", "svc-tls")]
+        out.append(f"| {n} | {fmt(rate[0])} | {fmt(rate[1])} | "
+                   f"{fmt(ratio(rate[1], rate[0]), 3)} | {fmt(cpu[0])} | {fmt(cpu[1])} | "
+                   f"{fmt(ratio(cpu[1], cpu[0]), 3)} |")
+    out += ["", "### Connections, one client thread", "",
+            "Per connection: `svc_client_open`, one 64 B call, `svc_client_close`,",
+            "in a loop. Over tls:// each is a full TLS 1.3 handshake (a new",
+            "client has no session ticket to resume).", "",
+            "| transport | connects/s | p50 µs | p99 µs | CPU µs per connection "
+            "| client / server CPU µs |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for t in ("svc-tcp", "svc-tls"):
+        r = run("connect", t, 64)
+        if r and r.get("error_occurred"):
+            out.append(f"| **{t}** | error: {r.get('error_message', '?')} |||||")
+            continue
+        out.append(f"| **{t}** | {fmt(val(r, 'connects_per_s'))} | "
+                   f"{fmt(val(r, 'p50_us'))} | {fmt(val(r, 'p99_us'))} | "
+                   f"{fmt(val(r, 'cpu_us_per_call'))} | "
+                   f"{fmt(val(r, 'client_cpu_us'))} / {fmt(val(r, 'server_cpu_us'))} |")
+    out.append("")
+
+    def tls_over_tcp(kind, arg, counter):
+        return ratio(v(kind, "svc-tls", arg, counter), v(kind, "svc-tcp", arg, counter))
+
+    rows = []
+    check = target_checker(rows)
+    check("svc-tls / svc-tcp 64 B p50", tls_over_tcp("latency", 64, "p50_us"),
+          "≤ 1.3", lambda x: x <= 1.3)
+    check("svc-tls / svc-tcp 1 MiB p50", tls_over_tcp("latency", 1 << 20, "p50_us"),
+          "≤ 2", lambda x: x <= 2)
+    check("svc-tls CPU µs per call, 64 B round trip (client + server)",
+          v("latency", "svc-tls", 64, "cpu_us_per_call"), "reported", lambda x: True)
+    cpu_r = tls_over_tcp("latency", 64, "cpu_us_per_call")
+    rows.append(f"| the same over svc-tcp's, tls/tcp | {fmt(cpu_r, 3)} | reference | |")
+    for t in ("svc-tcp", "svc-tls"):
+        check(f"{t} connects/s (open + one 64 B call + close)",
+              v("connect", t, 64, "connects_per_s"), "reported", lambda x: True)
+    conn_r = tls_over_tcp("connect", 64, "connects_per_s")
+    rows.append(f"| svc-tls / svc-tcp connects/s | {fmt(conn_r, 3)} | reference | |")
+    return out + target_table("### Targets (issue 16)", rows)
 
 
 def workers_section(tp):
@@ -464,6 +567,7 @@ def main():
         note = f" ({a.duration_ms} ms)" if a.duration_ms else ""
         out += throughput_section(tp, note)
         out += workers_section(tp)
+    out += tls_section(lat, tp)
     if pl:
         out += pipeline_section(pl)
     out += report_peers.section(pe, idle)

@@ -1,8 +1,9 @@
 /* svc_echo.cc — libsvc under test: an echo server in a forked child
  * (svc_server_new / svc_server_method / svc_server_listen / svc_server_run)
  * and clients through svc_call (or svc_call_send / svc_call_recv with calls
- * in flight), over shm://, unix:// and tcp://. The echo handler writes its
- * reply in place with svc_reply_alloc (zero copy on shm). */
+ * in flight), over shm://, unix://, tcp:// and tls://. The echo handler
+ * writes its reply in place with svc_reply_alloc (zero copy on shm). tls://
+ * uses certificates this process makes when it first needs them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -67,9 +69,74 @@ std::string svc_err(const char *what, int rc) {
   return std::string(what) + ": " + svc_strerror(rc);
 }
 
-/* The server child: reports "OK <url>" or "ERR <why>" once it listens. */
+/* svc_err with the library's own sentence when it has one (for SVC_ETLS:
+ * the handshake's or the certificate's reason). */
+std::string svc_err_text(const char *what, int rc, const char *text) {
+  return text && *text ? std::string(what) + ": " + text : svc_err(what, rc);
+}
+
+/* A URL query value: '%', '&' and '=' percent-encoded (svc.h), so that any
+ * $TMPDIR makes a valid tls:// URL. */
+std::string svc_query_value(const std::string &v) {
+  std::string out;
+  for (char ch : v) {
+    if (ch == '%' || ch == '&' || ch == '=') {
+      char hex[4];
+      snprintf(hex, sizeof hex, "%%%02X", (unsigned char)ch);
+      out += hex;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+/* The tls:// rows' certificates (issue 16): the tests' own script
+ * (tests/helpers/make-certs.sh: a CA, and a server certificate for
+ * 127.0.0.1), run once per benchmark process into its private runtime
+ * directory under $TMPDIR, so no key outlives the run and the numbers are
+ * for the same EC P-256 certificates the tests use. The directory, or ""
+ * with *err. */
+std::string svc_tls_certs(std::string *err) {
+  static std::string made;
+  if (!made.empty())
+    return made;
+  if (RuntimeDir().empty()) {
+    *err = "tls:// certificates: no runtime directory (SetUpRuntimeDir)";
+    return "";
+  }
+  std::string dir = RuntimeDir() + "/certs";
+  pid_t pid = ForkChild([&] {
+    execlp("bash", "bash", SVC_BENCH_MAKE_CERTS, dir.c_str(), (char *)nullptr);
+    perror("exec bash " SVC_BENCH_MAKE_CERTS);
+    return 127;
+  });
+  if (pid < 0) {
+    *err = std::string("tls:// certificates: fork: ") + strerror(errno);
+    return "";
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      *err = std::string("tls:// certificates: waitpid: ") + strerror(errno);
+      return "";
+    }
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    *err = "tls:// certificates: " SVC_BENCH_MAKE_CERTS " " + dir +
+           " failed (its message is above)";
+    return "";
+  }
+  made = dir;
+  return made;
+}
+
+/* The server child: reports "OK <url>" or "ERR <why>" once it listens;
+ * <url> is the one clients dial (for tls://: with the CA they trust).
+ * certs: svc_tls_certs' directory, for tls:// only. */
 int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
-                    size_t max_len, const ReadyFn &report) {
+                    size_t max_len, const std::string &certs,
+                    const ReadyFn &report) {
   if (opts.workers > 0) {
     std::string w = std::to_string(opts.workers);
     setenv("SVC_WORKERS_MIN", w.c_str(), 1);
@@ -106,14 +173,25 @@ int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
     report("ERR " + svc_err("svc_server_set_max_msg", rc));
     goto fail;
   }
-  if (scheme == "tcp") {
+  if (scheme == "tcp" || scheme == "tls") {
+    /* tls://: the server presents its certificate, clients check it
+     * against the CA. */
+    std::string serve_query, dial_query;
+    if (scheme == "tls") {
+      serve_query = "?cert=" + svc_query_value(certs + "/server.pem") +
+                    "&key=" + svc_query_value(certs + "/server.key");
+      dial_query = "?ca=" + svc_query_value(certs + "/ca.pem");
+    }
     /* A port derived from the pid, and the next ones while taken. */
     unsigned base = (unsigned)getpid() * 7919u % 40000u;
     rc = SVC_EADDRINUSE;
     for (int i = 0; i < 64 && rc == SVC_EADDRINUSE; i++) {
-      url = "tcp://127.0.0.1:" +
-            std::to_string(20000 + (base + (unsigned)i) % 40000u);
+      std::string at = scheme + "://127.0.0.1:" +
+                       std::to_string(20000 + (base + (unsigned)i) % 40000u);
+      url = at + serve_query;
       rc = svc_server_listen(s, url.c_str());
+      if (rc == 0)
+        url = at + dial_query;
     }
   } else {
     url = scheme == "shm" ? "shm://" + name
@@ -121,7 +199,8 @@ int svc_serve_child(const std::string &scheme, const ServerOptions &opts,
     rc = svc_server_listen(s, url.c_str());
   }
   if (rc) {
-    report("ERR " + svc_err(("svc_server_listen " + url).c_str(), rc));
+    report("ERR " + svc_err_text(("svc_server_listen " + url).c_str(), rc,
+                                 svc_server_last_error_text(s)));
     goto fail;
   }
   report("OK " + url);
@@ -156,7 +235,8 @@ public:
       rc = svc_call(c_, method_.c_str(), req, len, resp, resp_len);
     }
     if (rc) {
-      *err = svc_err(prepared_ ? "svc_call_prepared" : "svc_call", rc);
+      *err = svc_err_text(prepared_ ? "svc_call_prepared" : "svc_call", rc,
+                          svc_client_last_error_text(c_));
       return -1;
     }
     return 0;
@@ -219,9 +299,12 @@ public:
   bool Start(int, size_t max_len, std::string *err) override {
     Stop();
     max_len_ = max_len;
+    std::string certs;
+    if (scheme_ == "tls" && (certs = svc_tls_certs(err)).empty())
+      return false;
     pid_ = ForkServer(
         [&](const ReadyFn &ready) {
-          return svc_serve_child(scheme_, opts_, max_len, ready);
+          return svc_serve_child(scheme_, opts_, max_len, certs, ready);
         },
         &url_, err);
     return pid_ > 0;
@@ -229,9 +312,10 @@ public:
 
   std::unique_ptr<Conn> Connect(int, std::string *err) override {
     svc_client *c = nullptr;
-    int rc = svc_client_open(url_.c_str(), &c);
+    char why[256];
+    int rc = svc_client_open_ex(url_.c_str(), &c, why, sizeof why);
     if (rc) {
-      *err = svc_err(("svc_client_open " + url_).c_str(), rc);
+      *err = svc_err_text(("svc_client_open " + url_).c_str(), rc, why);
       return nullptr;
     }
     if (max_len_ + 4096 > SVC_DEFAULT_MAX_MSG &&
@@ -271,7 +355,7 @@ std::unique_ptr<Transport> NewSvcTransport(const std::string &scheme,
                                            const ServerOptions &opts) {
   if (scheme == "shm-prep") /* requests written in place */
     return std::make_unique<SvcTransport>("shm", opts, true);
-  if (scheme != "shm" && scheme != "unix" && scheme != "tcp")
+  if (scheme != "shm" && scheme != "unix" && scheme != "tcp" && scheme != "tls")
     return nullptr;
   return std::make_unique<SvcTransport>(scheme, opts, false);
 }
@@ -282,7 +366,8 @@ std::unique_ptr<Transport> NewSvcTransport(const std::string &scheme,
 std::vector<std::string> TransportNames() {
   std::vector<std::string> v = {"pipe", "unix", "tcp", "futex", "spin"};
 #ifndef SVC_BENCH_NO_LIBSVC
-  for (const char *s : {"svc-shm", "svc-shm-prep", "svc-unix", "svc-tcp"})
+  for (const char *s :
+       {"svc-shm", "svc-shm-prep", "svc-unix", "svc-tcp", "svc-tls"})
     v.push_back(s);
 #endif
   return v;

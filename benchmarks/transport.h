@@ -72,8 +72,8 @@ public:
 };
 
 /* Transport names, in report order. Raw baselines: "pipe", "unix", "tcp",
- * "futex", "spin"; libsvc: "svc-shm", "svc-unix", "svc-tcp" (absent when
- * built with SVC_BENCH_NO_LIBSVC). */
+ * "futex", "spin"; libsvc: "svc-shm", "svc-shm-prep", "svc-unix",
+ * "svc-tcp", "svc-tls" (absent when built with SVC_BENCH_NO_LIBSVC). */
 std::vector<std::string> TransportNames();
 /* nullptr for an unknown name. */
 std::unique_ptr<Transport> MakeTransport(const std::string &name,
