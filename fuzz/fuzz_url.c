@@ -5,11 +5,13 @@
  * Properties:
  *  - svc__url_parse returns 0 or SVC_EINVAL, nothing else.
  *  - on success every field is NUL-terminated inside its array; the scheme
- *    is shm, unix or tcp and only that scheme's fields are set: shm has a
- *    name valid per svc__name_valid; unix an absolute path shorter than
- *    sun_path; tcp a non-empty host and a port in 1..65535.
- *  - rendering the URL again from the fields and parsing that gives the same
- *    struct (tcp hosts with ':' get brackets back).
+ *    is shm, unix, tcp or tls and only that scheme's fields are set: shm
+ *    has a name valid per svc__name_valid; unix an absolute path shorter
+ *    than sun_path; tcp and tls a non-empty host and a port in 1..65535;
+ *    only tls has parameters, none holding a control byte.
+ *  - rendering the URL again from the fields (parameters percent-encoded)
+ *    and parsing that gives the same struct (hosts with ':' get brackets
+ *    back).
  *  - svc__name_valid agrees with an independent statement of the rule.
  *  - when the input has a second NUL-terminated part, it is taken as
  *    $SVC_RUNTIME_DIR: svc__runtime_dir returns it when it fits and
@@ -55,7 +57,31 @@ static int name_ok(const char *s) {
 static int same_url(const svc__url *a, const svc__url *b) {
   return strcmp(a->scheme, b->scheme) == 0 && strcmp(a->name, b->name) == 0 &&
          strcmp(a->path, b->path) == 0 && strcmp(a->host, b->host) == 0 &&
-         a->port == b->port;
+         a->port == b->port && memcmp(&a->tls, &b->tls, sizeof a->tls) == 0;
+}
+
+/* The tls parameters, each with its query key, for checks and rendering. */
+#define TLS_FIELDS(p)                                                          \
+  {                                                                            \
+    {"cert", (p)->cert, sizeof(p)->cert}, {"key", (p)->key, sizeof(p)->key},   \
+        {"ca", (p)->ca, sizeof(p)->ca},                                        \
+        {"client_ca", (p)->client_ca, sizeof(p)->client_ca}, {                 \
+      "servername", (p)->servername, sizeof(p)->servername                     \
+    }                                                                          \
+  }
+
+typedef struct tls_field {
+  const char *key;
+  const char *value;
+  size_t cap;
+} tls_field;
+
+static int no_params(const svc__tls_params *p) {
+  const tls_field f[] = TLS_FIELDS(p);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+    if (f[i].value[0])
+      return 0;
+  return 1;
 }
 
 static void check_parsed(const char *s, const svc__url *u) {
@@ -63,6 +89,14 @@ static void check_parsed(const char *s, const svc__url *u) {
   CHECK(terminated(u->name, sizeof u->name));
   CHECK(terminated(u->path, sizeof u->path));
   CHECK(terminated(u->host, sizeof u->host));
+  const tls_field f[] = TLS_FIELDS(&u->tls);
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    CHECK(terminated(f[i].value, f[i].cap));
+    for (const char *c = f[i].value; *c; c++)
+      CHECK((unsigned char)*c >= 0x20 && *c != 0x7f);
+  }
+  if (strcmp(u->scheme, "tls") != 0)
+    CHECK(no_params(&u->tls));
   if (strcmp(u->scheme, "shm") == 0) {
     CHECK(svc__name_valid(u->name));
     CHECK(strcmp(u->name, s + strlen("shm://")) == 0);
@@ -73,7 +107,7 @@ static void check_parsed(const char *s, const svc__url *u) {
     CHECK(strcmp(u->path, s + strlen("unix://")) == 0);
     CHECK(u->name[0] == '\0' && u->host[0] == '\0' && u->port == 0);
   } else {
-    CHECK(strcmp(u->scheme, "tcp") == 0);
+    CHECK(strcmp(u->scheme, "tcp") == 0 || strcmp(u->scheme, "tls") == 0);
     CHECK(u->host[0] != '\0' && strlen(u->host) <= SVC__HOST_MAX);
     CHECK(u->port >= 1); /* uint16_t: <= 65535 by type */
     CHECK(u->name[0] == '\0' && u->path[0] == '\0');
@@ -81,9 +115,31 @@ static void check_parsed(const char *s, const svc__url *u) {
   }
 }
 
+/* Appends the parameters as a query, every byte but [A-Za-z0-9/._-]
+ * percent-encoded. */
+static size_t render_query(const svc__tls_params *p, char *out, size_t n) {
+  const tls_field f[] = TLS_FIELDS(p);
+  size_t o = strlen(out);
+  char sep = '?';
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    if (!f[i].value[0])
+      continue;
+    o += (size_t)snprintf(out + o, n - o, "%c%s=", sep, f[i].key);
+    sep = '&';
+    for (const unsigned char *c = (const unsigned char *)f[i].value; *c; c++) {
+      int plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || strchr("/._-", *c);
+      o += (size_t)(plain ? snprintf(out + o, n - o, "%c", *c)
+                          : snprintf(out + o, n - o, "%%%02X", *c));
+    }
+  }
+  return o;
+}
+
 /* Renders u back into URL text; returns the heap string. */
 static char *render(const svc__url *u) {
-  size_t cap = 16 + strlen(u->name) + strlen(u->path) + strlen(u->host);
+  size_t cap = 16 + strlen(u->name) + strlen(u->path) + strlen(u->host) +
+               3 * sizeof u->tls + 64;
   char *out = malloc(cap);
   CHECK(out != NULL);
   int n;
@@ -92,10 +148,12 @@ static char *render(const svc__url *u) {
   else if (strcmp(u->scheme, "unix") == 0)
     n = snprintf(out, cap, "unix://%s", u->path);
   else if (strchr(u->host, ':'))
-    n = snprintf(out, cap, "tcp://[%s]:%u", u->host, (unsigned)u->port);
+    n = snprintf(out, cap, "%s://[%s]:%u", u->scheme, u->host,
+                 (unsigned)u->port);
   else
-    n = snprintf(out, cap, "tcp://%s:%u", u->host, (unsigned)u->port);
+    n = snprintf(out, cap, "%s://%s:%u", u->scheme, u->host, (unsigned)u->port);
   CHECK(n > 0 && (size_t)n < cap);
+  CHECK(render_query(&u->tls, out, cap) < cap);
   return out;
 }
 

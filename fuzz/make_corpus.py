@@ -128,6 +128,20 @@ def url_seeds():
         "tcp-no-port": "tcp://h:",
         "tcp-host-255": "tcp://" + "h" * 255 + ":1",
         "other-scheme": "http://example.com:80",
+        "tls": "tls://127.0.0.1:5203",
+        "tls-server": "tls://0.0.0.0:5203?cert=/etc/svc/s.pem&key=/etc/svc/s.key",
+        "tls-mtls": "tls://h:1?cert=/c.pem&key=/k.pem&client_ca=/ca.pem",
+        "tls-client": "tls://host.example:5203?ca=/ca.pem&servername=svc.example",
+        "tls-escaped": "tls://h:1?ca=/a%26b%3d%25.pem",
+        "tls-nul-escape": "tls://h:1?ca=/a%00b",
+        "tls-bad-escape": "tls://h:1?ca=/a%4",
+        "tls-unknown-key": "tls://h:1?cafile=/x",
+        "tls-repeated": "tls://h:1?ca=/x&ca=/y",
+        "tls-empty-value": "tls://h:1?ca=",
+        "tls-empty-query": "tls://h:1?",
+        "tls-trailing-amp": "tls://h:1?ca=/x&",
+        "tls-ipv6": "tls://[::1]:5203?ca=/x",
+        "tcp-query": "tcp://h:1?ca=/x",
     }
     seeds = {k: v.encode() for k, v in urls.items()}
     # after a NUL: $SVC_RUNTIME_DIR for svc__runtime_dir and the rendezvous

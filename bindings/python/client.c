@@ -50,9 +50,10 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
     return -1; /* re-initialising would close the memory under the view */
   client_shut(self);
   svc_client *c = NULL;
+  char why[256];
   int rc;
   Py_BEGIN_ALLOW_THREADS
-  rc = svc_client_open(url, &c);
+  rc = svc_client_open_ex(url, &c, why, sizeof why);
   Py_END_ALLOW_THREADS
   if (rc == 0 && timeout > 0)
     rc = svc_client_set_timeout(c, (int)(timeout * 1000 + 0.5));
@@ -61,8 +62,9 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kw) {
   if (rc == 0 && max_msg > 0)
     rc = svc_client_set_max_msg(c, (size_t)max_msg);
   if (rc < 0) {
+    const char *text = c ? svc_client_last_error_text(c) : why;
+    svc_py_raise_text(rc, text, 0, 0);
     svc_client_close(c);
-    svc_py_raise(rc, 0, 0);
     return -1;
   }
   self->c = c;
@@ -85,7 +87,8 @@ static int client_ready(ClientObject *self) {
 static PyObject *reply_bytes(ClientObject *self, int rc, const void *resp,
                              size_t len) {
   if (rc < 0)
-    return svc_py_raise(rc, svc_client_handler_code(self->c), 0);
+    return svc_py_raise_text(rc, svc_client_last_error_text(self->c),
+                             svc_client_handler_code(self->c), 0);
   return PyBytes_FromStringAndSize(resp ? resp : "", (Py_ssize_t)len);
 }
 
@@ -171,7 +174,8 @@ static PyObject *client_call_view(ClientObject *self, PyObject *args) {
   if (rc > 0)
     return NULL;
   if (rc < 0)
-    return svc_py_raise(rc, svc_client_handler_code(self->c), 0);
+    return svc_py_raise_text(rc, svc_client_last_error_text(self->c),
+                             svc_client_handler_code(self->c), 0);
   ReplyObject *r = PyObject_New(ReplyObject, &ReplyType);
   if (!r)
     return NULL;
@@ -229,7 +233,8 @@ static PyObject *client_recv(ClientObject *self, PyObject *args, PyObject *kw) {
     return svc_py_raise(rc, 0, 0);
   }
   if (rc < 0) /* that call's own failure: .call_id says which */
-    return svc_py_raise(rc, svc_client_handler_code(self->c), id);
+    return svc_py_raise_text(rc, svc_client_last_error_text(self->c),
+                             svc_client_handler_code(self->c), id);
   PyObject *value = reply_bytes(self, rc, resp, len);
   if (!value)
     return NULL;

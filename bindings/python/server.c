@@ -365,7 +365,7 @@ static PyObject *server_listen(ServerObject *self, PyObject *args) {
   rc = svc_server_listen(self->s, url);
   Py_END_ALLOW_THREADS
   if (rc < 0)
-    return svc_py_raise(rc, 0, 0);
+    return svc_py_raise_text(rc, svc_server_last_error_text(self->s), 0, 0);
   Py_RETURN_NONE;
 }
 

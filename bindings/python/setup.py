@@ -41,6 +41,7 @@ setup(
                        ("SVC__VERSION_STRING", f'"{VERSION}"')],
         extra_compile_args=["-std=gnu11", "-fvisibility=hidden"],
         extra_link_args=["-pthread"],
+        libraries=["ssl", "crypto"],  # tls:// (Debian's libssl-dev)
     )],
     python_requires=">=3.9",
 )

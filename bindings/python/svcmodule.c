@@ -26,7 +26,12 @@ static struct {
     {SVC_EPROTO, "ProtocolError", "Malformed bytes from the peer.", NULL},
     {SVC_EAGAIN, "WouldBlock",
      "Try again: the window is full, or nothing finished yet.", NULL},
-    {SVC_EPERM, "PermissionDenied", "The server runs as another user.", NULL},
+    {SVC_EPERM, "PermissionDenied",
+     "The server runs as another user, or a key file is readable by others.",
+     NULL},
+    {SVC_ETLS, "TLSError",
+     "A TLS handshake or certificate check failed; the message says why.",
+     NULL},
 };
 #define NERRORS (sizeof svc_errors / sizeof svc_errors[0])
 
@@ -39,15 +44,18 @@ static int set_attr(PyObject *obj, const char *name, PyObject *value) {
   return rc;
 }
 
-/* Raises the exception for rc (< 0); handler_code for SVC_EHANDLER, and
- * call_id (when not 0) names the call sent with send() that failed.
- * Returns NULL. */
 PyObject *svc_py_raise(int rc, int handler_code, uint64_t call_id) {
+  return svc_py_raise_text(rc, NULL, handler_code, call_id);
+}
+
+PyObject *svc_py_raise_text(int rc, const char *text, int handler_code,
+                            uint64_t call_id) {
   PyObject *type = svc_Error;
   for (size_t i = 0; i < NERRORS; i++)
     if (svc_errors[i].code == rc)
       type = svc_errors[i].type;
-  PyObject *args = Py_BuildValue("(s)", svc_strerror(rc));
+  PyObject *args =
+      Py_BuildValue("(s)", text && text[0] ? text : svc_strerror(rc));
   PyObject *exc = args ? PyObject_Call(type, args, NULL) : NULL;
   Py_XDECREF(args);
   if (!exc)

@@ -13,7 +13,13 @@
 /* Raises the svc.Error subclass of rc (< 0), with .code and .name, with
  * .handler_code for SVC_EHANDLER, and with .call_id when call_id is not 0
  * (a call sent with send() that failed). Returns NULL. */
+/* Raises the exception for rc (< 0) with svc_strerror's text, or with
+ * text when it is not empty (libsvc's sentence on why); handler_code for
+ * SVC_EHANDLER, and call_id (when not 0) names the call sent with send()
+ * that failed. Return NULL. */
 PyObject *svc_py_raise(int rc, int handler_code, uint64_t call_id);
+PyObject *svc_py_raise_text(int rc, const char *text, int handler_code,
+                            uint64_t call_id);
 
 /* svc.HandlerError (borrowed): a handler raises it to send its code. */
 PyObject *svc_py_handler_error(void);

@@ -74,9 +74,9 @@ struct svc_client {
   size_t prep_buf_cap;
   resend *resends; /* [nresends] calls to send again */
   int nresends;
-  void *tp_cache;     /* the transport's state across connections (tls) */
-  char tp_why[256];   /* the transport's reason for a failure, this call */
-  char why[256];      /* svc_client_last_error_text */
+  void *tp_cache;   /* the transport's state across connections (tls) */
+  char tp_why[256]; /* the transport's reason for a failure, this call */
+  char why[256];    /* svc_client_last_error_text */
   /* event-loop mode, made by svc_client_fd */
   int epfd, evfd, tfd;
   int ev_on;        /* evfd holds a count */

@@ -1,6 +1,7 @@
 /* transport.h — the contract every transport implements (shm, and stream for
- * unix + tcp, with tls on top of it). client.c and server.c talk only to this table; the registry
- * in transport.c is the only code that maps a URL scheme to a transport. */
+ * unix + tcp, with tls on top of it). client.c and server.c talk only to this
+ * table; the registry in transport.c is the only code that maps a URL scheme to
+ * a transport. */
 #ifndef SVC_TRANSPORT_H
 #define SVC_TRANSPORT_H
 

@@ -132,8 +132,7 @@ void svc__stream_close(svc__conn *base) {
 
 /* Waits up to the deadline for what the io's last 0 awaits. */
 static int wait_io(stream_conn *c, int64_t deadline) {
-  return svc__sock_wait(c->base.fd, c->io_wait ? c->io_wait : POLLIN,
-                        deadline);
+  return svc__sock_wait(c->base.fd, c->io_wait ? c->io_wait : POLLIN, deadline);
 }
 
 int svc__stream_write_all(svc__stream *c, struct iovec *iov, int n,
@@ -356,8 +355,8 @@ static int flush_requests(stream_conn *c, int64_t deadline) {
 }
 
 int svc__stream_send(svc__conn *base, uint32_t seq, const char *method,
-                       size_t method_len, const void *req, size_t len,
-                       int flags, int64_t deadline) {
+                     size_t method_len, const void *req, size_t len, int flags,
+                     int64_t deadline) {
   stream_conn *c = (stream_conn *)base;
   if (len > c->max_payload)
     return SVC_ETOOBIG;
@@ -563,8 +562,7 @@ static int flush(stream_conn *c) {
   if (c->out_len == 0)
     return 0;
   struct iovec iov = {c->out, c->out_len};
-  int rc =
-      svc__stream_write_all(c, &iov, 1, svc__now_ns() + WRITE_TIMEOUT_NS);
+  int rc = svc__stream_write_all(c, &iov, 1, svc__now_ns() + WRITE_TIMEOUT_NS);
   c->out_len = 0;
   return rc;
 }
@@ -590,8 +588,7 @@ void svc__stream_refuse(int fd, int code) {
   (void)svc__sock_writev_all(fd, &iov, 1, svc__now_ns() + 100000000);
 }
 
-int svc__stream_accept_fd(svc__listener *l, const svc__conn_opts *o,
-                          int *fd) {
+int svc__stream_accept_fd(svc__listener *l, const svc__conn_opts *o, int *fd) {
   int rc = svc__sock_accept(l->fd, !o->allow_any_uid, fd);
   if (rc == SVC_EPERM) { /* say why before closing, as shm's ack does */
     svc__stream_refuse(*fd, SVC_EPERM);

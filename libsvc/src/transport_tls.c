@@ -52,15 +52,14 @@ typedef struct tls_listener {
 /* A connection's session: the stream's io_state. */
 typedef struct tls_io {
   SSL *ssl;
-  tls_ctx *tls;         /* client: where a new ticket goes */
-  svc__stream *stream;  /* for the BIO */
-  int block;            /* the BIO's next recv may wait */
-  int eof;              /* the BIO read the end of the stream */
-  int sys_errno;        /* errno of the BIO's last failed syscall */
-  int handshaken;       /* server: done; client: always */
-  int cert_requested;   /* client: the server asked for our certificate */
-  int ticket;           /* client: a session ticket arrived */
-  int leftover;         /* client: read ahead before event-loop mode */
+  tls_ctx *tls;        /* client: where a new ticket goes */
+  svc__stream *stream; /* for the BIO */
+  int block;           /* the BIO's next recv may wait */
+  int eof;             /* the BIO read the end of the stream */
+  int sys_errno;       /* errno of the BIO's last failed syscall */
+  int handshaken;      /* the handshake (client: and its ticket) is done */
+  int ticket;          /* client: a session ticket arrived */
+  int leftover;        /* client: read ahead before event-loop mode */
   char peer[SVC__HOST_MAX + 8];
   uint8_t gather[GATHER];
 } tls_io;
@@ -183,8 +182,8 @@ static int check_key_file(const char *path, char *why, size_t n) {
   return 0;
 }
 
-static int load_pair(SSL_CTX *ctx, const char *cert, const char *key,
-                     char *why, size_t n) {
+static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char *why,
+                     size_t n) {
   int rc = check_key_file(key, why, n);
   if (rc < 0)
     return rc;
@@ -214,16 +213,6 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
   SSL_SESSION_free(t->tls->session);
   t->tls->session = sess;
   return 1; /* we keep the reference */
-}
-
-/* The server asked for a certificate: its verdict on it comes after our
- * handshake is done, so dial waits for it. */
-static int on_cert_request(SSL *ssl, void *arg) {
-  (void)arg;
-  tls_io *t = SSL_get_app_data(ssl);
-  if (t)
-    t->cert_requested = 1;
-  return 1;
 }
 
 static int ctx_new(tls_ctx *t, int server, char *why, size_t n) {
@@ -288,8 +277,9 @@ static int client_ctx(const svc__url *u, tls_ctx *t, char *why, size_t n) {
 static int server_ctx(const svc__url *u, tls_ctx *t, char *why, size_t n) {
   const svc__tls_params *p = &u->tls;
   if (p->ca[0] || p->servername[0]) {
-    snprintf(why, n, "%s is a client parameter; a server takes cert=, key= "
-                     "and client_ca=",
+    snprintf(why, n,
+             "%s is a client parameter; a server takes cert=, key= "
+             "and client_ca=",
              p->ca[0] ? "ca=" : "servername=");
     return SVC_EINVAL;
   }
@@ -312,9 +302,8 @@ static int server_ctx(const svc__url *u, tls_ctx *t, char *why, size_t n) {
       rc = SVC_ETLS;
     } else {
       SSL_CTX_set_client_CA_list(t->ctx, names);
-      SSL_CTX_set_verify(t->ctx,
-                         SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                         NULL);
+      SSL_CTX_set_verify(
+          t->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     }
   }
   if (rc < 0) {
@@ -442,8 +431,7 @@ static int tls_pending(const svc__stream *s) {
   const tls_io *t = s->io_state;
   if (SSL_pending(t->ssl) > 0)
     return 1;
-  return (SSL_get_read_ahead(t->ssl) || t->leftover) &&
-         SSL_has_pending(t->ssl);
+  return (SSL_get_read_ahead(t->ssl) || t->leftover) && SSL_has_pending(t->ssl);
 }
 
 static void tls_close_io(svc__stream *s) {
@@ -502,9 +490,11 @@ static int set_peer_name(SSL *ssl, const char *name) {
          SSL_set1_host(ssl, name) == 1;
 }
 
-/* Runs the client handshake to its end, and when the server asked for our
- * certificate, on to its verdict: a session ticket (or data) means yes,
- * an alert no, so a refused client fails here and not in its first call. */
+/* Runs the client handshake to its end, and on to the server's session
+ * ticket, which it sends once it has accepted us (or an alert if it has
+ * not). So a refused client certificate fails the dial, not the first
+ * call; and nothing arrives later unasked, which would leave an event
+ * loop's fd readable with no call in flight. */
 static int client_handshake(svc__stream *s, int64_t deadline) {
   tls_io *t = s->io_state;
   for (;;) {
@@ -518,13 +508,15 @@ static int client_handshake(svc__stream *s, int64_t deadline) {
     if (rc < 0)
       return rc;
   }
-  while (t->cert_requested && !t->ticket) {
+  while (!t->ticket) {
     long got = tls_read(s, s->in + s->in_len, s->in_cap - s->in_len, 0);
     if (got > 0) {
       s->in_len += (size_t)got; /* a frame: the server took us */
       break;
     }
-    int rc = got < 0 ? (int)got : svc__sock_wait(s->base.fd, POLLIN, deadline);
+    if (got < 0)
+      return (int)got;
+    int rc = t->ticket ? 0 : svc__sock_wait(s->base.fd, POLLIN, deadline);
     if (rc < 0)
       return rc;
   }
@@ -567,7 +559,6 @@ static int tls_dial(const svc__url *u, const svc__conn_opts *o,
   if ((rc = session_new(s, x, 1)) == 0) {
     tls_io *t = s->io_state;
     snprintf(t->peer, sizeof t->peer, "%s:%u", u->host, (unsigned)u->port);
-    SSL_set_cert_cb(t->ssl, on_cert_request, NULL);
     if (!set_peer_name(t->ssl, name))
       rc = SVC_ENOMEM;
     else if (x->session && SSL_set_session(t->ssl, x->session) != 1)
@@ -635,7 +626,8 @@ static int tls_accept(svc__listener *base, const svc__conn_opts *o,
   int fd, rc = svc__stream_accept_fd(base, o, &fd);
   if (rc != 0)
     return rc;
-  svc__stream *s = svc__stream_new(base->tp, fd, &tls_io_ops, o->max_payload, 0);
+  svc__stream *s =
+      svc__stream_new(base->tp, fd, &tls_io_ops, o->max_payload, 0);
   if (!s)
     return SVC_ENOMEM;
   if ((rc = session_new(s, &l->tls, 0)) < 0) {
@@ -675,8 +667,8 @@ static int tls_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
     if (rc == 0 && s->io_wait == POLLIN)
       return 0; /* the rest of the client's flight comes as an event */
     if (rc == 0)
-      rc = svc__sock_wait(base->fd, POLLOUT,
-                          svc__now_ns() + HANDSHAKE_WRITE_NS);
+      rc =
+          svc__sock_wait(base->fd, POLLOUT, svc__now_ns() + HANDSHAKE_WRITE_NS);
     if (rc < 0)
       return rc;
   }

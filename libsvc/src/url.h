@@ -15,10 +15,10 @@
 /* tls:// settings, from the URL's query (percent-decoded; "" = not given).
  * Which ones a side accepts is the transport's rule, not the parser's. */
 typedef struct svc__tls_params {
-  char cert[SVC__FILE_MAX];      /* PEM certificate (chain) of this side */
-  char key[SVC__FILE_MAX];       /* PEM private key of cert */
-  char ca[SVC__FILE_MAX];        /* client: CAs the server must chain to */
-  char client_ca[SVC__FILE_MAX]; /* server: CAs a client must chain to */
+  char cert[SVC__FILE_MAX];           /* PEM certificate (chain) of this side */
+  char key[SVC__FILE_MAX];            /* PEM private key of cert */
+  char ca[SVC__FILE_MAX];             /* client: CAs the server must chain to */
+  char client_ca[SVC__FILE_MAX];      /* server: CAs a client must chain to */
   char servername[SVC__HOST_MAX + 1]; /* client: name to verify, if not host */
 } svc__tls_params;
 

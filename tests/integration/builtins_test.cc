@@ -55,7 +55,9 @@ TEST_P(BuiltinsTest, Info) {
   EXPECT_EQ(ServerPid(), Field(info, "", "pid")) << info;
   EXPECT_EQ(1, Field(info, "", "workers")) << info;
   EXPECT_GE(Field(info, "", "uptime_ms"), 0);
-  EXPECT_NE(std::string::npos, info.find("\"listeners\":[\"" + url_.substr(0, url_.find('?')) + "\"]"))
+  EXPECT_NE(
+      std::string::npos,
+      info.find("\"listeners\":[\"" + url_.substr(0, url_.find('?')) + "\"]"))
       << info;
 }
 

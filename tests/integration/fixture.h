@@ -70,8 +70,8 @@ public:
       return "unix://" + tmp_->path() + "/" + name + ".sock";
     if (transport() == "tcp")
       return "tcp://127.0.0.1:" + std::to_string(port);
-    return "tls://127.0.0.1:" + std::to_string(port) +
-           "?ca=" + TlsCertDir() + "/ca.pem";
+    return "tls://127.0.0.1:" + std::to_string(port) + "?ca=" + TlsCertDir() +
+           "/ca.pem";
   }
   std::string ListenUrl(const std::string &name, int port) const {
     if (transport() != "tls")

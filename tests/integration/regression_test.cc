@@ -29,7 +29,8 @@ TEST_P(Regression, MethodNameWithNulIsUnknown) {
   ExpectServes(url_);
 }
 
-INSTANTIATE_TEST_SUITE_P(T, Regression, ::testing::Values("shm", "unix", "tcp", "tls"),
+INSTANTIATE_TEST_SUITE_P(T, Regression,
+                         ::testing::Values("shm", "unix", "tcp", "tls"),
                          [](const auto &info) { return info.param; });
 
 } // namespace

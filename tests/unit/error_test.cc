@@ -43,6 +43,7 @@ TEST(Error, ValuesAreFixedWireContract) {
   EXPECT_EQ(SVC_EADDRINUSE, -12);
   EXPECT_EQ(SVC_ESTATE, -13);
   EXPECT_EQ(SVC_EAGAIN, -14);
+  EXPECT_EQ(SVC_ETLS, -15);
 }
 
 TEST(Error, CodesAreNegativeAndUnique) {
@@ -74,7 +75,7 @@ TEST(Error, Success) {
 }
 
 TEST(Error, UnknownCodesNeverNull) {
-  for (int v : {-15, -100, 1, 42, INT32_MIN, INT32_MAX}) {
+  for (int v : {-16, -100, 1, 42, INT32_MIN, INT32_MAX}) {
     ASSERT_NE(svc_strerror(v), nullptr) << v;
     ASSERT_NE(svc_err_name(v), nullptr) << v;
     EXPECT_STREQ(svc_err_name(v), "SVC_EUNKNOWN") << v;

@@ -171,6 +171,104 @@ TEST(UrlInvalid, Table) {
   }
 }
 
+// ---- tls:// ----
+
+TEST(UrlTls, AuthorityAsForTcpWithoutParameters) {
+  int rc;
+  svc__url u = Parse("tls://127.0.0.1:5203", &rc);
+  ASSERT_EQ(0, rc);
+  EXPECT_STREQ(u.scheme, "tls");
+  EXPECT_STREQ(u.host, "127.0.0.1");
+  EXPECT_EQ(5203, u.port);
+  EXPECT_STREQ(u.tls.ca, "");
+  EXPECT_STREQ(u.tls.cert, "");
+  u = Parse("tls://[::1]:443?ca=/x", &rc);
+  ASSERT_EQ(0, rc);
+  EXPECT_STREQ(u.host, "::1");
+  EXPECT_STREQ(u.tls.ca, "/x");
+}
+
+TEST(UrlTls, EveryParameter) {
+  int rc;
+  svc__url u = Parse("tls://0.0.0.0:5203?cert=/etc/svc/server.pem&key=/etc/"
+                     "svc/server.key&client_ca=/etc/svc/clients-ca.pem",
+                     &rc);
+  ASSERT_EQ(0, rc);
+  EXPECT_STREQ(u.tls.cert, "/etc/svc/server.pem");
+  EXPECT_STREQ(u.tls.key, "/etc/svc/server.key");
+  EXPECT_STREQ(u.tls.client_ca, "/etc/svc/clients-ca.pem");
+  u = Parse("tls://host.example:5203?ca=ca.pem&servername=svc.example&cert=c&"
+            "key=k",
+            &rc);
+  ASSERT_EQ(0, rc);
+  EXPECT_STREQ(u.host, "host.example");
+  EXPECT_STREQ(u.tls.ca, "ca.pem");
+  EXPECT_STREQ(u.tls.servername, "svc.example");
+  EXPECT_STREQ(u.tls.cert, "c");
+  EXPECT_STREQ(u.tls.key, "k");
+}
+
+TEST(UrlTls, ValuesArePercentDecoded) {
+  int rc;
+  svc__url u = Parse("tls://h:1?ca=/my%20dir/a%26b%3Dc%25.pem", &rc);
+  ASSERT_EQ(0, rc);
+  EXPECT_STREQ(u.tls.ca, "/my dir/a&b=c%.pem");
+  u = Parse("tls://h:1?ca=/x%2f%2F", &rc);
+  ASSERT_EQ(0, rc);
+  EXPECT_STREQ(u.tls.ca, "/x//");
+}
+
+TEST(UrlTls, LongestValueFitsOneMoreDoesNot) {
+  std::string v(SVC__FILE_MAX - 1, 'f');
+  int rc;
+  svc__url u = Parse("tls://h:1?cert=" + v, &rc);
+  ASSERT_EQ(0, rc);
+  EXPECT_EQ(std::string(u.tls.cert), v);
+  Parse("tls://h:1?cert=" + v + "f", &rc);
+  EXPECT_EQ(SVC_EINVAL, rc);
+  std::string name(SVC__HOST_MAX, 'n');
+  Parse("tls://h:1?servername=" + name, &rc);
+  EXPECT_EQ(0, rc);
+  Parse("tls://h:1?servername=" + name + "n", &rc);
+  EXPECT_EQ(SVC_EINVAL, rc);
+}
+
+TEST(UrlTls, BadQueriesAreRefused) {
+  for (const char *bad : {
+           "tls://h:1?",              // empty query
+           "tls://h:1?ca",            // no '='
+           "tls://h:1?ca=",           // empty value
+           "tls://h:1?=x",            // empty key
+           "tls://h:1?cafile=/x",     // unknown key
+           "tls://h:1?CA=/x",         // keys are lower case
+           "tls://h:1?ca=/x&ca=/y",   // given twice
+           "tls://h:1?ca=/x&",        // trailing '&'
+           "tls://h:1?ca=/x&&key=/k", // empty pair
+           "tls://h:1?ca=/a%00b",     // NUL would cut the path
+           "tls://h:1?ca=/a%4",       // short escape
+           "tls://h:1?ca=/a%",        // short escape
+           "tls://h:1?ca=/a%zz",      // not hex
+           "tls://h:1?ca=/a\tb",      // control byte
+           "tls://h?ca=/x",           // no port
+           "tls://:1?ca=/x",          // no host
+           "tls://h:0?ca=/x",         // port 0
+           "tls://h:1/ca=/x",         // path, not query
+           "tcp://h:1?ca=/x",         // only tls takes a query
+       }) {
+    int rc;
+    Parse(bad, &rc);
+    EXPECT_EQ(SVC_EINVAL, rc) << bad;
+  }
+}
+
+TEST(UrlTls, FailedParseLeavesNothingBehind) {
+  svc__url u;
+  memset(&u, 0x5A, sizeof u);
+  ASSERT_EQ(SVC_EINVAL, svc__url_parse("tls://h:1?ca=/x&bogus=1", &u));
+  EXPECT_STREQ(u.scheme, "");
+  EXPECT_STREQ(u.tls.ca, "");
+}
+
 TEST(UrlInvalid, Null) {
   svc__url u;
   EXPECT_EQ(SVC_EINVAL, svc__url_parse(nullptr, &u));

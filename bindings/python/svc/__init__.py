@@ -17,7 +17,8 @@
 
 Errors are svc.Error (.code, .name) and its subclasses: ConnectionRefused,
 PeerGone, TimedOut, NoMethod, TooBig, HandlerError (.handler_code),
-ProtocolError, WouldBlock, PermissionDenied. The GIL is released while a
+ProtocolError, WouldBlock, PermissionDenied, TLSError (tls://: the message
+says why the handshake or a certificate check failed). The GIL is released while a
 call waits; handlers run with it held, on libsvc's threads.
 """
 import asyncio
@@ -30,7 +31,7 @@ from ._svc import __version__  # noqa: F401
 
 __all__ = ["Client", "Server", "Error", "ConnectionRefused", "PeerGone", "TimedOut",
            "NoMethod", "TooBig", "HandlerError", "ProtocolError",
-           "WouldBlock", "PermissionDenied"]
+           "WouldBlock", "PermissionDenied", "TLSError"]
 
 
 class Client(_svc.Client):
