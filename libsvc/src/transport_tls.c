@@ -34,7 +34,9 @@
 #define CIPHERSUITES                                                           \
   "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define READ_BUFFER (64 * 1024) /* read-ahead: several records per recv */
-#define GATHER (16 * 1024)      /* one full record from small pieces */
+#define GATHER (16 * 1024)       /* one full record from small pieces */
+#define BATCH (256 * 1024)       /* ciphertext of a large write, per send */
+#define RECORD_MAX (16384 + 256) /* TLS 1.3's largest record */
 #define HANDSHAKE_WRITE_NS ((int64_t)1000000000)
 
 /* What a client or a listener loaded once and uses for every session. */
@@ -60,6 +62,14 @@ typedef struct tls_io {
   int handshaken;      /* the handshake (client: and its ticket) is done */
   int ticket;          /* client: a session ticket arrived */
   int leftover;        /* client: read ahead before event-loop mode */
+  /* A large write's records are collected here and sent BATCH bytes at a
+   * time: one send per 16 KiB record woke the reader for each. owed is
+   * plaintext SSL took whose records are still here (reported once they
+   * are sent). */
+  int batching;
+  uint8_t *batch;
+  size_t batch_len;
+  size_t owed;
   char peer[SVC__HOST_MAX + 8];
   uint8_t gather[GATHER];
 } tls_io;
@@ -101,9 +111,46 @@ static int bio_create(BIO *b) {
   return 1;
 }
 
+/* Sends what the batch holds without blocking: 1 all gone, 0 not all
+ * (EAGAIN: the rest stays at the front), or -1 with sys_errno. */
+static int batch_flush(tls_io *t) {
+  size_t off = 0;
+  while (off < t->batch_len) {
+    ssize_t w = send(t->stream->base.fd, t->batch + off, t->batch_len - off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      off += (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR)
+      continue;
+    memmove(t->batch, t->batch + off, t->batch_len - off);
+    t->batch_len -= off;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    t->sys_errno = w < 0 ? errno : EPIPE;
+    return -1;
+  }
+  t->batch_len = 0;
+  return 1;
+}
+
 static int bio_write(BIO *b, const char *buf, size_t n, size_t *done) {
   tls_io *t = BIO_get_data(b);
   BIO_clear_retry_flags(b);
+  if (t->batching && t->batch_len + n <= BATCH) { /* write_batched sees to it */
+    memcpy(t->batch + t->batch_len, buf, n);
+    t->batch_len += n;
+    *done = n;
+    return 1;
+  }
+  /* Never ahead of records still in the batch. */
+  int f = t->batch_len && !t->batching ? batch_flush(t) : 1;
+  if (f <= 0 || t->batching) {
+    if (f == 0 || t->batching)
+      BIO_set_retry_write(b);
+    return 0;
+  }
   for (;;) {
     ssize_t w = send(t->stream->base.fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w >= 0) {
@@ -385,26 +432,72 @@ static long tls_read(svc__stream *s, void *buf, size_t n, int block) {
   }
 }
 
-/* One SSL_write per record's worth: small pieces (header, method, a small
- * payload) are gathered so a frame is one record and one send, a large
- * piece is encrypted from where it lies. The same iov gives the same bytes,
- * so a write that must be repeated is. */
+/* After a failed send of the batch (sys_errno set). */
+static int send_failed(const tls_io *t) {
+  return t->sys_errno == EPIPE || t->sys_errno == ECONNRESET
+             ? SVC_EPEERGONE
+             : svc__from_errno(t->sys_errno);
+}
+
+/* A large piece: records encrypted from where it lies into the batch, one
+ * SSL_write each (partial-write mode returns per record), until the piece
+ * or the batch is full; then one send. */
+static long write_batched(svc__stream *s, const uint8_t *p, size_t len) {
+  tls_io *t = s->io_state;
+  if (!t->batch && !(t->batch = malloc(BATCH)))
+    return SVC_ENOMEM;
+  size_t total = 0;
+  int r = 1;
+  t->batching = 1;
+  while (total < len && t->batch_len + RECORD_MAX <= BATCH) {
+    size_t done = 0;
+    ERR_clear_error();
+    if ((r = SSL_write_ex(t->ssl, p + total, len - total, &done)) != 1)
+      break;
+    total += done;
+  }
+  t->batching = 0;
+  if (r != 1 && total == 0)
+    return ssl_result(s, r);
+  int f = batch_flush(t);
+  if (f < 0)
+    return send_failed(t);
+  if (f == 0) { /* taken, not all sent: reported when it is */
+    t->owed = total;
+    s->io_wait = POLLOUT;
+    return 0;
+  }
+  return (long)total;
+}
+
+/* Small pieces (header, method, a small payload) are gathered so a frame
+ * is one record and one send; a large piece goes through the batch. The
+ * same iov gives the same bytes, so a write that must be repeated is. */
 static long tls_writev(svc__stream *s, const struct iovec *iov, int n) {
   tls_io *t = s->io_state;
-  const void *p = iov[0].iov_base;
-  size_t len = iov[0].iov_len;
-  if (len < GATHER) {
-    len = 0;
-    for (int i = 0; i < n && len < GATHER; i++) {
-      size_t k = iov[i].iov_len < GATHER - len ? iov[i].iov_len : GATHER - len;
-      memcpy(t->gather + len, iov[i].iov_base, k);
-      len += k;
+  if (t->batch_len) { /* records of the last call still wait for room */
+    int f = batch_flush(t);
+    if (f < 0)
+      return send_failed(t);
+    if (f == 0) {
+      s->io_wait = POLLOUT;
+      return 0;
     }
-    p = t->gather;
+    size_t done = t->owed;
+    t->owed = 0;
+    return (long)done;
+  }
+  if (iov[0].iov_len >= GATHER)
+    return write_batched(s, iov[0].iov_base, iov[0].iov_len);
+  size_t len = 0;
+  for (int i = 0; i < n && len < GATHER; i++) {
+    size_t k = iov[i].iov_len < GATHER - len ? iov[i].iov_len : GATHER - len;
+    memcpy(t->gather + len, iov[i].iov_base, k);
+    len += k;
   }
   size_t done = 0;
   ERR_clear_error();
-  int r = SSL_write_ex(t->ssl, p, len, &done);
+  int r = SSL_write_ex(t->ssl, t->gather, len, &done);
   return r == 1 ? (long)done : ssl_result(s, r);
 }
 
@@ -441,6 +534,7 @@ static void tls_close_io(svc__stream *s) {
   if (t->tls && t->handshaken) /* client: a polite close_notify */
     (void)SSL_shutdown(t->ssl);
   SSL_free(t->ssl);
+  free(t->batch);
   free(t);
   s->io_state = NULL;
 }
