@@ -660,13 +660,19 @@ static int tls_dial(const svc__url *u, const svc__conn_opts *o,
   }
   if (rc == 0 && (rc = client_handshake(s, end)) < 0) {
     tls_io *t = s->io_state;
-    if (rc == SVC_EPEERGONE && why) /* closed on us mid-handshake */
-      snprintf(why, wn,
-               "TLS handshake with %s failed: the server closed the "
-               "connection (is it a plain tcp:// port?)",
-               t->peer);
-    if (rc == SVC_EPEERGONE || rc == SVC_EPROTO)
+    /* An orderly close of the handshake is a server that does not speak
+     * TLS (a plain one reads our hello as a bad frame and closes); a reset
+     * is a server that died with us in its backlog: gone, as on tcp://. */
+    if (rc == SVC_EPEERGONE && t->eof) {
+      if (why)
+        snprintf(why, wn,
+                 "TLS handshake with %s failed: the server closed the "
+                 "connection (is it a plain tcp:// port?)",
+                 t->peer);
       rc = SVC_ETLS;
+    } else if (rc == SVC_EPROTO) {
+      rc = SVC_ETLS;
+    }
   }
   if (rc < 0) {
     svc__stream_close(&s->base);
