@@ -62,7 +62,7 @@ extern "C" {
   X(EPERM, -11, "permission denied (peer of another user)")                    \
   X(EADDRINUSE, -12, "address already in use")                                 \
   X(ESTATE, -13, "operation not valid in this state")                          \
-  X(EAGAIN, -14, "try again (window full, or nothing finished yet)")          \
+  X(EAGAIN, -14, "try again (window full, or nothing finished yet)")           \
   X(ETLS, -15, "TLS handshake or certificate verification failed")
 
 enum svc_errno {

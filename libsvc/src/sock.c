@@ -180,7 +180,7 @@ int svc__sock_tcp_listen(const char *host, uint16_t port, int *out) {
 }
 
 int svc__sock_is_loopback(int fd) {
-  struct sockaddr_storage ss;
+  struct sockaddr_storage ss = {0};
   socklen_t sl = sizeof ss;
   if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
     return 0;

@@ -33,7 +33,7 @@
  * ample; ChaCha20 stays for peers without AES instructions. */
 #define CIPHERSUITES                                                           \
   "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-#define READ_BUFFER (64 * 1024) /* read-ahead: several records per recv */
+#define READ_BUFFER (64 * 1024)  /* read-ahead: several records per recv */
 #define GATHER (16 * 1024)       /* one full record from small pieces */
 #define BATCH (256 * 1024)       /* ciphertext of a large write, per send */
 #define RECORD_MAX (16384 + 256) /* TLS 1.3's largest record */
