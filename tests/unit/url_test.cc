@@ -248,12 +248,14 @@ TEST(UrlTls, BadQueriesAreRefused) {
            "tls://h:1?ca=/a%4",       // short escape
            "tls://h:1?ca=/a%",        // short escape
            "tls://h:1?ca=/a%zz",      // not hex
-           "tls://h:1?ca=/a\tb",      // control byte
-           "tls://h?ca=/x",           // no port
-           "tls://:1?ca=/x",          // no host
-           "tls://h:0?ca=/x",         // port 0
-           "tls://h:1/ca=/x",         // path, not query
-           "tcp://h:1?ca=/x",         // only tls takes a query
+           "tls://h:1?ca=/a\tb",
+           "tls://h:1?ca=/a%08b", // escaped control byte (fuzz_url found it)
+           "tls://h:1?ca=/a%7F",  // control byte
+           "tls://h?ca=/x",       // no port
+           "tls://:1?ca=/x",      // no host
+           "tls://h:0?ca=/x",     // port 0
+           "tls://h:1/ca=/x",     // path, not query
+           "tcp://h:1?ca=/x",     // only tls takes a query
        }) {
     int rc;
     Parse(bad, &rc);
