@@ -399,10 +399,21 @@ int CountThreads(pid_t pid) {
   return -1;
 }
 
+std::string ReadProcFile(const std::string &path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return "";
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    out.append(buf, (size_t)n);
+  close(fd);
+  return n < 0 ? "" : out;
+}
+
 long CpuTicks(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)),
-                std::istreambuf_iterator<char>());
+  std::string s = ReadProcFile("/proc/" + std::to_string(pid) + "/stat");
   size_t rp = s.rfind(')');
   if (rp == std::string::npos)
     return -1;

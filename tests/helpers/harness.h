@@ -125,6 +125,11 @@ std::string WireRequest(uint32_t call_id, const std::string &method,
 
 // ---- /proc ----
 
+// The whole of a small /proc file, "" if it cannot be read. read(2), not
+// an ifstream: a process that exits between open and read fails the read
+// with ESRCH, which istreambuf_iterator throws as an exception (seen in a
+// fresh-clone ci/test under ASan).
+std::string ReadProcFile(const std::string &path);
 int CountFds(pid_t pid);     // entries in /proc/PID/fd, -1 if gone
 int CountThreads(pid_t pid); // Threads: in /proc/PID/status, -1 if gone
 // "3=socket:[123] 4=/memfd:svc (deleted) ...": for leak reports.

@@ -39,9 +39,7 @@ std::set<pid_t> ChildrenOf(pid_t ppid) {
     pid_t pid = atoi(e->d_name);
     if (pid <= 0)
       continue;
-    std::ifstream f("/proc/" + std::string(e->d_name) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(f)),
-                  std::istreambuf_iterator<char>());
+    std::string s = ReadProcFile("/proc/" + std::string(e->d_name) + "/stat");
     size_t close = s.rfind(')');
     if (close == std::string::npos)
       continue;
