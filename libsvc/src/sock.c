@@ -266,8 +266,7 @@ int svc__sock_writev_all(int fd, struct iovec *iov, int n, int64_t deadline) {
           return rc;
         continue;
       }
-      return errno == EPIPE || errno == ECONNRESET ? SVC_EPEERGONE
-                                                   : svc__from_errno(errno);
+      return svc__from_errno(errno); /* EPIPE, ECONNRESET: SVC_EPEERGONE */
     }
     svc__iov_advance(&iov, &n, (size_t)w);
   }
@@ -292,7 +291,7 @@ int svc__sock_read_all(int fd, void *buf, size_t n, int64_t deadline) {
         return rc;
       continue;
     }
-    return errno == ECONNRESET ? SVC_EPEERGONE : svc__from_errno(errno);
+    return svc__from_errno(errno); /* ECONNRESET: SVC_EPEERGONE */
   }
   return 0;
 }

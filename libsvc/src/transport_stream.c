@@ -56,7 +56,7 @@ static long plain_read(svc__stream *c, void *buf, size_t n, int block) {
       c->io_wait = POLLIN;
       return 0;
     }
-    return errno == ECONNRESET ? SVC_EPEERGONE : svc__from_errno(errno);
+    return svc__from_errno(errno); /* ECONNRESET: SVC_EPEERGONE */
   }
 }
 
@@ -72,8 +72,7 @@ static long plain_writev(svc__stream *c, const struct iovec *iov, int n) {
       c->io_wait = POLLOUT;
       return 0;
     }
-    return errno == EPIPE || errno == ECONNRESET ? SVC_EPEERGONE
-                                                 : svc__from_errno(errno);
+    return svc__from_errno(errno); /* EPIPE, ECONNRESET: SVC_EPEERGONE */
   }
 }
 

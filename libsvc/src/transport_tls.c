@@ -393,10 +393,8 @@ static int ssl_result(svc__stream *s, int r) {
   case SSL_ERROR_ZERO_RETURN:
     return SVC_EPEERGONE;
   case SSL_ERROR_SYSCALL:
-    if (t->sys_errno == 0 || t->sys_errno == ECONNRESET ||
-        t->sys_errno == EPIPE)
-      return SVC_EPEERGONE;
-    return svc__from_errno(t->sys_errno);
+    /* no errno: the end of the stream; EPIPE, ECONNRESET: SVC_EPEERGONE */
+    return t->sys_errno ? svc__from_errno(t->sys_errno) : SVC_EPEERGONE;
   default:
     if (ERR_GET_REASON(ERR_peek_last_error()) ==
         SSL_R_UNEXPECTED_EOF_WHILE_READING)
@@ -432,13 +430,6 @@ static long tls_read(svc__stream *s, void *buf, size_t n, int block) {
   }
 }
 
-/* After a failed send of the batch (sys_errno set). */
-static int send_failed(const tls_io *t) {
-  return t->sys_errno == EPIPE || t->sys_errno == ECONNRESET
-             ? SVC_EPEERGONE
-             : svc__from_errno(t->sys_errno);
-}
-
 /* A large piece: records encrypted from where it lies into the batch, one
  * SSL_write each (partial-write mode returns per record), until the piece
  * or the batch is full; then one send. */
@@ -461,7 +452,7 @@ static long write_batched(svc__stream *s, const uint8_t *p, size_t len) {
     return ssl_result(s, r);
   int f = batch_flush(t);
   if (f < 0)
-    return send_failed(t);
+    return svc__from_errno(t->sys_errno);
   if (f == 0) { /* taken, not all sent: reported when it is */
     t->owed = total;
     s->io_wait = POLLOUT;
@@ -478,7 +469,7 @@ static long tls_writev(svc__stream *s, const struct iovec *iov, int n) {
   if (t->batch_len) { /* records of the last call still wait for room */
     int f = batch_flush(t);
     if (f < 0)
-      return send_failed(t);
+      return svc__from_errno(t->sys_errno);
     if (f == 0) {
       s->io_wait = POLLOUT;
       return 0;
@@ -505,11 +496,9 @@ static long tls_writev(svc__stream *s, const struct iovec *iov, int n) {
  * session ticket is read and forgotten. */
 static int tls_peek(svc__stream *s) {
   tls_io *t = s->io_state;
+  if (!SSL_has_pending(t->ssl) && svc__stream_plain_io.peek(s) == 0)
+    return 0; /* nothing at all: one syscall, as on tcp:// */
   uint8_t b;
-  if (!SSL_has_pending(t->ssl) &&
-      !(recv(s->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ||
-        (errno != EAGAIN && errno != EWOULDBLOCK)))
-    return 0;
   size_t got;
   ERR_clear_error();
   int r = SSL_peek_ex(t->ssl, &b, 1, &got);

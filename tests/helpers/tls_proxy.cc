@@ -55,6 +55,20 @@ int MsUntil(int64_t deadline) {
   return left > 0 ? (int)left : 0;
 }
 
+// Waits until fd has events, or says why not ("WHAT: timed out").
+bool WaitReady(int fd, short events, int64_t deadline, const char *what,
+               std::string *error) {
+  pollfd p{fd, events, 0};
+  int n;
+  while ((n = poll(&p, 1, MsUntil(deadline))) < 0 && errno == EINTR) {
+  }
+  if (n < 0)
+    *error = std::string("poll: ") + strerror(errno);
+  else if (n == 0)
+    *error = std::string(what) + ": timed out";
+  return n > 0;
+}
+
 // The OpenSSL error queue as text, emptied.
 std::string SslErrors() {
   std::string text;
@@ -122,18 +136,8 @@ bool ConnectTcpNonblocking(Conn &c, int port, int64_t deadline,
     *error = std::string("connect: ") + strerror(errno);
     return false;
   }
-  pollfd p{c.tcp_fd, POLLOUT, 0};
-  int n;
-  while ((n = poll(&p, 1, MsUntil(deadline))) < 0 && errno == EINTR) {
-  }
-  if (n < 0) {
-    *error = std::string("poll: ") + strerror(errno);
+  if (!WaitReady(c.tcp_fd, POLLOUT, deadline, "connect", error))
     return false;
-  }
-  if (n == 0) {
-    *error = "connect: timed out";
-    return false;
-  }
   int so_error = 0;
   socklen_t len = sizeof so_error;
   if (getsockopt(c.tcp_fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) {
@@ -219,18 +223,8 @@ bool Handshake(Conn &c, int64_t deadline, std::string *error) {
         *error += queue;
       return false;
     }
-    pollfd p{c.tcp_fd, wanted, 0};
-    int n;
-    while ((n = poll(&p, 1, MsUntil(deadline))) < 0 && errno == EINTR) {
-    }
-    if (n < 0) {
-      *error = std::string("poll: ") + strerror(errno);
+    if (!WaitReady(c.tcp_fd, wanted, deadline, "handshake", error))
       return false;
-    }
-    if (n == 0) {
-      *error = "handshake: timed out";
-      return false;
-    }
   }
 }
 
