@@ -454,7 +454,9 @@ static bool sj_same_bucket(uint64_t a, uint64_t b) {
 }
 
 /* The buckets of prev are a subset of cur's (counts only grow): walk both
- * in order, subtract where they match. */
+ * in order, subtract where they match. Rows come out strictly ascending:
+ * a bound the histogram repeats (it is non-decreasing) is summed into one
+ * row (fuzz_stats_json found two). */
 size_t mon_stats_hist_delta(const mon_method_stat *prev,
                             const mon_method_stat *cur, mon_hist_pair *out) {
   size_t np = prev && prev->has_hist ? prev->nhist : 0, k = 0, n = 0;
@@ -465,7 +467,9 @@ size_t mon_stats_hist_delta(const mon_method_stat *prev,
       c -= prev->hist[k].count;
       k++;
     }
-    if (c)
+    if (c && n && out[n - 1].lo_ns == cur->hist[i].lo_ns)
+      out[n - 1].count += c; /* a repeated bound is one bucket */
+    else if (c)
       out[n++] = (mon_hist_pair){cur->hist[i].lo_ns, c};
   }
   return n;

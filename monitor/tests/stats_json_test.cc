@@ -185,6 +185,24 @@ TEST(StatsDelta, NewMethodCountsFromZeroAndMissingHistogramHasNoPercentiles) {
   EXPECT_FALSE(out[0].pct_valid);
 }
 
+// Found by fuzz_stats_json: a histogram may repeat a lower bound (it is
+// non-decreasing; two tick buckets can round to one ns value), and the
+// delta gave two rows with the same lo_ns. Its consumers (quantiles, the
+// Prometheus buckets) take one row per bound: equal bounds are summed.
+TEST(StatsDelta, EqualLowerBoundsBecomeOneRow) {
+  Doc a(
+      R"({"format":1,"pid":1,"uptime_ms":1,"methods":[{"name":"m","calls":2,"histogram":[[41,2]]}]})");
+  Doc b(
+      R"({"format":1,"pid":1,"uptime_ms":2,"methods":[{"name":"m","calls":112,"histogram":[[41,2],[1024,10],[1024,90],[2048,10]]}]})");
+  mon_hist_pair h[4];
+  size_t n = mon_stats_hist_delta(&a.d.methods[0], &b.d.methods[0], h);
+  ASSERT_EQ(n, 2u);
+  EXPECT_EQ(h[0].lo_ns, 1024u);
+  EXPECT_EQ(h[0].count, 100u);
+  EXPECT_EQ(h[1].lo_ns, 2048u);
+  EXPECT_EQ(h[1].count, 10u);
+}
+
 TEST(HistQuantile, AgainstASortedReference) {
   // Values placed on libsvc's bucket grid; the quantile must be within
   // the bucket of the exact answer (<= 12.5% above its lower bound).
