@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "region.h"
+#include "sys.h"
 #include "transport.h"
 
 #define DEFAULT_WINDOW 64
@@ -89,7 +90,7 @@ static void watch_conn(svc_client *c, int op) {
   if (c->epfd < 0 || !c->conn)
     return;
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = c->conn->fd};
-  (void)epoll_ctl(c->epfd, op, c->conn->fd, &ev);
+  (void)svc__epoll_ctl(c->epfd, op, c->conn->fd, &ev);
 }
 
 static int64_t earliest_deadline(const svc_client *c) {
@@ -128,13 +129,14 @@ int svc_client_fd(svc_client *c) {
     return SVC_EINVAL;
   if (c->epfd >= 0)
     return c->epfd;
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  int ev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  int tf = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  int ep = svc__epoll_create1(EPOLL_CLOEXEC);
+  int ev = svc__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  int tf = svc__timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   struct epoll_event e1 = {.events = EPOLLIN, .data.fd = ev};
   struct epoll_event e2 = {.events = EPOLLIN, .data.fd = tf};
-  if (ep < 0 || ev < 0 || tf < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e1) ||
-      epoll_ctl(ep, EPOLL_CTL_ADD, tf, &e2)) {
+  if (ep < 0 || ev < 0 || tf < 0 ||
+      svc__epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e1) ||
+      svc__epoll_ctl(ep, EPOLL_CTL_ADD, tf, &e2)) {
     int rc = svc__from_errno(errno);
     if (ep >= 0)
       close(ep);
@@ -160,7 +162,7 @@ int svc_client_fd(svc_client *c) {
 static int client_dial(svc_client *c, int64_t deadline) {
   uint32_t slots = svc__region_slots_for(c->window);
   if (slots != c->slots || !c->calls) {
-    call_slot *p = calloc(slots, sizeof *p);
+    call_slot *p = svc__calloc(slots, sizeof *p);
     if (!p)
       return SVC_ENOMEM;
     free(c->calls);
@@ -235,7 +237,7 @@ static int reserve_done(svc_client *c, int n) {
   int cap = c->done_cap ? c->done_cap : 16;
   while (cap < n)
     cap *= 2;
-  finished *p = malloc((size_t)cap * sizeof *p);
+  finished *p = svc__malloc((size_t)cap * sizeof *p);
   if (!p)
     return SVC_ENOMEM;
   for (int i = 0; c->done_cap && i < c->ndone; i++) /* (none queued: 0) */
@@ -257,12 +259,12 @@ static int save_resend(svc_client *c, const call_slot *cs) {
   svc__frame f;
   if (c->tp->request(c->conn, cs->seq, &f) < 0)
     return SVC_ESTATE;
-  resend *p = realloc(c->resends, (size_t)(c->nresends + 1) * sizeof *p);
+  resend *p = svc__realloc(c->resends, (size_t)(c->nresends + 1) * sizeof *p);
   if (!p)
     return SVC_ENOMEM;
   c->resends = p;
   resend *r = &p[c->nresends];
-  r->req = malloc(f.payload_len ? f.payload_len : 1);
+  r->req = svc__malloc(f.payload_len ? f.payload_len : 1);
   if (!r->req)
     return SVC_ENOMEM;
   memcpy(r->method, f.method, f.method_len);
@@ -407,7 +409,7 @@ int svc_client_open_ex(const char *url, svc_client **out, char *err,
     return SVC_EINVAL;
   }
   *out = NULL;
-  svc_client *c = calloc(1, sizeof *c);
+  svc_client *c = svc__calloc(1, sizeof *c);
   if (!c)
     return SVC_ENOMEM;
   c->epfd = c->evfd = c->tfd = -1;
@@ -651,7 +653,7 @@ void *svc_request_alloc(svc_client *c, size_t len) {
   } else { /* no space in place: the client's buffer, sent from there */
     size_t want = len ? len : 1;
     if (want > c->prep_buf_cap) {
-      uint8_t *b = realloc(c->prep_buf, want);
+      uint8_t *b = svc__realloc(c->prep_buf, want);
       if (!b)
         return NULL;
       c->prep_buf = b;

@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "server.h"
 #include "stats.h"
+#include "sys.h"
 
 int svc_server_method(svc_server *s, const char *name, svc_handler fn,
                       void *ctx) {
@@ -25,7 +26,8 @@ int svc_server_method(svc_server *s, const char *name, svc_handler fn,
       s->methods[i].ctx = ctx;
       return 0;
     }
-  svc__method *m = realloc(s->methods, (size_t)(s->nmethods + 1) * sizeof *m);
+  svc__method *m =
+      svc__realloc(s->methods, (size_t)(s->nmethods + 1) * sizeof *m);
   if (!m)
     return SVC_ENOMEM;
   s->methods = m;
@@ -68,7 +70,7 @@ static int builtin_methods(svc_server *s, svc_reply *r) {
   size_t cap = 32, len = 0;
   for (int i = 0; i < s->nmethods; i++)
     cap += strlen(s->methods[i].name) * 6 + 4;
-  char *buf = malloc(cap);
+  char *buf = svc__malloc(cap);
   if (!buf)
     return SVC_ENOMEM;
   buf[len++] = '[';
@@ -126,8 +128,8 @@ static int builtin_stats(svc_server *s, const void *req, size_t len,
   if (!s->stats)
     return SVC_ESTATE;
   int n = s->nmethods + NBUILTIN;
-  svc__method_stats *ms = malloc((size_t)n * sizeof *ms);
-  const char **names = malloc((size_t)n * sizeof *names);
+  svc__method_stats *ms = svc__malloc((size_t)n * sizeof *ms);
+  const char **names = svc__malloc((size_t)n * sizeof *names);
   int rc = SVC_ENOMEM;
   if (ms && names) {
     for (int i = 0; i < n; i++) {

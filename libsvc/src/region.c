@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 static size_t page_size(void) { return (size_t)sysconf(_SC_PAGESIZE); }
 
@@ -69,8 +70,8 @@ static void layout(svc__region *r, size_t max_payload, uint32_t slots) {
 }
 
 static int reserve(svc__region *r) {
-  void *p = mmap(NULL, r->reserved, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *p = svc__mmap(NULL, r->reserved, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     return SVC_ENOMEM;
   r->base = p;
@@ -81,9 +82,9 @@ static int reserve(svc__region *r) {
  * populate: fault the pages in now (ours, just allocated); a peer's pages
  * are faulted as they are read. */
 static int map_at(svc__region *r, size_t off, size_t len, int populate) {
-  void *p = mmap(r->base + off, len, PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_FIXED | (populate ? MAP_POPULATE : 0), r->fd,
-                 (off_t)off);
+  void *p = svc__mmap(r->base + off, len, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_FIXED | (populate ? MAP_POPULATE : 0),
+                      r->fd, (off_t)off);
   return p == MAP_FAILED ? svc__from_errno(errno) : 0;
 }
 
@@ -106,12 +107,12 @@ static int grow_file(int fd, size_t off, size_t len) {
     int rc = file_size(fd, &cur);
     if (rc < 0)
       return rc;
-    if (cur >= off + len || ftruncate(fd, (off_t)(off + len)) == 0)
+    if (cur >= off + len || svc__ftruncate(fd, (off_t)(off + len)) == 0)
       break;
     if ((errno != EPERM && errno != EINTR) || tries == 100)
       return svc__from_errno(errno);
   }
-  if (fallocate(fd, 0, (off_t)off, (off_t)len) != 0) {
+  if (svc__fallocate(fd, (off_t)off, (off_t)len) != 0) {
     int e = errno;
     if (e == ENOSPC || e == ENOMEM)
       return SVC_ENOMEM;
@@ -124,13 +125,13 @@ static int grow_file(int fd, size_t off, size_t len) {
 int svc__region_create(svc__region *r, size_t max_payload, uint32_t slots) {
   memset(r, 0, sizeof *r);
   layout(r, max_payload, slots);
-  r->fd = memfd_create("svc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  r->fd = svc__memfd_create("svc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (r->fd < 0)
     return svc__from_errno(errno);
   int rc = reserve(r);
   if (rc == 0)
     rc = grow_file(r->fd, 0, r->ring_end);
-  if (rc == 0 && fcntl(r->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
+  if (rc == 0 && svc__add_seals(r->fd, F_SEAL_SHRINK | F_SEAL_SEAL) != 0)
     rc = svc__from_errno(errno);
   if (rc == 0)
     rc = map_at(r, 0, r->ring_end, 1);
@@ -172,7 +173,7 @@ int svc__region_attach(svc__region *r, int fd, size_t max_payload) {
   if (rc == 0 && (size < page_size() || size % page_size() != 0))
     rc = SVC_EPROTO;
   if (rc == 0) {
-    void *p = mmap(NULL, page_size(), PROT_READ, MAP_SHARED, fd, 0);
+    void *p = svc__mmap(NULL, page_size(), PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
       rc = SVC_EPROTO; /* a file we cannot map is the peer's doing */
     } else {

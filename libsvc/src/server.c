@@ -18,6 +18,7 @@
 #include "internal.h"
 #include "server.h"
 #include "stats.h"
+#include "sys.h"
 #include "transport.h"
 
 #define DEFAULT_MAX_THREADS 64
@@ -28,7 +29,7 @@
 int svc_server_new(const char *name, svc_server **out) {
   if (!out || !svc__name_valid(name))
     return SVC_EINVAL;
-  svc_server *s = calloc(1, sizeof *s);
+  svc_server *s = svc__calloc(1, sizeof *s);
   if (!s)
     return SVC_ENOMEM;
   snprintf(s->name, sizeof s->name, "%s", name);
@@ -40,7 +41,7 @@ int svc_server_new(const char *name, svc_server **out) {
   s->max_threads = DEFAULT_MAX_THREADS;
   s->epfd = -1;
   /* Made now, not at start: stop may come from any thread at any time. */
-  s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  s->stopfd = svc__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (s->stopfd < 0) {
     free(s);
     return svc__from_errno(errno);
@@ -135,7 +136,7 @@ static int arm(svc_server *s, svc__item *it, int op) {
   int fd = it->kind == ITEM_CONN ? it->conn->fd : it->listener->fd;
   struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
                            .data.ptr = it};
-  return epoll_ctl(s->epfd, op, fd, &ev) == 0 ? 0 : svc__from_errno(errno);
+  return svc__epoll_ctl(s->epfd, op, fd, &ev) == 0 ? 0 : svc__from_errno(errno);
 }
 
 static void item_free(svc__item *it) {
@@ -146,7 +147,7 @@ static void item_free(svc__item *it) {
 }
 
 static void conn_add(svc_server *s, svc__conn *c) {
-  svc__item *it = calloc(1, sizeof *it);
+  svc__item *it = svc__calloc(1, sizeof *it);
   if (!it) {
     c->tp->close(c);
     return;
@@ -212,7 +213,7 @@ static int maybe_spawn(svc_server *s) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   if (atomic_load(&s->nthreads) < s->max_threads &&
       !atomic_load(&s->stopping)) {
-    if (pthread_create(&t, &attr, thread_main, s) == 0)
+    if (svc__pthread_create(&t, &attr, thread_main, s) == 0)
       atomic_fetch_add(&s->nthreads, 1);
     else
       rc = SVC_ESYS;
@@ -275,7 +276,7 @@ static void *thread_main(void *arg) {
     /* The analyzer takes the epoll data pointer that conn_remove freed for
      * s; they never alias. */
     int epfd = s->epfd; // NOLINT(clang-analyzer-unix.Malloc)
-    int n = epoll_wait(epfd, &ev, 1, extra ? IDLE_EXIT_MS : -1);
+    int n = svc__epoll_wait(epfd, &ev, 1, extra ? IDLE_EXIT_MS : -1);
     int idle_left = atomic_fetch_sub(&s->idle, 1) - 1;
     if (n < 0 && errno == EINTR)
       continue;
@@ -304,12 +305,12 @@ int svc_server_start(svc_server *s) {
     return SVC_EINVAL;
   if (s->nlisteners == 0)
     return SVC_ESTATE;
-  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  s->epfd = svc__epoll_create1(EPOLL_CLOEXEC);
   if (s->epfd < 0)
     return SVC_ENOMEM;
   s->stop_item.kind = ITEM_STOP;
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->stop_item};
-  if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stopfd, &ev) != 0)
+  if (svc__epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stopfd, &ev) != 0)
     return svc__from_errno(errno);
   for (int i = 0; i < s->nlisteners; i++)
     if (arm(s, &s->listeners[i], EPOLL_CTL_ADD) < 0)

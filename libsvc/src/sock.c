@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 #include "url.h"
 
 #define DIAL_TIMEOUT_NS (5 * (int64_t)1000000000) /* when no deadline */
@@ -47,7 +48,7 @@ static int make_unix_addr(const char *path, struct sockaddr_un *a) {
 /* Connects fd to addr, waiting up to the deadline for a nonblocking fd. */
 static int connect_wait(int fd, const struct sockaddr *addr, socklen_t len,
                         int64_t deadline) {
-  if (connect(fd, addr, len) == 0)
+  if (svc__connect(fd, addr, len) == 0)
     return 0;
   if (errno != EINPROGRESS && errno != EAGAIN)
     return svc__from_errno(errno);
@@ -71,7 +72,7 @@ int svc__sock_unix_dial(const char *path, int64_t deadline, int *out) {
   int rc = make_unix_addr(path, &a);
   if (rc < 0)
     return rc;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = svc__socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return svc__from_errno(errno);
   rc = connect_wait(fd, (struct sockaddr *)&a, sizeof a,
@@ -100,7 +101,7 @@ int svc__sock_unix_listen(const char *path, int *out) {
       return SVC_EADDRINUSE; /* never delete something that is not ours */
     unlink(path);
   }
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = svc__socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return svc__from_errno(errno);
   mode_t old = umask(0177); /* socket file 0600 */
@@ -140,8 +141,8 @@ int svc__sock_tcp_dial(const char *host, uint16_t port, int64_t deadline,
     return rc;
   rc = SVC_ECONNREFUSED;
   for (ai = res; ai; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family,
-                    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = svc__socket(ai->ai_family,
+                         ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
       continue;
     tcp_tune(fd);
@@ -161,8 +162,8 @@ int svc__sock_tcp_listen(const char *host, uint16_t port, int *out) {
   int rc = resolve(host, port, 1, &res);
   if (rc < 0)
     return SVC_EINVAL;
-  int fd = socket(res->ai_family,
-                  res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = svc__socket(res->ai_family,
+                       res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     freeaddrinfo(res);
     return svc__from_errno(errno);
@@ -208,7 +209,7 @@ int svc__sock_set_blocking(int fd, int blocking) {
 int svc__sock_accept(int lfd, int check_uid, int *out) {
   int fd;
   for (;;) {
-    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    fd = svc__accept4(lfd, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0)
       break;
     if (errno == EINTR || errno == ECONNABORTED)
@@ -256,7 +257,7 @@ void svc__iov_advance(struct iovec **iov, int *n, size_t done) {
 int svc__sock_writev_all(int fd, struct iovec *iov, int n, int64_t deadline) {
   while (n > 0) {
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL | dontwait_if(deadline));
+    ssize_t w = svc__sendmsg(fd, &m, MSG_NOSIGNAL | dontwait_if(deadline));
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -276,7 +277,8 @@ int svc__sock_writev_all(int fd, struct iovec *iov, int n, int64_t deadline) {
 int svc__sock_read_all(int fd, void *buf, size_t n, int64_t deadline) {
   size_t got = 0;
   while (got < n) {
-    ssize_t r = recv(fd, (char *)buf + got, n - got, dontwait_if(deadline));
+    ssize_t r =
+        svc__recv(fd, (char *)buf + got, n - got, dontwait_if(deadline));
     if (r > 0) {
       got += (size_t)r;
       continue;

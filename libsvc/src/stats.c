@@ -16,6 +16,7 @@
 
 #include "internal.h"
 #include "stats.h"
+#include "sys.h"
 
 #define STATS_MAGIC 0x3173746174737673ull /* "svstats1" */
 #define RELAXED memory_order_relaxed
@@ -121,15 +122,15 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 int svc__stats_new(int nmethods, int max_slots, svc__stats **out) {
   if (!out || nmethods < 1 || max_slots < 1 || max_slots > 65536)
     return SVC_EINVAL;
-  svc__stats *st = calloc(1, sizeof *st);
+  svc__stats *st = svc__calloc(1, sizeof *st);
   if (!st)
     return SVC_ENOMEM;
   size_t hdr = align64(sizeof(shared_hdr) +
                        (size_t)(max_slots + 1) * sizeof(_Atomic int32_t));
   st->slot_size = (size_t)nmethods * sizeof(mstat);
   st->map_size = hdr + (size_t)(max_slots + 1) * st->slot_size;
-  void *p = mmap(NULL, st->map_size, PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *p = svc__mmap(NULL, st->map_size, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     free(st);
     return SVC_ENOMEM;
@@ -293,7 +294,7 @@ static void jb_reserve(jbuf *b, size_t more) {
   size_t cap = b->cap ? b->cap : 1024;
   while (cap <= b->len + more)
     cap *= 2;
-  char *p = realloc(b->p, cap);
+  char *p = svc__realloc(b->p, cap);
   if (!p) {
     b->oom = 1;
     return;

@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "region.h"
 #include "sock.h"
+#include "sys.h"
 #include "transport.h"
 #include "wait.h"
 
@@ -84,7 +85,7 @@ typedef struct shm_conn {
 } shm_conn;
 
 static shm_conn *conn_new(int fd, const svc__conn_opts *o) {
-  shm_conn *c = calloc(1, sizeof *c);
+  shm_conn *c = svc__calloc(1, sizeof *c);
   if (!c)
     return NULL;
   c->base.tp = &svc__transport_shm;
@@ -134,7 +135,7 @@ static int send_hello(int sock, int memfd) {
   memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
   ssize_t n;
   do
-    n = sendmsg(sock, &m, MSG_NOSIGNAL);
+    n = svc__sendmsg(sock, &m, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   return n == (ssize_t)sizeof h ? 0 : SVC_EPEERGONE;
 }
@@ -153,11 +154,11 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
     close(fd);
     return SVC_ENOMEM;
   }
-  c->call_seq = calloc(d->slots, sizeof *c->call_seq);
-  c->call_slot = calloc(d->slots, sizeof *c->call_slot);
-  c->call_live = calloc(d->slots, 1);
-  c->call_lane = calloc(d->slots, 1);
-  c->slot_busy = calloc(d->slots, 1);
+  c->call_seq = svc__calloc(d->slots, sizeof *c->call_seq);
+  c->call_slot = svc__calloc(d->slots, sizeof *c->call_slot);
+  c->call_live = svc__calloc(d->slots, 1);
+  c->call_lane = svc__calloc(d->slots, 1);
+  c->slot_busy = svc__calloc(d->slots, 1);
   c->oldest = 1;
   c->held_slot = -1;
   rc = c->call_seq && c->call_slot && c->call_live && c->call_lane &&
@@ -451,7 +452,7 @@ static int shm_listen(const svc__url *u, char *why, size_t why_len,
   int fd, rc = svc__sock_rendezvous_path(u->name, 1, path, sizeof path);
   if (rc < 0 || (rc = svc__sock_unix_listen(path, &fd)) < 0)
     return rc;
-  svc__listener *l = calloc(1, sizeof *l);
+  svc__listener *l = svc__calloc(1, sizeof *l);
   if (!l) {
     close(fd);
     unlink(path);
@@ -472,7 +473,7 @@ static void shm_unlisten(svc__listener *l) {
 
 static void send_ack(int fd, int status, size_t max_payload) {
   ack_msg a = {HELLO_MAGIC, status, max_payload};
-  (void)send(fd, &a, sizeof a, MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)svc__send(fd, &a, sizeof a, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static int shm_accept(svc__listener *l, const svc__conn_opts *o,
@@ -506,7 +507,7 @@ static int handshake(shm_conn *c) {
                      .msg_iovlen = 1,
                      .msg_control = u.buf,
                      .msg_controllen = sizeof u.buf};
-  ssize_t n = recvmsg(c->base.fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  ssize_t n = svc__recvmsg(c->base.fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return 1;
   if (n <= 0)

@@ -18,6 +18,7 @@
 #include "internal.h"
 #include "sock.h"
 #include "stream.h"
+#include "sys.h"
 #include "transport.h"
 
 #define WRITE_TIMEOUT_NS (30 * (int64_t)1000000000) /* a client not reading */
@@ -33,7 +34,7 @@ static int grow(uint8_t **buf, size_t *cap, size_t want) {
   size_t n = *cap ? *cap : MIN_BUF;
   while (n < want)
     n *= 2;
-  uint8_t *p = realloc(*buf, n);
+  uint8_t *p = svc__realloc(*buf, n);
   if (!p)
     return SVC_ENOMEM;
   *buf = p;
@@ -45,7 +46,7 @@ static int grow(uint8_t **buf, size_t *cap, size_t want) {
 
 static long plain_read(svc__stream *c, void *buf, size_t n, int block) {
   for (;;) {
-    ssize_t r = recv(c->base.fd, buf, n, block ? 0 : MSG_DONTWAIT);
+    ssize_t r = svc__recv(c->base.fd, buf, n, block ? 0 : MSG_DONTWAIT);
     if (r > 0)
       return r;
     if (r == 0)
@@ -63,7 +64,7 @@ static long plain_read(svc__stream *c, void *buf, size_t n, int block) {
 static long plain_writev(svc__stream *c, const struct iovec *iov, int n) {
   for (;;) {
     struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(c->base.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = svc__sendmsg(c->base.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w >= 0)
       return w;
     if (errno == EINTR)
@@ -78,7 +79,7 @@ static long plain_writev(svc__stream *c, const struct iovec *iov, int n) {
 
 static int plain_peek(svc__stream *c) {
   uint8_t b;
-  ssize_t r = recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t r = svc__recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : 1;
 }
 
@@ -102,7 +103,7 @@ const svc__stream_io svc__stream_plain_io = {
 svc__stream *svc__stream_new(const svc__transport *tp, int fd,
                              const svc__stream_io *io, size_t max_payload,
                              int client) {
-  stream_conn *c = calloc(1, sizeof *c);
+  stream_conn *c = svc__calloc(1, sizeof *c);
   if (!c || (client && (svc__sock_set_blocking(fd, 1) < 0 ||
                         grow(&c->in, &c->in_cap, MIN_BUF) < 0))) {
     free(c);
@@ -287,7 +288,7 @@ static int read_while_sending(stream_conn *c) {
   if (c->in_len == c->in_cap) {
     if (c->held && !c->old_in) {
       size_t rest = c->in_len - c->in_off - c->held, cap = c->in_cap * 2;
-      uint8_t *p = malloc(cap);
+      uint8_t *p = svc__malloc(cap);
       if (!p)
         return SVC_ENOMEM;
       memcpy(p, c->in + c->in_off + c->held, rest);
@@ -509,7 +510,7 @@ int svc__stream_buffered(const svc__conn *base) {
 
 int svc__stream_listener(const svc__transport *tp, int fd, const char *path,
                          svc__listener **out) {
-  svc__listener *l = calloc(1, sizeof *l);
+  svc__listener *l = svc__calloc(1, sizeof *l);
   if (!l) {
     close(fd);
     return SVC_ENOMEM;

@@ -26,6 +26,7 @@
 #include "internal.h"
 #include "sock.h"
 #include "stream.h"
+#include "sys.h"
 #include "transport.h"
 
 /* AES-128-GCM first: with AES-NI it encrypted 3.96 GB/s here against
@@ -116,8 +117,8 @@ static int bio_create(BIO *b) {
 static int batch_flush(tls_io *t) {
   size_t off = 0;
   while (off < t->batch_len) {
-    ssize_t w = send(t->stream->base.fd, t->batch + off, t->batch_len - off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = svc__send(t->stream->base.fd, t->batch + off,
+                          t->batch_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w > 0) {
       off += (size_t)w;
       continue;
@@ -152,7 +153,8 @@ static int bio_write(BIO *b, const char *buf, size_t n, size_t *done) {
     return 0;
   }
   for (;;) {
-    ssize_t w = send(t->stream->base.fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w =
+        svc__send(t->stream->base.fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w >= 0) {
       *done = (size_t)w;
       return 1;
@@ -171,7 +173,8 @@ static int bio_read(BIO *b, char *buf, size_t n, size_t *done) {
   tls_io *t = BIO_get_data(b);
   BIO_clear_retry_flags(b);
   for (;;) {
-    ssize_t r = recv(t->stream->base.fd, buf, n, t->block ? 0 : MSG_DONTWAIT);
+    ssize_t r =
+        svc__recv(t->stream->base.fd, buf, n, t->block ? 0 : MSG_DONTWAIT);
     if (r > 0) {
       *done = (size_t)r;
       return 1;
@@ -435,7 +438,7 @@ static long tls_read(svc__stream *s, void *buf, size_t n, int block) {
  * or the batch is full; then one send. */
 static long write_batched(svc__stream *s, const uint8_t *p, size_t len) {
   tls_io *t = s->io_state;
-  if (!t->batch && !(t->batch = malloc(BATCH)))
+  if (!t->batch && !(t->batch = svc__malloc(BATCH)))
     return SVC_ENOMEM;
   size_t total = 0;
   int r = 1;
@@ -538,7 +541,7 @@ static const svc__stream_io tls_io_ops = {
 
 /* A session on stream s from context x. */
 static int session_new(svc__stream *s, tls_ctx *x, int client) {
-  tls_io *t = calloc(1, sizeof *t);
+  tls_io *t = svc__calloc(1, sizeof *t);
   BIO *b = t ? BIO_new(x->bio) : NULL;
   SSL *ssl = b ? SSL_new(x->ctx) : NULL;
   if (!ssl) {
@@ -615,7 +618,7 @@ static int tls_dial(const svc__url *u, const svc__conn_opts *o,
   tls_ctx *x = d->cache ? *d->cache : NULL;
   int rc = 0;
   if (!x) { /* first dial: load the files once for this client's life */
-    x = calloc(1, sizeof *x);
+    x = svc__calloc(1, sizeof *x);
     if (!x)
       return SVC_ENOMEM;
     if ((rc = client_ctx(u, x, why, wn)) < 0) {
@@ -687,7 +690,7 @@ static void tls_watch(svc__conn *base) {
 
 static int tls_listen(const svc__url *u, char *why, size_t why_len,
                       svc__listener **out) {
-  tls_listener *l = calloc(1, sizeof *l);
+  tls_listener *l = svc__calloc(1, sizeof *l);
   if (!l)
     return SVC_ENOMEM;
   int fd, rc = server_ctx(u, &l->tls, why, why_len);
@@ -732,7 +735,7 @@ static int tls_accept(svc__listener *base, const svc__conn_opts *o,
 static int plain_client(int fd) {
   static const uint8_t magic[4] = {'S', 'V', 'C', '1'}; /* SVC__FRAME_MAGIC */
   uint8_t b[4];
-  ssize_t n = recv(fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = svc__recv(fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
   return n > 0 && memcmp(b, magic, (size_t)n) == 0;
 }
 

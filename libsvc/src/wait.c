@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "internal.h"
+#include "sys.h"
 
 #define SPIN_START_NS 20000
 #define PREEMPT_GAP_NS 30000 /* a clock jump this large while spinning */
@@ -167,7 +168,7 @@ int svc__spin(svc__waiter *w, const _Atomic uint32_t *seq, uint32_t old) {
 int svc__doorbell_drain(int fd) {
   char buf[64];
   for (;;) {
-    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    ssize_t n = svc__recv(fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n > 0)
       continue;
     if (n == 0)
@@ -313,7 +314,7 @@ int svc__ring(_Atomic uint32_t *peer_sleeping, int fd) {
     return 0;
   static const char bell = 1;
   for (;;) {
-    ssize_t n = send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = svc__send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == 1 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
       return 0; /* a full socket already holds a wake-up */
     if (n < 0 && errno == EINTR)

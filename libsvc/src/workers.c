@@ -22,6 +22,7 @@
 
 #include "internal.h"
 #include "server.h"
+#include "sys.h"
 
 #define RETIRE_SIGNAL SIGUSR1
 #define STOP_TIMEOUT_MS 10000
@@ -175,7 +176,7 @@ static void worker_main(svc_server *s, int master_sfd) {
   /* The stop eventfd came from the master: a private one, or one worker's
    * stop would stop them all. */
   close(s->stopfd);
-  s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  s->stopfd = svc__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -242,7 +243,7 @@ static int spawn(pool *p, int sfd) {
   atomic_store(&p->s->pool_info->conns[slot], 0);
   p->s->pool_slot = slot; /* the child's; the master never accepts */
   fflush(NULL);
-  pid_t pid = fork();
+  pid_t pid = svc__fork();
   if (pid < 0)
     return svc__from_errno(errno);
   if (pid == 0)
@@ -376,9 +377,9 @@ int svc__workers_master(svc_server *s, int sfd) {
   pool p = {.s = s};
   int secs = cfg->up_secs > cfg->down_secs ? cfg->up_secs : cfg->down_secs;
   p.window_len = secs * 1000 / cfg->interval_ms + 1;
-  p.window = calloc((size_t)p.window_len, sizeof *p.window);
-  s->pool_info = mmap(NULL, sizeof *s->pool_info, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  p.window = svc__calloc((size_t)p.window_len, sizeof *p.window);
+  s->pool_info = svc__mmap(NULL, sizeof *s->pool_info, PROT_READ | PROT_WRITE,
+                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (!p.window || s->pool_info == MAP_FAILED) {
     free(p.window);
     s->pool_info = NULL;
