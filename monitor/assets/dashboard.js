@@ -1,6 +1,7 @@
 // dashboard.js — svc-monitor's live dashboard, served at /static/dashboard.js
 // (no framework, no inline script). Updates states, numbers and the CPU
-// sparkline in place from /api/events, sends the Start/Stop/Restart forms
+// sparkline in place from /api/events, shows or hides the banner of a
+// failing metrics store, sends the Start/Stop/Restart forms
 // with fetch() and the page's CSRF token, and on /service/NAME tails the
 // logs from logs/stream. Without JavaScript the page reloads itself and the
 // buttons post as plain forms.
@@ -103,6 +104,34 @@
     if (clock) clock.textContent = new Date(d.ts_ms).toLocaleString();
   }
 
+  // The banner the server puts above a page while the store cannot be
+  // written, kept in step with the "monitor" events.
+  function onMonitor(d) {
+    let banner = document.getElementById("store-banner");
+    if (d.store.ok) {
+      if (banner) banner.remove();
+      return;
+    }
+    if (!banner) {
+      banner = document.createElement("div");
+      banner.id = "store-banner";
+      banner.className = "banner";
+      banner.setAttribute("role", "alert");
+      const since = document.createElement("span");
+      since.className = "since";
+      const error = document.createElement("b");
+      error.className = "error";
+      banner.append("The metrics store cannot be written since ", since, ": ",
+                    error, ". Services are still supervised; samples and " +
+                    "log lines are not saved until it recovers.");
+      const main = document.querySelector("main");
+      if (main) main.prepend(banner);
+    }
+    banner.querySelector(".since").textContent =
+      new Date(d.store.since_ms).toLocaleString();
+    banner.querySelector(".error").textContent = d.store.error; // never markup
+  }
+
   // The sparkline starts from the last 5 minutes of samples.
   function loadSparks() {
     document.querySelectorAll("tr[data-service]").forEach((row) => {
@@ -126,6 +155,7 @@
     const es = new EventSource("/api/events");
     es.addEventListener("state", (e) => onState(JSON.parse(e.data)));
     es.addEventListener("sample", (e) => onSample(JSON.parse(e.data)));
+    es.addEventListener("monitor", (e) => onMonitor(JSON.parse(e.data)));
     document.body.classList.add("live");
   }
 

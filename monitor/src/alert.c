@@ -6,6 +6,7 @@
 
 #include "bgthread.h"
 #include "config.h"
+#include "mon_sys.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
@@ -72,7 +73,7 @@ static json_t *alert_jstr(const char *s, size_t max) {
   json_t *j = json_stringn(s, len);
   if (j)
     return j;
-  char *c = malloc(len + 1);
+  char *c = mon__malloc(len + 1);
   if (!c)
     return NULL;
   for (size_t k = 0; k < len; k++)
@@ -145,7 +146,7 @@ static alert_restarts *alert_restarts_of(mon_alerter *a, const char *service) {
       return r;
     }
   if (a->nrs < ALERT_SERVICES_MAX) {
-    alert_restarts *nr = realloc(a->rs, (a->nrs + 1) * sizeof *nr);
+    alert_restarts *nr = mon__realloc(a->rs, (a->nrs + 1) * sizeof *nr);
     if (!nr)
       return NULL;
     a->rs = nr;
@@ -320,7 +321,7 @@ static void alert_deliver_locked(mon_alerter *a, char *body) {
                          alert_now_ms() + ((int64_t)a->backoff_ms << (k - 1)));
     if (a->bg.quit || !a->url)
       break; /* stopping, or alerts were turned off meanwhile */
-    char *url = strdup(a->url);
+    char *url = mon__strdup(a->url);
     pthread_mutex_unlock(&a->bg.mu);
     if (url)
       out = alert_post(a, url, body, why, sizeof why);
@@ -378,13 +379,13 @@ mon_alerter *mon_alerter_new_ex(const char *url, int backoff_ms,
   pthread_once(&alert_curl_once, alert_curl_init);
   if (alert_curl_rc != CURLE_OK)
     return NULL;
-  mon_alerter *a = calloc(1, sizeof *a);
+  mon_alerter *a = mon__calloc(1, sizeof *a);
   if (!a)
     return NULL;
   a->backoff_ms = backoff_ms > 0 ? backoff_ms : MON_ALERT_BACKOFF_MS;
   a->qcap = queue_max ? queue_max : MON_ALERT_QUEUE_MAX;
-  a->q = calloc(a->qcap, sizeof *a->q);
-  a->url = url ? strdup(url) : NULL;
+  a->q = mon__calloc(a->qcap, sizeof *a->q);
+  a->url = url ? mon__strdup(url) : NULL;
   if (!a->q || (url && !a->url))
     goto fail;
   if (gethostname(a->host, sizeof a->host) != 0)
@@ -421,7 +422,7 @@ void mon_alerter_free(mon_alerter *a) {
 void mon_alerter_set_url(mon_alerter *a, const char *url) {
   if (!a)
     return;
-  char *copy = url ? strdup(url) : NULL;
+  char *copy = url ? mon__strdup(url) : NULL;
   if (url && !copy) {
     fprintf(stderr, "svc-monitor: alert_webhook: out of memory, alerts off\n");
   }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mon_sys.h"
+
 static bool buf_reserve(mon_buf *b, size_t extra) {
   if (b->oom)
     return false;
@@ -15,7 +17,7 @@ static bool buf_reserve(mon_buf *b, size_t extra) {
   size_t cap = b->cap ? b->cap : 1024;
   while (cap < b->len + extra + 1)
     cap *= 2;
-  char *np = realloc(b->p, cap);
+  char *np = mon__realloc(b->p, cap);
   if (!np) {
     b->oom = true;
     return false;

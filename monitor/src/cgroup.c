@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mon_sys.h"
+
 #define CGROUP_LEAF "monitor"   /* OWN/monitor holds the monitor itself */
 #define CGROUP_PREFIX "svc-"    /* OWN/svc-NAME: never a cgroup.* file name */
 #define CGROUP_PERIOD_US 100000 /* cpu.max period: percent * 1000 = quota */
@@ -44,7 +46,7 @@ static bool cgroup_path(char *out, size_t len, const char *dir,
 /* Reads up to len-1 bytes of a small file, NUL-terminated. Bytes read, or
  * -1 with errno set. */
 static ssize_t cgroup_read(const char *path, char *buf, size_t len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = mon__open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0)
     return -1;
   size_t n = 0;
@@ -77,7 +79,7 @@ static int cgroup_write(const char *dir, const char *file, const char *text,
     return -1;
   }
   /* O_TRUNC: harmless on cgroupfs, and a fixture file keeps only text */
-  int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+  int fd = mon__open(path, O_WRONLY | O_TRUNC | O_CLOEXEC, 0);
   if (fd < 0) {
     cgroup_why(why, whylen, "open %s: %s", path, strerror(errno));
     return -1;
@@ -182,7 +184,7 @@ mon_cgroups *mon_cgroups_new(const char *root, const char *proc_self_cgroup,
   }
   if (mon_cgroups_parse_self(text, own, sizeof own, why, whylen) != 0)
     return NULL;
-  mon_cgroups *cg = calloc(1, sizeof *cg);
+  mon_cgroups *cg = mon__calloc(1, sizeof *cg);
   if (!cg) {
     cgroup_why(why, whylen, "out of memory");
     return NULL;
@@ -303,7 +305,7 @@ int mon_cgroups_prepare(mon_cgroups *cg, const mon_service_cfg *s, char *why,
     cgroup_why(why, whylen, "cgroup path too long");
     return -1;
   }
-  int fd = open(procs, O_WRONLY | O_CLOEXEC);
+  int fd = mon__open(procs, O_WRONLY | O_CLOEXEC, 0);
   if (fd < 0)
     cgroup_why(why, whylen, "open %s: %s", procs, strerror(errno));
   return fd;

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mon_sys.h"
+
 #define CONFIG_MAX_LINE 200 /* inih's INI_MAX_LINE in the packaged build */
 #define CONFIG_MAX_SERVICES 1024
 
@@ -73,8 +75,8 @@ void mon_argv_free(char **argv) {
 
 int mon_split_command(const char *line, char ***argv_out) {
   size_t cap = 8, n = 0, len = strlen(line);
-  char **argv = calloc(cap, sizeof *argv);
-  char *word = malloc(len + 1);
+  char **argv = mon__calloc(cap, sizeof *argv);
+  char *word = mon__malloc(len + 1);
   if (!argv || !word)
     goto oom;
   const char *p = line;
@@ -113,13 +115,13 @@ int mon_split_command(const char *line, char ***argv_out) {
       }
     }
     if (n + 1 >= cap) {
-      char **na = realloc(argv, 2 * cap * sizeof *na);
+      char **na = mon__realloc(argv, 2 * cap * sizeof *na);
       if (!na)
         goto oom;
       argv = na;
       cap *= 2;
     }
-    argv[n] = malloc(w + 1);
+    argv[n] = mon__malloc(w + 1);
     if (!argv[n])
       goto oom;
     memcpy(argv[n], word, w);
@@ -274,7 +276,7 @@ static bool config_bool(const char *v, bool *out) {
 }
 
 static char *config_strdup(config_parser *cp, const char *s) {
-  char *d = strdup(s);
+  char *d = mon__strdup(s);
   if (!d)
     cp->oom = true;
   return d;
@@ -292,7 +294,7 @@ static bool config_env_add(config_parser *cp, mon_service_cfg *s,
     config_error(cp, line, "bad environment entry '%s' (want KEY=VALUE)", kv);
     return false;
   }
-  char **ne = realloc(s->env, (s->nenv + 2) * sizeof *ne);
+  char **ne = mon__realloc(s->env, (s->nenv + 2) * sizeof *ne);
   if (!ne) {
     cp->oom = true;
     return false;
@@ -308,7 +310,7 @@ static bool config_env_file(config_parser *cp, mon_service_cfg *s,
                             const char *path, int line) {
   if (!cp->read_env_files)
     return true;
-  FILE *f = fopen(path, "re");
+  FILE *f = mon__fopen(path, "re");
   if (!f) {
     config_error(cp, line, "cannot read env_file '%s': %s", path,
                  strerror(errno));
@@ -399,7 +401,7 @@ static void config_section(config_parser *cp, const char *name, size_t len,
     return;
   }
   mon_service_cfg *ns =
-      realloc(cfg->services, (cfg->nservices + 1) * sizeof *ns);
+      mon__realloc(cfg->services, (cfg->nservices + 1) * sizeof *ns);
   if (!ns) {
     cp->oom = true;
     return;
@@ -622,7 +624,8 @@ static bool config_depends_on(config_parser *cp, mon_service_cfg *s,
         config_error(cp, line, "'%s' named twice in depends_on", w);
         ok = false;
       }
-    char **nd = ok ? realloc(s->depends_on, (s->ndeps + 2) * sizeof *nd) : NULL;
+    char **nd =
+        ok ? mon__realloc(s->depends_on, (s->ndeps + 2) * sizeof *nd) : NULL;
     if (ok && !nd) {
       cp->oom = true;
       ok = false;
@@ -911,7 +914,7 @@ static void config_resolve_deps(config_parser *cp) {
     mon_service_cfg *s = &cfg->services[i];
     if (!s->ndeps)
       continue;
-    if (!(s->deps = calloc(s->ndeps, sizeof *s->deps))) {
+    if (!(s->deps = mon__calloc(s->ndeps, sizeof *s->deps))) {
       cp->oom = true;
       return;
     }
@@ -928,8 +931,8 @@ static void config_resolve_deps(config_parser *cp) {
       s->deps[d] = found;
     }
   }
-  char *colour = calloc(cfg->nservices + 1, 1);
-  size_t *path = calloc(cfg->nservices + 1, sizeof *path);
+  char *colour = mon__calloc(cfg->nservices + 1, 1);
+  size_t *path = mon__calloc(cfg->nservices + 1, sizeof *path);
   if (!colour || !path)
     cp->oom = true;
   for (size_t i = 0; colour && path && i < cfg->nservices; i++)
@@ -1016,18 +1019,18 @@ fail:
 int mon_config_load(const char *path, mon_config *cfg, char *err,
                     size_t errlen) {
   memset(cfg, 0, sizeof *cfg);
-  FILE *f = fopen(path, "re");
+  FILE *f = mon__fopen(path, "re");
   if (!f) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return -1;
   }
   size_t cap = 4096, len = 0;
-  char *buf = malloc(cap);
+  char *buf = mon__malloc(cap);
   for (;;) {
     if (!buf)
       break;
     if (len == cap) {
-      char *nb = cap < (16u << 20) ? realloc(buf, cap * 2) : NULL;
+      char *nb = cap < (16u << 20) ? mon__realloc(buf, cap * 2) : NULL;
       if (!nb) {
         free(buf);
         buf = NULL;

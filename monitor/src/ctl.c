@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "mon_sys.h"
 #include "render_svg.h"
 #include "token.h"
 
@@ -66,7 +67,7 @@ static size_t ctl_write(char *p, size_t size, size_t n, void *ud) {
     ctl_sse(b, p, len);
     return len;
   }
-  char *np = realloc(b->p, b->len + len + 1);
+  char *np = mon__realloc(b->p, b->len + len + 1);
   if (!np)
     return 0;
   memcpy(np + b->len, p, len);

@@ -5,6 +5,7 @@
 #include "health.h"
 
 #include "bgthread.h"
+#include "mon_sys.h"
 #include "spawn.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -181,8 +182,8 @@ static int health_resolve(const health_spec *sp, uint64_t deadline,
     return health_fail(why, len, "resolve %s: earlier lookups still stuck",
                        u->host);
   }
-  health_lookup *l = calloc(1, sizeof *l);
-  if (!l || pipe2(l->done, O_CLOEXEC | O_NONBLOCK) != 0) {
+  health_lookup *l = mon__calloc(1, sizeof *l);
+  if (!l || mon__pipe2(l->done, O_CLOEXEC | O_NONBLOCK) != 0) {
     atomic_fetch_sub(&health_lookups, 1);
     free(l);
     return health_fail(why, len, "resolve %s: out of resources", u->host);
@@ -196,7 +197,7 @@ static int health_resolve(const health_spec *sp, uint64_t deadline,
   int started = pthread_attr_init(&attr) == 0;
   if (started) {
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    started = pthread_create(&t, &attr, health_lookup_main, l) == 0;
+    started = mon__pthread_create(&t, &attr, health_lookup_main, l) == 0;
     pthread_attr_destroy(&attr);
   }
   if (!started) {
@@ -413,10 +414,10 @@ static int health_exec(const health_spec *sp, uint64_t deadline, int cancel_fd,
   if (!sp->argv || !sp->argv[0])
     return health_fail(why, len, "no command");
   char *path = mon_spawn_resolve(sp->argv[0], getenv("PATH"));
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int devnull = mon__open("/dev/null", O_RDWR | O_CLOEXEC, 0);
   int errp[2] = {-1, -1};
   int ok = 0;
-  if (!path || devnull < 0 || pipe2(errp, O_CLOEXEC) != 0) {
+  if (!path || devnull < 0 || mon__pipe2(errp, O_CLOEXEC) != 0) {
     ok = health_fail(why, len, "exec: %s",
                      path ? strerror(errno) : "out of memory");
     goto out;
@@ -425,7 +426,7 @@ static int health_exec(const health_spec *sp, uint64_t deadline, int cancel_fd,
   if (maxfd < 0 || maxfd > 65536)
     maxfd = 65536;
   pid_t parent = getpid();
-  pid_t pid = fork();
+  pid_t pid = mon__fork();
   if (pid < 0) {
     ok = health_fail(why, len, "fork: %s", strerror(errno));
     goto out;
@@ -540,7 +541,7 @@ static char **health_argv_dup(char *const *argv) {
   size_t n = 0, bytes = 0;
   for (; argv[n]; n++)
     bytes += strlen(argv[n]) + 1;
-  char **out = malloc((n + 1) * sizeof *out + bytes);
+  char **out = mon__malloc((n + 1) * sizeof *out + bytes);
   if (!out)
     return NULL;
   char *p = (char *)(out + n + 1);
@@ -649,7 +650,7 @@ static void *health_main(void *arg) {
 /* Fresh slots for cfg's services (gens assigned by the caller). */
 static health_slot *health_slots_new(const mon_config *cfg) {
   health_slot *slots =
-      calloc(cfg->nservices ? cfg->nservices : 1, sizeof *slots);
+      mon__calloc(cfg->nservices ? cfg->nservices : 1, sizeof *slots);
   for (size_t k = 0; slots && k < cfg->nservices; k++) {
     health_spec_from_cfg(&slots[k].spec, &cfg->services[k]);
     slots[k].result = -1;
@@ -658,12 +659,12 @@ static health_slot *health_slots_new(const mon_config *cfg) {
 }
 
 mon_healther *mon_healther_new(const mon_config *cfg) {
-  mon_healther *h = calloc(1, sizeof *h);
+  mon_healther *h = mon__calloc(1, sizeof *h);
   if (!h)
     return NULL;
   h->cancel[0] = h->cancel[1] = -1;
   h->slots = health_slots_new(cfg);
-  if (!h->slots || pipe2(h->cancel, O_CLOEXEC | O_NONBLOCK) != 0)
+  if (!h->slots || mon__pipe2(h->cancel, O_CLOEXEC | O_NONBLOCK) != 0)
     goto fail;
   h->n = cfg->nservices;
   for (size_t k = 0; k < h->n; k++)

@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <svc.h>
 #include <time.h>
 
+#include "mon_sys.h"
 #include "reload.h"
 #include "render_svg.h"
 #include "token.h"
@@ -191,7 +193,7 @@ int mon_http_find(const mon_http *h, const char *name) {
 
 mon_view *mon_http_views(mon_http *h) {
   size_t n = h->cfg->nservices;
-  mon_view *v = calloc(n ? n : 1, sizeof *v);
+  mon_view *v = mon__calloc(n ? n : 1, sizeof *v);
   if (v) /* a reload since the request began: no numbers, this once */
     mon_shared_get(h->o->shared, h->cfg_ref, v);
   return v;
@@ -214,8 +216,43 @@ static const char *http_stream(const mon_route *rt) {
   return rt->stream == 0 ? "stdout" : rt->stream == 1 ? "stderr" : NULL;
 }
 
+/* The banner of a failing store: what SQLite said and since when. The
+ * dashboard's script replaces it live (the "monitor" event). */
+static void http_store_banner(mon_buf *b, const mon_store_status *st) {
+  if (!st || st->ok)
+    return;
+  char t[32];
+  time_t secs = (time_t)(st->since_ms / 1000);
+  struct tm tm;
+  localtime_r(&secs, &tm);
+  strftime(t, sizeof t, "%Y-%m-%d %H:%M:%S", &tm);
+  mon_buf_printf(b,
+                 "<div class=\"banner\" id=\"store-banner\" role=\"alert\" "
+                 "data-since-ms=\"%lld\">The metrics store cannot be "
+                 "written since <span class=\"since\">%s</span>: <b "
+                 "class=\"error\">",
+                 (long long)st->since_ms, t);
+  mon_buf_html(b, st->error, strlen(st->error));
+  mon_buf_puts(b, "</b>. Services are still supervised; samples and log "
+                  "lines are not saved until it recovers.</div>");
+}
+
+void mon_http_store_json(mon_buf *b, const mon_store_status *st) {
+  mon_buf_printf(b, "{\"ok\":%s,\"error\":", st->ok ? "true" : "false");
+  if (st->ok)
+    mon_buf_puts(b, "null");
+  else
+    mon_buf_json(b, st->error, strlen(st->error));
+  mon_buf_puts(b, ",\"since_ms\":");
+  if (st->ok)
+    mon_buf_puts(b, "null");
+  else
+    mon_buf_printf(b, "%lld", (long long)st->since_ms);
+  mon_buf_puts(b, "}");
+}
+
 void mon_http_head(mon_buf *b, const char *title, bool refresh,
-                   const mon_session *sess) {
+                   const mon_session *sess, const mon_store_status *store) {
   mon_buf_puts(b, "<!doctype html><html lang=\"en\"><head>"
                   "<meta charset=\"utf-8\">");
   if (refresh) /* the scripts update the page in place; this is without */
@@ -254,6 +291,7 @@ void mon_http_head(mon_buf *b, const char *title, bool refresh,
   else
     mon_buf_puts(b, " &middot; <a href=\"/login\">Sign in</a>");
   mon_buf_puts(b, "</span></header><main>");
+  http_store_banner(b, store);
 }
 
 /* Series arrays for one range of one service, NaN where unknown. */
@@ -284,12 +322,12 @@ static int http_series_load(mon_http *h, const char *name, int64_t from,
                               max_points, &s->pts, &s->n, &s->tier) != 0)
     return -1;
   size_t n = s->n ? s->n : 1;
-  s->ts = malloc(n * sizeof *s->ts);
-  s->cpu = malloc(n * sizeof(double));
-  s->rss = malloc(n * sizeof(double));
-  s->pss = malloc(n * sizeof(double));
-  s->rd = malloc(n * sizeof(double));
-  s->wr = malloc(n * sizeof(double));
+  s->ts = mon__malloc(n * sizeof *s->ts);
+  s->cpu = mon__malloc(n * sizeof(double));
+  s->rss = mon__malloc(n * sizeof(double));
+  s->pss = mon__malloc(n * sizeof(double));
+  s->rd = mon__malloc(n * sizeof(double));
+  s->wr = mon__malloc(n * sizeof(double));
   if (!s->ts || !s->cpu || !s->rss || !s->pss || !s->rd || !s->wr) {
     http_series_free(s);
     return -1;
@@ -478,9 +516,9 @@ static void http_method_charts(mon_http *h, mon_buf *b, const char *name,
     return;
   if (ntop &&
       mon_reader_method_points(r, name, from, now, 100000, &pts, &npts) == 0) {
-    int64_t *ts = malloc((npts ? npts : 1) * sizeof *ts);
-    double *v50 = malloc((npts ? npts : 1) * sizeof *v50);
-    double *v99 = malloc((npts ? npts : 1) * sizeof *v99);
+    int64_t *ts = mon__malloc((npts ? npts : 1) * sizeof *ts);
+    double *v50 = mon__malloc((npts ? npts : 1) * sizeof *v50);
+    double *v99 = mon__malloc((npts ? npts : 1) * sizeof *v99);
     mon_buf_puts(b, "<div class=\"charts\">");
     for (size_t k = 0; k < ntop && ts && v50 && v99; k++) {
       size_t n = 0;
@@ -536,7 +574,9 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
     return mon_http_error(c, 500, "out of memory");
   mon_buf b = {0};
   mon_session *sess = mon_http_session(h, c);
-  mon_http_head(&b, "svc-monitor", true, sess);
+  mon_store_status store;
+  mon_shared_get_store(h->o->shared, &store);
+  mon_http_head(&b, "svc-monitor", true, sess, &store);
   mon_buf_puts(&b, "<h1>Services</h1><table class=\"services\"><thead><tr>"
                    "<th>Service</th><th>State</th><th>PID</th>"
                    "<th>Processes</th><th>Workers</th><th>Uptime</th>"
@@ -614,10 +654,11 @@ static enum MHD_Result http_index(mon_http *h, struct MHD_Connection *c) {
   }
   mon_buf_puts(&b, "</tbody></table><h2>Top methods, last 5 minutes</h2>");
   http_methods_html(h, &b, NULL, now);
-  mon_buf_puts(&b,
-               "<p class=\"hint\">JSON: <a href=\""
-               "/api/services\">/api/services</a> &middot; Prometheus: "
-               "<a href=\"/metrics\">/metrics</a></p></main></body></html>");
+  mon_buf_puts(&b, "<p class=\"hint\">JSON: <a href=\""
+                   "/api/services\">/api/services</a> &middot; Prometheus: "
+                   "<a href=\"/metrics\">/metrics</a> &middot; the monitor: "
+                   "<a href=\"/api/monitor\">/api/monitor</a></p></main>"
+                   "</body></html>");
   free(v);
   return mon_http_send(c, 200, "text/html; charset=utf-8", &b);
 }
@@ -704,7 +745,9 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   const mon_view *w = &v[i];
   mon_buf b = {0};
   mon_session *sess = mon_http_session(h, c);
-  mon_http_head(&b, s->name, true, sess);
+  mon_store_status store;
+  mon_shared_get_store(h->o->shared, &store);
+  mon_http_head(&b, s->name, true, sess, &store);
   int64_t now = mon_http_now_ms();
   char up[32] = "-", cpu[32] = "-", rss[32] = "-", pss[32] = "-";
   if (w->started_wall_ms && w->pid)
@@ -937,6 +980,23 @@ static enum MHD_Result http_api_services(mon_http *h,
   return mon_http_send(c, 200, "application/json", &b);
 }
 
+/* GET /api/monitor: the monitor itself (uptime in seconds) and whether
+ * its store is being written. */
+static enum MHD_Result http_api_monitor(mon_http *h, struct MHD_Connection *c) {
+  mon_store_status store;
+  mon_shared_get_store(h->o->shared, &store);
+  int64_t up_ms = mon_http_now_ms() - h->o->shared->started_wall_ms;
+  const char *version = svc_version();
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"version\":");
+  mon_buf_json(&b, version, strlen(version));
+  mon_buf_printf(&b, ",\"uptime\":%.3f,\"store\":",
+                 (double)(up_ms > 0 ? up_ms : 0) / 1000.0);
+  mon_http_store_json(&b, &store);
+  mon_buf_puts(&b, "}\n");
+  return mon_http_send(c, 200, "application/json", &b);
+}
+
 /* The [from, to) a metrics route asks for (default: the last 5 minutes)
  * for an existing service: 0, or the HTTP status to answer with *why. */
 static int http_window(mon_http *h, const mon_route *rt, int64_t *from,
@@ -1119,7 +1179,7 @@ static enum MHD_Result http_reload(mon_http *h, struct MHD_Connection *c,
   int status = mon_http_post_allowed(h, c, rq, &why);
   if (status)
     return mon_http_error(c, (unsigned)status, why);
-  mon_config *cur = calloc(1, sizeof *cur);
+  mon_config *cur = mon__calloc(1, sizeof *cur);
   if (!cur)
     return mon_http_error(c, 500, "out of memory");
   char err[512];
@@ -1185,7 +1245,7 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
   mon_http *h = cls;
   http_request *rq = *con_cls;
   if (!rq) { /* headers only so far */
-    rq = calloc(1, sizeof *rq);
+    rq = mon__calloc(1, sizeof *rq);
     if (!rq)
       return MHD_NO;
     *con_cls = rq;
@@ -1217,6 +1277,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
     return http_service(h, c, &r);
   case MON_R_API_SERVICES:
     return http_api_services(h, c);
+  case MON_R_API_MONITOR:
+    return http_api_monitor(h, c);
   case MON_R_API_METRICS:
     return http_api_metrics(h, c, &r);
   case MON_R_API_LOGS:
@@ -1258,7 +1320,7 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 int mon_http_start(const mon_http_opts *o, mon_http **out, char *err,
                    size_t errlen) {
-  mon_http *h = calloc(1, sizeof *h);
+  mon_http *h = mon__calloc(1, sizeof *h);
   if (!h) {
     snprintf(err, errlen, "out of memory");
     return -1;

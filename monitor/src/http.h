@@ -38,7 +38,8 @@ void mon_http_stop(mon_http *h);
 /* What the main loop tells the live streams (http_live.c formats them):
  * the state of service i changed; a sampling tick ended (cpu and memory of
  * every service); the service with store id sid (mon_view.sid: stable
- * across reloads) printed a line on stream (0 stdout, 1 stderr).
+ * across reloads) printed a line on stream (0 stdout, 1 stderr); the
+ * store started or stopped failing.
  * Never block: a slow client is dropped by the hub. */
 void mon_http_publish_state(mon_sse_hub *hub, const mon_config *cfg, size_t i,
                             const mon_view *v, int64_t now_ms);
@@ -46,6 +47,8 @@ void mon_http_publish_sample(mon_sse_hub *hub, const mon_config *cfg,
                              const mon_view *views, int64_t now_ms);
 void mon_http_publish_log(mon_sse_hub *hub, int64_t sid, int stream,
                           int64_t ts_ms, const char *line, size_t len);
+/* The store's health changed (the dashboard's banner). */
+void mon_http_publish_monitor(mon_sse_hub *hub, const mon_store_status *st);
 
 /* Whether a Host header is acceptable for a server bound to bound_host
  * (an IPv4 literal) on port: "localhost", the bound address or, when bound

@@ -72,9 +72,12 @@ void mon_http_line_json(mon_buf *b, int64_t ts_ms, const char *stream,
 void mon_http_health_json(mon_buf *b, const mon_service_cfg *s,
                           const mon_view *w, bool probe);
 /* The page's head and header bar; sess (may be NULL) adds the CSRF token
- * for the scripts and the sign-out button. */
+ * for the scripts and the sign-out button, a failing store (may be NULL)
+ * its banner. */
 void mon_http_head(mon_buf *b, const char *title, bool refresh,
-                   const mon_session *sess);
+                   const mon_session *sess, const mon_store_status *store);
+/* {"ok":...,"error":...,"since_ms":...} of the store's health. */
+void mon_http_store_json(mon_buf *b, const mon_store_status *st);
 
 /* ---- http_session.c ---- */
 

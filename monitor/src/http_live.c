@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mon_sys.h"
+
 #define LIVE_HISTORY 100 /* lines a log stream starts with */
 
 /* ---- what is published ---- */
@@ -76,6 +78,14 @@ void mon_http_publish_log(mon_sse_hub *hub, int64_t sid, int stream,
   live_publish(hub, MON_SSE_LOGS, (int)sid, stream, "line", &b);
 }
 
+void mon_http_publish_monitor(mon_sse_hub *hub, const mon_store_status *st) {
+  mon_buf b = {0};
+  mon_buf_puts(&b, "{\"store\":");
+  mon_http_store_json(&b, st);
+  mon_buf_puts(&b, "}");
+  live_publish(hub, MON_SSE_EVENTS, 0, 0, "monitor", &b);
+}
+
 /* ---- the streams ---- */
 
 typedef struct live_stream {
@@ -111,7 +121,7 @@ static enum MHD_Result live_respond(struct MHD_Connection *c,
                                     mon_sse_sub *sub) {
   if (!sub)
     return mon_http_error(c, 503, "too many live streams open");
-  live_stream *ls = calloc(1, sizeof *ls);
+  live_stream *ls = mon__calloc(1, sizeof *ls);
   if (!ls) {
     mon_sse_unsubscribe(sub);
     return mon_http_error(c, 500, "out of memory");

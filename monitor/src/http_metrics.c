@@ -6,10 +6,12 @@
 
 #include <stdlib.h>
 
+#include "mon_sys.h"
+
 enum MHD_Result mon_http_prometheus(mon_http *h, struct MHD_Connection *c) {
   const mon_config *cfg = h->cfg; /* the request's: a reload renumbers */
   mon_view *v = mon_http_views(h);
-  const char **names = calloc(cfg->nservices + 1, sizeof *names);
+  const char **names = mon__calloc(cfg->nservices + 1, sizeof *names);
   if (!v || !names) {
     free(v);
     free(names);

@@ -129,7 +129,7 @@ int mon_http_post_allowed(mon_http *h, struct MHD_Connection *c,
 static enum MHD_Result http_login_page(struct MHD_Connection *c,
                                        unsigned status, const char *msg) {
   mon_buf b = {0};
-  mon_http_head(&b, "Sign in · svc-monitor", false, NULL);
+  mon_http_head(&b, "Sign in · svc-monitor", false, NULL, NULL);
   mon_buf_puts(&b, "<h1>Sign in</h1>");
   if (msg) {
     mon_buf_puts(&b, "<p class=\"error\">");

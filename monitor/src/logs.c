@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mon_sys.h"
+
 #define LOGS_PIPE_SIZE (1 << 20)
 
 void mon_iso_time(int64_t wall_ms, char out[32]) {
@@ -38,7 +40,7 @@ int mon_mkdirs(const char *dir) {
 }
 
 static void logs_open_file(mon_log_stream *s) {
-  s->file = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  s->file = mon__open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   struct stat st;
   s->size = s->file >= 0 && fstat(s->file, &st) == 0 ? st.st_size : 0;
 }
@@ -48,7 +50,7 @@ static int logs_stream_open(mon_log_stream *s, const mon_config *cfg,
                             size_t k) {
   const char *name = cfg->services[k / 2].name;
   size_t plen = strlen(cfg->log_dir) + strlen(name) + 32;
-  if (!(s->path = malloc(plen))) {
+  if (!(s->path = mon__malloc(plen))) {
     errno = ENOMEM;
     return -1;
   }
@@ -69,8 +71,8 @@ static void logs_stream_close(mon_log_stream *s) {
 int mon_logs_remap(mon_logs *l, const mon_config *cfg, const int *old_of_new,
                    const int *new_of_old, char *err, size_t errlen) {
   size_t n = 2 * cfg->nservices;
-  mon_log_stream *ns = calloc(n ? n : 1, sizeof *ns);
-  bool *kept = calloc(l->nstreams + 1, sizeof *kept);
+  mon_log_stream *ns = mon__calloc(n ? n : 1, sizeof *ns);
+  bool *kept = mon__calloc(l->nstreams + 1, sizeof *kept);
   if (!ns || !kept) {
     free(ns);
     free(kept);
@@ -126,7 +128,7 @@ int mon_logs_init(mon_logs *l, const mon_config *cfg, char *err,
     return -1;
   }
   size_t n = 2 * cfg->nservices;
-  l->streams = calloc(n ? n : 1, sizeof *l->streams);
+  l->streams = mon__calloc(n ? n : 1, sizeof *l->streams);
   if (!l->streams)
     goto oom;
   l->nstreams = n;
@@ -164,7 +166,7 @@ static void logs_rotate(mon_logs *l, size_t k) {
   mon_log_stream *s = &l->streams[k];
   const mon_service_cfg *c = &l->cfg->services[k / 2];
   size_t n = strlen(s->path) + 16;
-  char *from = malloc(n), *to = malloc(n);
+  char *from = mon__malloc(n), *to = mon__malloc(n);
   if (!from || !to)
     goto out;
   if (s->file >= 0)
@@ -240,7 +242,7 @@ static void logs_pend(mon_logs *l, size_t k, int64_t wall_ms, const char *p,
   l->streams[k].tick_lines++;
   if (l->npending == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 256;
-    mon_logline *np = realloc(l->pending, cap * sizeof *np);
+    mon_logline *np = mon__realloc(l->pending, cap * sizeof *np);
     if (!np) {
       l->dropped++;
       return;
@@ -248,7 +250,7 @@ static void logs_pend(mon_logs *l, size_t k, int64_t wall_ms, const char *p,
     l->pending = np;
     l->cap = cap;
   }
-  char *copy = malloc(n + 1);
+  char *copy = mon__malloc(n + 1);
   if (!copy) {
     l->dropped++;
     return;
@@ -332,7 +334,7 @@ int mon_logs_pipe(mon_logs *l, size_t i, int stream) {
     }
   }
   int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0)
+  if (mon__pipe2(p, O_CLOEXEC) != 0)
     return -1;
   fcntl(p[0], F_SETFL, O_NONBLOCK);
   fcntl(p[0], F_SETPIPE_SZ, LOGS_PIPE_SIZE); /* best effort */

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mon_sys.h"
+
 typedef struct met_service {
   char *name;
   mon_metrics_series *s; /* sorted by method */
@@ -120,7 +122,7 @@ void mon_metrics_escape(mon_buf *b, const char *s) {
 /* ---- the table ---- */
 
 mon_metrics *mon_metrics_new(void) {
-  mon_metrics *m = calloc(1, sizeof *m);
+  mon_metrics *m = mon__calloc(1, sizeof *m);
   if (!m)
     return NULL;
   if (pthread_mutex_init(&m->mu, NULL) != 0) {
@@ -174,7 +176,7 @@ static int met_grow(void **p, size_t *cap, size_t n, size_t sz) {
   if (n < *cap)
     return 0;
   size_t nc = *cap ? *cap * 2 : 8;
-  void *np = realloc(*p, nc * sz);
+  void *np = mon__realloc(*p, nc * sz);
   if (!np)
     return -1;
   *p = np;
@@ -194,7 +196,7 @@ static void *met_find_or_add(void **p, size_t *n, size_t *cap, size_t sz,
     return (char *)*p + at * sz;
   if (*n >= max || met_grow(p, cap, *n, sz) != 0)
     return NULL;
-  char *copy = strdup(name);
+  char *copy = mon__strdup(name);
   if (!copy)
     return NULL;
   char *e = (char *)*p + at * sz;
@@ -270,10 +272,10 @@ size_t mon_metrics_get(mon_metrics *m, const char *service,
   size_t at = met_search(m->svc, m->n, sizeof *m->svc,
                          offsetof(met_service, name), service, &found);
   size_t n = found ? m->svc[at].n : 0;
-  mon_metrics_series *s = n ? calloc(n, sizeof *s) : NULL;
+  mon_metrics_series *s = n ? mon__calloc(n, sizeof *s) : NULL;
   for (size_t i = 0; s && i < n; i++) {
     s[i] = m->svc[at].s[i];
-    s[i].method = strdup(m->svc[at].s[i].method);
+    s[i].method = mon__strdup(m->svc[at].s[i].method);
     if (!s[i].method) {
       mon_metrics_series_free(s, i);
       s = NULL;

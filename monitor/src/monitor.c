@@ -23,6 +23,7 @@
 #include "health.h"
 #include "http.h"
 #include "logs.h"
+#include "mon_sys.h"
 #include "pidfile.h"
 #include "probe.h"
 #include "proc_sample.h"
@@ -37,6 +38,8 @@
 
 #define MON_PROBE_TIMEOUT_MS 250
 #define MON_STATS_TIMEOUT_MS 200 /* one svc.stats call */
+/* events kept for the store while it cannot write (the newest) */
+#define MON_EVENTS_HELD_MAX 1000
 
 typedef struct mon_event_row {
   int64_t ts_ms;
@@ -82,9 +85,9 @@ typedef struct mon {
   mon_view *views;     /* published to the HTTP thread */
   mon_event_row *ev;   /* events waiting for the next transaction */
   size_t nev, capev;
-  bool stopping;     /* SIGTERM/SIGINT received */
-  bool pids_dirty;   /* the pidfile needs rewriting */
-  bool store_failed; /* a store error was reported already */
+  bool stopping;                 /* SIGTERM/SIGINT received */
+  bool pids_dirty;               /* the pidfile needs rewriting */
+  mon_store_status store_status; /* the last transaction's fate, published */
 } mon;
 
 static uint64_t mon_mono_ms(void) {
@@ -161,9 +164,13 @@ static int mon_op_health_take(void *ctx, size_t i, char *why, size_t len) {
 /* Queues an events row for the next transaction. */
 static void mon_event_push(mon *m, size_t i, int64_t now, const char *kind,
                            const char *detail) {
+  if (m->nev == MON_EVENTS_HELD_MAX) { /* the store is failing: the oldest go */
+    memmove(m->ev, m->ev + 1, (m->nev - 1) * sizeof *m->ev);
+    m->nev--;
+  }
   if (m->nev == m->capev) {
     size_t cap = m->capev ? m->capev * 2 : 64;
-    mon_event_row *ne = realloc(m->ev, cap * sizeof *ne);
+    mon_event_row *ne = mon__realloc(m->ev, cap * sizeof *ne);
     if (!ne)
       return;
     m->ev = ne;
@@ -206,13 +213,33 @@ static uint64_t mon_op_now(void *ctx) {
 
 /* ---- loop pieces ---- */
 
-static void mon_store_error(mon *m, const char *what) {
-  if (!m->store_failed)
-    fprintf(stderr,
-            "svc-monitor: store: %s failed (further errors not "
-            "shown)\n",
-            what);
-  m->store_failed = true;
+/* The store's health after a write: what failed (NULL: it was written).
+ * A change is said once on stderr and published to /api/monitor and the
+ * dashboard; failures in a row keep the time of the first. */
+static void mon_store_health(mon *m, const char *what, int64_t now) {
+  mon_store_status *st = &m->store_status;
+  if (what) {
+    const char *why = mon_store_error(m->store);
+    if (st->ok)
+      fprintf(stderr,
+              "svc-monitor: store: %s failed: %s; supervision goes on, "
+              "the next tick tries again\n",
+              what, why);
+    else if (!strcmp(st->error, why))
+      return;
+    if (st->ok)
+      st->since_ms = now;
+    st->ok = false;
+    snprintf(st->error, sizeof st->error, "%s", why);
+  } else {
+    if (st->ok)
+      return;
+    fprintf(stderr, "svc-monitor: store: writing again after %lld s\n",
+            (long long)((now - st->since_ms) / 1000));
+    *st = (mon_store_status){.ok = true};
+  }
+  mon_shared_set_store(&m->shared, st);
+  mon_http_publish_monitor(m->hub, st);
 }
 
 /* Writes pending events and log lines (and samples when have_samples). */
@@ -226,42 +253,61 @@ static void mon_publish_logs(mon *m) {
   }
 }
 
+/* One transaction with everything pending: NULL once it is written, else
+ * what failed (then nothing of it is). */
+static const char *mon_write(mon *m, bool have_samples, int64_t now) {
+  if (mon_store_begin(m->store) != 0)
+    return "BEGIN";
+  const char *what = NULL;
+  /* a service row that a reload could not write: its rows need its id */
+  for (size_t i = 0; i < m->cfg->nservices && !what; i++) {
+    const mon_service_cfg *s = &m->cfg->services[i];
+    if (!m->sids[i] && mon_store_service(m->store, s->name, s->port, s->command,
+                                         &m->sids[i]) != 0)
+      what = "service insert";
+  }
+  for (size_t i = 0; have_samples && i < m->cfg->nservices && !what; i++)
+    if (m->samples[i].valid &&
+        mon_store_sample(m->store, m->sids[i], now, &m->samples[i]) != 0)
+      what = "sample insert";
+  for (size_t k = 0; k < m->nmres && !what; k++) {
+    const mon_method_result *r = &m->mres[k];
+    if (mon_store_method(m->store, m->sids[r->service], r->ts_ms, &r->d) != 0)
+      what = "method insert";
+  }
+  for (size_t k = 0; k < m->nev && !what; k++) {
+    mon_event_row *e = &m->ev[k];
+    if (mon_store_event(m->store, m->sids[e->service], e->ts_ms, e->kind,
+                        e->detail) != 0)
+      what = "event insert";
+  }
+  for (size_t k = 0; k < m->logs.npending && !what; k++) {
+    mon_logline *l = &m->logs.pending[k];
+    if (mon_store_log(m->store, m->sids[l->service], l->ts_ms,
+                      l->stream ? "stderr" : "stdout", l->line, l->len) != 0)
+      what = "log insert";
+  }
+  if (have_samples && !what &&
+      mon_store_maintain(m->store, now, m->cfg->retention_days) != 0)
+    what = "downsampling";
+  if (what) {
+    mon_store_rollback(m->store);
+    return what;
+  }
+  return mon_store_commit(m->store) == 0 ? NULL : "COMMIT";
+}
+
+/* Writes pending events and log lines (and samples when have_samples). A
+ * transaction that fails loses its samples, method rows and log lines (the
+ * log files have them), not its events: they wait for the next one. */
 static void mon_flush(mon *m, bool have_samples) {
   mon_publish_logs(m);
   int64_t now = mon_wall_ms();
   mon_scan_svclines(m);
-  if (mon_store_begin(m->store) != 0) {
-    mon_store_error(m, "BEGIN");
-    goto out;
-  }
-  for (size_t i = 0; have_samples && i < m->cfg->nservices; i++)
-    if (m->samples[i].valid &&
-        mon_store_sample(m->store, m->sids[i], now, &m->samples[i]) != 0)
-      mon_store_error(m, "sample insert");
-  for (size_t k = 0; k < m->nmres; k++) {
-    const mon_method_result *r = &m->mres[k];
-    if (mon_store_method(m->store, m->sids[r->service], r->ts_ms, &r->d) != 0)
-      mon_store_error(m, "method insert");
-  }
-  for (size_t k = 0; k < m->nev; k++) {
-    mon_event_row *e = &m->ev[k];
-    if (mon_store_event(m->store, m->sids[e->service], e->ts_ms, e->kind,
-                        e->detail) != 0)
-      mon_store_error(m, "event insert");
-  }
-  for (size_t k = 0; k < m->logs.npending; k++) {
-    mon_logline *l = &m->logs.pending[k];
-    if (mon_store_log(m->store, m->sids[l->service], l->ts_ms,
-                      l->stream ? "stderr" : "stdout", l->line, l->len) != 0)
-      mon_store_error(m, "log insert");
-  }
-  if (have_samples &&
-      mon_store_maintain(m->store, now, m->cfg->retention_days) != 0)
-    mon_store_error(m, "downsampling");
-  if (mon_store_commit(m->store) != 0)
-    mon_store_error(m, "COMMIT");
-out:
-  m->nev = 0;
+  const char *failed = mon_write(m, have_samples, now);
+  mon_store_health(m, failed, now);
+  if (!failed)
+    m->nev = 0;
   free(m->mres);
   m->mres = NULL;
   m->nmres = 0;
@@ -396,7 +442,7 @@ static void mon_commands_deferred(mon *m);
 
 /* SIGHUP: the file again, parsed here; a bad one changes nothing. */
 static void mon_reload_file(mon *m) {
-  mon_config *cur = calloc(1, sizeof *cur);
+  mon_config *cur = mon__calloc(1, sizeof *cur);
   char err[512];
   if (!cur) {
     fprintf(stderr, "svc-monitor: reload: out of memory\n");
@@ -438,8 +484,8 @@ static void mon_reload_request(mon *m, mon_config *cur) {
   bool *start = NULL, *stop = NULL;
   bool planned = !m->stopping && mon_reload_plan_make(m->cfg, cur, &plan) == 0;
   if (planned) {
-    start = calloc(plan.nnew + 1, sizeof *start);
-    stop = calloc(plan.nold + 1, sizeof *stop);
+    start = mon__calloc(plan.nnew + 1, sizeof *start);
+    stop = mon__calloc(plan.nold + 1, sizeof *stop);
   }
   if (!start || !stop) {
     if (!m->stopping)
@@ -480,7 +526,7 @@ static void mon_reload_request(mon *m, mon_config *cur) {
 /* A copy of old[] in the new order; new entries zeroed. */
 static void *mon_remap_array(const void *old, size_t size, size_t nnew,
                              const int *old_of_new) {
-  char *na = calloc(nnew + 1, size);
+  char *na = mon__calloc(nnew + 1, size);
   if (!na)
     return NULL;
   for (size_t j = 0; j < nnew; j++)
@@ -502,7 +548,7 @@ static void mon_reload_finish(mon *m) {
   char **keep[] = {&cur->http_host, &cur->db, &cur->log_dir, &cur->token_file};
   char *const was[] = {old->http_host, old->db, old->log_dir, old->token_file};
   for (size_t k = 0; k < 4; k++) {
-    char *d = strdup(was[k]);
+    char *d = mon__strdup(was[k]);
     if (!d) {
       fprintf(stderr, "svc-monitor: reload: out of memory\n");
       mon_reload_drop(m);
@@ -528,14 +574,15 @@ static void mon_reload_finish(mon *m) {
   m->mres = NULL;
   m->nmres = mon_stats_poller_take(m->stats, &m->mres);
   mon_flush(m, false);
+  m->nev = 0; /* events the store could not take: their indices are old */
 
   size_t n = ncfg->nservices;
-  int64_t *sids = calloc(n + 1, sizeof *sids);
-  mon_proc *procs = calloc(n + 1, sizeof *procs);
+  int64_t *sids = mon__calloc(n + 1, sizeof *sids);
+  mon_proc *procs = mon__calloc(n + 1, sizeof *procs);
   mon_view *views =
       mon_remap_array(m->views, sizeof *m->views, n, p->old_of_new);
-  int *roots = calloc(n + 1, sizeof *roots);
-  mon_sample *samples = calloc(n + 1, sizeof *samples);
+  int *roots = mon__calloc(n + 1, sizeof *roots);
+  mon_sample *samples = mon__calloc(n + 1, sizeof *samples);
   /* the last steps that can fail, before anything is committed: the new
    * prober, and the log streams (a file that cannot be opened is not a
    * failure: that stream writes no file) */
@@ -573,8 +620,10 @@ static void mon_reload_finish(mon *m) {
     /* a new or changed service: its row (port, command) written */
     if (p->kind[j] != MON_RELOAD_SAME &&
         mon_store_service(m->store, s->name, s->port, s->command, &sids[j]) !=
-            0)
-      mon_store_error(m, "service insert");
+            0) {
+      sids[j] = 0; /* the next tick tries again (mon_write) */
+      mon_store_health(m, "service insert", mon_wall_ms());
+    }
   }
   for (size_t i = 0; i < p->nold; i++)
     if (p->new_of_old[i] < 0)
@@ -729,9 +778,9 @@ static int mon_loop(mon *m) {
     nlogs = m->logs.nstreams; /* a reload changes it */
     if (nlogs + 2 > cap) {
       cap = nlogs + 2;
-      struct pollfd *np = realloc(pfd, cap * sizeof *np);
+      struct pollfd *np = mon__realloc(pfd, cap * sizeof *np);
       pfd = np ? np : pfd;
-      size_t *nw = realloc(which, cap * sizeof *nw);
+      size_t *nw = mon__realloc(which, cap * sizeof *nw);
       which = nw ? nw : which;
       if (!np || !nw)
         break;
@@ -775,7 +824,11 @@ static int mon_loop(mon *m) {
     mon_sup_tick(&m->sup);
     now = mon_mono_ms();
     if (now >= next_tick) {
+      if (m->o->on_tick)
+        m->o->on_tick(m->o->tick_ctx, false);
       mon_sample_tick(m);
+      if (m->o->on_tick)
+        m->o->on_tick(m->o->tick_ctx, true);
       next_tick += interval;
       if (next_tick <= now)
         next_tick = now + interval; /* we fell behind: skip, don't burst */
@@ -848,7 +901,8 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
            .sfd = -1,
            .devnull = -1,
            .pidfile = {.fd = -1},
-           .shared = {.wake_fd = -1}};
+           .shared = {.wake_fd = -1},
+           .store_status = {.ok = true}};
   size_t n = cfg->nservices;
   int rc = 1;
 
@@ -862,12 +916,12 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
-  m.sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  m.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  m.sids = calloc(n + 1, sizeof *m.sids);
-  m.roots = calloc(n + 1, sizeof *m.roots);
-  m.samples = calloc(n + 1, sizeof *m.samples);
-  m.views = calloc(n + 1, sizeof *m.views);
+  m.sfd = mon__signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  m.devnull = mon__open("/dev/null", O_RDWR | O_CLOEXEC, 0);
+  m.sids = mon__calloc(n + 1, sizeof *m.sids);
+  m.roots = mon__calloc(n + 1, sizeof *m.roots);
+  m.samples = mon__calloc(n + 1, sizeof *m.samples);
+  m.views = mon__calloc(n + 1, sizeof *m.views);
   if (m.sfd < 0 || m.devnull < 0 || !m.sids || !m.roots || !m.samples ||
       !m.views) {
     snprintf(err, errlen, "start-up: %s", strerror(errno ? errno : ENOMEM));
@@ -876,7 +930,7 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
   if (mon_logs_init(&m.logs, cfg, err, errlen) != 0)
     goto out;
   size_t plen = strlen(cfg->log_dir) + 32;
-  char *pidpath = malloc(plen);
+  char *pidpath = mon__malloc(plen);
   if (!pidpath)
     goto out;
   snprintf(pidpath, plen, "%s/svc-monitor.pids", cfg->log_dir);
@@ -932,7 +986,7 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
   mon_cgroups_setup(&m);
   m.metrics = mon_metrics_new();
   m.stats = mon_stats_poller_new(cfg, MON_STATS_TIMEOUT_MS, m.metrics);
-  m.db_path = strdup(cfg->db);
+  m.db_path = mon__strdup(cfg->db);
   if (!m.prober || !m.metrics || !m.stats) {
     snprintf(err, errlen, "cannot start the probe thread");
     goto out;

@@ -4,6 +4,7 @@
 #ifndef MON_MONITOR_H
 #define MON_MONITOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -16,6 +17,11 @@ extern "C" {
 typedef struct mon_run_opts {
   const char *procroot; /* "/proc" */
   FILE *announce;       /* where the dashboard URL is printed (stdout) */
+  /* For tests, NULL otherwise: called on the loop's thread just before
+   * (after false) and just after (after true) each sampling tick, which
+   * samples the services and writes one transaction. */
+  void (*on_tick)(void *ctx, bool after);
+  void *tick_ctx;
 } mon_run_opts;
 
 /* Runs until SIGTERM or SIGINT, then stops every service (dependents

@@ -17,12 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mon_sys.h"
 #include "proc_sample.h"
 
 int mon_pidfile_open(mon_pidfile *p, const char *path, char *err,
                      size_t errlen) {
-  p->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  p->path = strdup(path);
+  p->fd = mon__open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  p->path = mon__strdup(path);
   if (p->fd < 0 || !p->path) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     mon_pidfile_close(p);
@@ -55,7 +56,7 @@ typedef struct pid_entry {
 /* Pids of live processes that belong to any recorded entry. */
 static size_t pidfile_members(const char *procroot, const pid_entry *e,
                               size_t ne, int *out, size_t cap) {
-  DIR *d = opendir(procroot);
+  DIR *d = mon__opendir(procroot);
   if (!d)
     return 0;
   size_t n = 0;

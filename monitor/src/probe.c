@@ -6,6 +6,7 @@
 #include "probe.h"
 
 #include "bgthread.h"
+#include "mon_sys.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,12 +64,12 @@ static void *probe_main(void *arg) {
 }
 
 mon_prober *mon_prober_new(const mon_config *cfg, int timeout_ms) {
-  mon_prober *p = calloc(1, sizeof *p);
+  mon_prober *p = mon__calloc(1, sizeof *p);
   if (!p)
     return NULL;
   p->cfg = cfg;
   p->timeout_ms = timeout_ms;
-  p->slots = calloc(cfg->nservices ? cfg->nservices : 1, sizeof *p->slots);
+  p->slots = mon__calloc(cfg->nservices ? cfg->nservices : 1, sizeof *p->slots);
   if (!p->slots) {
     free(p);
     return NULL;

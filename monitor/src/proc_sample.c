@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mon_sys.h"
+
 /* ---- parsers ---- */
 
 int mon_ps_parse_stat(const char *buf, size_t len, mon_ps_stat *out) {
@@ -137,7 +139,7 @@ static ssize_t ps_read(const char *procroot, int pid, const char *file,
                        char *buf, size_t cap) {
   char path[512];
   snprintf(path, sizeof path, "%s/%d/%s", procroot, pid, file);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = mon__open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0)
     return -1;
   size_t len = 0;
@@ -193,8 +195,8 @@ struct mon_sampler {
 
 mon_sampler *mon_sampler_new(const char *procroot, long clk_tck, long page_size,
                              int pss_every) {
-  mon_sampler *s = calloc(1, sizeof *s);
-  if (!s || !(s->procroot = strdup(procroot))) {
+  mon_sampler *s = mon__calloc(1, sizeof *s);
+  if (!s || !(s->procroot = mon__strdup(procroot))) {
     free(s);
     return NULL;
   }
@@ -263,7 +265,7 @@ static int ps_owner(mon_sampler *s, ps_proc *p, const int *roots, size_t n,
 }
 
 static int ps_scan(mon_sampler *s) {
-  DIR *d = opendir(s->procroot);
+  DIR *d = mon__opendir(s->procroot);
   if (!d)
     return -1;
   s->nprocs = 0;
@@ -278,7 +280,7 @@ static int ps_scan(mon_sampler *s) {
       continue; /* gone meanwhile */
     if (s->nprocs == s->capprocs) {
       size_t cap = s->capprocs ? s->capprocs * 2 : 256;
-      ps_proc *np = realloc(s->procs, cap * sizeof *np);
+      ps_proc *np = mon__realloc(s->procs, cap * sizeof *np);
       if (!np)
         break;
       s->procs = np;
@@ -299,10 +301,10 @@ int mon_sampler_tick(mon_sampler *s, uint64_t now_ms, const int *roots,
                      size_t n, mon_sample *out) {
   memset(out, 0, n * sizeof *out);
   if (n > s->npss) {
-    uint64_t *np = realloc(s->pss, n * sizeof *np);
+    uint64_t *np = mon__realloc(s->pss, n * sizeof *np);
     if (np)
       s->pss = np;
-    bool *nk = realloc(s->pss_ok, n * sizeof *nk);
+    bool *nk = mon__realloc(s->pss_ok, n * sizeof *nk);
     if (nk)
       s->pss_ok = nk;
     if (!np || !nk)
@@ -317,15 +319,15 @@ int mon_sampler_tick(mon_sampler *s, uint64_t now_ms, const int *roots,
   double dt = s->last_ms && now_ms > s->last_ms
                   ? (double)(now_ms - s->last_ms) / 1000.0
                   : 0.0;
-  uint64_t *pss_now = calloc(n ? n : 1, sizeof *pss_now);
-  ps_base *nb = calloc(s->nprocs ? s->nprocs : 1, sizeof *nb);
+  uint64_t *pss_now = mon__calloc(n ? n : 1, sizeof *pss_now);
+  ps_base *nb = mon__calloc(s->nprocs ? s->nprocs : 1, sizeof *nb);
   if (!pss_now || !nb) {
     free(pss_now);
     free(nb);
     return -1;
   }
   size_t nnb = 0;
-  double *ticks = calloc(n ? n : 1, sizeof *ticks);
+  double *ticks = mon__calloc(n ? n : 1, sizeof *ticks);
   if (!ticks) {
     free(pss_now);
     free(nb);

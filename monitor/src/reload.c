@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mon_sys.h"
+
 static int reload_find(const mon_config *c, const char *name) {
   for (size_t i = 0; i < c->nservices; i++)
     if (!strcmp(c->services[i].name, name))
@@ -30,9 +32,9 @@ int mon_reload_plan_make(const mon_config *old, const mon_config *cur,
   memset(p, 0, sizeof *p);
   p->nold = old->nservices;
   p->nnew = cur->nservices;
-  p->old_of_new = calloc(p->nnew + 1, sizeof *p->old_of_new);
-  p->new_of_old = calloc(p->nold + 1, sizeof *p->new_of_old);
-  p->kind = calloc(p->nnew + 1, sizeof *p->kind);
+  p->old_of_new = mon__calloc(p->nnew + 1, sizeof *p->old_of_new);
+  p->new_of_old = mon__calloc(p->nold + 1, sizeof *p->new_of_old);
+  p->kind = mon__calloc(p->nnew + 1, sizeof *p->kind);
   if (!p->old_of_new || !p->new_of_old || !p->kind) {
     mon_reload_plan_fini(p);
     return -1;

@@ -73,6 +73,9 @@ int mon_route_parse(const char *method, const char *path, mon_route *r) {
              route_is(seg[1], len[1], "events")) {
     r->kind = MON_R_EVENTS;
   } else if (n == 2 && route_is(seg[0], len[0], "api") &&
+             route_is(seg[1], len[1], "monitor")) {
+    r->kind = MON_R_API_MONITOR;
+  } else if (n == 2 && route_is(seg[0], len[0], "api") &&
              route_is(seg[1], len[1], "reload")) {
     r->kind = MON_R_RELOAD;
     want_post = true;

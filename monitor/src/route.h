@@ -30,6 +30,7 @@ typedef enum mon_route_kind {
   MON_R_EVENTS,       /* GET /api/events (SSE) */
   MON_R_LOG_STREAM,   /* GET /api/services/NAME/logs/stream?stream= (SSE) */
   MON_R_RELOAD,       /* POST /api/reload */
+  MON_R_API_MONITOR,  /* GET /api/monitor */
 } mon_route_kind;
 
 typedef enum mon_action { MON_A_START, MON_A_STOP, MON_A_RESTART } mon_action;

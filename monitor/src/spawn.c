@@ -14,12 +14,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "mon_sys.h"
+
 extern char **environ;
 
 /* Replaces or appends KEY=VALUE in a NULL-terminated env array. */
 static int spawn_env_set(char ***env, size_t *n, const char *kv) {
   size_t klen = strcspn(kv, "=");
-  char *copy = strdup(kv);
+  char *copy = mon__strdup(kv);
   if (!copy)
     return -1;
   for (size_t i = 0; i < *n; i++) {
@@ -29,7 +31,7 @@ static int spawn_env_set(char ***env, size_t *n, const char *kv) {
       return 0;
     }
   }
-  char **ne = realloc(*env, (*n + 2) * sizeof *ne);
+  char **ne = mon__realloc(*env, (*n + 2) * sizeof *ne);
   if (!ne) {
     free(copy);
     return -1;
@@ -42,7 +44,7 @@ static int spawn_env_set(char ***env, size_t *n, const char *kv) {
 
 char **mon_spawn_env(const mon_service_cfg *c, char *const *base) {
   size_t n = 0;
-  char **env = calloc(1, sizeof *env);
+  char **env = mon__calloc(1, sizeof *env);
   if (!env)
     return NULL;
   for (char *const *e = base; e && *e; e++)
@@ -74,13 +76,13 @@ oom:
 
 char *mon_spawn_resolve(const char *prog, const char *path) {
   if (strchr(prog, '/'))
-    return strdup(prog);
+    return mon__strdup(prog);
   if (!path || !*path)
     path = "/usr/local/bin:/usr/bin:/bin";
   size_t plen = strlen(prog);
   while (*path) {
     size_t dl = strcspn(path, ":");
-    char *cand = malloc(dl + plen + 2);
+    char *cand = mon__malloc(dl + plen + 2);
     if (!cand)
       return NULL;
     if (dl == 0) /* an empty entry is the working directory */
@@ -94,7 +96,7 @@ char *mon_spawn_resolve(const char *prog, const char *path) {
     if (*path == ':')
       path++;
   }
-  return strdup(prog); /* exec fails with ENOENT and says so */
+  return mon__strdup(prog); /* exec fails with ENOENT and says so */
 }
 
 /* The PATH of a service's environment, or NULL. */
@@ -174,7 +176,7 @@ int mon_spawn_ex(const mon_service_cfg *c, int out_fd, int err_fd,
     return -ENOMEM;
   }
   pid_t parent = getpid();
-  pid_t pid = fork();
+  pid_t pid = mon__fork();
   if (pid < 0) {
     int e = errno;
     free(path);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mon_sys.h"
+
 struct mon_sse_sub {
   mon_sse_hub *hub;
   mon_sse_sub *next;
@@ -29,7 +31,7 @@ struct mon_sse_hub {
 };
 
 int mon_sse_hub_new(mon_sse_hub **out) {
-  mon_sse_hub *h = calloc(1, sizeof *h);
+  mon_sse_hub *h = mon__calloc(1, sizeof *h);
   if (!h)
     return -1;
   pthread_mutex_init(&h->mu, NULL);
@@ -46,7 +48,7 @@ void mon_sse_hub_free(mon_sse_hub *h) {
 
 mon_sse_sub *mon_sse_subscribe(mon_sse_hub *h, mon_sse_topic topic, int service,
                                int stream, int64_t now_ms) {
-  mon_sse_sub *s = calloc(1, sizeof *s);
+  mon_sse_sub *s = mon__calloc(1, sizeof *s);
   if (!s)
     return NULL;
   *s = (mon_sse_sub){.hub = h,
@@ -119,7 +121,7 @@ static void sse_append(mon_sse_sub *s, const char *p, size_t n) {
     size_t cap = s->cap ? s->cap : 4096;
     while (cap < s->len + n)
       cap *= 2;
-    char *b = realloc(s->buf, cap);
+    char *b = mon__realloc(s->buf, cap);
     if (!b) {
       s->dropped = true;
       sse_wake(s);
@@ -157,7 +159,7 @@ void mon_sse_prepend(mon_sse_sub *s, const char *p, size_t len) {
   size_t pending = s->len - s->off;
   char *b = NULL;
   if (!s->dropped && pending + len <= MON_SSE_BUF &&
-      (b = malloc(pending + len ? pending + len : 1))) {
+      (b = mon__malloc(pending + len ? pending + len : 1))) {
     memcpy(b, p, len);
     if (pending)
       memcpy(b + len, s->buf + s->off, pending);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mon_sys.h"
+
 #define SJ_DEPTH_MAX 16 /* nesting of values we skip (unknown keys) */
 
 typedef struct sj {
@@ -238,7 +240,7 @@ static int sj_hist(sj *j, mon_method_stat *m) {
       return sj_fail(j, "too many histogram buckets");
     if (m->nhist == cap) {
       cap = cap ? cap * 2 : 16;
-      mon_hist_pair *nh = realloc(m->hist, cap * sizeof *nh);
+      mon_hist_pair *nh = mon__realloc(m->hist, cap * sizeof *nh);
       if (!nh)
         return sj_fail(j, "out of memory");
       m->hist = nh;
@@ -320,7 +322,7 @@ static int sj_methods(sj *j, mon_stats_doc *d) {
       return sj_fail(j, "too many methods");
     if (d->nmethods == cap) {
       cap = cap ? cap * 2 : 8;
-      mon_method_stat *nm = realloc(d->methods, cap * sizeof *nm);
+      mon_method_stat *nm = mon__realloc(d->methods, cap * sizeof *nm);
       if (!nm)
         return sj_fail(j, "out of memory");
       d->methods = nm;
@@ -531,7 +533,7 @@ int mon_stats_delta_run(const mon_stats_doc *prev, const mon_stats_doc *cur,
     if (!d.calls && !d.errors)
       continue;
     if (c->has_hist && (!p || p->has_hist) && c->nhist) {
-      mon_hist_pair *h = malloc(c->nhist * sizeof *h);
+      mon_hist_pair *h = mon__malloc(c->nhist * sizeof *h);
       size_t nh = h ? mon_stats_hist_delta(p, c, h) : 0;
       if (nh) {
         d.pct_valid = true;

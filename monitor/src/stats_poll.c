@@ -6,6 +6,7 @@
 #include "stats_poll.h"
 
 #include "bgthread.h"
+#include "mon_sys.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,7 +101,7 @@ static void poll_emit(mon_stats_poller *p, const poll_svc *s, int64_t ts,
       size_t cap = p->capout ? p->capout * 2 : 64;
       if (cap > POLL_ROWS_MAX)
         break;
-      mon_method_result *no = realloc(p->out, cap * sizeof *no);
+      mon_method_result *no = mon__realloc(p->out, cap * sizeof *no);
       if (!no)
         break;
       p->out = no;
@@ -133,7 +134,7 @@ static void poll_feed(mon_stats_poller *p, poll_svc *s,
     size_t nh = 0;
     /* a side without its histogram would make a wrong difference */
     if (c->has_hist && c->nhist && (!pm || pm->has_hist) &&
-        (h = malloc(c->nhist * sizeof *h)) != NULL)
+        (h = mon__malloc(c->nhist * sizeof *h)) != NULL)
       nh = mon_stats_hist_delta(pm, c, h);
     if (mon_metrics_add(p->metrics, s->name, &d[k], nh ? h : NULL, nh) != 0)
       poll_complain(s, "too many methods for /metrics");
@@ -185,7 +186,8 @@ static void poll_one(mon_stats_poller *p, poll_svc *s, int pid) {
   bool same = s->have_base &&
               mon_stats_same_run(&s->base, s->run_start_ms, &doc, start);
   const mon_stats_doc *prev = same ? &s->base : NULL;
-  mon_method_delta *d = malloc((doc.nmethods ? doc.nmethods : 1) * sizeof *d);
+  mon_method_delta *d =
+      mon__malloc((doc.nmethods ? doc.nmethods : 1) * sizeof *d);
   int n = d ? mon_stats_delta_run(prev, &doc, d) : -1;
   if (n > 0) {
     poll_emit(p, s, ts, d, n);
@@ -208,7 +210,7 @@ static void poll_one(mon_stats_poller *p, poll_svc *s, int pid) {
 /* Under mu: svc[] follows names[], moving each service's state by name and
  * forgetting those that went (and their Prometheus totals). */
 static int poll_apply(mon_stats_poller *p) {
-  poll_svc *ns = calloc(p->n ? p->n : 1, sizeof *ns);
+  poll_svc *ns = mon__calloc(p->n ? p->n : 1, sizeof *ns);
   if (!ns)
     return -1; /* tried again before the next round */
   for (size_t j = 0; j < p->n; j++) {
@@ -228,7 +230,7 @@ static int poll_apply(mon_stats_poller *p) {
   p->nsvc = p->n;
   p->remap = false;
   if (p->metrics) {
-    const char **keep = calloc(p->n ? p->n : 1, sizeof *keep);
+    const char **keep = mon__calloc(p->n ? p->n : 1, sizeof *keep);
     if (keep) {
       for (size_t j = 0; j < p->n; j++)
         keep[j] = p->names[j];
@@ -255,7 +257,7 @@ static void *poll_main(void *arg) {
     }
     p->pending = false;
     size_t n = p->nsvc;
-    int *np = realloc(pids, (n ? n : 1) * sizeof *pids);
+    int *np = mon__realloc(pids, (n ? n : 1) * sizeof *pids);
     if (!np)
       continue; /* the next request tries again */
     pids = np;
@@ -278,9 +280,9 @@ static void *poll_main(void *arg) {
  * carried over by name; the old table is freed. */
 static int poll_table(mon_stats_poller *p, const mon_config *cfg) {
   size_t n = cfg->nservices;
-  poll_name *names = calloc(n ? n : 1, sizeof *names);
-  int *want = calloc(n ? n : 1, sizeof *want);
-  long *to = calloc(p->n ? p->n : 1, sizeof *to); /* old index -> new */
+  poll_name *names = mon__calloc(n ? n : 1, sizeof *names);
+  int *want = mon__calloc(n ? n : 1, sizeof *want);
+  long *to = mon__calloc(p->n ? p->n : 1, sizeof *to); /* old index -> new */
   if (!names || !want || !to) {
     free(names);
     free(want);
@@ -321,7 +323,7 @@ static int poll_table(mon_stats_poller *p, const mon_config *cfg) {
 
 mon_stats_poller *mon_stats_poller_new(const mon_config *cfg, int timeout_ms,
                                        mon_metrics *metrics) {
-  mon_stats_poller *p = calloc(1, sizeof *p);
+  mon_stats_poller *p = mon__calloc(1, sizeof *p);
   if (!p)
     return NULL;
   p->timeout_ms = timeout_ms;

@@ -4,12 +4,15 @@
  * how far it got in the meta table so a restart neither skips nor repeats. */
 #include "store.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "mon_sys.h"
 
 static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS services("
@@ -90,46 +93,143 @@ static const char *const store_sql[Q_NQ] = {
                  " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
 };
 
-struct mon_store {
+/* ---- the SQLite calls that can fail, in one layer ----
+ * Every call of this file that can fail goes through the four functions
+ * below, so that the fault-injection build (svcmon_core_fault) can fail any
+ * one of them: the writer's with SVC_FAULT_STORE, a reader's with
+ * SVC_FAULT_STORE_READ (fault.h). The errno a test injects picks the
+ * SQLite code: ENOSPC is SQLITE_FULL (the disk is full), ENOMEM
+ * SQLITE_NOMEM, EBUSY SQLITE_BUSY, anything else SQLITE_IOERR. An injected
+ * failure does nothing else: the call is not made, as when SQLite refuses
+ * a statement before it writes. In svcmon_core the check is the constant
+ * 0. A connection keeps the text of its last failure. */
+
+typedef struct store_conn {
   sqlite3 *db;
+  bool writer;   /* the monitor's one writer, or a reader */
+  char err[200]; /* the last failure, "" before any */
+} store_conn;
+
+static int store_injected(const store_conn *c) {
+  (void)c; /* unused without fault injection */
+  int e = MON__FAULT(c->writer ? SVC_FAULT_STORE : SVC_FAULT_STORE_READ);
+  if (!e)
+    return SQLITE_OK;
+  return e == ENOSPC   ? SQLITE_FULL
+         : e == ENOMEM ? SQLITE_NOMEM
+         : e == EBUSY  ? SQLITE_BUSY
+                       : SQLITE_IOERR;
+}
+
+/* Records the failure rc (injected: SQLite did not see it) and returns it. */
+static int store_failed(store_conn *c, int rc, bool injected) {
+  snprintf(c->err, sizeof c->err, "%s",
+           injected || !c->db ? sqlite3_errstr(rc) : sqlite3_errmsg(c->db));
+  return rc;
+}
+
+/* sqlite3_open_v2; on failure c->db may still need closing. */
+static int store_conn_open(store_conn *c, const char *path, int flags) {
+  int rc = store_injected(c);
+  if (rc != SQLITE_OK)
+    return store_failed(c, rc, true);
+  rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+  return rc == SQLITE_OK ? rc : store_failed(c, rc, false);
+}
+
+/* sqlite3_prepare_v3; *q is NULL on failure. */
+static int store_prepare(store_conn *c, const char *sql, unsigned flags,
+                         sqlite3_stmt **q) {
+  *q = NULL;
+  int rc = store_injected(c);
+  if (rc != SQLITE_OK)
+    return store_failed(c, rc, true);
+  rc = sqlite3_prepare_v3(c->db, sql, -1, flags, q, NULL);
+  return rc == SQLITE_OK ? rc : store_failed(c, rc, false);
+}
+
+/* sqlite3_step: SQLITE_ROW, SQLITE_DONE or the error. */
+static int store_step(store_conn *c, sqlite3_stmt *q) {
+  int rc = store_injected(c);
+  if (rc != SQLITE_OK)
+    return store_failed(c, rc, true);
+  rc = sqlite3_step(q);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? rc
+                                               : store_failed(c, rc, false);
+}
+
+/* sqlite3_exec without a callback: SQLITE_OK or the error. */
+static int store_exec(store_conn *c, const char *sql) {
+  int rc = store_injected(c);
+  if (rc != SQLITE_OK)
+    return store_failed(c, rc, true);
+  rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? rc : store_failed(c, rc, false);
+}
+
+/* ---- the writer ---- */
+
+struct mon_store {
+  store_conn c;
   sqlite3_stmt *q[Q_NQ];
   int64_t done_1m; /* samples before this are folded into samples_1m */
   int64_t done_1h; /* samples_1m before this are folded into samples_1h */
   int64_t next_retention_ms;
+  /* the three above as the last BEGIN found them: a rollback puts them
+   * back, or the minutes folded in a transaction that was lost would
+   * never be folded again */
+  int64_t begun_1m, begun_1h, begun_retention_ms;
 };
 
-sqlite3 *mon_store_db(mon_store *st) { return st->db; }
+sqlite3 *mon_store_db(mon_store *st) { return st->c.db; }
 
-static int store_step_done(sqlite3_stmt *q) {
-  int rc = sqlite3_step(q);
+const char *mon_store_error(const mon_store *st) { return st->c.err; }
+
+/* Steps q once and resets it: 0, or -1. */
+static int store_step_done(mon_store *st, sqlite3_stmt *q) {
+  int rc = store_step(&st->c, q);
   sqlite3_reset(q);
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
-static int64_t store_meta_get(mon_store *st, const char *key, int64_t dflt) {
+/* The meta value of key (dflt when there is none): 0, or -1. */
+static int store_meta_get(mon_store *st, const char *key, int64_t dflt,
+                          int64_t *v) {
   sqlite3_stmt *q = st->q[Q_META_GET];
   sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-  int64_t v = dflt;
-  if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
-    v = sqlite3_column_int64(q, 0);
+  *v = dflt;
+  int rc = store_step(&st->c, q);
+  if (rc == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+    *v = sqlite3_column_int64(q, 0);
   sqlite3_reset(q);
-  return v;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int store_meta_set(mon_store *st, const char *key, int64_t v) {
   sqlite3_stmt *q = st->q[Q_META_SET];
   sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
   sqlite3_bind_int64(q, 2, v);
-  return store_step_done(q);
+  return store_step_done(st, q);
 }
 
-static int store_pragmas(sqlite3 *db, bool writer) {
-  const char *sql = writer
+/* Ends an open transaction, keeping the failure that led here as the one
+ * to report; if the ROLLBACK fails too, the next mon_store_begin retries. */
+static void store_abort(mon_store *st) {
+  if (sqlite3_get_autocommit(st->c.db))
+    return; /* none open, or SQLite rolled it back itself */
+  char first[sizeof st->c.err];
+  memcpy(first, st->c.err, sizeof first);
+  store_exec(&st->c, "ROLLBACK");
+  memcpy(st->c.err, first, sizeof first);
+}
+
+static int store_pragmas(store_conn *c) {
+  const char *sql = c->writer
                         ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           " PRAGMA foreign_keys=OFF;"
                         : "PRAGMA query_only=1;";
-  sqlite3_busy_timeout(db, 2000);
-  return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+  sqlite3_busy_timeout(c->db, 2000);
+  return store_exec(c, sql) == SQLITE_OK ? 0 : -1;
 }
 
 /* The substring index of the log lines (FTS5's trigram tokenizer: LIKE
@@ -148,45 +248,45 @@ static void store_log_index(mon_store *st) {
       "CREATE TRIGGER IF NOT EXISTS logs_fts_ad AFTER DELETE ON logs BEGIN"
       " INSERT INTO logs_fts(logs_fts, rowid, line)"
       " VALUES ('delete', old.rowid, old.line); END;";
-  if (store_meta_get(st, "logs_fts", 0))
+  int64_t made;
+  if (store_meta_get(st, "logs_fts", 0, &made) != 0 || made)
+    return; /* a failure: searches scan, and the next start tries again */
+  if (store_exec(&st->c, "BEGIN") != SQLITE_OK)
     return;
-  if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    return;
-  if (sqlite3_exec(st->db, index_sql, NULL, NULL, NULL) == SQLITE_OK &&
-      sqlite3_exec(st->db, "INSERT INTO logs_fts(logs_fts) VALUES ('rebuild')",
-                   NULL, NULL, NULL) == SQLITE_OK &&
-      store_meta_set(st, "logs_fts", 1) == 0)
-    sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
-  else
-    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+  if (store_exec(&st->c, index_sql) != SQLITE_OK ||
+      store_exec(&st->c, "INSERT INTO logs_fts(logs_fts) VALUES ('rebuild')") !=
+          SQLITE_OK ||
+      store_meta_set(st, "logs_fts", 1) != 0 ||
+      store_exec(&st->c, "COMMIT") != SQLITE_OK)
+    store_abort(st);
 }
 
 int mon_store_open(const char *path, mon_store **out, char *err,
                    size_t errlen) {
-  mon_store *st = calloc(1, sizeof *st);
+  mon_store *st = mon__calloc(1, sizeof *st);
   if (!st) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  if (sqlite3_open_v2(path, &st->db,
+  st->c.writer = true;
+  if (store_conn_open(&st->c, path,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                          SQLITE_OPEN_NOMUTEX,
-                      NULL) != SQLITE_OK ||
-      store_pragmas(st->db, true) != 0 ||
-      sqlite3_exec(st->db, store_schema, NULL, NULL, NULL) != SQLITE_OK)
+                          SQLITE_OPEN_NOMUTEX) != SQLITE_OK ||
+      store_pragmas(&st->c) != 0 ||
+      store_exec(&st->c, store_schema) != SQLITE_OK)
     goto fail;
   for (int i = 0; i < Q_NQ; i++)
-    if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                           &st->q[i], NULL) != SQLITE_OK)
+    if (store_prepare(&st->c, store_sql[i], SQLITE_PREPARE_PERSISTENT,
+                      &st->q[i]) != SQLITE_OK)
       goto fail;
-  st->done_1m = store_meta_get(st, "done_1m", 0);
-  st->done_1h = store_meta_get(st, "done_1h", 0);
+  if (store_meta_get(st, "done_1m", 0, &st->done_1m) != 0 ||
+      store_meta_get(st, "done_1h", 0, &st->done_1h) != 0)
+    goto fail;
   store_log_index(st);
   *out = st;
   return 0;
 fail:
-  snprintf(err, errlen, "%s: %s", path,
-           st->db ? sqlite3_errmsg(st->db) : "cannot open");
+  snprintf(err, errlen, "%s: %s", path, st->c.err);
   mon_store_close(st);
   return -1;
 }
@@ -196,7 +296,7 @@ void mon_store_close(mon_store *st) {
     return;
   for (int i = 0; i < Q_NQ; i++)
     sqlite3_finalize(st->q[i]);
-  sqlite3_close(st->db);
+  sqlite3_close(st->c.db);
   free(st);
 }
 
@@ -209,20 +309,42 @@ int mon_store_service(mon_store *st, const char *name, int port,
   else
     sqlite3_bind_null(q, 2);
   sqlite3_bind_text(q, 3, command, -1, SQLITE_STATIC);
-  if (store_step_done(q) != 0)
+  if (store_step_done(st, q) != 0)
     return -1;
   q = st->q[Q_SERVICE_ID];
   sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-  int rc = sqlite3_step(q);
+  int rc = store_step(&st->c, q);
   if (rc == SQLITE_ROW)
     *id = sqlite3_column_int64(q, 0);
   sqlite3_reset(q);
   return rc == SQLITE_ROW ? 0 : -1;
 }
 
-int mon_store_begin(mon_store *st) { return store_step_done(st->q[Q_BEGIN]); }
+int mon_store_begin(mon_store *st) {
+  /* a COMMIT or ROLLBACK that failed can leave its transaction open (SQLite
+   * keeps it after SQLITE_BUSY, and may after SQLITE_FULL): every BEGIN
+   * after it would fail, and nothing would be written again */
+  if (!sqlite3_get_autocommit(st->c.db))
+    mon_store_rollback(st);
+  st->begun_1m = st->done_1m;
+  st->begun_1h = st->done_1h;
+  st->begun_retention_ms = st->next_retention_ms;
+  return store_step_done(st, st->q[Q_BEGIN]);
+}
 
-int mon_store_commit(mon_store *st) { return store_step_done(st->q[Q_COMMIT]); }
+int mon_store_commit(mon_store *st) {
+  if (store_step_done(st, st->q[Q_COMMIT]) == 0)
+    return 0;
+  mon_store_rollback(st);
+  return -1;
+}
+
+void mon_store_rollback(mon_store *st) {
+  store_abort(st);
+  st->done_1m = st->begun_1m;
+  st->done_1h = st->begun_1h;
+  st->next_retention_ms = st->begun_retention_ms;
+}
 
 int mon_store_sample(mon_store *st, int64_t sid, int64_t ts_ms,
                      const mon_sample *s) {
@@ -241,7 +363,7 @@ int mon_store_sample(mon_store *st, int64_t sid, int64_t ts_ms,
   sqlite3_bind_int64(q, 6, (sqlite3_int64)s->read_bytes);
   sqlite3_bind_int64(q, 7, (sqlite3_int64)s->write_bytes);
   sqlite3_bind_int(q, 8, s->nprocs);
-  return store_step_done(q);
+  return store_step_done(st, q);
 }
 
 int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms, const char *kind,
@@ -251,7 +373,7 @@ int mon_store_event(mon_store *st, int64_t sid, int64_t ts_ms, const char *kind,
   sqlite3_bind_int64(q, 2, sid);
   sqlite3_bind_text(q, 3, kind, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 4, detail, -1, SQLITE_STATIC);
-  return store_step_done(q);
+  return store_step_done(st, q);
 }
 
 int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms, const char *stream,
@@ -261,7 +383,7 @@ int mon_store_log(mon_store *st, int64_t sid, int64_t ts_ms, const char *stream,
   sqlite3_bind_int64(q, 2, sid);
   sqlite3_bind_text(q, 3, stream, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 4, line, (int)len, SQLITE_STATIC);
-  return store_step_done(q);
+  return store_step_done(st, q);
 }
 
 static sqlite3_int64 store_i64(uint64_t v) {
@@ -286,7 +408,7 @@ int mon_store_method(mon_store *st, int64_t sid, int64_t ts_ms,
   sqlite3_bind_int64(q, 8, store_i64(d->bytes_in));
   sqlite3_bind_int64(q, 9, store_i64(d->bytes_out));
   sqlite3_bind_int64(q, 10, store_i64(d->total_ns));
-  return store_step_done(q);
+  return store_step_done(st, q);
 }
 
 static int store_fold(mon_store *st, int which, int64_t from, int64_t to,
@@ -295,16 +417,18 @@ static int store_fold(mon_store *st, int which, int64_t from, int64_t to,
   sqlite3_bind_int64(q, 1, from);
   sqlite3_bind_int64(q, 2, to);
   sqlite3_bind_int64(q, 3, bucket);
-  return store_step_done(q);
+  return store_step_done(st, q);
 }
 
-static int64_t store_min(mon_store *st, int which, int64_t dflt) {
+/* The oldest ts_ms of a table (dflt when it is empty): 0, or -1. */
+static int store_min(mon_store *st, int which, int64_t dflt, int64_t *v) {
   sqlite3_stmt *q = st->q[which];
-  int64_t v = dflt;
-  if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
-    v = sqlite3_column_int64(q, 0);
+  *v = dflt;
+  int rc = store_step(&st->c, q);
+  if (rc == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+    *v = sqlite3_column_int64(q, 0);
   sqlite3_reset(q);
-  return v;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Deletes what is past retention, service by service so every DELETE is a
@@ -327,14 +451,14 @@ static int store_retention(mon_store *st, int64_t now_ms, int retention_days) {
   enum { NQ = sizeof sql / sizeof sql[0] };
   sqlite3_stmt *ids = NULL, *q[NQ] = {0};
   int rc = -1;
-  if (sqlite3_prepare_v2(st->db, "SELECT id FROM services", -1, &ids, NULL) !=
-      SQLITE_OK)
+  if (store_prepare(&st->c, "SELECT id FROM services", 0, &ids) != SQLITE_OK)
     goto out;
   for (int k = 0; k < NQ; k++)
-    if (sqlite3_prepare_v2(st->db, sql[k], -1, &q[k], NULL) != SQLITE_OK)
+    if (store_prepare(&st->c, sql[k], 0, &q[k]) != SQLITE_OK)
       goto out;
   rc = 0;
-  while (sqlite3_step(ids) == SQLITE_ROW) {
+  int step;
+  while ((step = store_step(&st->c, ids)) == SQLITE_ROW) {
     for (int k = 0; k < NQ; k++) {
       sqlite3_bind_int64(q[k], 1, sqlite3_column_int64(ids, 0));
       sqlite3_bind_int64(q[k], 2, now_ms - MON_RAW_KEEP_MS);
@@ -342,9 +466,11 @@ static int store_retention(mon_store *st, int64_t now_ms, int retention_days) {
                          now_ms - (int64_t)retention_days * 86400 * 1000);
       sqlite3_bind_int64(q[k], 4, now_ms - MON_HOUR_KEEP_MS);
       sqlite3_bind_int(q[k], 5, MON_LOG_ROWS_KEEP);
-      rc |= store_step_done(q[k]);
+      rc |= store_step_done(st, q[k]);
     }
   }
+  if (step != SQLITE_DONE)
+    rc = -1;
 out:
   for (int k = 0; k < NQ; k++)
     sqlite3_finalize(q[k]);
@@ -355,21 +481,28 @@ out:
 int mon_store_maintain(mon_store *st, int64_t now_ms, int retention_days) {
   const int64_t M = 60000, H = 3600000;
   int64_t minute = now_ms / M * M, hour = now_ms / H * H;
-  if (st->done_1m == 0)
-    st->done_1m = store_min(st, Q_MIN_RAW, minute) / M * M;
+  int64_t oldest;
+  if (st->done_1m == 0) {
+    if (store_min(st, Q_MIN_RAW, minute, &oldest) != 0)
+      return -1;
+    st->done_1m = oldest / M * M;
+  }
   if (minute > st->done_1m) {
-    if (store_fold(st, Q_FOLD_1M, st->done_1m, minute, M) != 0)
+    if (store_fold(st, Q_FOLD_1M, st->done_1m, minute, M) != 0 ||
+        store_meta_set(st, "done_1m", minute) != 0)
       return -1;
     st->done_1m = minute;
-    store_meta_set(st, "done_1m", minute);
   }
-  if (st->done_1h == 0)
-    st->done_1h = store_min(st, Q_MIN_1M, hour) / H * H;
+  if (st->done_1h == 0) {
+    if (store_min(st, Q_MIN_1M, hour, &oldest) != 0)
+      return -1;
+    st->done_1h = oldest / H * H;
+  }
   if (hour > st->done_1h && st->done_1m >= hour) {
-    if (store_fold(st, Q_FOLD_1H, st->done_1h, hour, H) != 0)
+    if (store_fold(st, Q_FOLD_1H, st->done_1h, hour, H) != 0 ||
+        store_meta_set(st, "done_1h", hour) != 0)
       return -1;
     st->done_1h = hour;
-    store_meta_set(st, "done_1h", hour);
   }
   if (now_ms >= st->next_retention_ms) {
     st->next_retention_ms = now_ms + MON_MAINTAIN_EVERY_MS;
@@ -381,16 +514,17 @@ int mon_store_maintain(mon_store *st, int64_t now_ms, int retention_days) {
 /* ---- read side ---- */
 
 struct mon_reader {
-  sqlite3 *db;
+  store_conn c;
 };
 
 int mon_reader_open(const char *path, mon_reader **out) {
-  mon_reader *r = calloc(1, sizeof *r);
+  mon_reader *r = mon__calloc(1, sizeof *r);
   if (!r)
     return -1;
-  if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      NULL) != SQLITE_OK ||
-      store_pragmas(r->db, false) != 0) {
+  if (store_conn_open(&r->c, path,
+                      SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX) !=
+          SQLITE_OK ||
+      store_pragmas(&r->c) != 0) {
     mon_reader_close(r);
     return -1;
   }
@@ -401,7 +535,7 @@ int mon_reader_open(const char *path, mon_reader **out) {
 void mon_reader_close(mon_reader *r) {
   if (!r)
     return;
-  sqlite3_close(r->db);
+  sqlite3_close(r->c.db);
   free(r);
 }
 
@@ -450,8 +584,8 @@ int mon_reader_series(mon_reader *r, const char *name, int64_t from, int64_t to,
            " GROUP BY s.ts_ms/?4 ORDER BY 1",
            tier == MON_TIER_1M ? "samples_1m" : "samples_1h");
   sqlite3_stmt *q;
-  if (sqlite3_prepare_v2(r->db, tier == MON_TIER_RAW ? raw : agg, -1, &q,
-                         NULL) != SQLITE_OK)
+  if (store_prepare(&r->c, tier == MON_TIER_RAW ? raw : agg, 0, &q) !=
+      SQLITE_OK)
     return -1;
   sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
   sqlite3_bind_int64(q, 2, from);
@@ -463,10 +597,10 @@ int mon_reader_series(mon_reader *r, const char *name, int64_t from, int64_t to,
       (double)(tier == MON_TIER_RAW ? res : interval_ms) / 1000.0;
   if (sec_per_sample <= 0)
     sec_per_sample = 1;
-  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+  while ((rc = store_step(&r->c, q)) == SQLITE_ROW) {
     if (*n == cap) {
       cap = cap ? cap * 2 : 256;
-      mon_point *np = realloc(*pts, cap * sizeof *np);
+      mon_point *np = mon__realloc(*pts, cap * sizeof *np);
       if (!np) {
         rc = SQLITE_NOMEM;
         break;
@@ -502,13 +636,14 @@ int mon_reader_series(mon_reader *r, const char *name, int64_t from, int64_t to,
   return 0;
 }
 
-static int store_rows(sqlite3_stmt *q, mon_row **rows, size_t *n) {
+static int store_rows(mon_reader *r, sqlite3_stmt *q, mon_row **rows,
+                      size_t *n) {
   size_t cap = 0;
   int rc;
-  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+  while ((rc = store_step(&r->c, q)) == SQLITE_ROW) {
     if (*n == cap) {
       cap = cap ? cap * 2 : 64;
-      mon_row *nr = realloc(*rows, cap * sizeof *nr);
+      mon_row *nr = mon__realloc(*rows, cap * sizeof *nr);
       if (!nr)
         break;
       *rows = nr;
@@ -517,8 +652,8 @@ static int store_rows(sqlite3_stmt *q, mon_row **rows, size_t *n) {
     const char *a = (const char *)sqlite3_column_text(q, 1);
     const char *b = (const char *)sqlite3_column_text(q, 2);
     row->ts_ms = sqlite3_column_int64(q, 0);
-    row->a = strdup(a ? a : "");
-    row->b = strdup(b ? b : "");
+    row->a = mon__strdup(a ? a : "");
+    row->b = mon__strdup(b ? b : "");
     (*n)++;
     if (!row->a || !row->b) {
       rc = SQLITE_NOMEM;
@@ -545,13 +680,13 @@ int mon_reader_logs(mon_reader *r, const char *name, const char *stream,
       " FROM logs l JOIN services v ON v.id = l.service_id"
       " WHERE v.name = ?1 AND (?2 IS NULL OR l.stream = ?2)"
       " ORDER BY l.ts_ms DESC, l.rowid DESC LIMIT ?3) ORDER BY ts_ms, rid";
-  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+  if (store_prepare(&r->c, sql, 0, &q) != SQLITE_OK)
     return -1;
   sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
   if (stream)
     sqlite3_bind_text(q, 2, stream, -1, SQLITE_STATIC);
   sqlite3_bind_int(q, 3, tail);
-  return store_rows(q, rows, n);
+  return store_rows(r, q, rows, n);
 }
 
 int mon_reader_log_search(mon_reader *r, const char *name, const char *q,
@@ -591,14 +726,14 @@ int mon_reader_log_search(mon_reader *r, const char *name, const char *q,
       longest = run;
   }
   char sql[512];
-  char *pattern = malloc(3 * ql + 3);
+  char *pattern = mon__malloc(3 * ql + 3);
   if (!pattern)
     return -1;
   sqlite3_stmt *st = NULL;
   bool fts = false;
   if (longest >= 3) {
     snprintf(sql, sizeof sql, fts_sql, special ? "GLOB" : "LIKE");
-    fts = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) == SQLITE_OK;
+    fts = store_prepare(&r->c, sql, 0, &st) == SQLITE_OK;
   }
   char *w = pattern;
   if (fts) {
@@ -616,7 +751,7 @@ int mon_reader_log_search(mon_reader *r, const char *name, const char *q,
     *w = '\0';
   } else {
     snprintf(sql, sizeof sql, scan_sql, MON_LOG_SCAN_MAX);
-    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (store_prepare(&r->c, sql, 0, &st) != SQLITE_OK) {
       free(pattern);
       return -1;
     }
@@ -630,7 +765,7 @@ int mon_reader_log_search(mon_reader *r, const char *name, const char *q,
   sqlite3_bind_int64(st, 4, from_ms);
   sqlite3_bind_int64(st, 5, to_ms);
   sqlite3_bind_int(st, 6, limit);
-  return store_rows(st, rows, n);
+  return store_rows(r, st, rows, n);
 }
 
 int mon_reader_events(mon_reader *r, const char *name, int limit,
@@ -641,11 +776,11 @@ int mon_reader_events(mon_reader *r, const char *name, int limit,
   const char *sql = "SELECT e.ts_ms, e.kind, e.detail FROM events e"
                     " JOIN services v ON v.id = e.service_id WHERE v.name = ?1"
                     " ORDER BY e.ts_ms DESC, e.rowid DESC LIMIT ?2";
-  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+  if (store_prepare(&r->c, sql, 0, &q) != SQLITE_OK)
     return -1;
   sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
   sqlite3_bind_int(q, 2, limit);
-  return store_rows(q, rows, n);
+  return store_rows(r, q, rows, n);
 }
 
 void mon_rows_free(mon_row *rows, size_t n) {
@@ -658,14 +793,14 @@ void mon_rows_free(mon_row *rows, size_t n) {
 
 /* ---- method statistics ---- */
 
-static int store_method_rows(sqlite3_stmt *q, bool with_ts,
+static int store_method_rows(mon_reader *r, sqlite3_stmt *q, bool with_ts,
                              mon_method_row **rows, size_t *n) {
   size_t cap = 0;
   int rc;
-  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+  while ((rc = store_step(&r->c, q)) == SQLITE_ROW) {
     if (*n == cap) {
       cap = cap ? cap * 2 : 64;
-      mon_method_row *nr = realloc(*rows, cap * sizeof *nr);
+      mon_method_row *nr = mon__realloc(*rows, cap * sizeof *nr);
       if (!nr) {
         rc = SQLITE_NOMEM;
         break;
@@ -682,8 +817,8 @@ static int store_method_rows(sqlite3_stmt *q, bool with_ts,
     if (with_ts)
       row->ts_ms = sqlite3_column_int64(q, 0);
     else
-      row->service = strdup(a ? a : "");
-    row->method = strdup(m ? m : "");
+      row->service = mon__strdup(a ? a : "");
+    row->method = mon__strdup(m ? m : "");
     row->calls = sqlite3_column_int64(q, 2);
     row->errors = sqlite3_column_int64(q, 3);
     row->bytes_in = sqlite3_column_int64(q, 4);
@@ -725,14 +860,14 @@ int mon_reader_method_top(mon_reader *r, const char *name, int64_t from,
       " GROUP BY v.id, m.method ORDER BY sum(m.total_ns) DESC, v.name,"
       " m.method LIMIT ?4";
   sqlite3_stmt *q;
-  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+  if (store_prepare(&r->c, sql, 0, &q) != SQLITE_OK)
     return -1;
   if (name)
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
   sqlite3_bind_int64(q, 2, from);
   sqlite3_bind_int64(q, 3, to);
   sqlite3_bind_int(q, 4, limit);
-  return store_method_rows(q, false, rows, n);
+  return store_method_rows(r, q, false, rows, n);
 }
 
 int mon_reader_method_points(mon_reader *r, const char *name, int64_t from,
@@ -747,13 +882,13 @@ int mon_reader_method_points(mon_reader *r, const char *name, int64_t from,
       " WHERE v.name = ?1 AND m.ts_ms >= ?2 AND m.ts_ms < ?3"
       " ORDER BY m.ts_ms, m.method LIMIT ?4";
   sqlite3_stmt *q;
-  if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+  if (store_prepare(&r->c, sql, 0, &q) != SQLITE_OK)
     return -1;
   sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
   sqlite3_bind_int64(q, 2, from);
   sqlite3_bind_int64(q, 3, to);
   sqlite3_bind_int(q, 4, limit);
-  return store_method_rows(q, true, rows, n);
+  return store_method_rows(r, q, true, rows, n);
 }
 
 void mon_method_rows_free(mon_method_row *rows, size_t n) {

@@ -30,9 +30,18 @@ void mon_store_close(mon_store *st);
 /* Registers a service (insert or update port/command); *id is its row id. */
 int mon_store_service(mon_store *st, const char *name, int port,
                       const char *command, int64_t *id);
-/* Brackets one tick's writes. */
+/* Bracket one tick's writes: 0, or -1 (mon_store_error says why). BEGIN
+ * first ends a transaction that a failed COMMIT or ROLLBACK left open; a
+ * COMMIT that fails rolls back, so every transaction is written whole or
+ * not at all, and the next one starts clean. */
 int mon_store_begin(mon_store *st);
 int mon_store_commit(mon_store *st);
+/* Abandons the open transaction (after a failed write in it), including
+ * what mon_store_maintain marked as done in it. */
+void mon_store_rollback(mon_store *st);
+/* The text of the writer's last failure ("database or disk is full"), ""
+ * before any. Valid until the next call on st. */
+const char *mon_store_error(const mon_store *st);
 /* Inserts one raw sample (cpu NULL when !cpu_valid, pss NULL likewise). */
 int mon_store_sample(mon_store *st, int64_t sid, int64_t ts_ms,
                      const mon_sample *s);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "mon_sys.h"
+
 typedef mon_state (*sup_action)(mon_sup *s, size_t i);
 
 static uint64_t sup_now(mon_sup *s) { return s->ops.now_ms(s->ops.ctx); }
@@ -290,7 +292,7 @@ int mon_sup_init(mon_sup *s, const mon_config *cfg, const mon_sup_ops *ops) {
   s->cfg = cfg;
   s->ops = *ops;
   s->n = cfg->nservices;
-  s->procs = calloc(s->n ? s->n : 1, sizeof *s->procs);
+  s->procs = mon__calloc(s->n ? s->n : 1, sizeof *s->procs);
   for (size_t i = 0; s->procs && i < s->n; i++)
     s->procs[i].health = MON_HEALTH_UNKNOWN; /* not 0, which is FAILING */
   return s->procs ? 0 : -1;

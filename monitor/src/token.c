@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mon_sys.h"
+
 int mon_random_hex(char *out, size_t nbytes) {
   unsigned char raw[64];
   if (nbytes > sizeof raw)
@@ -37,7 +39,7 @@ static int token_create(const char *path, char *out, char *err, size_t errlen) {
     snprintf(err, errlen, "getrandom: %s", strerror(errno));
     return -1;
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  int fd = mon__open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return -1;
@@ -63,7 +65,7 @@ int mon_token_load(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
 
 int mon_token_read(const char *path, char out[MON_TOKEN_LEN + 1], char *err,
                    size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = mon__open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
   if (fd < 0) {
     snprintf(err, errlen, "%s: %s", path, strerror(errno));
     return -1;

@@ -5,23 +5,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "mon_sys.h"
 
 int mon_shared_init(mon_shared *s, size_t n) {
   memset(s, 0, sizeof *s);
-  s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  s->views = calloc(n ? n : 1, sizeof *s->views);
+  /* first: mon_shared_fini destroys it once views exist */
+  pthread_mutex_init(&s->mu, NULL);
+  s->wake_fd = mon__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  s->views = mon__calloc(n ? n : 1, sizeof *s->views);
   if (s->wake_fd < 0 || !s->views) {
     mon_shared_fini(s);
     return -1;
   }
   s->n = n;
-  pthread_mutex_init(&s->mu, NULL);
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  s->started_wall_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  s->store.ok = true;
   return 0;
 }
 
 mon_config_ref *mon_config_ref_new(const mon_config *cfg, bool owned) {
-  mon_config_ref *r = calloc(1, sizeof *r);
+  mon_config_ref *r = mon__calloc(1, sizeof *r);
   if (!r)
     return NULL;
   r->cfg = *cfg;
@@ -58,7 +66,7 @@ int mon_shared_publish(mon_shared *s, mon_config_ref *cfg, const mon_view *in,
   pthread_mutex_lock(&s->mu);
   int rc = 0;
   if (n != s->n) {
-    mon_view *nv = realloc(s->views, (n ? n : 1) * sizeof *nv);
+    mon_view *nv = mon__realloc(s->views, (n ? n : 1) * sizeof *nv);
     if (!nv)
       rc = -1;
     else
@@ -152,4 +160,16 @@ size_t mon_shared_take(mon_shared *s, mon_command *out, size_t cap) {
   s->nqueue -= n;
   pthread_mutex_unlock(&s->mu);
   return n;
+}
+
+void mon_shared_set_store(mon_shared *s, const mon_store_status *st) {
+  pthread_mutex_lock(&s->mu);
+  s->store = *st;
+  pthread_mutex_unlock(&s->mu);
+}
+
+void mon_shared_get_store(mon_shared *s, mon_store_status *out) {
+  pthread_mutex_lock(&s->mu);
+  *out = s->store;
+  pthread_mutex_unlock(&s->mu);
 }

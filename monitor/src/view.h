@@ -63,6 +63,14 @@ typedef struct mon_command {
   mon_action action;
 } mon_command;
 
+/* The metrics store's health as the loop last found it, for GET
+ * /api/monitor and the dashboard's banner. */
+typedef struct mon_store_status {
+  bool ok;          /* the last tick's transaction was written */
+  char error[200];  /* why it was not (SQLite's text); "" when ok */
+  int64_t since_ms; /* wall clock of the first failure in a row; 0 if ok */
+} mon_store_status;
+
 typedef struct mon_shared {
   pthread_mutex_t mu;
   mon_config_ref *cfg; /* what views[] is indexed by; NULL before the first */
@@ -72,9 +80,11 @@ typedef struct mon_shared {
   mon_command queue[MON_QUEUE_MAX];
   size_t nqueue;
   int wake_fd;             /* eventfd, or -1 */
-  int64_t started_wall_ms; /* monitor start */
+  int64_t started_wall_ms; /* monitor start (mon_shared_init) */
+  mon_store_status store;
 } mon_shared;
 
+/* The store starts ok. 0, or -1 (out of memory or fds). */
 int mon_shared_init(mon_shared *s, size_t n);
 void mon_shared_fini(mon_shared *s);
 /* Publishes the views of cfg's services (n of them), taking a reference to
@@ -98,6 +108,9 @@ void mon_shared_push_reload(mon_shared *s, mon_config *cfg);
 mon_config *mon_shared_take_reload(mon_shared *s);
 /* Takes up to cap queued requests. */
 size_t mon_shared_take(mon_shared *s, mon_command *out, size_t cap);
+/* The store's health: set by the loop, read by the HTTP side. */
+void mon_shared_set_store(mon_shared *s, const mon_store_status *st);
+void mon_shared_get_store(mon_shared *s, mon_store_status *out);
 
 #ifdef __cplusplus
 }
