@@ -48,12 +48,17 @@
 #define MAX_KIDS 64
 #define CALLS_PER_SEC 20000 /* numbers per client per second of a phase */
 #define TICK_MS 10
+/* Between chaos events: long enough that a worker often lives through two
+ * CPU samples (1 s apart), so the pool grows between kills. */
+#define CHAOS_GAP_MIN_MS 300
+#define CHAOS_GAP_MAX_MS 1500
 #define READY_LIMIT_MS 10000
 #define RESTART_LIMIT_MS 15000 /* a new master waits for the address */
 #define ORPHAN_LIMIT_MS 5000   /* a worker of a dead master must be gone */
 #define SETTLE_LIMIT_MS 30000  /* scale down, fds and threads back */
 #define STOP_LIMIT_MS 15000    /* SIGTERM to the master's exit */
 #define REAP_LIMIT_MS 10000
+#define GROWTH_SLICE_MS 10000 /* phases this long must see the pool grow */
 
 static volatile sig_atomic_t g_interrupted;
 
@@ -62,8 +67,26 @@ static void on_signal(int sig) {
   g_interrupted = 1;
 }
 
+/* What the chaos loop may do, and how often against the others. */
+enum chaos_kind {
+  CHAOS_KILL_WORKER,
+  CHAOS_PAUSE_WORKER, /* SIGSTOP past the callers' timeout, then SIGCONT */
+  CHAOS_KILL_MASTER,
+  CHAOS_RESPAWN_KILL, /* a worker, then the master as it forks anew */
+  CHAOS_KINDS
+};
+
+static const struct {
+  const char *name;
+  int weight;
+} chaos_kinds[CHAOS_KINDS] = {{"kill-worker", 68},
+                              {"pause-worker", 12},
+                              {"kill-master", 14},
+                              {"respawn-kill", 6}};
+
 typedef struct opts {
   int seconds, clients, timeout_ms, slack_ms, keep;
+  int chaos; /* bit (1 << enum chaos_kind) per kind allowed */
   uint64_t seed;
 } opts;
 
@@ -475,19 +498,28 @@ static int kill_master_in_respawn(phase *p, pid_t worker) {
   return kill_master(p);
 }
 
-/* One chaos event, chosen by the phase's seeded generator. */
+/* One chaos event, of a kind the options allow, chosen by the phase's
+ * seeded generator. */
 static int chaos_step(phase *p) {
+  int total = 0;
+  for (int k = 0; k < CHAOS_KINDS; k++)
+    total += p->o->chaos & (1 << k) ? chaos_kinds[k].weight : 0;
+  int r = soak_rand_range(&p->rng, 0, total - 1), kind = 0;
+  for (; kind < CHAOS_KINDS; kind++)
+    if (p->o->chaos & (1 << kind) && (r -= chaos_kinds[kind].weight) < 0)
+      break;
   pid_t kids[MAX_KIDS];
   int n = workers_of_master(p, kids);
-  int r = soak_rand_range(&p->rng, 0, 99);
   pid_t w = n > 0 ? kids[soak_rand_range(&p->rng, 0, n - 1)] : 0;
-  if (r >= 80 && r < 94)
+  if (kind == CHAOS_KILL_MASTER)
     return kill_master(p);
   if (!w)
     return 0; /* between a worker's death and its replacement */
-  if (r >= 94)
+  if (kind == CHAOS_RESPAWN_KILL)
     return kill_master_in_respawn(p, w);
-  if (r >= 68 && !p->paused) { /* its callers time out meanwhile */
+  if (kind == CHAOS_PAUSE_WORKER) { /* its callers time out meanwhile */
+    if (p->paused)
+      return 0;
     kill(w, SIGSTOP);
     p->paused = w;
     p->resume_ms =
@@ -725,7 +757,9 @@ static uint64_t run_phase(const opts *o, int index, const char *transport,
   if (start_master(p) == 0 && start_clients(p, end) == 0) {
     /* the chaos loop, until the phase's time is up */
     while (!g_interrupted && soak_now_ms() < end) {
-      sleep_ticking(p, soak_now_ms() + soak_rand_range(&p->rng, 150, 900));
+      sleep_ticking(p,
+                    soak_now_ms() + soak_rand_range(&p->rng, CHAOS_GAP_MIN_MS,
+                                                    CHAOS_GAP_MAX_MS));
       if (soak_now_ms() >= end || g_interrupted)
         break;
       if (p->m.exited && !p->m.killed) {
@@ -750,6 +784,14 @@ static uint64_t run_phase(const opts *o, int index, const char *transport,
       stop_master(p);
     }
     reap_all(p);
+    /* Scaling is part of what is soaked: a phase long enough for it
+     * (several CPU samples between master kills) must have grown. */
+    if (slice_ms >= GROWTH_SLICE_MS && p->workers_max_seen < 2 &&
+        !g_interrupted)
+      soak_violation(&p->t,
+                     "the pool never grew past %d worker in %.1f s of load "
+                     "(scaling untested; log %s)",
+                     p->workers_max_seen, slice_ms / 1000.0, p->log_path);
     p->scale_ups = count_lines(p->log_path, "scale up");
     p->scale_downs = count_lines(p->log_path, "scale down");
     p->replaced = count_lines(p->log_path, "replacing");
@@ -790,8 +832,33 @@ static int rm_entry(const char *path, const struct stat *st, int flag,
 
 static void usage(void) {
   fprintf(stderr, "usage: soak_driver [--seconds N] [--seed S] [--clients N] "
-                  "[--timeout-ms MS] [--slack-ms MS] [--keep]\n");
+                  "[--timeout-ms MS] [--slack-ms MS] [--keep] "
+                  "[--chaos KIND[,KIND]...]\n  KIND: all");
+  for (int k = 0; k < CHAOS_KINDS; k++)
+    fprintf(stderr, " %s", chaos_kinds[k].name);
+  fprintf(stderr, "\n");
   exit(2);
+}
+
+/* "all" or a comma-separated list of chaos kinds, as bits. */
+static int parse_chaos(const char *v) {
+  if (!v)
+    usage();
+  if (strcmp(v, "all") == 0)
+    return (1 << CHAOS_KINDS) - 1;
+  int mask = 0;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", v);
+  for (char *save, *w = strtok_r(buf, ",", &save); w;
+       w = strtok_r(NULL, ",", &save)) {
+    int k = 0;
+    while (k < CHAOS_KINDS && strcmp(w, chaos_kinds[k].name) != 0)
+      k++;
+    if (k == CHAOS_KINDS)
+      usage();
+    mask |= 1 << k;
+  }
+  return mask ? mask : parse_chaos(NULL);
 }
 
 static long parse_num(const char *v, long lo, long hi) {
@@ -804,7 +871,11 @@ static long parse_num(const char *v, long lo, long hi) {
 }
 
 int main(int argc, char **argv) {
-  opts o = {.seconds = 60, .clients = 4, .timeout_ms = 1000, .slack_ms = 500};
+  opts o = {.seconds = 60,
+            .clients = 4,
+            .timeout_ms = 1000,
+            .slack_ms = 500,
+            .chaos = (1 << CHAOS_KINDS) - 1};
   int have_seed = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -821,6 +892,8 @@ int main(int argc, char **argv) {
       o.timeout_ms = (int)parse_num(v, 50, 60000);
     else if (strcmp(a, "--slack-ms") == 0)
       o.slack_ms = (int)parse_num(v, 0, 60000);
+    else if (strcmp(a, "--chaos") == 0)
+      o.chaos = parse_chaos(v);
     else if (strcmp(a, "--seed") == 0 && v) {
       char *end;
       errno = 0;
@@ -869,8 +942,17 @@ int main(int argc, char **argv) {
          "(+%d ms slack), workers %d..%d, seed %" PRIu64 "\n",
          o.seconds, slice_ms / 1000.0, o.clients, o.timeout_ms, o.slack_ms,
          WORKERS_MIN, WORKERS_MAX, o.seed);
-  printf("soak: repeat with: ci/soak %d --seed %" PRIu64 "\n", o.seconds,
-         o.seed);
+  printf("soak: repeat with: ci/soak %d --seed %" PRIu64, o.seconds, o.seed);
+  if (o.clients != 4 || o.timeout_ms != 1000 || o.slack_ms != 500)
+    printf(" --clients %d --timeout-ms %d --slack-ms %d", o.clients,
+           o.timeout_ms, o.slack_ms);
+  if (o.chaos != (1 << CHAOS_KINDS) - 1)
+    for (int k = 0, first = 1; k < CHAOS_KINDS; k++)
+      if (o.chaos & (1 << k)) {
+        printf("%s%s", first ? " --chaos " : ",", chaos_kinds[k].name);
+        first = 0;
+      }
+  printf("\n");
   fflush(stdout);
   int64_t t0 = soak_now_ms();
   uint64_t violations = 0;
