@@ -107,14 +107,24 @@ static void check_call(const soak_check_in *in, soak_tally *t, uint32_t client,
                    "call c%u#%u was refused by svc_call_send (SVC_EAGAIN: "
                    "nothing sent) but ran (pid %u)",
                    client, seq, e->pid[0]);
-  int allowed = call->rc == 0 || soak_rc_actionable(call->rc) ||
-                (call->stage == SOAK_STAGE_SEND && call->rc == SVC_EAGAIN);
-  if (!allowed)
+  if (call->rc == SOAK_RC_LOST) {
     soak_violation(t,
-                   "call c%u#%u (%s) failed%s with %s (%d) after %u ms: not a "
+                   "call c%u#%u (%s) was lost: svc_call_recv had not finished "
+                   "it %u ms after its send (timeout %d ms; ran %u times)",
+                   client, seq, how, waited, in->timeout_ms, ran);
+    return;
+  }
+  if (call->rc == SOAK_RC_BAD_REPLY)
+    soak_violation(t,
+                   "call c%u#%u (%s) succeeded with the reply to another call "
+                   "(ran %u times)",
+                   client, seq, how, ran);
+  else if (!(call->rc == 0 || soak_rc_actionable(call->rc) ||
+             (call->stage == SOAK_STAGE_SEND && call->rc == SVC_EAGAIN)))
+    soak_violation(t,
+                   "call c%u#%u (%s) failed%s with %s after %u ms: not a "
                    "failure a caller can act on (ran %u times)",
-                   client, seq, how, sent, rc_name(call->rc), call->rc, waited,
-                   ran);
+                   client, seq, how, sent, svc_err_name(call->rc), waited, ran);
   if (call->elapsed_us > (uint32_t)(in->timeout_ms + in->slack_ms) * 1000u)
     soak_violation(t,
                    "call c%u#%u (%s) waited %u ms (%s): past its timeout %d ms "

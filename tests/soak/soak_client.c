@@ -111,6 +111,18 @@ static int call_one(client *k) {
   return rc;
 }
 
+/* The calls left of a batch never finished: each is recorded as lost, and
+ * the client starts afresh. */
+static int lose_batch(client *k, soak_call **calls, const int64_t *t0,
+                      int out) {
+  for (int i = 0; i < out; i++)
+    call_end(k, calls[i], SOAK_RC_LOST, SOAK_STAGE_FINISH, t0[i], NULL, 0);
+  k->head->lost_batches++;
+  svc_client_close(k->c);
+  k->c = NULL;
+  return client_open(k) == 0 ? SOAK_RC_LOST : 0;
+}
+
 /* A batch of calls in flight at once, then each received as it finishes.
  * Returns the last outcome seen. */
 static int call_batch(client *k, int n) {
@@ -141,19 +153,14 @@ static int call_batch(client *k, int n) {
     /* Every call in flight is past its own deadline by then. */
     rc = svc_call_recv(k->c, k->cfg->timeout_ms + k->cfg->slack_ms, &id, &resp,
                        &len);
-    if (id == 0) { /* calls in flight, yet none finished: lost */
-      for (int i = 0; i < out; i++)
-        call_end(k, calls[i], SOAK_RC_LOST, SOAK_STAGE_FINISH, t0[i], NULL, 0);
-      k->head->lost_batches++;
-      svc_client_close(k->c);
-      k->c = NULL;
-      return client_open(k) == 0 ? SOAK_RC_LOST : 0;
-    }
+    if (id == 0) /* calls in flight, yet none finished */
+      return lose_batch(k, calls, t0, out);
     int i = 0;
     while (i < out && ids[i] != id)
       i++;
-    if (i == out) {
-      k->head->unknown_ids++;
+    if (i == out) { /* counted; a flood of them ends the batch as lost */
+      if (++k->head->unknown_ids % (4 * BATCH_MAX) == 0)
+        return lose_batch(k, calls, t0, out);
       continue;
     }
     call_end(k, calls[i], rc, SOAK_STAGE_FINISH, t0[i], resp, len);

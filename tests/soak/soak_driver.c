@@ -54,9 +54,11 @@
 #define CHAOS_GAP_MAX_MS 1500
 #define READY_LIMIT_MS 10000
 #define RESTART_LIMIT_MS 15000 /* a new master waits for the address */
-#define ORPHAN_LIMIT_MS 5000   /* a worker of a dead master must be gone */
-#define SETTLE_LIMIT_MS 30000  /* scale down, fds and threads back */
-#define STOP_LIMIT_MS 15000    /* SIGTERM to the master's exit */
+/* A worker of a dead master must be gone by then: it finishes what it
+ * runs, or its retirement's grace (5 s) if it was retiring. */
+#define ORPHAN_LIMIT_MS 8000
+#define SETTLE_LIMIT_MS 30000 /* scale down, fds and threads back */
+#define STOP_LIMIT_MS 15000   /* SIGTERM to the master's exit */
 #define REAP_LIMIT_MS 10000
 #define GROWTH_SLICE_MS 10000 /* phases this long must see the pool grow */
 
@@ -123,7 +125,7 @@ typedef struct phase {
   int64_t resume_ms;
   /* counts */
   int worker_kills, master_kills, respawn_kills, pauses, restarts, refusals;
-  int workers_max_seen, strays;
+  int workers_max_seen;
   int64_t max_downtime_ms, orphan_max_ms, settle_ms;
   int scale_ups, scale_downs, replaced;
   int final_fds, final_threads, final_wfds, final_wthreads, final_workers;
@@ -188,10 +190,12 @@ static void reap(phase *p) {
         found = 1;
       }
     }
-    /* A failed start of a master, or a worker forked after the last look
-     * at a killed master's children: reparented to us, as an orphan. */
-    if (!found)
-      p->strays++;
+    /* A worker forked after the last look at a killed master's children,
+     * reparented to us and gone before adopt_strays saw it. */
+    soak_orphan *o;
+    if (!found && p->last_master &&
+        (o = orphan_add(p, pid, p->last_master, p->last_master_death_ms)))
+      o->gone_ms = now;
   }
 }
 
@@ -203,9 +207,8 @@ static void adopt_strays(phase *p) {
   pid_t kids[MAX_KIDS];
   int n = soak_proc_children(getpid(), kids, MAX_KIDS);
   for (int i = 0; i < n; i++)
-    if (!known_child(p, kids[i]) &&
-        orphan_add(p, kids[i], p->last_master, p->last_master_death_ms))
-      p->strays++;
+    if (!known_child(p, kids[i]))
+      orphan_add(p, kids[i], p->last_master, p->last_master_death_ms);
 }
 
 /* A worker of a dead master must not serve on: past the limit it is a
@@ -522,8 +525,10 @@ static int chaos_step(phase *p) {
       return 0;
     kill(w, SIGSTOP);
     p->paused = w;
-    p->resume_ms =
-        soak_now_ms() + p->o->timeout_ms + soak_rand_range(&p->rng, 100, 600);
+    /* Past timeout + slack: a caller whose timeout did not fire would
+     * wait longer than the check allows. */
+    p->resume_ms = soak_now_ms() + p->o->timeout_ms + p->o->slack_ms +
+                   soak_rand_range(&p->rng, 100, 1000);
     p->pauses++;
     return 0;
   }
@@ -775,7 +780,7 @@ static uint64_t run_phase(const opts *o, int index, const char *transport,
     int64_t wait_end = end + o->timeout_ms + o->slack_ms + 5000;
     while (clients_running(p) && soak_now_ms() < wait_end && !g_interrupted)
       sleep_ticking(p, soak_now_ms() + TICK_MS);
-    if (clients_running(p))
+    if (clients_running(p) && !g_interrupted)
       soak_violation(&p->t, "%d clients still running %d ms after the phase",
                      clients_running(p), o->timeout_ms + o->slack_ms + 5000);
     int64_t ran = soak_now_ms() - t0;
@@ -804,9 +809,10 @@ static uint64_t run_phase(const opts *o, int index, const char *transport,
                         .slack_ms = o->slack_ms,
                         .orphans = p->orphans,
                         .norphans = p->norphans};
-    if (!g_interrupted)
+    if (!g_interrupted) {
       soak_check(&in, &p->t);
-    print_phase(p, ran);
+      print_phase(p, ran);
+    }
   }
   reap_all(p);
   violations = p->t.violations;
