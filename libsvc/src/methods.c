@@ -198,6 +198,13 @@ int svc__server_stats_open(svc_server *s) {
   return svc__stats_new(s->nmethods + NBUILTIN, (int)slots, &s->stats);
 }
 
+/* A handler passing on a failed svc_reply_alloc (with SVC_ETOOBIG, as
+ * most do) when memory ran out: the caller learns SVC_ENOMEM, which a
+ * smaller or later call may not meet, not that the reply was too big. */
+static int reply_status(int rc, const svc_reply *r) {
+  return rc < 0 && r->error == SVC_ENOMEM ? SVC_ENOMEM : rc;
+}
+
 int svc__server_dispatch(void *ctx, const char *name, const void *req,
                          size_t len, svc_reply *r) {
   svc__item *it = ctx;
@@ -208,8 +215,10 @@ int svc__server_dispatch(void *ctx, const char *name, const void *req,
     return SVC_ENOMETHOD;
   }
   if (!s->stats) /* SVC_STATS=off */
-    return i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
-                           : run_builtin(s, i - s->nmethods, req, len, r);
+    return reply_status(i < s->nmethods
+                            ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
+                            : run_builtin(s, i - s->nmethods, req, len, r),
+                        r);
   int tsc = svc__stats_uses_tsc(s->stats);
   uint64_t t0 = svc__stats_ticks(tsc);
   int rc = i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
@@ -217,7 +226,7 @@ int svc__server_dispatch(void *ctx, const char *name, const void *req,
   uint64_t t1 = svc__stats_ticks(tsc);
   svc__stats_record(s->stats, it->stats_slot, i, t1 - t0, len,
                     rc == 0 ? r->len : 0, rc != 0);
-  return rc;
+  return reply_status(rc, r);
 }
 
 void *svc_reply_alloc(svc_reply *r, size_t len) {

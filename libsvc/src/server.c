@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -25,6 +26,9 @@
 #define INITIAL_THREADS 2
 #define IDLE_EXIT_MS                                                           \
   2000 /* threads above INITIAL_THREADS idle this long exit */
+/* How long a listener rests after accept ran out of fds or memory: long
+ * enough to cost nothing, short enough that a freed fd is soon used. */
+#define ACCEPT_PAUSE_MS 50
 
 int svc_server_new(const char *name, svc_server **out) {
   if (!out || !svc__name_valid(name))
@@ -40,6 +44,7 @@ int svc_server_new(const char *name, svc_server **out) {
   s->opts.max_spinners = ncpu > 1 ? (int)ncpu - 1 : 1;
   s->max_threads = DEFAULT_MAX_THREADS;
   s->epfd = -1;
+  s->resume_fd = -1;
   /* Made now, not at start: stop may come from any thread at any time. */
   s->stopfd = svc__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (s->stopfd < 0) {
@@ -185,6 +190,36 @@ static void conn_remove(svc_server *s, svc__item *it) {
   item_free(it);
 }
 
+/* Takes listener it off epoll for ACCEPT_PAUSE_MS: its backlog waits
+ * there (the kernel keeps it) until resume_listeners. If even the timer
+ * cannot be set, the listener is re-armed at once: spinning beats a
+ * listener that never comes back. */
+static void pause_listener(svc_server *s, svc__item *it) {
+  atomic_store(&it->paused, 1);
+  struct itimerspec t = {.it_value = {0, ACCEPT_PAUSE_MS * 1000000L}};
+  if (timerfd_settime(s->resume_fd, 0, &t, NULL) != 0) {
+    atomic_store(&it->paused, 0);
+    arm(s, it, EPOLL_CTL_MOD);
+  }
+}
+
+/* Polls listener it again; if epoll refuses (ENOMEM), the timer tries
+ * again later: a listener must never drop out of the set for good. */
+static void rearm_listener(svc_server *s, svc__item *it) {
+  if (arm(s, it, EPOLL_CTL_MOD) < 0)
+    pause_listener(s, it);
+}
+
+/* The resume timer fired. */
+static void resume_listeners(svc_server *s) {
+  uint64_t ticks;
+  while (read(s->resume_fd, &ticks, sizeof ticks) > 0)
+    ;
+  for (int i = 0; i < s->nlisteners; i++)
+    if (atomic_exchange(&s->listeners[i].paused, 0))
+      rearm_listener(s, &s->listeners[i]);
+}
+
 static void accept_all(svc_server *s, svc__item *it) {
   svc__listener *l = it->listener;
   for (;;) {
@@ -192,12 +227,19 @@ static void accept_all(svc_server *s, svc__item *it) {
       break; /* another worker should take it: poll again */
     svc__conn *c;
     int rc = l->tp->accept(l, &s->opts, &c);
-    if (rc == 1 || rc == SVC_ENOMEM || rc == SVC_ESYS)
-      break; /* none pending, or out of fds: try again on the next event */
+    if (rc == 1)
+      break; /* none pending */
+    if (rc == SVC_ENOMEM || rc == SVC_ESYS) {
+      /* Out of fds (EMFILE) or memory: the pending connection stays in
+       * the backlog and the listener readable. Polling it again now would
+       * spin a core until an fd frees up. */
+      pause_listener(s, it);
+      return;
+    }
     if (rc == 0)
       conn_add(s, c);
   }
-  arm(s, it, EPOLL_CTL_MOD);
+  rearm_listener(s, it);
 }
 
 static void *thread_main(void *arg);
@@ -291,11 +333,45 @@ static void *thread_main(void *arg) {
       maybe_spawn(s); /* keep one thread free for the next event */
     if (it->kind == ITEM_LISTENER)
       accept_all(s, it);
+    else if (it->kind == ITEM_RESUME)
+      resume_listeners(s);
     else
       serve_conn(s, it);
   }
   thread_leave(s, 0);
   return NULL;
+}
+
+static void close_epoll(svc_server *s) {
+  if (s->epfd >= 0)
+    close(s->epfd);
+  if (s->resume_fd >= 0)
+    close(s->resume_fd);
+  s->epfd = s->resume_fd = -1;
+}
+
+/* The epoll set: the stop eventfd, the resume timer, every listener. */
+static int start_epoll(svc_server *s) {
+  s->epfd = svc__epoll_create1(EPOLL_CLOEXEC);
+  s->resume_fd =
+      svc__timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (s->epfd < 0 || s->resume_fd < 0)
+    return svc__from_errno(errno);
+  s->stop_item.kind = ITEM_STOP;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->stop_item};
+  if (svc__epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stopfd, &ev) != 0)
+    return svc__from_errno(errno);
+  /* Edge-triggered: each expiry wakes one thread, not every idle one, and
+   * nothing needs re-arming (which could fail). */
+  s->resume_item.kind = ITEM_RESUME;
+  ev.events = EPOLLIN | EPOLLET;
+  ev.data.ptr = &s->resume_item;
+  if (svc__epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->resume_fd, &ev) != 0)
+    return svc__from_errno(errno);
+  int rc = 0;
+  for (int i = 0; rc == 0 && i < s->nlisteners; i++)
+    rc = arm(s, &s->listeners[i], EPOLL_CTL_ADD);
+  return rc;
 }
 
 int svc_server_start(svc_server *s) {
@@ -305,22 +381,17 @@ int svc_server_start(svc_server *s) {
     return SVC_EINVAL;
   if (s->nlisteners == 0)
     return SVC_ESTATE;
-  s->epfd = svc__epoll_create1(EPOLL_CLOEXEC);
-  if (s->epfd < 0)
-    return SVC_ENOMEM;
-  s->stop_item.kind = ITEM_STOP;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->stop_item};
-  if (svc__epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stopfd, &ev) != 0)
-    return svc__from_errno(errno);
-  for (int i = 0; i < s->nlisteners; i++)
-    if (arm(s, &s->listeners[i], EPOLL_CTL_ADD) < 0)
-      return SVC_ESYS;
-  if (svc__server_stats_open(s) < 0) /* no-op if svc_server_run made it */
-    return SVC_ENOMEM;
+  int rc = start_epoll(s);
+  if (rc == 0 && svc__server_stats_open(s) < 0) /* no-op if run made it */
+    rc = SVC_ENOMEM;
+  if (rc < 0) { /* as before the call: a second start may succeed */
+    close_epoll(s);
+    return rc;
+  }
   s->started_ns = svc__now_ns();
   s->started = 1;
   /* The first thread is required; a stop may already have ended it. */
-  int rc = maybe_spawn(s);
+  rc = maybe_spawn(s);
   if (rc == 0 && INITIAL_THREADS > 1)
     (void)maybe_spawn(s); /* more only help */
   return rc;
@@ -480,8 +551,7 @@ void svc_server_free(svc_server *s) {
       l->path[0] = '\0'; /* a worker: the master removes socket files */
     l->tp->unlisten(l);
   }
-  if (s->epfd >= 0)
-    close(s->epfd);
+  close_epoll(s);
   if (s->stopfd >= 0)
     close(s->stopfd);
   pthread_mutex_destroy(&s->lock);

@@ -18,7 +18,7 @@ typedef struct svc__method {
   void *ctx;
 } svc__method;
 
-enum item_kind { ITEM_STOP, ITEM_LISTENER, ITEM_CONN };
+enum item_kind { ITEM_STOP, ITEM_LISTENER, ITEM_CONN, ITEM_RESUME };
 
 /* What an epoll event points at. Connections are linked for shutdown. */
 typedef struct svc__item {
@@ -29,6 +29,7 @@ typedef struct svc__item {
   int stats_slot;            /* connections: their statistics slot */
   pthread_mutex_t serving;   /* held by the thread serving conn */
   int goaway_sent;           /* the client was asked to reconnect */
+  _Atomic int paused;        /* listeners: out of fds, waiting on resume */
   struct svc__item *prev, *next;
 } svc__item;
 
@@ -46,6 +47,10 @@ struct svc_server {
   int epfd;   /* -1 until started */
   int stopfd; /* eventfd: readable once stop was asked */
   svc__item stop_item;
+  /* Out of fds, a listener stays readable: it is taken off epoll and this
+   * timerfd brings it back, so the pool neither spins nor stops for good. */
+  int resume_fd; /* -1 until started */
+  svc__item resume_item;
   _Atomic int stopping;
   _Atomic int retiring; /* worker winding down: no accepts, goaway */
   int started;

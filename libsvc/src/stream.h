@@ -25,8 +25,9 @@ typedef struct svc__stream_io {
   /* > 0 bytes of iov written (a prefix); 0 none now; SVC_EPEERGONE when
    * the peer is gone; another SVC_E* code when the stream broke. */
   long (*writev)(svc__stream *s, const struct iovec *iov, int n);
-  /* Between calls: 1 when something can be read at once (bytes, the end
-   * of the stream or an error), 0 when nothing. */
+  /* Between calls: 1 when something can be read at once (bytes or the end
+   * of the stream), 0 when nothing, an SVC_E* code when the socket failed
+   * (the caller drops the connection: no frame will come to say why). */
   int (*peek)(svc__stream *s);
   /* 1 when the io layer holds input the fd does not show. */
   int (*pending)(const svc__stream *s);

@@ -168,6 +168,10 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
   if (rc == 0)
     rc = svc__region_create(&c->region, o->max_payload, d->slots);
   int sent = rc == 0 ? send_hello(fd, c->region.fd) : rc;
+  /* No hello will come: the server's EOF ends our wait for an ack at
+   * once, where it would otherwise last the handshake timeout. */
+  if (rc == 0 && sent < 0)
+    shutdown(fd, SHUT_WR);
   ack_msg ack = {0};
   int64_t hs = svc__now_ns() + HANDSHAKE_TIMEOUT_NS;
   /* Read the ack even if the hello could not be sent: a server that

@@ -79,8 +79,15 @@ static long plain_writev(svc__stream *c, const struct iovec *iov, int n) {
 
 static int plain_peek(svc__stream *c) {
   uint8_t b;
-  ssize_t r = svc__recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : 1;
+  for (;;) {
+    ssize_t r = svc__recv(c->base.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r >= 0)
+      return 1; /* a byte, or the end of the stream */
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return 0;
+    if (errno != EINTR)
+      return svc__from_errno(errno);
+  }
 }
 
 static int plain_pending(const svc__stream *c) {
@@ -254,8 +261,13 @@ static int check_idle(stream_conn *c) {
   if (c->goaway)
     return SVC_EPEERGONE;
   size_t beyond = c->in_off + (c->old_in ? 0 : c->held);
-  if (beyond == c->in_len && c->io->peek(c) == 0)
-    return 0;
+  if (beyond == c->in_len) {
+    int news = c->io->peek(c);
+    if (news == 0)
+      return 0;
+    if (news < 0) /* the socket failed: no frame will come to explain it */
+      return SVC_EPEERGONE;
+  }
   if (c->held) /* news while a reply is handed out: start afresh */
     return SVC_EPEERGONE;
   svc__frame f;

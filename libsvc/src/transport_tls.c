@@ -499,8 +499,11 @@ static long tls_writev(svc__stream *s, const struct iovec *iov, int n) {
  * session ticket is read and forgotten. */
 static int tls_peek(svc__stream *s) {
   tls_io *t = s->io_state;
-  if (!SSL_has_pending(t->ssl) && svc__stream_plain_io.peek(s) == 0)
-    return 0; /* nothing at all: one syscall, as on tcp:// */
+  if (!SSL_has_pending(t->ssl)) {
+    int news = svc__stream_plain_io.peek(s);
+    if (news <= 0)
+      return news; /* nothing at all (one syscall, as on tcp://), or failed */
+  }
   uint8_t b;
   size_t got;
   ERR_clear_error();

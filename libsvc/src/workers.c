@@ -45,6 +45,7 @@ typedef struct pool {
   int64_t last_sample_ns;
   int64_t deaths_since_ns;
   int deaths;
+  int fork_refused; /* the last fork failed: said once, retried each tick */
 } pool;
 
 static int env_int(const char *name, int *out) {
@@ -244,13 +245,31 @@ static int spawn(pool *p, int sfd) {
   p->s->pool_slot = slot; /* the child's; the master never accepts */
   fflush(NULL);
   pid_t pid = svc__fork();
-  if (pid < 0)
-    return svc__from_errno(errno);
+  if (pid < 0) {
+    int e = errno;
+    if (!p->fork_refused)
+      fprintf(stderr, "svc[%s]: cannot fork a worker: %s; retrying\n",
+              p->s->name, strerror(e));
+    p->fork_refused = 1;
+    return svc__from_errno(e);
+  }
+  if (pid > 0 && p->fork_refused) {
+    fprintf(stderr, "svc[%s]: forking workers again\n", p->s->name);
+    p->fork_refused = 0;
+  }
   if (pid == 0)
     worker_main(p->s, sfd);
   p->w[p->n++] = (worker){.pid = pid, .slot = slot, .ticks = -1};
   publish(p);
   return 0;
+}
+
+/* Forks workers up to the floor: at start, and at every tick while the
+ * system refuses forks (EAGAIN at RLIMIT_NPROC, ENOMEM), so a refused
+ * fork leaves the pool short until forking works again, never for good. */
+static void top_up(pool *p, int sfd) {
+  while (active_count(p) < p->s->workers.min && spawn(p, sfd) == 0)
+    ;
 }
 
 static void window_reset(pool *p) {
@@ -388,8 +407,7 @@ int svc__workers_master(svc_server *s, int sfd) {
   s->started_ns = svc__now_ns();
   p.last_sample_ns = svc__now_ns();
   int rc = 0;
-  for (int i = 0; i < cfg->min && rc == 0; i++)
-    rc = spawn(&p, sfd);
+  top_up(&p, sfd);
   atomic_store(&s->pool_info->started, 1); /* workers may accept freely */
   int64_t next = svc__now_ns() + (int64_t)cfg->interval_ms * 1000000;
   while (rc == 0) {
@@ -407,6 +425,7 @@ int svc__workers_master(svc_server *s, int sfd) {
       break;
     reap(&p, sfd, 0);
     if (svc__now_ns() >= next) {
+      top_up(&p, sfd);
       sample(&p, sfd);
       next = svc__now_ns() + (int64_t)cfg->interval_ms * 1000000;
     }

@@ -140,16 +140,18 @@ int ServerProc::Start(const std::vector<std::string> &args, int timeout_ms) {
     if (getppid() != parent)
       _exit(127);
     dup2(p[1], 1);
+    const char *bin = binary_.empty() ? SVC_TEST_SERVER : binary_.c_str();
     std::vector<char *> argv;
-    argv.push_back(const_cast<char *>(SVC_TEST_SERVER));
+    argv.push_back(const_cast<char *>(bin));
     for (const std::string &a : args)
       argv.push_back(const_cast<char *>(a.c_str()));
     argv.push_back(nullptr);
-    execv(SVC_TEST_SERVER, argv.data());
+    execv(bin, argv.data());
     _exit(127);
   }
   close(p[1]);
   pid_ = pid;
+  reaped_status_ = -1;
   std::string out;
   int64_t end = NowMs() + timeout_ms;
   bool ready = false;
@@ -183,7 +185,7 @@ void ServerProc::Kill(int sig) {
 
 int ServerProc::Wait(int timeout_ms) {
   if (pid_ <= 0)
-    return -1;
+    return reaped_status_;
   int st = 0;
   int64_t end = NowMs() + timeout_ms;
   for (;;) {
@@ -198,6 +200,7 @@ int ServerProc::Wait(int timeout_ms) {
     SleepMs(10);
   }
   pid_ = -1;
+  reaped_status_ = st;
   return st;
 }
 
@@ -208,6 +211,7 @@ bool ServerProc::Alive() {
   pid_t r = waitpid(pid_, &st, WNOHANG);
   if (r == pid_) {
     pid_ = -1;
+    reaped_status_ = st;
     return false;
   }
   return true;

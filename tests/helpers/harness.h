@@ -74,17 +74,23 @@ public:
   // if it died before printing READY within timeout_ms, else 0 with the
   // server running. A status of 3 (exit code) means an address was in use.
   int Start(const std::vector<std::string> &args, int timeout_ms = 20000);
+  // Runs this binary instead of test_server (same options and READY line):
+  // the fault tests' fault_server.
+  void UseBinary(const std::string &path) { binary_ = path; }
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
   void Kill(int sig);
   // Waits up to timeout_ms for exit (SIGKILL after that); returns the
-  // waitpid status, or -1 if not running.
+  // waitpid status (also of an exit Alive() already reaped), or -1 if it
+  // never ran.
   int Wait(int timeout_ms = 10000);
   // True if the process is still alive (not exited, not a zombie).
   bool Alive();
 
 private:
   pid_t pid_ = -1;
+  std::string binary_;
+  int reaped_status_ = -1;
   int out_ = -1; // its stdout; kept open so a late write cannot SIGPIPE it
 };
 

@@ -6,7 +6,16 @@
  *
  *   test_server --name N [--listen URL]... [--max-msg BYTES]
  *               [--wait adaptive|spin|block] [--threads N] [--allow-any-uid]
- *               [--mode run|start] [--exec-count FILE]
+ *               [--mode run|start] [--exec-count FILE] [--workers MIN:MAX]
+ *
+ * --workers MIN:MAX: worker processes (svc_server_set_workers), scaling
+ * after 1 s above 50% CPU.
+ *
+ * Built as fault_server (SVC_TEST_FAULTS, linking svc_internal), it also
+ * reads SVC_TEST_FAULT="OPS:NTH[:persistent]" (fault.h kinds, such as
+ * "all:7") and arms it just after READY, and at exit writes "CALLS
+ * INJECTED LASTOP" to the file SVC_TEST_FAULT_REPORT names. SIGUSR2
+ * disarms it; worker processes start disarmed.
  *
  * --exec-count FILE: FILE (made by the test, a multiple of 4 bytes) is mapped
  * MAP_SHARED as an array of u32 counters for the "counted" method. The
@@ -27,6 +36,60 @@
 #include <unistd.h>
 
 #include "svc.h"
+#ifdef SVC_TEST_FAULTS
+#include "fault.h"
+
+static pid_t fault_pid; /* the process that armed: not its workers */
+
+static void fault_report(void) {
+  const char *path = getenv("SVC_TEST_FAULT_REPORT");
+  if (getpid() != fault_pid)
+    return;
+  FILE *f = path ? fopen(path, "w") : NULL;
+  if (!f)
+    return;
+  fprintf(f, "%ld %ld %s\n", svc__fault_calls(), svc__fault_injected(),
+          svc__fault_op_name(svc__fault_last_op()));
+  fclose(f);
+}
+
+/* SIGUSR2: the test's failure phase is over (an atomic store: safe in a
+ * handler). */
+static void fault_disarm_on_signal(int sig) {
+  (void)sig;
+  svc__fault_disarm();
+}
+
+/* Workers count nothing: a failure is the master's, where the test can
+ * see it and disarm it. */
+static int fault_worker_init(void *ctx) {
+  (void)ctx;
+  svc__fault_disarm();
+  return 0;
+}
+
+/* Arms SVC_TEST_FAULT; exits 2 if it does not parse. */
+static void fault_arm_from_env(void) {
+  const char *spec = getenv("SVC_TEST_FAULT");
+  if (!spec || !*spec)
+    return;
+  char ops[128];
+  long nth = 0;
+  char mode[16] = "";
+  if (sscanf(spec, "%127[^:]:%ld:%15s", ops, &nth, mode) < 2 ||
+      !svc__fault_parse_ops(ops)) {
+    fprintf(stderr, "test_server: bad SVC_TEST_FAULT %s\n", spec);
+    exit(2);
+  }
+  fault_pid = getpid();
+  atexit(fault_report);
+  signal(SIGUSR2, fault_disarm_on_signal);
+  svc__fault_arm(svc__fault_parse_ops(ops), nth,
+                 strcmp(mode, "persistent") == 0, 0);
+}
+#else
+static void fault_arm_from_env(void) {}
+#endif
 
 /* Decimal number at the start of a request that is not NUL-terminated. */
 static long long req_number(const void *req, size_t len) {
@@ -204,7 +267,7 @@ static void usage(void) {
   fprintf(stderr, "usage: test_server --name N [--listen URL]... "
                   "[--max-msg BYTES] [--wait adaptive|spin|block] "
                   "[--threads N] [--allow-any-uid] [--mode run|start] "
-                  "[--exec-count FILE]\n");
+                  "[--exec-count FILE] [--workers MIN:MAX]\n");
   exit(2);
 }
 
@@ -221,7 +284,7 @@ int main(int argc, char **argv) {
   const char *listens[16];
   int nlisten = 0;
   long long max_msg = -1, threads = -1;
-  int allow_any_uid = 0;
+  int allow_any_uid = 0, min_workers = 0, max_workers = 0;
   svc_wait_policy wait = SVC_WAIT_ADAPTIVE;
 
   for (int i = 1; i < argc; i++) {
@@ -244,7 +307,10 @@ int main(int argc, char **argv) {
       threads = atoll(v);
     else if (strcmp(a, "--mode") == 0)
       mode = v;
-    else if (strcmp(a, "--exec-count") == 0)
+    else if (strcmp(a, "--workers") == 0) {
+      if (sscanf(v, "%d:%d", &min_workers, &max_workers) != 2)
+        usage();
+    } else if (strcmp(a, "--exec-count") == 0)
       map_exec_counts(v);
     else if (strcmp(a, "--wait") == 0)
       wait = strcmp(v, "spin") == 0    ? SVC_WAIT_SPIN
@@ -278,6 +344,15 @@ int main(int argc, char **argv) {
     check(svc_server_set_allow_any_uid(s, 1), "set_allow_any_uid", NULL);
   for (int i = 0; i < nlisten; i++)
     check(svc_server_listen(s, listens[i]), "svc_server_listen", listens[i]);
+  if (max_workers > 0) {
+    check(svc_server_set_workers(s, min_workers, max_workers), "set_workers",
+          NULL);
+    check(svc_server_set_scaling(s, 50, 1, 20, 2), "set_scaling", NULL);
+#ifdef SVC_TEST_FAULTS
+    check(svc_server_set_worker_init(s, fault_worker_init, NULL),
+          "set_worker_init", NULL);
+#endif
+  }
 
   if (strcmp(mode, "start") == 0) {
     /* Background threads; this thread waits for SIGTERM/SIGINT. */
@@ -289,12 +364,14 @@ int main(int argc, char **argv) {
     check(svc_server_start(s), "svc_server_start", NULL);
     printf("READY\n");
     fflush(stdout);
+    fault_arm_from_env();
     int sig;
     sigwait(&set, &sig);
     svc_server_stop(s);
   } else {
     printf("READY\n");
     fflush(stdout);
+    fault_arm_from_env();
     check(svc_server_run(s), "svc_server_run", NULL);
   }
   svc_server_free(s);
