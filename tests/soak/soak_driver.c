@@ -620,16 +620,31 @@ static int free_tcp_port(void) {
   return port;
 }
 
-static int count_lines(const char *path, const char *what) {
-  FILE *f = fopen(path, "re");
+/* What the server's processes may say on stderr under this chaos; any
+ * other line (a worker that crashed, exited or failed on its own, a
+ * sanitizer report) is a violation. */
+static const char *const expected_lines[] = {
+    "scale up: ", "scale down: ", "killed by signal 9; replacing",
+    "address already in use (SVC_EADDRINUSE)"};
+
+/* Counts the phase's scaling lines and reports every unexpected one. */
+static void read_server_log(phase *p) {
+  FILE *f = fopen(p->log_path, "re");
   if (!f)
-    return 0;
+    return;
   char line[512];
-  int n = 0;
-  while (fgets(line, sizeof line, f))
-    n += strstr(line, what) != NULL;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    size_t k = 0, n = sizeof expected_lines / sizeof expected_lines[0];
+    while (k < n && !strstr(line, expected_lines[k]))
+      k++;
+    p->scale_ups += k == 0;
+    p->scale_downs += k == 1;
+    p->replaced += k == 2;
+    if (k == n)
+      soak_violation(&p->t, "the server said: %s", line);
+  }
   fclose(f);
-  return n;
 }
 
 /* After the clients left: the pool back at its minimum, the master's and
@@ -801,9 +816,7 @@ static uint64_t run_phase(const opts *o, int index, const char *transport,
                      "the pool never grew past %d worker in %.1f s of load "
                      "(scaling untested; log %s)",
                      p->workers_max_seen, slice_ms / 1000.0, p->log_path);
-    p->scale_ups = count_lines(p->log_path, "scale up");
-    p->scale_downs = count_lines(p->log_path, "scale down");
-    p->replaced = count_lines(p->log_path, "replacing");
+    read_server_log(p);
     soak_check_in in = {.exec = p->exec,
                         .heads = p->heads,
                         .client_status = p->client_status,
