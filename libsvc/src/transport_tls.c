@@ -753,7 +753,12 @@ static int tls_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
       return SVC_ETLS;
     }
     ERR_clear_error();
+    t->sys_errno = 0;
     int r = SSL_do_handshake(t->ssl);
+    /* A session ticket that could not be sent ends the handshake as done:
+     * the client, which waits for it, must hear the close instead. */
+    if (r == 1 && t->sys_errno)
+      return svc__from_errno(t->sys_errno);
     if (r == 1) {
       t->handshaken = 1;
       break;

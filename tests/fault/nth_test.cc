@@ -298,6 +298,7 @@ public:
                          const std::vector<std::string> &extra, int clients) {
     std::string spec = ops + ":" + std::to_string(n);
     std::string at = "server " + spec;
+    int64_t t0 = NowMs();
     int st = StartFaulty(spec, extra);
     EXPECT_EQ(0, st) << at << ": did not start";
     if (st != 0)
@@ -359,6 +360,14 @@ public:
     EXPECT_TRUE(ReadReport(&calls, &injected, &op)) << at << ": no report";
     if (::testing::Test::HasFailure())
       printf("%s: the call failed was a %s call\n", at.c_str(), op.c_str());
+    // A failure costs at most one call's 3 s timeout: a TLS session ticket
+    // the server could not send once made its client wait 5 s more.
+    int64_t took = NowMs() - t0;
+    EXPECT_LE(took, 5000) << at << " (" << op << " failed): took " << took
+                          << " ms";
+    if (took > 1500) // within bounds, but worth knowing
+      printf("  %s (%s failed): took %lld ms\n", at.c_str(), op.c_str(),
+             (long long)took);
     if (!clean)
       return -1;
     if (n == 0)
