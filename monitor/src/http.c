@@ -824,6 +824,8 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
                    streams[k], streams[k], streams[k]);
     if (r && mon_reader_logs(r, s->name, streams[k], 50, &rows, &n) == 0)
       http_rows_html(&b, rows, n, false);
+    else
+      mon_buf_puts(&b, "<p class=\"none\">cannot read the store</p>");
     mon_rows_free(rows, n);
     mon_buf_puts(&b, "</div>");
   }
@@ -840,7 +842,7 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
     mon_buf_printf(&b, "<h2>%s</h2><div class=\"charts\">", ranges[k].label);
     http_series se;
     if (http_series_load(h, s->name, from, now, HTTP_MAX_POINTS, &se) != 0) {
-      mon_buf_puts(&b, "<p>no data</p></div>");
+      mon_buf_puts(&b, "<p class=\"none\">cannot read the store</p></div>");
       continue;
     }
     mon_chart ch = {.width = 420,
@@ -875,6 +877,8 @@ static enum MHD_Result http_service(mon_http *h, struct MHD_Connection *c,
   mon_buf_puts(&b, "<h2>Events</h2>");
   if (r && mon_reader_events(r, s->name, 30, &rows, &n) == 0)
     http_rows_html(&b, rows, n, true);
+  else
+    mon_buf_puts(&b, "<p class=\"none\">cannot read the store</p>");
   mon_rows_free(rows, n);
   mon_buf_puts(&b, "</main></body></html>");
   free(v);
@@ -1246,8 +1250,8 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *c,
   http_request *rq = *con_cls;
   if (!rq) { /* headers only so far */
     rq = mon__calloc(1, sizeof *rq);
-    if (!rq)
-      return MHD_NO;
+    if (!rq) /* an answer, not a dropped connection: it may be queued now */
+      return mon_http_error(c, 500, "out of memory");
     *con_cls = rq;
     return MHD_YES;
   }

@@ -234,8 +234,8 @@ static void mon_store_health(mon *m, const char *what, int64_t now) {
   } else {
     if (st->ok)
       return;
-    fprintf(stderr, "svc-monitor: store: writing again after %lld s\n",
-            (long long)((now - st->since_ms) / 1000));
+    fprintf(stderr, "svc-monitor: store: writing again after %.1f s\n",
+            (double)(now - st->since_ms) / 1000.0);
     *st = (mon_store_status){.ok = true};
   }
   mon_shared_set_store(&m->shared, st);
@@ -768,25 +768,33 @@ static void mon_commands_deferred(mon *m) {
       break;
 }
 
+/* Room in pfd and which for n log streams after the two fds of the loop;
+ * when memory is short they keep the room they had (*cap streams). */
+static void mon_loop_room(struct pollfd **pfd, size_t **which, size_t *cap,
+                          size_t n) {
+  struct pollfd *np = mon__realloc(*pfd, (n + 2) * sizeof *np);
+  if (np)
+    *pfd = np;
+  size_t *nw = mon__realloc(*which, (n + 2) * sizeof *nw);
+  if (nw)
+    *which = nw;
+  if (np && nw)
+    *cap = n;
+}
+
+#define MON_SHORT_POLL_MS 20 /* while some streams are read without poll */
+
 static int mon_loop(mon *m) {
-  size_t nlogs = 0, cap = 0;
-  struct pollfd *pfd = NULL;
+  size_t nlogs = 0, cap = 0; /* streams pfd and which have room for */
+  struct pollfd *pfd = NULL, two[2];
   size_t *which = NULL;
   uint64_t next_tick = mon_mono_ms() + (uint64_t)m->cfg->sample_interval_ms;
   for (;;) {
     mon_reload_step(m);
     nlogs = m->logs.nstreams; /* a reload changes it */
-    if (nlogs + 2 > cap) {
-      cap = nlogs + 2;
-      struct pollfd *np = mon__realloc(pfd, cap * sizeof *np);
-      pfd = np ? np : pfd;
-      size_t *nw = mon__realloc(which, cap * sizeof *nw);
-      which = nw ? nw : which;
-      if (!np || !nw)
-        break;
-    }
-    if (!pfd || !which)
-      break;
+    if (nlogs > cap)
+      mon_loop_room(&pfd, &which, &cap, nlogs);
+    struct pollfd *fds = pfd ? pfd : two;
     uint64_t interval = (uint64_t)m->cfg->sample_interval_ms;
     mon_publish(m);
     if (m->stopping && mon_sup_all_down(&m->sup))
@@ -798,29 +806,38 @@ static int mon_loop(mon *m) {
     int timeout = next <= now         ? 0
                   : next - now > 1000 ? 1000
                                       : (int)(next - now);
-    size_t np = 0;
-    pfd[np++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
-    pfd[np++] = (struct pollfd){.fd = m->shared.wake_fd, .events = POLLIN};
-    for (size_t k = 0; k < nlogs; k++) {
+    size_t np = 0, k = 0;
+    fds[np++] = (struct pollfd){.fd = m->sfd, .events = POLLIN};
+    fds[np++] = (struct pollfd){.fd = m->shared.wake_fd, .events = POLLIN};
+    for (; k < nlogs && np - 2 < cap; k++) {
       if (m->logs.streams[k].fd < 0)
         continue;
       which[np] = k;
-      pfd[np++] =
+      fds[np++] =
           (struct pollfd){.fd = m->logs.streams[k].fd, .events = POLLIN};
     }
-    int r = poll(pfd, (nfds_t)np, timeout);
-    if (r < 0 && errno != EINTR)
-      break;
+    /* out of memory for a bigger poll set: the streams past it are read
+     * (without blocking) on every turn, and the turns come often */
+    size_t unpolled = k;
+    if (unpolled < nlogs && timeout > MON_SHORT_POLL_MS)
+      timeout = MON_SHORT_POLL_MS;
+    int r = poll(fds, (nfds_t)np, timeout);
+    if (r < 0 && errno != EINTR) { /* ENOMEM: the kernel's, for a while */
+      struct timespec pause = {0, MON_SHORT_POLL_MS * 1000000L};
+      nanosleep(&pause, NULL);
+    }
+    int64_t wall = mon_wall_ms();
     if (r > 0) {
-      int64_t wall = mon_wall_ms();
-      for (size_t k = 2; k < np; k++)
-        if (pfd[k].revents)
-          mon_logs_read(&m->logs, which[k], wall);
-      if (pfd[0].revents)
+      for (size_t j = 2; j < np; j++)
+        if (fds[j].revents)
+          mon_logs_read(&m->logs, which[j], wall);
+      if (fds[0].revents)
         mon_signals(m);
-      if (pfd[1].revents)
+      if (fds[1].revents)
         mon_commands(m);
     }
+    for (k = unpolled; k < nlogs; k++)
+      mon_logs_read(&m->logs, k, wall);
     mon_sup_tick(&m->sup);
     now = mon_mono_ms();
     if (now >= next_tick) {
@@ -931,8 +948,10 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
     goto out;
   size_t plen = strlen(cfg->log_dir) + 32;
   char *pidpath = mon__malloc(plen);
-  if (!pidpath)
+  if (!pidpath) {
+    snprintf(err, errlen, "out of memory");
     goto out;
+  }
   snprintf(pidpath, plen, "%s/svc-monitor.pids", cfg->log_dir);
   int prc = mon_pidfile_open(&m.pidfile, pidpath, err, errlen);
   free(pidpath);
@@ -972,8 +991,12 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
     goto out;
   m.sampler = mon_sampler_new(o->procroot, sysconf(_SC_CLK_TCK),
                               sysconf(_SC_PAGESIZE), 10);
-  if (!m.sampler || mon_shared_init(&m.shared, n) != 0) {
+  if (!m.sampler) {
     snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  if (mon_shared_init(&m.shared, n) != 0) {
+    snprintf(err, errlen, "start-up: %s", strerror(errno));
     goto out;
   }
   m.prober = mon_prober_new(cfg, MON_PROBE_TIMEOUT_MS);
@@ -1005,7 +1028,11 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
                       .db_path = m.db_path,
                       .hub = m.hub,
                       .metrics = m.metrics};
-  if (!m.db_path || mon_http_start(&ho, &m.http, err, errlen) != 0)
+  if (!m.db_path) {
+    snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  if (mon_http_start(&ho, &m.http, err, errlen) != 0)
     goto out;
   if (o->announce) {
     fprintf(o->announce,

@@ -17,7 +17,9 @@ int mon_shared_init(mon_shared *s, size_t n) {
   s->wake_fd = mon__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   s->views = mon__calloc(n ? n : 1, sizeof *s->views);
   if (s->wake_fd < 0 || !s->views) {
+    int e = s->wake_fd < 0 ? errno : ENOMEM;
     mon_shared_fini(s);
+    errno = e;
     return -1;
   }
   s->n = n;
