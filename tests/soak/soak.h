@@ -38,6 +38,19 @@ typedef struct soak_exec {
   uint32_t first_ms; /* CLOCK_MONOTONIC ms (truncated) of the first run */
 } soak_exec;
 
+/* The execution file: soak_exec[clients * capacity], then uint32_t
+ * [clients], each 1 + the highest number of that client that ran (so the
+ * check reads no further than calls ran). */
+static inline size_t soak_exec_file_size(uint32_t clients, uint32_t capacity) {
+  return (size_t)clients * capacity * sizeof(soak_exec) +
+         clients * sizeof(uint32_t);
+}
+
+static inline uint32_t *soak_exec_highest(soak_exec *slots, uint32_t clients,
+                                          uint32_t capacity) {
+  return (uint32_t *)(slots + (size_t)clients * capacity);
+}
+
 enum soak_call_state {
   SOAK_CALL_UNUSED = 0,
   SOAK_CALL_STARTED = 1, /* the client began it and never heard the end */
@@ -139,7 +152,7 @@ typedef struct soak_tally {
 
 /* What soak_check reads: the phase's files and what the driver saw. */
 typedef struct soak_check_in {
-  const soak_exec *exec; /* [clients * capacity] */
+  soak_exec *exec; /* the execution file */
   soak_client_head *const *heads;
   const int *client_status; /* each client's wait status */
   uint32_t clients, capacity;

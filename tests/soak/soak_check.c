@@ -138,6 +138,8 @@ void soak_check(const soak_check_in *in, soak_tally *t) {
     const soak_client_head *h = in->heads[c];
     const soak_call *calls = (const soak_call *)(h + 1);
     const soak_exec *execs = in->exec + (size_t)c * in->capacity;
+    uint32_t highest =
+        soak_exec_highest(in->exec, in->clients, in->capacity)[c];
     int st = in->client_status[c];
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !h->exit_ok)
       soak_violation(t, "client %u did not finish its phase (%s %d)", c,
@@ -155,7 +157,8 @@ void soak_check(const soak_check_in *in, soak_tally *t) {
     t->moves += h->moves;
     uint32_t ncalls = h->ncalls <= in->capacity ? h->ncalls : in->capacity;
     t->calls += ncalls;
-    for (uint32_t seq = 0; seq < in->capacity; seq++) {
+    uint32_t end = highest > ncalls ? highest : ncalls;
+    for (uint32_t seq = 0; seq < end && seq < in->capacity; seq++) {
       const soak_exec *e = &execs[seq];
       if (e->count) {
         t->executed++;

@@ -21,7 +21,8 @@
 #include "svc.h"
 
 typedef struct soak_counts {
-  soak_exec *slots; /* [clients * capacity] */
+  soak_exec *slots;  /* [clients * capacity] */
+  uint32_t *highest; /* [clients]: 1 + the highest number that ran */
   uint32_t clients, capacity;
 } soak_counts;
 
@@ -54,6 +55,12 @@ static int m_work(void *ctx, const void *req, size_t len, svc_reply *r) {
     __atomic_store_n(&e->pid[before], (uint32_t)getpid(), __ATOMIC_RELAXED);
   if (before == 0)
     __atomic_store_n(&e->first_ms, (uint32_t)soak_now_ms(), __ATOMIC_RELAXED);
+  uint32_t *high = &counts->highest[q.client];
+  uint32_t seen = __atomic_load_n(high, __ATOMIC_SEQ_CST);
+  while (seen < q.seq + 1 &&
+         !__atomic_compare_exchange_n(high, &seen, q.seq + 1, 0,
+                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+  }
   burn_us(q.burn_us);
   soak_reply out = {q.client, q.seq, (uint32_t)getpid(), SOAK_MAGIC};
   return svc_reply_set(r, &out, sizeof out);
@@ -104,7 +111,7 @@ int main(int argc, char **argv) {
 
   soak_counts counts = {.clients = (uint32_t)clients,
                         .capacity = (uint32_t)capacity};
-  size_t size = (size_t)clients * (size_t)capacity * sizeof(soak_exec);
+  size_t size = soak_exec_file_size(counts.clients, counts.capacity);
   struct stat st;
   if (stat(exec_file, &st) != 0 || (size_t)st.st_size != size ||
       !(counts.slots = soak_map(exec_file, size))) {
@@ -113,6 +120,8 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  counts.highest =
+      soak_exec_highest(counts.slots, counts.clients, counts.capacity);
   svc_server *s;
   check(svc_server_new("soak", &s), "svc_server_new", NULL);
   check(svc_server_method(s, SOAK_METHOD, m_work, &counts), "svc_server_method",
