@@ -5,8 +5,11 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "monitor_fixture.h"
 
@@ -121,7 +124,7 @@ TEST_F(Exhaustion, StoreOnAFullDiskRecoversWhenSpaceReturns) {
                   "command = /bin/sh -c 'sleep 0.3; exit 3'\n"
                   "start_secs = 0\nrestart = always\nstart_retries = -1\n"
                   "backoff_ms = 100\nbackoff_max_ms = 200\n");
-  start(true);
+  ASSERT_NO_FATAL_FAILURE(start(true));
   ASSERT_TRUE(eventually([&] { return samples() > 3; }, 30));
   EXPECT_TRUE(info().ok()) << info().all;
 
@@ -161,6 +164,198 @@ TEST_F(Exhaustion, StoreOnAFullDiskRecoversWhenSpaceReturns) {
   std::string err = stderr_text();
   EXPECT_NE(err.find("database or disk is full"), std::string::npos) << err;
   EXPECT_NE(err.find("store: writing again"), std::string::npos) << err;
+}
+
+// What the monitor process holds, from /proc: VmRSS and Pss, in KiB.
+struct Memory {
+  long rss_kb = -1, pss_kb = -1;
+};
+
+long proc_kb(const std::string &file, const std::string &key) {
+  std::ifstream f(file);
+  std::string line;
+  while (std::getline(f, line))
+    if (line.compare(0, key.size(), key) == 0)
+      return std::atol(line.c_str() + key.size());
+  return -1;
+}
+
+Memory memory_of(int pid) {
+  std::string base = "/proc/" + std::to_string(pid);
+  return {proc_kb(base + "/status", "VmRSS:"),
+          proc_kb(base + "/smaps_rollup", "Pss:")};
+}
+
+long long wchar_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/io");
+  std::string key;
+  long long v;
+  while (f >> key >> v)
+    if (key == "wchar:")
+      return v;
+  return -1;
+}
+
+// HTTP latencies and memory over one phase of the flood test.
+struct Phase {
+  std::vector<double> ms;
+  long rss_max_kb = 0, pss_max_kb = 0;
+  int bad = 0; // answers other than 200
+  double p50() const { return quantile(0.5); }
+  double max() const { return quantile(1); }
+  double quantile(double q) const {
+    std::vector<double> v = ms;
+    std::sort(v.begin(), v.end());
+    return v.empty() ? -1 : v[(size_t)(q * (double)(v.size() - 1))];
+  }
+};
+
+// CPU seconds pid used so far (utime + stime).
+double cpu_of(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  std::getline(f, s);
+  size_t rp = s.rfind(')');
+  if (rp == std::string::npos)
+    return -1;
+  std::istringstream rest(s.substr(rp + 2));
+  std::string skip;
+  for (int k = 0; k < 11; k++) // state .. cmajflt: fields 3 to 13
+    rest >> skip;
+  double ut = 0, st = 0;
+  rest >> ut >> st;
+  return (ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+class Flood : public Monitor {
+protected:
+  // A request whose answer is a stream (SSE): its socket, or -1.
+  int open_stream(const std::string &path) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    std::string q = "GET " + path +
+                    " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                    "\r\n\r\n";
+    if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0 ||
+        write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  // Requests the dashboard, the JSON API and /metrics in turn for `secs`
+  // seconds, and samples the monitor's memory between them.
+  void measure(Phase *p, int secs) {
+    static const char *const paths[] = {"/api/services", "/", "/api/monitor",
+                                        "/metrics",
+                                        "/api/services/flood/logs?tail=50"};
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(secs);
+    for (size_t k = 0; std::chrono::steady_clock::now() < end; k++) {
+      auto t0 = std::chrono::steady_clock::now();
+      std::string r = http(port, "GET", paths[k % 5]);
+      p->ms.push_back(std::chrono::duration<double, std::milli>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count());
+      if (r.compare(0, 12, "HTTP/1.1 200") != 0)
+        p->bad++;
+      Memory m = memory_of(mon);
+      p->rss_max_kb = std::max(p->rss_max_kb, m.rss_kb);
+      p->pss_max_kb = std::max(p->pss_max_kb, m.pss_kb);
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+};
+
+// A service printing 100 MB/s to stdout: the monitor's memory stays put
+// (its buffers are bounded; a writer faster than it reads waits on the
+// pipe) and its HTTP answers stay quick.
+TEST_F(Flood, AServicePrinting100MBPerSecondLeavesTheMonitorBoundedAndQuick) {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed memory in a quarantine (256 MiB by default), which
+  // would count as growth
+  std::string asan = getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "";
+  setenv("ASAN_OPTIONS", (asan + ":quarantine_size_mb=16").c_str(), 1);
+#endif
+  write_config("[service.idle]\ncommand = /bin/sleep 600\nstart_secs = 0\n"
+               "[service.flood]\ncommand = " MON_FLOOD " 100 200\n"
+               "autostart = false\nstart_secs = 0\n"
+               "log_max_bytes = 16777216\nlog_backups = 1\n");
+  ASSERT_NO_FATAL_FAILURE(start());
+  ASSERT_TRUE(
+      eventually([&] { return field(svc("idle"), "state") == "RUNNING"; }));
+  std::this_thread::sleep_for(1s); // the first samples and pages
+  Phase idle, flood, after;
+  measure(&idle, 5);
+  std::string auth = "Authorization: Bearer " + token() + "\r\n";
+  ASSERT_NE(http(port, "POST", "/api/services/flood/start", auth).find(" 202 "),
+            std::string::npos);
+  ASSERT_TRUE(
+      eventually([&] { return field(svc("flood"), "state") == "RUNNING"; }));
+  int fpid = (int)num(field(svc("flood"), "pid"));
+  // two open dashboards tailing the flood: one reads, one never does (the
+  // hub drops it once its buffer is full, instead of holding more)
+  std::atomic<bool> tailing{true};
+  std::atomic<long long> tailed{0};
+  int reader = open_stream("/api/services/flood/logs/stream?stream=stdout");
+  int stuck = open_stream("/api/services/flood/logs/stream?stream=stdout");
+  ASSERT_GE(reader, 0);
+  ASSERT_GE(stuck, 0);
+  std::thread tail([&] {
+    char buf[65536];
+    while (tailing) {
+      pollfd q = {reader, POLLIN, 0};
+      if (poll(&q, 1, 100) <= 0)
+        continue;
+      ssize_t n = read(reader, buf, sizeof buf);
+      if (n <= 0)
+        break;
+      tailed += n;
+    }
+  });
+  long long w0 = wchar_of(fpid);
+  double cpu0 = cpu_of(mon);
+  auto t0 = std::chrono::steady_clock::now();
+  measure(&flood, 10);
+  long long w1 = wchar_of(fpid);
+  double cpu = cpu_of(mon) - cpu0;
+  double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  ASSERT_NE(http(port, "POST", "/api/services/flood/stop", auth).find(" 202 "),
+            std::string::npos);
+  measure(&after, 2);
+  tailing = false;
+  tail.join();
+  close(reader);
+  close(stuck);
+  double mbps = (double)(w1 - w0) / secs / 1e6;
+  long growth_kb =
+      std::max(flood.rss_max_kb, after.rss_max_kb) - idle.rss_max_kb;
+  printf("flood: %.1f MB/s printed for %.1f s (the service's wchar); the "
+         "monitor used %.0f%% of a core\n",
+         mbps, secs, 100 * cpu / secs);
+  printf("monitor RSS: idle max %ld KiB, flood max %ld KiB, after %ld KiB: "
+         "growth %ld KiB; PSS idle %ld, flood %ld KiB\n",
+         idle.rss_max_kb, flood.rss_max_kb, after.rss_max_kb, growth_kb,
+         idle.pss_max_kb, flood.pss_max_kb);
+  printf("a dashboard tailing the flood got %.1f MB\n", (double)tailed / 1e6);
+  printf("HTTP idle: p50 %.1f ms, max %.1f ms (%zu requests); flood: p50 "
+         "%.1f ms, max %.1f ms (%zu requests)\n",
+         idle.p50(), idle.max(), idle.ms.size(), flood.p50(), flood.max(),
+         flood.ms.size());
+  EXPECT_GT(mbps, 5) << "the service did not flood";
+  EXPECT_GT(tailed, 0) << "the live tail showed nothing";
+  EXPECT_LT(growth_kb, 64 * 1024) << "the monitor's memory grew";
+  EXPECT_EQ(flood.bad + idle.bad + after.bad, 0);
+  EXPECT_LT(flood.p50(), 250);
+  EXPECT_LT(flood.max(), 3000);
+  // the flood went to the files (rotated at 16 MiB) and, a bounded share
+  // of it, to the store
+  EXPECT_LE(fs::file_size(dir / "logs" / "flood.stdout.log"), 17u << 20);
+  EXPECT_EQ(stop_monitor(), 0);
 }
 
 } // namespace
