@@ -26,6 +26,8 @@ static const struct {
     [SVC_FAULT_THREAD] = {"thread", EAGAIN},
     [SVC_FAULT_PIPE] = {"pipe", EMFILE},
     [SVC_FAULT_STORE] = {"store", ENOSPC},
+    [SVC_FAULT_OPEN] = {"open", EMFILE},
+    [SVC_FAULT_STORE_READ] = {"store_read", EIO},
 };
 
 /* Test-only process state (see fault.h): the one deliberate global. */

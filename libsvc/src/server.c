@@ -287,6 +287,7 @@ static int thread_leave(svc_server *s, int idle_timeout) {
     pthread_mutex_unlock(&s->lock);
     return 0;
   }
+  svc__transports_thread_exit(); /* before the count lets free go on */
   if (atomic_fetch_sub(&s->nthreads, 1) == 1) {
     if (stopping)
       shutdown_conns(s);

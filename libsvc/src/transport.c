@@ -17,3 +17,9 @@ const svc__transport *svc__transport_find(const char *scheme) {
       return registry[i];
   return NULL;
 }
+
+void svc__transports_thread_exit(void) {
+  for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+    if (registry[i]->thread_exit)
+      registry[i]->thread_exit();
+}

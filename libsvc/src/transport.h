@@ -154,6 +154,10 @@ struct svc__transport {
   int (*goaway)(svc__conn *c);
   void (*close)(svc__conn *c);
   void (*unlisten)(svc__listener *l);
+  /* A server thread is about to leave (NULL where a transport keeps no
+   * per-thread state): frees that state while the server still waits for
+   * the thread, not after svc_server_free returned. */
+  void (*thread_exit)(void);
 };
 
 /* Runs one request frame through fn, for both transports: the method name
@@ -174,6 +178,8 @@ static inline int svc__run_request(svc__dispatch_fn fn, void *ctx,
 
 /* Registry: the transport for u->scheme, or NULL. */
 const svc__transport *svc__transport_find(const char *scheme);
+/* Every transport's thread_exit, for a server thread that leaves. */
+void svc__transports_thread_exit(void);
 
 extern const svc__transport svc__transport_shm;
 extern const svc__transport svc__transport_unix;

@@ -475,16 +475,17 @@ static void shm_unlisten(svc__listener *l) {
   free(l);
 }
 
-static void send_ack(int fd, int status, size_t max_payload) {
+static int send_ack(int fd, int status, size_t max_payload) {
   ack_msg a = {HELLO_MAGIC, status, max_payload};
-  (void)svc__send(fd, &a, sizeof a, MSG_NOSIGNAL | MSG_DONTWAIT);
+  ssize_t n = svc__send(fd, &a, sizeof a, MSG_NOSIGNAL | MSG_DONTWAIT);
+  return n == (ssize_t)sizeof a ? 0 : SVC_EPEERGONE;
 }
 
 static int shm_accept(svc__listener *l, const svc__conn_opts *o,
                       svc__conn **out) {
   int fd, rc = svc__sock_accept(l->fd, !o->allow_any_uid, &fd);
   if (rc == SVC_EPERM) {
-    send_ack(fd, SVC_EPERM, 0);
+    (void)send_ack(fd, SVC_EPERM, 0); /* closed either way */
     close(fd);
   }
   if (rc != 0)
@@ -535,8 +536,10 @@ static int handshake(shm_conn *c) {
     c->seq = 0; /* the client's first call is number 1, in slot 0 */
     c->next = 0;
   }
-  send_ack(c->base.fd, rc, rc == 0 ? c->region.max_payload : 0);
-  return rc;
+  int sent = send_ack(c->base.fd, rc, rc == 0 ? c->region.max_payload : 0);
+  /* An ack that could not go drops the connection, so the client, which
+   * waits for it, hears the close at once. */
+  return rc ? rc : sent;
 }
 
 /* Takes a reply lane the client does not read a reply from, waiting

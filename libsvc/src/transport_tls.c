@@ -775,6 +775,12 @@ static int tls_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
   return svc__stream_serve(base, fn, ctx);
 }
 
+/* OpenSSL keeps random generators and an error queue per thread, freed by
+ * a destructor as the thread ends, which may be after the process exits
+ * (svc_server_free waits for the pool's count, not for the detached
+ * threads' last steps): LeakSanitizer saw them lost. Freed here instead. */
+static void tls_thread_exit(void) { OPENSSL_thread_stop(); }
+
 /* Before the handshake is done nothing can be written to the client. */
 static int tls_goaway(svc__conn *base) {
   const tls_io *t = ((svc__stream *)base)->io_state;
@@ -793,6 +799,7 @@ const svc__transport svc__transport_tls = {
     .watch = tls_watch,
     .buffered = svc__stream_buffered,
     .cache_free = cache_free,
+    .thread_exit = tls_thread_exit,
     .listen = tls_listen,
     .accept = tls_accept,
     .serve = tls_serve,

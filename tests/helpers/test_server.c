@@ -50,6 +50,10 @@ static void fault_report(void) {
     return;
   fprintf(f, "%ld %ld %s\n", svc__fault_calls(), svc__fault_injected(),
           svc__fault_op_name(svc__fault_last_op()));
+  if (svc__fault_injected())
+    fprintf(stderr, "test_server: %ld failed (first at call %ld: %s)\n",
+            svc__fault_injected(), svc__fault_calls(),
+            svc__fault_op_name(svc__fault_last_op()));
   fclose(f);
 }
 
