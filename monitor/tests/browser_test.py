@@ -2,7 +2,8 @@
 driven by python3-selenium): sign in with the token, click Restart on a
 service and see its state and PID change on the page without a reload,
 then watch a line the service prints appear in the live log of
-/service/NAME. Screenshots go to $SVC_SCREENSHOT_DIR (the build folder)."""
+/service/NAME; see the banner of a store on a full disk come and go live.
+Screenshots go to $SVC_SCREENSHOT_DIR (the build folder)."""
 import os
 import re
 import shutil
@@ -28,12 +29,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def monitor_ini(tmp_path, port, services):
+def monitor_ini(tmp_path, port, services, db=None):
     ini = tmp_path / "m.ini"
     ini.write_text(f"""
 [monitor]
 http = 127.0.0.1:{port}
-db = {tmp_path}/m.sqlite
+db = {db or tmp_path / "m.sqlite"}
 log_dir = {tmp_path}/logs
 token_file = {tmp_path}/token
 sample_interval_ms = 500
@@ -41,9 +42,9 @@ sample_interval_ms = 500
     return ini
 
 
-def run_monitor(tmp_path, services):
+def run_monitor(tmp_path, services, db=None):
     port = free_port()
-    ini = monitor_ini(tmp_path, port, services)
+    ini = monitor_ini(tmp_path, port, services, db)
     proc = subprocess.Popen([MONITOR, "--config", str(ini)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
@@ -242,3 +243,49 @@ health_failures = 1000
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_store_banner_on_a_full_disk(tmp_path, browser):
+    """The store's file system fills up (a 4 MiB tmpfs, mounted here where
+    the machine allows it): the open dashboard shows the banner with the
+    error without a reload, and drops it once space returns."""
+    disk = tmp_path / "full"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m",
+                              "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip("mount -t tmpfs refused: " + mounted.stderr.strip())
+    proc = None
+    try:
+        proc, _, url, _ = run_monitor(tmp_path, """
+[service.chatty]
+command = /bin/sh -c 'while :; do echo chatty-line-0123456789abcdefghijklmnopqrstuvwxyz; sleep 0.005; done'
+start_secs = 0
+""", db=disk / "m.sqlite")
+        wait = WebDriverWait(browser, 30)
+        browser.get(url + "/")
+        wait.until(lambda d: row(d, "chatty").find_element(
+            By.CSS_SELECTOR, ".state").text == "RUNNING")
+        assert not browser.find_elements(By.ID, "store-banner")
+        browser.execute_script("window.svcMarker = 7;")
+        with open(disk / "junk", "wb") as junk:
+            try:
+                while True:
+                    junk.write(b"\0" * 65536)
+                    junk.flush()
+            except OSError:
+                pass  # ENOSPC: the disk is full
+        banner = wait.until(lambda d: d.find_elements(By.ID, "store-banner"))
+        assert "database or disk is full" in banner[0].text, banner[0].text
+        assert "since" in banner[0].text
+        assert browser.execute_script("return window.svcMarker") == 7
+        browser.save_screenshot(os.path.join(SHOTS, "dashboard-store-full.png"))
+        os.unlink(disk / "junk")
+        wait.until(lambda d: not d.find_elements(By.ID, "store-banner"))
+        assert browser.execute_script("return window.svcMarker") == 7
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(30)
+        subprocess.run(["umount", "-l", str(disk)])

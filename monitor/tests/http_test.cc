@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <poll.h>
+#include <svc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "session.h"
 #include "store.h"
 #include "token.h"
+#include "view.h"
 
 namespace fs = std::filesystem;
 
@@ -46,6 +48,9 @@ TEST(Route, Table) {
   EXPECT_EQ(mon_route_parse("POST", "/", &r), 405);
   EXPECT_EQ(mon_route_parse("GET", "/metrics", &r), 200);
   EXPECT_EQ(r.kind, MON_R_PROMETHEUS);
+  EXPECT_EQ(mon_route_parse("GET", "/api/monitor", &r), 200);
+  EXPECT_EQ(r.kind, MON_R_API_MONITOR);
+  EXPECT_EQ(mon_route_parse("POST", "/api/monitor", &r), 405);
   for (const char *p :
        {"/nope", "/service/", "/service/../etc/passwd", "/service/..",
         "/static/../../etc/passwd", "/static/x.css", "//",
@@ -302,6 +307,49 @@ TEST_F(Http, Json) {
   EXPECT_NE(r.body.find("svc_up{service=\"web\"} 1"), std::string::npos);
   EXPECT_NE(r.body.find("# TYPE svc_restarts_total counter"),
             std::string::npos);
+}
+
+// GET /api/monitor: exactly these keys; a failing store in it, and as a
+// banner above every dashboard page (not the sign-in form), escaped.
+TEST_F(Http, MonitorAndTheStoreBanner) {
+  Resp r = req("GET", "/api/monitor");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.find("{\"version\":\""), 0u) << r.body;
+  EXPECT_NE(r.body.find(std::string("\"version\":\"") + svc_version() + "\""),
+            std::string::npos);
+  size_t up = r.body.find(",\"uptime\":");
+  ASSERT_NE(up, std::string::npos) << r.body;
+  double uptime = std::stod(r.body.substr(up + 10));
+  EXPECT_GE(uptime, 0);
+  EXPECT_LT(uptime, 60); // seconds, since mon_shared_init in SetUp
+  EXPECT_NE(r.body.find(",\"store\":{\"ok\":true,\"error\":null,"
+                        "\"since_ms\":null}}\n"),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(req("GET", "/").body.find("store-banner"), std::string::npos);
+
+  mon_store_status bad{};
+  snprintf(bad.error, sizeof bad.error, "database <b>or</b> disk is full");
+  bad.since_ms = 1700000000123;
+  mon_shared_set_store(&shared, &bad);
+  r = req("GET", "/api/monitor");
+  EXPECT_NE(r.body.find("\"store\":{\"ok\":false,\"error\":\"database "
+                        "\\u003cb\\u003eor\\u003c/b\\u003e disk is full\","
+                        "\"since_ms\":1700000000123}"),
+            std::string::npos)
+      << r.body;
+  for (const char *page : {"/", "/service/web"}) {
+    r = req("GET", page);
+    EXPECT_NE(r.body.find("<div class=\"banner\" id=\"store-banner\""),
+              std::string::npos)
+        << page;
+    EXPECT_NE(r.body.find("database &lt;b&gt;or&lt;/b&gt; disk is full"),
+              std::string::npos)
+        << page;
+    EXPECT_NE(r.body.find("data-since-ms=\"1700000000123\""),
+              std::string::npos);
+  }
+  EXPECT_EQ(req("GET", "/login").body.find("store-banner"), std::string::npos);
 }
 
 TEST_F(Http, WorkersAndMethods) {
