@@ -220,9 +220,11 @@ SVC_API int svc_client_set_max_msg(svc_client *c, size_t bytes);
 
 /* Sends a call without waiting for its reply; *id (never 0) names it in
  * svc_call_recv. SVC_EAGAIN when the window is full (or, on shm://, while
- * another call's request larger than a ring slot is still in flight; or
- * when the server asked this connection to close and calls are still in
- * flight on it): receive first. req is copied; it may be reused at once.
+ * another call's request larger than a ring slot is still in flight, or
+ * while the ring slot this call needs still holds the reply last handed
+ * out, which stays valid until the next receive; or when the server asked
+ * this connection to close and calls are still in flight on it): nothing
+ * was sent; receive first. req is copied; it may be reused at once.
  * Never waits for a reply; may block briefly while a stream socket's send
  * buffer is full. On unix:// and tcp://, a call sent while replies that
  * were already read still wait to be received (a burst) is held in the

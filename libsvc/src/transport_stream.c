@@ -363,7 +363,7 @@ static int flush_requests(stream_conn *c, int64_t deadline) {
   struct iovec iov = {c->out, c->out_len};
   int rc = send_frame(c, &iov, 1, deadline);
   c->out_len = 0;
-  return rc == SVC_EPEERGONE ? SVC_ESYS : rc; /* calls were cut mid-way */
+  return rc;
 }
 
 int svc__stream_send(svc__conn *base, uint32_t seq, const char *method,
@@ -396,10 +396,15 @@ int svc__stream_send(svc__conn *base, uint32_t seq, const char *method,
     memcpy(at + SVC__FRAME_HDR, method, method_len);
     memcpy(at + SVC__FRAME_HDR + method_len, req, len);
     c->out_len += size;
-    return reply_buffered(c) ? 0 : flush_requests(c, deadline);
+    if (reply_buffered(c))
+      return 0;
+    rc = flush_requests(c, deadline);
+    return rc == SVC_EPEERGONE ? SVC_ESYS : rc; /* cut mid-way, this one too */
   }
+  /* Requests held back go first; if the stream breaks under them, this
+   * one has not left. */
   if ((rc = flush_requests(c, deadline)) < 0)
-    return rc;
+    return rc == SVC_EPEERGONE ? SVC__ECUT : rc;
   uint8_t hdr[SVC__FRAME_HDR];
   svc__frame_encode_header(&f, hdr);
   struct iovec iov[3] = {

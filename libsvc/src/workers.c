@@ -168,10 +168,13 @@ long long svc__proc_cpu_ticks(const char *proc_root, pid_t pid) {
 
 /* ---- in a worker ---- */
 
-static void worker_main(svc_server *s, int master_sfd) {
+static void worker_main(svc_server *s, int master_sfd, pid_t master) {
   close(master_sfd);
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
-  if (getppid() == 1)
+  /* A master that died before the line above sends no signal; its orphan
+   * has a new parent, which is not always pid 1 (a subreaper: systemd
+   * --user, a container's init, ci/soak). It served on for good. */
+  if (getppid() != master)
     _exit(0);
   s->owns_sockets = 0;
   /* The stop eventfd came from the master: a private one, or one worker's
@@ -244,6 +247,7 @@ static int spawn(pool *p, int sfd) {
   atomic_store(&p->s->pool_info->conns[slot], 0);
   p->s->pool_slot = slot; /* the child's; the master never accepts */
   fflush(NULL);
+  pid_t master = getpid();
   pid_t pid = svc__fork();
   if (pid < 0) {
     int e = errno;
@@ -258,7 +262,7 @@ static int spawn(pool *p, int sfd) {
     p->fork_refused = 0;
   }
   if (pid == 0)
-    worker_main(p->s, sfd);
+    worker_main(p->s, sfd, master);
   p->w[p->n++] = (worker){.pid = pid, .slot = slot, .ticks = -1};
   publish(p);
   return 0;
