@@ -928,6 +928,9 @@ struct StoreOutage {
   const char *text; // what SQLite says
 };
 
+// For test names and messages: what SQLite says.
+void PrintTo(const StoreOutage &o, std::ostream *os) { *os << o.text; }
+
 class StoreFailing : public Dir,
                      public ::testing::WithParamInterface<StoreOutage> {};
 
