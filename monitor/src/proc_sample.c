@@ -134,7 +134,8 @@ int mon_ps_parse_io(const char *buf, size_t len, unsigned long long *rd,
   return 0;
 }
 
-/* Reads a small /proc file into buf. Returns bytes read or -1. */
+/* Reads a small /proc file into buf. Returns bytes read or -1 (errno
+ * set: ps_gone tells whether the process is simply not there). */
 static ssize_t ps_read(const char *procroot, int pid, const char *file,
                        char *buf, size_t cap) {
   char path[512];
@@ -143,17 +144,33 @@ static ssize_t ps_read(const char *procroot, int pid, const char *file,
   if (fd < 0)
     return -1;
   size_t len = 0;
+  int err = 0;
   while (len < cap - 1) {
     ssize_t n = read(fd, buf + len, cap - 1 - len);
     if (n < 0 && errno == EINTR)
       continue;
+    if (n < 0)
+      err = errno;
     if (n <= 0)
       break;
     len += (size_t)n;
   }
   close(fd);
   buf[len] = '\0';
+  if (err && !len) {
+    errno = err;
+    return -1;
+  }
   return (ssize_t)len;
+}
+
+/* Whether a failed ps_read means the process (or that file of it) is not
+ * there for us: it exited, or it is not ours to read (io of another user's
+ * process). Anything else (no fds, no memory) would leave a live process
+ * out of its tree's sums: the tick then gives no sample rather than a
+ * wrong one. */
+static bool ps_gone(int err) {
+  return err == ENOENT || err == ESRCH || err == EACCES || err == EPERM;
 }
 
 int mon_ps_read_stat(const char *procroot, int pid, mon_ps_stat *out) {
@@ -276,13 +293,15 @@ static int ps_scan(mon_sampler *s) {
       continue;
     int pid = (int)strtol(e->d_name, NULL, 10);
     ssize_t n = ps_read(s->procroot, pid, "stat", buf, sizeof buf);
+    if (n < 0 && !ps_gone(errno))
+      goto fail;
     if (n <= 0)
       continue; /* gone meanwhile */
     if (s->nprocs == s->capprocs) {
       size_t cap = s->capprocs ? s->capprocs * 2 : 256;
       ps_proc *np = mon__realloc(s->procs, cap * sizeof *np);
       if (!np)
-        break;
+        goto fail;
       s->procs = np;
       s->capprocs = cap;
     }
@@ -295,6 +314,10 @@ static int ps_scan(mon_sampler *s) {
   closedir(d);
   qsort(s->procs, s->nprocs, sizeof *s->procs, ps_cmp_proc);
   return 0;
+fail: /* a list without some live process: no list */
+  closedir(d);
+  s->nprocs = 0;
+  return -1;
 }
 
 int mon_sampler_tick(mon_sampler *s, uint64_t now_ms, const int *roots,
@@ -354,11 +377,15 @@ int mon_sampler_tick(mon_sampler *s, uint64_t now_ms, const int *roots,
     b->starttime = p->st.starttime;
     b->ticks = p->st.utime + p->st.stime;
     ssize_t len = ps_read(s->procroot, p->st.pid, "io", buf, sizeof buf);
+    if (len < 0 && !ps_gone(errno))
+      goto fail;
     b->io_valid =
         len > 0 && mon_ps_parse_io(buf, (size_t)len, &b->rd, &b->wr) == 0;
     if (read_pss) {
       unsigned long long pss;
       len = ps_read(s->procroot, p->st.pid, "smaps_rollup", buf, sizeof buf);
+      if (len < 0 && !ps_gone(errno))
+        goto fail;
       if (len > 0 && mon_ps_parse_smaps_rollup(buf, (size_t)len, &pss) == 0)
         pss_now[o] += pss;
     }
@@ -396,4 +423,10 @@ int mon_sampler_tick(mon_sampler *s, uint64_t now_ms, const int *roots,
   s->nbase = nnb;
   s->last_ms = now_ms;
   return 0;
+fail: /* the baselines stay those of the last tick that had every process */
+  memset(out, 0, n * sizeof *out);
+  free(ticks);
+  free(pss_now);
+  free(nb);
+  return -1;
 }

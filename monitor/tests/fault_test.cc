@@ -1109,4 +1109,102 @@ TEST_F(ForkFault, RefusedBacksOffWithAnEventAndStartsOnceForkWorks) {
   mon_config_fini(&cfg);
 }
 
+// ---- the sampler alone, on a fixture tree: the sample or none ----
+
+// A stat, io or smaps_rollup file that cannot be read for want of fds or
+// memory is not a process that is gone: the tick gives no sample rather
+// than one that leaves the process out. Every wrapped call of a tick is
+// failed in turn; each tick either fails or gives exactly what the
+// unfailed tick gives.
+class SampleFault : public Dir {
+protected:
+  // dir/a: the fixture tree at the first tick; dir/b: a second later (CPU
+  // and IO grew); dir/cur: a link to the one the sampler reads.
+  void SetUp() override {
+    Dir::SetUp();
+    const fs::path fix = fs::path(MON_FIXTURES) / "proc";
+    fs::copy(fix, dir / "a", fs::copy_options::recursive);
+    std::ofstream(dir / "a" / "1235" / "smaps_rollup") << "Pss: 120 kB\n";
+    fs::copy(dir / "a", dir / "b", fs::copy_options::recursive);
+    bump(1234, 540, 9000, 1000, "read_bytes: 5096\nwrite_bytes: 8192\n");
+    bump(1235, 150, 9100, 500, "read_bytes: 10\nwrite_bytes: 20\n");
+  }
+  void bump(int pid, int utime, int start, int rss, const char *io) {
+    std::ifstream in(dir / "a" / std::to_string(pid) / "stat");
+    std::string line;
+    std::getline(in, line);
+    std::string comm =
+        line.substr(line.find('('), line.rfind(')') + 1 - line.find('('));
+    std::ofstream(dir / "b" / std::to_string(pid) / "stat")
+        << pid << " " << comm << " S " << (pid == 1234 ? 1 : 1234)
+        << " 1234 1234 0 -1 4194304 1 0 0 0 " << utime << " 100 0 0 20 0 1 0 "
+        << start << " 2990080 " << rss << " 18446744073709551615 0 0 0\n";
+    std::ofstream(dir / "b" / std::to_string(pid) / "io") << io;
+  }
+  void point(const char *at) {
+    fs::remove(dir / "cur");
+    fs::create_directory_symlink(dir / at, dir / "cur");
+  }
+  // Two ticks, the second with nth armed (-1: none): its result.
+  int two_ticks(long nth, bool persistent, mon_sample *out) {
+    point("a");
+    mon_sampler *s = mon_sampler_new((dir / "cur").c_str(), 100, 4096, 1);
+    if (!s)
+      return -2;
+    int roots[2] = {1234, 0};
+    int rc = mon_sampler_tick(s, 10000, roots, 2, out);
+    if (rc == 0) {
+      point("b");
+      if (nth >= 0)
+        svc__fault_arm(SVC_FAULT_BIT(SVC_FAULT_ALLOC) |
+                           SVC_FAULT_BIT(SVC_FAULT_OPEN),
+                       nth, persistent, 0);
+      rc = mon_sampler_tick(s, 11000, roots, 2, out);
+      svc__fault_disarm();
+    }
+    mon_sampler_free(s);
+    return rc;
+  }
+  static std::string str(const mon_sample &m) {
+    std::ostringstream o;
+    o << "valid " << m.valid << " nprocs " << m.nprocs << " workers "
+      << m.nworkers << " rss " << m.rss_bytes << " cpu " << m.cpu_valid << "/"
+      << m.cpu_pct << " io " << m.read_bytes << "/" << m.write_bytes << " pss "
+      << m.pss_valid << "/" << m.pss_bytes;
+    return o.str();
+  }
+  void fail_each(bool persistent) {
+    mon_sample want[2], got[2];
+    ASSERT_EQ(two_ticks(-1, false, want), 0);
+    ASSERT_EQ(want[0].nprocs, 3);
+    ASSERT_TRUE(want[0].cpu_valid);
+    ASSERT_EQ(want[0].read_bytes, 1010u);
+    ASSERT_EQ(want[0].pss_bytes, (280u + 120) * 1024);
+    ASSERT_EQ(two_ticks(0, false, got), 0);
+    long total = svc__fault_calls();
+    long n = 1, failed = 0;
+    for (;; n++) {
+      int rc = two_ticks(n, persistent, got);
+      if (svc__fault_injected() == 0)
+        break;
+      failed += rc != 0;
+      if (rc == 0)
+        EXPECT_EQ(str(got[0]), str(want[0]))
+            << "nth " << n << " (" << op_name() << ")";
+      else
+        EXPECT_EQ(rc, -1);
+    }
+    printf("sampler tick: %ld calls counted, %ld runs, %ld without a sample "
+           "(%s)\n",
+           total, n, failed, persistent ? "and every later one" : "once");
+  }
+};
+
+TEST_F(SampleFault, EachCallFailedOnceGivesTheSampleOrNone) {
+  fail_each(false);
+}
+TEST_F(SampleFault, EachCallFailedAndEveryOneAfterGivesTheSampleOrNone) {
+  fail_each(true);
+}
+
 } // namespace
