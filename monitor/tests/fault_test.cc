@@ -801,15 +801,25 @@ protected:
   }
 };
 
+// The dashboard's pages and the JSON API's routes, the store's among them.
+const char *const kRoutes[] = {"/api/services",
+                               "/api/monitor",
+                               "/metrics",
+                               "/",
+                               "/service/web",
+                               "/service/web?q=line",
+                               "/api/services/web/metrics",
+                               "/api/services/web/logs?tail=5",
+                               "/api/services/web/logs?q=line+1",
+                               "/api/services/web/methods"};
+
 TEST_F(HttpFault, EachCallFailedOnce) {
-  for (const char *path :
-       {"/api/services", "/api/monitor", "/metrics", "/", "/service/web"})
+  for (const char *path : kRoutes)
     fail_each(path, false);
 }
 
 TEST_F(HttpFault, EachCallFailedAndEveryOneAfter) {
-  for (const char *path :
-       {"/api/services", "/api/monitor", "/metrics", "/", "/service/web"})
+  for (const char *path : kRoutes)
     fail_each(path, true);
 }
 
