@@ -242,7 +242,6 @@ static void mon_store_health(mon *m, const char *what, int64_t now) {
   mon_http_publish_monitor(m->hub, st);
 }
 
-/* Writes pending events and log lines (and samples when have_samples). */
 /* Lines captured since the last call go to the live log streams at once,
  * not with the next flush. */
 static void mon_publish_logs(mon *m) {
@@ -784,7 +783,9 @@ static void mon_loop_room(struct pollfd **pfd, size_t **which, size_t *cap,
 
 #define MON_SHORT_POLL_MS 20 /* while some streams are read without poll */
 
-static int mon_loop(mon *m) {
+/* Until every service is down after a stop: nothing ends it early, not
+ * even memory running out (see mon_loop_room). */
+static void mon_loop(mon *m) {
   size_t nlogs = 0, cap = 0; /* streams pfd and which have room for */
   struct pollfd *pfd = NULL, two[2];
   size_t *which = NULL;
@@ -859,7 +860,6 @@ static int mon_loop(mon *m) {
   mon_publish(m);
   free(pfd);
   free(which);
-  return 0;
 }
 
 static void mon_note_stderr(void *ctx, const char *line) {
@@ -1053,9 +1053,8 @@ int mon_run(const mon_config *cfg0, const mon_run_opts *o, char *err,
     goto out;
   }
   mon_sup_autostart(&m.sup);
-  rc = mon_loop(&m) == 0 ? 0 : 1;
-  if (rc)
-    snprintf(err, errlen, "event loop: %s", strerror(errno));
+  mon_loop(&m);
+  rc = 0;
 out:
   mon_fini(&m);
   pthread_sigmask(SIG_UNBLOCK, &set, NULL);
