@@ -35,10 +35,9 @@ enum svc__fault_op {
   SVC_FAULT_FORK,       /* fork (EAGAIN) */
   SVC_FAULT_THREAD,     /* pthread_create (EAGAIN) */
   SVC_FAULT_PIPE,       /* pipe2 (EMFILE) */
-  SVC_FAULT_STORE,      /* the monitor's SQLite calls (SQLITE_FULL) */
+  SVC_FAULT_STORE,      /* the monitor's SQLite writes (SQLITE_FULL) */
   SVC_FAULT_OPEN,       /* the monitor's open, fopen, opendir (EMFILE) */
-  SVC_FAULT_STORE_READ, /* the monitor's read-only SQLite calls (SQLITE_IOERR)
-                         */
+  SVC_FAULT_STORE_READ, /* the monitor's SQLite reads (SQLITE_IOERR) */
   SVC_FAULT_OP_COUNT
 };
 
