@@ -15,12 +15,6 @@
 
 namespace {
 
-inline int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // The monitor's /api/monitor answer, by field.
 struct MonitorInfo {
   std::string all, store;
@@ -53,15 +47,6 @@ protected:
     mounted = true;
     return true;
   }
-  // Like write_config, with the database at db.
-  void write_config_db(const std::string &services) {
-    std::ofstream(dir / "m.ini")
-        << "[monitor]\nhttp = 127.0.0.1:0\ndb = " << db.string()
-        << "\nlog_dir = " << (dir / "logs").string()
-        << "\ntoken_file = " << (dir / "token").string()
-        << "\nsample_interval_ms = 200\n\n"
-        << services;
-  }
   MonitorInfo info() {
     MonitorInfo m;
     m.all = http(port, "GET", "/api/monitor");
@@ -88,22 +73,8 @@ protected:
   }
   // Raw samples of service steady in the database at db.
   int64_t samples() {
-    sqlite3 *h;
-    int64_t v = -1;
-    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) ==
-        SQLITE_OK) {
-      sqlite3_busy_timeout(h, 5000);
-      sqlite3_stmt *st;
-      if (sqlite3_prepare_v2(h,
-                             "SELECT count(*) FROM samples s JOIN services v"
-                             " ON v.id = s.service_id WHERE v.name = 'steady'",
-                             -1, &st, nullptr) == SQLITE_OK &&
-          sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-      sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return v;
+    return sql_value(db, "SELECT count(*) FROM samples s JOIN services v"
+                         " ON v.id = s.service_id WHERE v.name = 'steady'");
   }
 };
 
@@ -114,16 +85,17 @@ TEST_F(Exhaustion, StoreOnAFullDiskRecoversWhenSpaceReturns) {
   if (!mount_small_disk("4m", &why))
     GTEST_SKIP() << why;
   db = mnt / "m.sqlite";
-  write_config_db("[service.steady]\ncommand = /bin/sleep 600\n"
-                  "start_secs = 0\n"
-                  "[service.chatty]\n" // grows the store: log rows
-                  "command = /bin/sh -c 'while :; do echo "
-                  "chatty-line-0123456789abcdefghijklmnopqrstuvwxyz; "
-                  "sleep 0.005; done'\nstart_secs = 0\n"
-                  "[service.crashy]\n" // restarted all along
-                  "command = /bin/sh -c 'sleep 0.3; exit 3'\n"
-                  "start_secs = 0\nrestart = always\nstart_retries = -1\n"
-                  "backoff_ms = 100\nbackoff_max_ms = 200\n");
+  write_config("[service.steady]\ncommand = /bin/sleep 600\n"
+               "start_secs = 0\n"
+               "[service.chatty]\n" // grows the store: log rows
+               "command = /bin/sh -c 'while :; do echo "
+               "chatty-line-0123456789abcdefghijklmnopqrstuvwxyz; "
+               "sleep 0.005; done'\nstart_secs = 0\n"
+               "[service.crashy]\n" // restarted all along
+               "command = /bin/sh -c 'sleep 0.3; exit 3'\n"
+               "start_secs = 0\nrestart = always\nstart_retries = -1\n"
+               "backoff_ms = 100\nbackoff_max_ms = 200\n",
+               db);
   ASSERT_NO_FATAL_FAILURE(start(true));
   ASSERT_TRUE(eventually([&] { return samples() > 3; }, 30));
   EXPECT_TRUE(info().ok()) << info().all;
@@ -212,40 +184,14 @@ struct Phase {
 
 // CPU seconds pid used so far (utime + stime).
 double cpu_of(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  std::getline(f, s);
-  size_t rp = s.rfind(')');
-  if (rp == std::string::npos)
+  ProcStat st;
+  if (!read_proc_stat(pid, &st))
     return -1;
-  std::istringstream rest(s.substr(rp + 2));
-  std::string skip;
-  for (int k = 0; k < 11; k++) // state .. cmajflt: fields 3 to 13
-    rest >> skip;
-  double ut = 0, st = 0;
-  rest >> ut >> st;
-  return (ut + st) / (double)sysconf(_SC_CLK_TCK);
+  return (double)(st.utime + st.stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 class Flood : public Monitor {
 protected:
-  // A request whose answer is a stream (SSE): its socket, or -1.
-  int open_stream(const std::string &path) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    std::string q = "GET " + path +
-                    " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                    "\r\n\r\n";
-    if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0 ||
-        write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
-      close(fd);
-      return -1;
-    }
-    return fd;
-  }
   // Requests the dashboard, the JSON API and /metrics in turn for `secs`
   // seconds, and samples the monitor's memory between them.
   void measure(Phase *p, int secs) {
@@ -299,8 +245,10 @@ TEST_F(Flood, AServicePrinting100MBPerSecondLeavesTheMonitorBoundedAndQuick) {
   // hub drops it once its buffer is full, instead of holding more)
   std::atomic<bool> tailing{true};
   std::atomic<long long> tailed{0};
-  int reader = open_stream("/api/services/flood/logs/stream?stream=stdout");
-  int stuck = open_stream("/api/services/flood/logs/stream?stream=stdout");
+  int reader =
+      open_stream(port, "/api/services/flood/logs/stream?stream=stdout");
+  int stuck =
+      open_stream(port, "/api/services/flood/logs/stream?stream=stdout");
   ASSERT_GE(reader, 0);
   ASSERT_GE(stuck, 0);
   std::thread tail([&] {

@@ -45,6 +45,7 @@
 #include "proc_sample.h"
 #include "sse.h"
 #include "store.h"
+#include "test_util.h"
 #include "view.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -76,12 +77,6 @@ int64_t now_ms() {
       .count();
 }
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 int count_fds() {
   int n = 0;
   DIR *d = opendir("/proc/self/fd");
@@ -107,87 +102,19 @@ std::string list_fds() {
 
 // Zombies among this process's children (a service nobody reaped).
 int zombie_children() {
-  int n = 0;
-  std::string me = std::to_string(getpid());
-  for (const auto &e : fs::directory_iterator("/proc")) {
-    std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos)
-      continue;
-    std::ifstream f(e.path() / "stat");
-    std::string s;
-    if (!std::getline(f, s))
-      continue;
-    size_t rp = s.rfind(')');
-    if (rp == std::string::npos)
-      continue;
-    std::istringstream rest(s.substr(rp + 2));
-    std::string state, ppid;
-    rest >> state >> ppid;
-    if (state == "Z" && ppid == me)
-      n++;
-  }
-  return n;
+  int me = getpid();
+  return count_processes(
+      [me](const ProcStat &p) { return p.state == "Z" && p.ppid == me; });
 }
 
-struct Resp {
-  int status = 0; // 0: no answer (connection closed or timed out)
-  std::string head, body;
-};
-
-// One request with a 10 s bound on every read and write.
+// One GET with a 10 s bound on every read and write.
 Resp http_get(int port, const std::string &path) {
-  Resp r;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return r;
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  std::string all;
-  if (connect(fd, (sockaddr *)&sa, sizeof sa) == 0) {
-    std::string q = "GET " + path +
-                    " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                    "\r\nConnection: close\r\n\r\n";
-    if (write(fd, q.data(), q.size()) == (ssize_t)q.size()) {
-      char buf[65536];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0)
-        all.append(buf, (size_t)n);
-    }
-  }
-  close(fd);
-  size_t split = all.find("\r\n\r\n");
-  r.head = all.substr(0, split);
-  r.body = split == std::string::npos ? "" : all.substr(split + 4);
-  if (all.size() > 12 && all.compare(0, 5, "HTTP/") == 0)
-    r.status = std::stoi(all.substr(9, 3));
-  return r;
-}
-
-// "value" of "key": in a flat JSON object.
-std::string json_field(const std::string &obj, const std::string &key) {
-  size_t p = obj.find("\"" + key + "\":");
-  if (p == std::string::npos)
-    return "";
-  p += key.size() + 3;
-  size_t e = obj.find_first_of(",}", p);
-  std::string v = obj.substr(p, e - p);
-  if (!v.empty() && v[0] == '"')
-    v = v.substr(1, v.size() - 2);
-  return v;
+  return parse_response(http(port, "GET", path, "", 10));
 }
 
 // The object of service name in /api/services.
 std::string service_json(int port, const std::string &name) {
-  std::string all = http_get(port, "/api/services").body;
-  size_t p = all.find("{\"name\":\"" + name + "\"");
-  if (p == std::string::npos)
-    return "";
-  return all.substr(p, all.find('}', p) - p + 1);
+  return object_of(http_get(port, "/api/services").body, name);
 }
 
 bool eventually(const std::function<bool()> &cond, int ms) {
@@ -200,21 +127,14 @@ bool eventually(const std::function<bool()> &cond, int ms) {
   return cond();
 }
 
-// One value of the database at db (-1 if it cannot be read).
-int64_t sql_value(const fs::path &db, const std::string &q) {
-  sqlite3 *h;
-  int64_t v = -1;
-  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) ==
-      SQLITE_OK) {
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(h, q.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-      v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-  }
-  sqlite3_close(h);
-  return v;
+// Waits up to 20 s for service name to be RUNNING; *obj: its last object.
+bool becomes_running(int port, const std::string &name, std::string *obj) {
+  return eventually(
+      [&] {
+        *obj = service_json(port, name);
+        return field(*obj, "state") == "RUNNING";
+      },
+      20000);
 }
 
 std::string op_name() { return svc__fault_op_name(svc__fault_last_op()); }
@@ -269,6 +189,13 @@ protected:
         << "\ntoken_file = " << (dir / "token").string()
         << "\nsample_interval_ms = " << interval_ms << "\n\n"
         << services;
+  }
+  // dir/m.ini loaded into *cfg, for ASSERT_TRUE.
+  ::testing::AssertionResult load_config(mon_config *cfg) {
+    char err[512] = "";
+    if (mon_config_load((dir / "m.ini").c_str(), cfg, err, sizeof err) == 0)
+      return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << err;
   }
 };
 
@@ -447,12 +374,7 @@ protected:
     }
     // then the service runs (a failed spawn is retried after its backoff)
     std::string s;
-    if (why->empty() && !eventually(
-                            [&] {
-                              s = service_json(m.port(), "steady");
-                              return json_field(s, "state") == "RUNNING";
-                            },
-                            20000))
+    if (why->empty() && !becomes_running(m.port(), "steady", &s))
       *why = "service not RUNNING after the start: " + s;
     if (!m.stop(30000))
       hung("stop after a start, " + at);
@@ -598,10 +520,7 @@ protected:
                  "[service.chatty]\ncommand = /bin/sh -c 'while :; do echo "
                  "chatty; sleep 0.02; done'\nstart_secs = 0\n");
     mon_config cfg;
-    char err[512];
-    ASSERT_EQ(mon_config_load((dir / "m.ini").c_str(), &cfg, err, sizeof err),
-              0)
-        << err;
+    ASSERT_TRUE(load_config(&cfg));
     Plan plan;
     plan.persistent = persistent;
     std::mutex mu;
@@ -626,8 +545,7 @@ protected:
           hung("ticks: stuck at nth " + std::to_string(plan.n));
       }
       // the monitor carried on: its services and its store are fine
-      EXPECT_EQ(json_field(service_json(m.port(), "steady"), "state"),
-                "RUNNING");
+      EXPECT_EQ(field(service_json(m.port(), "steady"), "state"), "RUNNING");
       EXPECT_NE(http_get(m.port(), "/api/monitor").body.find("\"ok\":true"),
                 std::string::npos);
       ASSERT_TRUE(m.stop()) << "stop";
@@ -897,38 +815,12 @@ TEST_F(StoreRecovery, MinutesFoldedInALostTransactionAreFoldedAgain) {
   EXPECT_EQ(sql_value(db(), "SELECT n FROM samples_1m"), 6);
 }
 
-// Reads /api/events until want appears (or bound_ms pass): what it read.
-std::string sse_until(int fd, const std::string &want, int bound_ms,
-                      std::string *seen) {
-  int64_t end = now_ms() + bound_ms;
-  char buf[4096];
-  while (seen->find(want) == std::string::npos && now_ms() < end) {
-    pollfd q = {fd, POLLIN, 0};
-    if (poll(&q, 1, 50) <= 0)
-      continue;
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0)
-      break;
-    seen->append(buf, (size_t)n);
-  }
-  return *seen;
-}
-
-int sse_open(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  std::string q =
-      "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-      "\r\nAccept: text/event-stream\r\n\r\n";
-  if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0 ||
-      write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
-    close(fd);
-    return -1;
-  }
-  return fd;
+// Reads /api/events into *seen until want appears in it (or bound_ms pass).
+void sse_until(int fd, const std::string &want, int bound_ms,
+               std::string *seen) {
+  read_for(fd, *seen, bound_ms, [&](const std::string &s) {
+    return s.find(want) != std::string::npos;
+  });
 }
 
 // The whole monitor with its writer's calls failing for a while: the
@@ -951,8 +843,7 @@ TEST_P(StoreFailing, SupervisionGoesOnAndWritingResumesByItself) {
                "start_secs = 0\nrestart = always\nstart_retries = -1\n"
                "backoff_ms = 50\nbackoff_max_ms = 100\n");
   mon_config cfg;
-  char err[512];
-  ASSERT_EQ(mon_config_load((dir / "m.ini").c_str(), &cfg, err, sizeof err), 0);
+  ASSERT_TRUE(load_config(&cfg));
   {
     InProcessMonitor m(&cfg);
     ASSERT_TRUE(m.start()) << m.err();
@@ -969,7 +860,8 @@ TEST_P(StoreFailing, SupervisionGoesOnAndWritingResumesByItself) {
         << mon_json;
     EXPECT_NE(mon_json.find("\"version\":\""), std::string::npos);
     EXPECT_NE(mon_json.find("\"uptime\":"), std::string::npos);
-    int live = sse_open(port);
+    int live =
+        open_stream(port, "/api/events", "Accept: text/event-stream\r\n");
     ASSERT_GE(live, 0);
     std::string seen;
     sse_until(live, "event: state", 5000, &seen); // subscribed
@@ -986,7 +878,7 @@ TEST_P(StoreFailing, SupervisionGoesOnAndWritingResumesByItself) {
     EXPECT_NE(mon_json.find(std::string("\"error\":\"") + o.text + "\""),
               std::string::npos)
         << mon_json;
-    int64_t since = std::stoll(json_field(mon_json, "since_ms"));
+    int64_t since = std::stoll(field(mon_json, "since_ms"));
     EXPECT_GE(since, failing_from - 5);
     EXPECT_LE(since, wall_ms());
     // the live stream tells the open dashboards
@@ -999,16 +891,15 @@ TEST_P(StoreFailing, SupervisionGoesOnAndWritingResumesByItself) {
     EXPECT_NE(page.body.find("id=\"store-banner\""), std::string::npos);
     EXPECT_NE(page.body.find(o.text), std::string::npos);
     // supervision goes on; the rest of the HTTP side reads as before
-    int restarts =
-        std::stoi(json_field(service_json(port, "crashy"), "restarts"));
-    std::string pid = json_field(service_json(port, "steady"), "pid");
+    int restarts = std::stoi(field(service_json(port, "crashy"), "restarts"));
+    std::string pid = field(service_json(port, "steady"), "pid");
     ASSERT_TRUE(eventually(
         [&] {
-          return std::stoi(json_field(service_json(port, "crashy"),
-                                      "restarts")) >= restarts + 2;
+          return std::stoi(field(service_json(port, "crashy"), "restarts")) >=
+                 restarts + 2;
         },
         20000));
-    EXPECT_EQ(json_field(service_json(port, "steady"), "pid"), pid);
+    EXPECT_EQ(field(service_json(port, "steady"), "pid"), pid);
     EXPECT_EQ(http_get(port, "/metrics").status, 200);
     EXPECT_EQ(http_get(port, "/service/crashy").status, 200);
     int64_t frozen = samples();
@@ -1067,27 +958,21 @@ TEST_F(ForkFault, RefusedBacksOffWithAnEventAndStartsOnceForkWorks) {
   write_config("[service.steady]\ncommand = /bin/sleep 600\nstart_secs = 0\n"
                "start_retries = -1\nbackoff_ms = 50\nbackoff_max_ms = 100\n");
   mon_config cfg;
-  char err[512];
-  ASSERT_EQ(mon_config_load((dir / "m.ini").c_str(), &cfg, err, sizeof err), 0);
+  ASSERT_TRUE(load_config(&cfg));
   {
     InProcessMonitor m(&cfg);
     ASSERT_TRUE(m.start()) << m.err();
     int port = m.port();
     std::string s;
-    ASSERT_TRUE(eventually(
-        [&] {
-          s = service_json(port, "steady");
-          return json_field(s, "state") == "RUNNING";
-        },
-        20000));
-    int pid = std::stoi(json_field(s, "pid"));
+    ASSERT_TRUE(becomes_running(port, "steady", &s));
+    int pid = std::stoi(field(s, "pid"));
     int64_t refused_from = wall_ms();
     svc__fault_arm(SVC_FAULT_BIT(SVC_FAULT_FORK), 1, true, EAGAIN);
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     std::vector<std::string> states;
     ASSERT_TRUE(eventually(
         [&] {
-          std::string st = json_field(service_json(port, "steady"), "state");
+          std::string st = field(service_json(port, "steady"), "state");
           if (states.empty() || states.back() != st)
             states.push_back(st);
           return st == "BACKOFF" && svc__fault_injected() >= 3;
@@ -1105,14 +990,8 @@ TEST_F(ForkFault, RefusedBacksOffWithAnEventAndStartsOnceForkWorks) {
     };
     EXPECT_TRUE(eventually([&] { return refusals() >= 2; }, 10000));
     svc__fault_disarm();
-    ASSERT_TRUE(eventually(
-        [&] {
-          s = service_json(port, "steady");
-          return json_field(s, "state") == "RUNNING";
-        },
-        20000))
-        << s;
-    EXPECT_NE(std::stoi(json_field(s, "pid")), pid);
+    ASSERT_TRUE(becomes_running(port, "steady", &s)) << s;
+    EXPECT_NE(std::stoi(field(s, "pid")), pid);
     ASSERT_TRUE(m.stop());
     EXPECT_EQ(m.rc(), 0) << m.err();
   }

@@ -20,6 +20,7 @@
 #include "route.h"
 #include "session.h"
 #include "store.h"
+#include "test_util.h"
 #include "token.h"
 #include "view.h"
 
@@ -141,11 +142,6 @@ TEST(Token, CreatedPrivateAndChecked) {
   fs::remove(p);
 }
 
-struct Resp {
-  int status = 0;
-  std::string head, body;
-};
-
 class Http : public ::testing::Test {
 protected:
   std::string db;
@@ -226,35 +222,10 @@ protected:
   Resp req(const std::string &method, const std::string &path,
            const std::string &extra = "", const char *host = nullptr,
            const std::string &body = "") {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    Resp r;
-    if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0) {
-      close(fd);
-      return r;
-    }
     std::string hosth = host ? host : ("127.0.0.1:" + std::to_string(port));
-    std::string q = method + " " + path + " HTTP/1.1\r\nHost: " + hosth +
-                    "\r\nConnection: close\r\n" + extra + "\r\n" + body;
-    if (write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
-      close(fd);
-      return r;
-    }
-    std::string all;
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-      all.append(buf, (size_t)n);
-    close(fd);
-    size_t split = all.find("\r\n\r\n");
-    r.head = all.substr(0, split);
-    r.body = split == std::string::npos ? "" : all.substr(split + 4);
-    if (all.size() > 12)
-      r.status = std::stoi(all.substr(9, 3));
-    return r;
+    return parse_response(http_raw(
+        port, method + " " + path + " HTTP/1.1\r\nHost: " + hosth +
+                  "\r\nConnection: close\r\n" + extra + "\r\n" + body));
   }
 };
 
@@ -565,51 +536,16 @@ TEST_F(Http, AForeignOriginIsRefusedEvenWithTheToken) {
 // Reads from fd until want appears or ms pass; returns what was read.
 std::string read_until(int fd, const std::string &want, int ms) {
   std::string got;
-  timespec t0{};
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    timespec t{};
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    int left = ms - (int)((t.tv_sec - t0.tv_sec) * 1000 +
-                          (t.tv_nsec - t0.tv_nsec) / 1000000);
-    if (got.find(want) != std::string::npos || left <= 0)
-      return got;
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, left) <= 0)
-      return got;
-    char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0)
-      return got;
-    got.append(buf, (size_t)n);
-  }
+  read_for(fd, got, ms, [&](const std::string &s) {
+    return s.find(want) != std::string::npos;
+  });
+  return got;
 }
 
-class HttpLive : public Http {
-protected:
-  int open_stream(const std::string &path) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0) {
-      close(fd);
-      return -1;
-    }
-    std::string q = "GET " + path +
-                    " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                    "\r\n\r\n";
-    if (write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
-      close(fd);
-      return -1;
-    }
-    return fd;
-  }
-};
+class HttpLive : public Http {};
 
 TEST_F(HttpLive, EventsStartWithEveryStateThenFollowChanges) {
-  int fd = open_stream("/api/events");
+  int fd = open_stream(port, "/api/events");
   ASSERT_GE(fd, 0);
   std::string got = read_until(fd, "\"pid\":42", 2000);
   EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos);
@@ -633,7 +569,7 @@ TEST_F(HttpLive, EventsStartWithEveryStateThenFollowChanges) {
 }
 
 TEST_F(HttpLive, LogStreamSendsTheTailThenNewLinesEscaped) {
-  int fd = open_stream("/api/services/web/logs/stream?stream=stdout");
+  int fd = open_stream(port, "/api/services/web/logs/stream?stream=stdout");
   ASSERT_GE(fd, 0);
   std::string got = read_until(fd, "onerror", 2000);
   EXPECT_NE(got.find("\"line\":\"\\u003cimg src=x onerror=alert(1)\\u003e\""),
@@ -669,7 +605,7 @@ TEST_F(HttpLive, ALongHistoryIsCutToTheNewestLinesNotDropped) {
   }
   ASSERT_EQ(mon_store_commit(st), 0);
   mon_store_close(st);
-  int fd = open_stream("/api/services/web/logs/stream?stream=stdout");
+  int fd = open_stream(port, "/api/services/web/logs/stream?stream=stdout");
   ASSERT_GE(fd, 0);
   std::string got = read_until(fd, "#99\"", 3000);
   EXPECT_NE(got.find("#99\""), std::string::npos) << "the newest line came";
@@ -683,7 +619,7 @@ TEST_F(HttpLive, ALongHistoryIsCutToTheNewestLinesNotDropped) {
 TEST_F(HttpLive, StreamsHaveTheirOwnLimitAndNeverStarveTheApi) {
   std::vector<int> fds;
   for (int i = 0; i < MON_SSE_MAX; i++) {
-    fds.push_back(open_stream("/api/events"));
+    fds.push_back(open_stream(port, "/api/events"));
     ASSERT_NE(read_until(fds.back(), "event: state", 2000).find("event: state"),
               std::string::npos);
   }

@@ -171,25 +171,9 @@ TEST_F(Monitor, KilledMonitorLeavesNoOrphansTwice) {
   }));
   EXPECT_NE(new_pid, old_pid);
   // nothing of the old session is left
-  int leftovers = 0;
-  for (auto &e : fs::directory_iterator("/proc")) {
-    std::string n = e.path().filename();
-    if (n.empty() || !isdigit((unsigned char)n[0]))
-      continue;
-    std::ifstream f(e.path() / "stat");
-    std::string s;
-    if (!std::getline(f, s))
-      continue;
-    size_t rp = s.rfind(')');
-    if (rp == std::string::npos)
-      continue;
-    std::istringstream rest(s.substr(rp + 2));
-    std::string state;
-    int ppid, pgrp, session;
-    rest >> state >> ppid >> pgrp >> session;
-    if (session == old_pid && state != "Z")
-      leftovers++;
-  }
+  int leftovers = count_processes([&](const ProcStat &p) {
+    return p.session == old_pid && p.state != "Z";
+  });
   EXPECT_EQ(leftovers, 0);
   int status = stop_monitor();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -288,52 +272,15 @@ TEST_F(Monitor, LibsvcWorkersAndMethodStatistics) {
 }
 #endif
 
-// Issue 14: the live streams of the real binary. A state event reaches an
-// open /api/events within 2 s of a restart; a line the service prints (its
-// own wall-clock time in it) reaches logs/stream within 1 s.
-int open_stream(int port, const std::string &path) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  std::string q = "GET " + path +
-                  " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                  "\r\n\r\n";
-  if (connect(fd, (sockaddr *)&sa, sizeof sa) != 0 ||
-      write(fd, q.data(), q.size()) != (ssize_t)q.size()) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Appends what fd gives within ms to got; true once pred(got) holds.
-bool read_for(int fd, std::string &got, int ms,
-              const std::function<bool(const std::string &)> &pred) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (!pred(got)) {
-    int left = (int)std::chrono::duration_cast<std::chrono::milliseconds>(
-                   end - std::chrono::steady_clock::now())
-                   .count();
-    pollfd p{fd, POLLIN, 0};
-    if (left <= 0 || poll(&p, 1, left) <= 0)
-      return pred(got);
-    char buf[4096];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0)
-      return pred(got);
-    got.append(buf, (size_t)n);
-  }
-  return true;
-}
-
 int64_t wall_ns() {
   timespec t{};
   clock_gettime(CLOCK_REALTIME, &t);
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+// Issue 14: the live streams of the real binary. A state event reaches an
+// open /api/events within 2 s of a restart; a line the service prints (its
+// own wall-clock time in it) reaches logs/stream within 1 s.
 TEST_F(Monitor, LiveStreamsFollowARestartAndNewLines) {
   write_config("[service.ticker]\ncommand = /bin/sh -c 'while :; do echo "
                "\"now $(date +%s%N)\"; sleep 0.25; done'\nstart_secs = 0\n");

@@ -1,8 +1,8 @@
 // monitor_fixture.h — what the tests that run the real svc-monitor binary
 // share: a temporary directory and config, starting and stopping the
-// monitor, HTTP requests, the JSON API's fields, SQL on its database, and
-// the control commands. Waits poll with generous deadlines: the machine is
-// loaded.
+// monitor, its services' JSON and SQL on its database, and the control
+// commands (HTTP, JSON and /proc helpers: test_util.h). Waits poll with
+// generous deadlines: the machine is loaded.
 #ifndef MON_TESTS_MONITOR_FIXTURE_H
 #define MON_TESTS_MONITOR_FIXTURE_H
 
@@ -27,55 +27,12 @@
 #include <thread>
 
 #include "loopback_http.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
-
-inline std::string http(int port, const std::string &method,
-                        const std::string &path,
-                        const std::string &extra = "") {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  std::string all;
-  if (connect(fd, (sockaddr *)&sa, sizeof sa) == 0) {
-    std::string q = method + " " + path +
-                    " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
-                    "\r\nConnection: close\r\n" + extra + "\r\n";
-    if (write(fd, q.data(), q.size()) == (ssize_t)q.size()) {
-      char buf[65536];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0)
-        all.append(buf, (size_t)n);
-    }
-  }
-  close(fd);
-  return all;
-}
-
-// The JSON object of service `name` in /api/services output.
-inline std::string object_of(const std::string &json, const std::string &name) {
-  size_t p = json.find("{\"name\":\"" + name + "\"");
-  if (p == std::string::npos)
-    return "";
-  return json.substr(p, json.find('}', p) - p + 1);
-}
-
-inline std::string field(const std::string &obj, const std::string &key) {
-  size_t p = obj.find("\"" + key + "\":");
-  if (p == std::string::npos)
-    return "";
-  p += key.size() + 3;
-  size_t e = obj.find_first_of(",}", p);
-  std::string v = obj.substr(p, e - p);
-  if (!v.empty() && v[0] == '"')
-    v = v.substr(1, v.size() - 2);
-  return v;
-}
 
 inline double num(const std::string &s) {
   return s.empty() || s == "null" ? -1 : std::stod(s);
@@ -92,12 +49,8 @@ inline bool eventually(const std::function<bool()> &cond, int seconds = 60) {
 }
 
 inline bool alive(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  if (!std::getline(f, s))
-    return false;
-  size_t rp = s.rfind(')');
-  return rp != std::string::npos && s[rp + 2] != 'Z';
+  ProcStat st;
+  return read_proc_stat(pid, &st) && st.state != "Z";
 }
 
 class Monitor : public ::testing::Test {
@@ -130,9 +83,11 @@ protected:
       close(out_fd);
     fs::remove_all(dir);
   }
-  void write_config(const std::string &services) {
+  // db: where the store goes if not dir/m.sqlite.
+  void write_config(const std::string &services, const fs::path &db = {}) {
     std::ofstream(dir / "m.ini")
-        << "[monitor]\nhttp = 127.0.0.1:0\ndb = " << (dir / "m.sqlite").string()
+        << "[monitor]\nhttp = 127.0.0.1:0\ndb = "
+        << (db.empty() ? dir / "m.sqlite" : db).string()
         << "\nlog_dir = " << (dir / "logs").string()
         << "\ntoken_file = " << (dir / "token").string()
         << "\nsample_interval_ms = 200\n\n"
@@ -183,21 +138,7 @@ protected:
   std::string svc(const std::string &name) {
     return object_of(services(), name);
   }
-  int64_t sql(const std::string &q) {
-    sqlite3 *db;
-    int64_t v = -1;
-    if (sqlite3_open_v2((dir / "m.sqlite").c_str(), &db, SQLITE_OPEN_READONLY,
-                        nullptr) == SQLITE_OK) {
-      sqlite3_busy_timeout(db, 5000);
-      sqlite3_stmt *st;
-      if (sqlite3_prepare_v2(db, q.c_str(), -1, &st, nullptr) == SQLITE_OK &&
-          sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-      sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return v;
-  }
+  int64_t sql(const std::string &q) { return sql_value(dir / "m.sqlite", q); }
   int stop_monitor() {
     kill(mon, SIGTERM);
     int status = -1;
