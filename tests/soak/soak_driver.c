@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -591,20 +592,37 @@ static int clients_running(const phase *p) {
 
 /* ---- a phase ---- */
 
-static int phase_files(phase *p, const char *root, const char *transport) {
-  snprintf(p->dir, sizeof p->dir, "%s/%s", root, transport);
-  if (mkdir(p->dir, 0700) != 0)
+/* snprintf into buf[n] that fails (-1, ENAMETOOLONG) where it would not
+ * fit. */
+__attribute__((format(printf, 3, 4))) static int
+path_fmt(char *buf, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+  if (w < 0 || (size_t)w >= n) {
+    errno = ENAMETOOLONG;
     return -1;
-  snprintf(p->exec_path, sizeof p->exec_path, "%s/exec", p->dir);
-  snprintf(p->log_path, sizeof p->log_path, "%s/server.log", p->dir);
+  }
+  return 0;
+}
+#define PATH_FMT(buf, ...) path_fmt((buf), sizeof(buf), __VA_ARGS__)
+
+static int phase_files(phase *p, const char *root, const char *transport) {
+  if (PATH_FMT(p->dir, "%s/%s", root, transport) != 0 ||
+      mkdir(p->dir, 0700) != 0)
+    return -1;
+  if (PATH_FMT(p->exec_path, "%s/exec", p->dir) != 0 ||
+      PATH_FMT(p->log_path, "%s/server.log", p->dir) != 0)
+    return -1;
   p->exec_size = soak_exec_file_size((uint32_t)p->o->clients, p->capacity);
   if (soak_make_file(p->exec_path, p->exec_size) != 0 ||
       !(p->exec = soak_map(p->exec_path, p->exec_size)))
     return -1;
   p->client_size = sizeof(soak_client_head) + p->capacity * sizeof(soak_call);
   for (int i = 0; i < p->o->clients; i++) {
-    snprintf(p->client_path[i], sizeof p->client_path[i], "%s/client%d", p->dir,
-             i);
+    if (PATH_FMT(p->client_path[i], "%s/client%d", p->dir, i) != 0)
+      return -1;
     if (soak_make_file(p->client_path[i], p->client_size) != 0 ||
         !(p->heads[i] = soak_map(p->client_path[i], p->client_size)))
       return -1;
@@ -777,12 +795,15 @@ static uint64_t run_phase(const opts *o, int index, const char *transport,
     free(p);
     return 1;
   }
-  if (strcmp(transport, "shm") == 0)
-    snprintf(p->url, sizeof p->url, "shm://soak");
-  else if (strcmp(transport, "unix") == 0)
-    snprintf(p->url, sizeof p->url, "unix://%s/soak.sock", p->dir);
-  else
-    snprintf(p->url, sizeof p->url, "tcp://127.0.0.1:%d", free_tcp_port());
+  int url_rc = strcmp(transport, "shm") == 0 ? PATH_FMT(p->url, "shm://soak")
+               : strcmp(transport, "unix") == 0
+                   ? PATH_FMT(p->url, "unix://%s/soak.sock", p->dir)
+                   : PATH_FMT(p->url, "tcp://127.0.0.1:%d", free_tcp_port());
+  if (url_rc != 0) {
+    fprintf(stderr, "soak: the URL under %s: %s\n", p->dir, strerror(errno));
+    free(p);
+    return 1;
+  }
 
   int64_t t0 = soak_now_ms(), end = t0 + slice_ms;
   if (start_master(p) == 0 && start_clients(p, end) == 0) {
