@@ -8,10 +8,11 @@ int main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);
   bench::ParseOptions(&argc, argv);
   bench::SetUpRuntimeDir();
-  /* Echo throughput at 64 B: the raw futex and spin ping-pongs, a raw Unix
-   * socket, and libsvc over shm, unix, tcp and tls (issue 16: what the
-   * encryption costs a loaded server, next to tcp in the same run). */
-  std::vector<std::string> names = {"futex", "spin", "unix"};
+  /* Echo throughput at 64 B: the raw futex and spin ping-pongs, raw Unix
+   * and TCP sockets (the baselines of issue 18's stream targets), and libsvc
+   * over shm, unix, tcp and tls (issue 16: what the encryption costs a loaded
+   * server, next to tcp in the same run). */
+  std::vector<std::string> names = {"futex", "spin", "unix", "tcp"};
   for (const std::string &n : bench::TransportNames())
     if (n == "svc-shm" || n == "svc-unix" || n == "svc-tcp" || n == "svc-tls")
       names.push_back(n);

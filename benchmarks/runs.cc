@@ -300,6 +300,36 @@ constexpr int kMaxClients = 8;
 constexpr size_t kPayload = 64; /* the size DESIGN.md quotes */
 
 /* Shared by the benchmark process and its client processes. */
+/* Per-client call latency: 8 buckets per power of two of nanoseconds
+ * (12% wide), enough for a p50 and p99 without keeping every sample. */
+constexpr int kLatSub = 8;
+constexpr int kLatBuckets = 40 * kLatSub;
+
+int lat_bucket(uint64_t ns) {
+  if (ns < kLatSub)
+    return (int)ns;
+  int pow2 = 63 - __builtin_clzll(ns); /* >= 3 */
+  int sub = (int)((ns >> (pow2 - 3)) & (kLatSub - 1));
+  int b = (pow2 - 2) * kLatSub + sub;
+  return b < kLatBuckets ? b : kLatBuckets - 1;
+}
+
+/* The upper edge of bucket b, in ns. */
+double lat_bucket_ns(int b) {
+  if (b < kLatSub)
+    return b + 1;
+  int pow2 = b / kLatSub + 2, sub = b % kLatSub;
+  return (double)((uint64_t)(kLatSub + sub + 1) << (pow2 - 3));
+}
+
+double lat_quantile(const uint32_t *h, uint64_t n, double q) {
+  uint64_t want = (uint64_t)((double)n * q), seen = 0;
+  for (int b = 0; b < kLatBuckets; b++)
+    if ((seen += h[b]) > want)
+      return lat_bucket_ns(b);
+  return lat_bucket_ns(kLatBuckets - 1);
+}
+
 struct Board {
   uint32_t ready;   /* clients connected and warmed up */
   uint32_t go;      /* set by the parent: start counting */
@@ -308,6 +338,7 @@ struct Board {
   struct {
     uint64_t calls;
     uint64_t cpu_ns; /* the client process's CPU inside the window */
+    uint32_t lat[kLatBuckets];
     int failed;
     char err[120];
   } client[kMaxClients];
@@ -339,12 +370,15 @@ int tp_client(Transport *t, Board *b, int i) {
   __atomic_add_fetch(&b->ready, 1, __ATOMIC_ACQ_REL);
   while (!tp_load(&b->go))
     usleep(100);
-  uint64_t cpu0 = ProcessCpuNs(), calls = 0;
+  uint64_t cpu0 = ProcessCpuNs(), calls = 0, t0 = NowNs();
   while (!tp_load(&b->stop)) {
     if (c->Call(req.data(), kPayload, &resp, &resp_len, &err) != 0)
       return fail(err);
     if (!ReplyMatches(req.data(), kPayload, resp, resp_len))
       return fail("reply differs from request");
+    uint64_t t1 = NowNs(); /* one clock read per call: end = next start */
+    me.lat[lat_bucket(t1 - t0)]++;
+    t0 = t1;
     calls++;
   }
   me.cpu_ns = ProcessCpuNs() - cpu0;
@@ -421,11 +455,21 @@ void BM_Throughput(benchmark::State &state, const std::string &name,
       k = -1;
     }
     uint64_t total = 0, lo = UINT64_MAX, hi = 0, client_cpu = 0;
+    double p50_lo = 1e30, p50_hi = 0, p99_lo = 1e30, p99_hi = 0;
     for (int i = 0; i < n; i++) {
       if (b->client[i].failed) {
         state.SkipWithError(b->client[i].err);
         break;
       }
+      /* each client's own p50 and p99: the starved one shows here */
+      double p50 = lat_quantile(b->client[i].lat, b->client[i].calls, 0.5);
+      double p99 = lat_quantile(b->client[i].lat, b->client[i].calls, 0.99);
+      p50_lo = std::min(p50_lo, p50);
+      p50_hi = std::max(p50_hi, p50);
+      p99_lo = std::min(p99_lo, p99);
+      p99_hi = std::max(p99_hi, p99);
+      state.counters["p50_us_c" + std::to_string(i)] = p50 / 1e3;
+      state.counters["p99_us_c" + std::to_string(i)] = p99 / 1e3;
       total += b->client[i].calls;
       lo = std::min(lo, b->client[i].calls);
       hi = std::max(hi, b->client[i].calls);
@@ -437,6 +481,10 @@ void BM_Throughput(benchmark::State &state, const std::string &name,
     state.counters["clients"] = n;
     state.counters["min_calls"] = (double)lo;
     state.counters["max_calls"] = (double)hi;
+    state.counters["p50_us_min"] = p50_lo / 1e3;
+    state.counters["p50_us_max"] = p50_hi / 1e3;
+    state.counters["p99_us_min"] = p99_lo / 1e3;
+    state.counters["p99_us_max"] = p99_hi / 1e3;
     ReportCpu(state, client_cpu, server, wall, total);
     state.SetItemsProcessed((int64_t)total);
     state.SetLabel(name);

@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(write(cl, s, n) == (ssize_t)n);
   shutdown(cl, SHUT_WR);
   int rc;
-  while ((rc = l->tp->serve(c, echo, NULL)) == 0) {
+  while ((rc = l->tp->serve(c, echo, NULL, NULL)) == 0) {
   }
   CHECK(rc == want_rc);
   l->tp->close(c);

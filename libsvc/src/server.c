@@ -297,9 +297,18 @@ static int thread_leave(svc_server *s, int idle_timeout) {
   return 1;
 }
 
+/* svc__stay_fn: a thread may keep a connection while another one waits in
+ * epoll_wait for everything else, and nothing asks it to wind down. */
+static int may_stay(void *ctx) {
+  svc_server *s = ((svc__item *)ctx)->server;
+  return atomic_load_explicit(&s->idle, memory_order_relaxed) > 0 &&
+         !atomic_load_explicit(&s->stopping, memory_order_relaxed) &&
+         !atomic_load_explicit(&s->retiring, memory_order_relaxed);
+}
+
 static void serve_conn(svc_server *s, svc__item *it) {
   pthread_mutex_lock(&it->serving);
-  int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, it);
+  int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, may_stay, it);
   if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
     it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
   /* Re-armed before the unlock: the next thread to serve it locks after

@@ -33,6 +33,10 @@ typedef struct svc__stream_io {
   int (*pending)(const svc__stream *s);
   /* Frees the io layer's state (the stream closes the fd). */
   void (*close)(svc__stream *s);
+  /* 1 when a read shorter than asked leaves nothing behind (a socket's;
+   * not TLS, whose reads end at a record), so the server need not read
+   * again only to hear "nothing", and may wait in a blocking read. */
+  int drains;
 } svc__stream_io;
 
 struct svc__stream {
@@ -51,10 +55,14 @@ struct svc__stream {
                       (client: sent together when it must wait) */
   size_t out_len;
   size_t out_cap;
-  size_t reply_at; /* server: where the reply under construction starts */
-  int goaway;      /* client: server asked us to reconnect */
-  size_t skip;     /* server: bytes of an oversized request to drop */
-  char *why;       /* client: where a failure's reason goes, or NULL */
+  size_t reply_at;  /* server: where the reply under construction starts */
+  int goaway;       /* client: server asked us to reconnect */
+  size_t skip;      /* server: bytes of an oversized request to drop */
+  int drained;      /* server: the last read left the socket empty */
+  int hot;          /* server: requests come within STAY_WAIT_US */
+  int64_t idle_ns;  /* server: when it last went back to epoll, or 0 */
+  int64_t reply_ns; /* client: when the last reply was handed out */
+  char *why;        /* client: where a failure's reason goes, or NULL */
   size_t why_len;
 };
 
@@ -93,7 +101,8 @@ int svc__stream_request(svc__conn *c, uint32_t seq, svc__frame *f);
 void *svc__stream_request_space(svc__conn *c, size_t len);
 void svc__stream_watch(svc__conn *c);
 int svc__stream_buffered(const svc__conn *c);
-int svc__stream_serve(svc__conn *c, svc__dispatch_fn fn, void *ctx);
+int svc__stream_serve(svc__conn *c, svc__dispatch_fn fn, svc__stay_fn stay,
+                      void *ctx);
 int svc__stream_goaway(svc__conn *c);
 void svc__stream_unlisten(svc__listener *l);
 

@@ -54,6 +54,13 @@ struct svc_reply {
 typedef int (*svc__dispatch_fn)(void *ctx, const char *method, const void *req,
                                 size_t len, svc_reply *reply);
 
+/* Asked by serve when c has no request ready, or when one connection has
+ * had a thread long enough: 1 lets the thread stay with c (wait in the
+ * kernel for its next request, or go on with its backlog), because
+ * another thread polls every other connection; 0 hands c back to the
+ * poll. ctx is the dispatch ctx. */
+typedef int (*svc__stay_fn)(void *ctx);
+
 /* A reply a client received; payload valid until release. */
 typedef struct svc__result {
   uint32_t call_id; /* the sequence number the call was sent with */
@@ -150,10 +157,12 @@ struct svc__transport {
    * none is pending, or an error for that attempt only. */
   int (*accept)(svc__listener *l, const svc__conn_opts *o, svc__conn **out);
   /* Serves every request that is ready on c, in order, calling fn for
-   * each; may spin a while for the next request (shm). Returns 0 when c went
-   * idle (the server polls c->fd again), or a negative code when c must be
-   * closed (SVC_EPEERGONE: the client left; SVC_EPROTO: it sent garbage). */
-  int (*serve)(svc__conn *c, svc__dispatch_fn fn, void *ctx);
+   * each; may spin a while for the next request (shm), or, while stay
+   * (NULL: never) says yes, wait for it in the kernel (unix, tcp). Returns
+   * 0 when c went idle (the server polls c->fd again), or a negative code
+   * when c must be closed (SVC_EPEERGONE: the client left; SVC_EPROTO: it
+   * sent garbage). */
+  int (*serve)(svc__conn *c, svc__dispatch_fn fn, svc__stay_fn stay, void *ctx);
   /* Asks the client to reconnect before its next call (retiring worker).
    * Only while no thread serves c. 0 done, 1 not possible yet (handshake
    * still under way: ask again later). */

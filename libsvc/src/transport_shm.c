@@ -635,7 +635,9 @@ static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
                    c->base.fd);
 }
 
-static int shm_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
+static int shm_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
+                     void *ctx) {
+  (void)stay; /* it spins for its next request instead (wait.c) */
   shm_conn *c = (shm_conn *)base;
   if (!c->ready) {
     int rc = handshake(c);

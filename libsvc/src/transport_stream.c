@@ -25,6 +25,20 @@
 #define MIN_BUF 65536
 #define FLUSH_AT (256 * 1024) /* send batched frames at this size */
 #define BATCH_MAX 16384       /* client: larger requests are written at once */
+/* Server: how long a thread waits in a blocking read for a connection's
+ * next request before handing it back to epoll. A client calling in a loop
+ * is back well within it, and is then served for one read and one write
+ * per call (no epoll_wait, no re-arm, no other thread's wakeup); a quiet
+ * connection costs one timed-out read per call. It also bounds how long a
+ * stop or a retire waits for such a thread. */
+#define STAY_WAIT_US 2000
+/* Server: reads one connection may take in a row while the other
+ * connections have no spare thread, before it queues behind them. */
+#define SERVE_BUDGET_READS 16
+/* Client: within this long of the last reply the server was there, so the
+ * check for a close or a GOAWAY before the next call is skipped: it cannot
+ * see a close that lands after it either, and costs a syscall per call. */
+#define IDLE_CHECK_AFTER_NS 100000
 
 typedef svc__stream stream_conn;
 
@@ -103,6 +117,7 @@ const svc__stream_io svc__stream_plain_io = {
     .peek = plain_peek,
     .pending = plain_pending,
     .close = plain_close,
+    .drains = 1,
 };
 
 /* ---- the stream ---- */
@@ -200,7 +215,9 @@ static long next_frame(stream_conn *c, svc__frame *f, size_t *want) {
 /* One nonblocking (or, with block, blocking) read into the buffer's tail:
  * 1 got bytes, 0 none yet, SVC_EPEERGONE at the end of the stream. */
 static int read_some(stream_conn *c, int block) {
-  long r = c->io->read(c, c->in + c->in_len, c->in_cap - c->in_len, block);
+  size_t room = c->in_cap - c->in_len;
+  long r = c->io->read(c, c->in + c->in_len, room, block);
+  c->drained = c->io->drains && r >= 0 && (size_t)r < room;
   if (r <= 0)
     return (int)r;
   c->in_len += (size_t)r;
@@ -261,6 +278,9 @@ static int check_idle(stream_conn *c) {
   if (c->goaway)
     return SVC_EPEERGONE;
   size_t beyond = c->in_off + (c->old_in ? 0 : c->held);
+  if (beyond == c->in_len && c->reply_ns &&
+      svc__now_ns() - c->reply_ns < IDLE_CHECK_AFTER_NS)
+    return 0;
   if (beyond == c->in_len) {
     int news = c->io->peek(c);
     if (news == 0)
@@ -466,6 +486,7 @@ int svc__stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
       res->payload = r.payload;
       res->len = r.payload_len;
       c->held = (size_t)n; /* stays in c->in until release */
+      c->reply_ns = svc__now_ns();
       return 0;
     }
     int rc = flush_requests(c, deadline ? deadline : INT64_MAX);
@@ -619,6 +640,14 @@ static int stream_accept(svc__listener *l, const svc__conn_opts *o,
   int fd, rc = svc__stream_accept_fd(l, o, &fd);
   if (rc != 0)
     return rc;
+  /* Blocking, with a receive timeout: serve's wait for the next request
+   * is one read. Every other read and write says MSG_DONTWAIT. */
+  struct timeval stay = {0, STAY_WAIT_US};
+  if (svc__sock_set_blocking(fd, 1) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &stay, sizeof stay) != 0) {
+    close(fd);
+    return svc__from_errno(errno);
+  }
   stream_conn *c =
       svc__stream_new(l->tp, fd, &svc__stream_plain_io, o->max_payload, 0);
   if (!c)
@@ -651,8 +680,15 @@ static int handle_request(stream_conn *c, const svc__frame *f,
   return rc == 0 && c->out_len >= FLUSH_AT ? flush(c) : rc;
 }
 
-int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
+int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
+                      void *ctx) {
   stream_conn *c = (stream_conn *)base;
+  int reads = 0;
+  c->drained = 0; /* epoll said readable: what the last read saw is old */
+  /* Hot: this request came within the wait, so waiting would have caught
+   * it. Only hot connections keep a thread: a burst of connections making
+   * one call each must not grow the pool by one thread each. */
+  c->hot = c->idle_ns && svc__now_ns() - c->idle_ns < STAY_WAIT_US * 1000;
   for (;;) {
     svc__frame f;
     long n = 0;
@@ -702,10 +738,29 @@ int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
       c->in_off = c->in_len = 0;
     if (rc == 0 && c->in_cap == 0)
       rc = grow(&c->in, &c->in_cap, MIN_BUF);
-    if (rc == 0)
-      rc = read_some(c, 0);
     if (rc < 0)
       return rc;
+    /* Drained: a read now would only say "nothing". The thread waits for
+     * the next request itself if the connection is hot and another thread
+     * polls the rest; else epoll does. Not drained: read on, unless this
+     * connection has had its turn and the others have no spare thread:
+     * epoll reports it again, after them (what is left waits in the
+     * socket, not in the io layer, so the fd shows it). */
+    int block = c->drained;
+    if (block && (!c->hot || !stay || !stay(ctx))) {
+      c->idle_ns = svc__now_ns();
+      return 0;
+    }
+    if (!block && !c->io->pending(c) && ++reads > SERVE_BUDGET_READS) {
+      if (!stay || !stay(ctx))
+        return 0;
+      reads = 0;
+    }
+    rc = read_some(c, block);
+    if (rc < 0)
+      return rc;
+    if (rc == 0 && block)
+      c->idle_ns = 0; /* the wait ran out: not hot until it pays again */
     if (rc == 0)
       return 0;
   }

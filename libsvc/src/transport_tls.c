@@ -744,7 +744,8 @@ static int plain_client(int fd) {
 
 /* The handshake runs a step per readable event, like requests do, so a
  * slow or silent client holds no thread; then the stream serves. */
-static int tls_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
+static int tls_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
+                     void *ctx) {
   svc__stream *s = (svc__stream *)base;
   tls_io *t = s->io_state;
   while (!t->handshaken) {
@@ -772,7 +773,7 @@ static int tls_serve(svc__conn *base, svc__dispatch_fn fn, void *ctx) {
     if (rc < 0)
       return rc;
   }
-  return svc__stream_serve(base, fn, ctx);
+  return svc__stream_serve(base, fn, stay, ctx);
 }
 
 /* OpenSSL keeps random generators and an error queue per thread, freed by
