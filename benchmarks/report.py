@@ -220,7 +220,7 @@ def large_section(lat):
 
 
 def throughput_section(tp, window_note):
-    order = ["futex", "spin", "svc-shm", "unix", "svc-unix", "svc-tcp", "svc-tls"]
+    order = ["futex", "spin", "svc-shm", "unix", "svc-unix", "tcp", "svc-tcp", "svc-tls"]
     keys = sorted(tp, key=lambda k: (order.index(k[1]) if k[1] in order else 99, k[2]))
     out = [
         "## Throughput (64 B echo)",
@@ -231,19 +231,22 @@ def throughput_section(tp, window_note):
         "With more runnable spinners than cores, a naive spinner waits for",
         "the scheduler's time slice; that is what the `spin` rows show.",
         "",
-        "| transport | clients | calls/s | min / max calls per client | min/max | CPU/call µs | cores busy |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| transport | clients | calls/s | min / max calls per client | min/max | "
+        "p50 µs, best / worst client | p99 µs, best / worst client | CPU/call µs | cores busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for k in keys:
         r = tp[k]
         name = f"**{k[1]}**" if k[1].startswith("svc-") else k[1]
         if r.get("error_occurred"):
-            out.append(f"| {name} | {k[2]} | error: {r.get('error_message', '?')} |||||")
+            out.append(f"| {name} | {k[2]} | error: {r.get('error_message', '?')} |||||||")
             continue
         lo, hi = val(r, "min_calls"), val(r, "max_calls")
         out.append(
             f"| {name} | {k[2]} | {fmt(val(r, 'calls_per_s'))} | "
             f"{fmt(lo)} / {fmt(hi)} | {fmt(ratio(lo, hi), 2)} | "
+            f"{fmt(val(r, 'p50_us_min'))} / {fmt(val(r, 'p50_us_max'))} | "
+            f"{fmt(val(r, 'p99_us_min'))} / {fmt(val(r, 'p99_us_max'))} | "
             f"{fmt(val(r, 'cpu_us_per_call'))} | {fmt(val(r, 'cores_busy'), 2)} |")
     out.append("")
     return out
@@ -297,6 +300,17 @@ def targets_section(lat, tp):
         check(f"svc-shm min/max calls per client, {n} clients",
               ratio(val(r, "min_calls"), val(r, "max_calls")), "≥ 0.5 (no starvation)",
               lambda v: v >= 0.5)
+    def cpu(t, n):
+        return val(tp.get(("throughput", t, n)), "cpu_us_per_call")
+
+    for kind in ("unix", "tcp"):
+        for n in (4, 8):
+            check(f"svc-{kind} / raw {kind} calls/s, {n} clients (issue 18)",
+                  ratio(rate("svc-" + kind, n), rate(kind, n)), "≥ 0.9",
+                  lambda v: v >= 0.9)
+            check(f"svc-{kind} / raw {kind} CPU per call, {n} clients (issue 18)",
+                  ratio(cpu("svc-" + kind, n), cpu(kind, n)), "≤ 1.2",
+                  lambda v: v <= 1.2)
     check("copying (svc_call) 1 MiB p50 / spin 1 MiB p50 (issue 11)",
           ratio(p50("svc-shm", 1 << 20), p50("spin", 1 << 20)), "≤ 1.5",
           lambda v: v <= 1.5)
