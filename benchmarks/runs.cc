@@ -299,7 +299,6 @@ namespace {
 constexpr int kMaxClients = 8;
 constexpr size_t kPayload = 64; /* the size DESIGN.md quotes */
 
-/* Shared by the benchmark process and its client processes. */
 /* Per-client call latency: 8 buckets per power of two of nanoseconds
  * (12% wide), enough for a p50 and p99 without keeping every sample. */
 constexpr int kLatSub = 8;
@@ -330,6 +329,7 @@ double lat_quantile(const uint32_t *h, uint64_t n, double q) {
   return lat_bucket_ns(kLatBuckets - 1);
 }
 
+/* Shared by the benchmark process and its client processes. */
 struct Board {
   uint32_t ready;   /* clients connected and warmed up */
   uint32_t go;      /* set by the parent: start counting */

@@ -59,7 +59,6 @@ struct svc__stream {
   int goaway;       /* client: server asked us to reconnect */
   size_t skip;      /* server: bytes of an oversized request to drop */
   int drained;      /* server: the last read left the socket empty */
-  int hot;          /* server: requests come within STAY_WAIT_US */
   int64_t idle_ns;  /* server: when it last went back to epoll, or 0 */
   int64_t reply_ns; /* client: when the last reply was handed out */
   char *why;        /* client: where a failure's reason goes, or NULL */

@@ -29,8 +29,8 @@
  * next request before handing it back to epoll. A client calling in a loop
  * is back well within it, and is then served for one read and one write
  * per call (no epoll_wait, no re-arm, no other thread's wakeup); a quiet
- * connection costs one timed-out read per call. It also bounds how long a
- * stop or a retire waits for such a thread. */
+ * connection that goes quiet costs one timed-out read. It also bounds how long
+ * a stop or a retire waits for such a thread. */
 #define STAY_WAIT_US 2000
 /* Server: reads one connection may take in a row while the other
  * connections have no spare thread, before it queues behind them. */
@@ -278,10 +278,9 @@ static int check_idle(stream_conn *c) {
   if (c->goaway)
     return SVC_EPEERGONE;
   size_t beyond = c->in_off + (c->old_in ? 0 : c->held);
-  if (beyond == c->in_len && c->reply_ns &&
-      svc__now_ns() - c->reply_ns < IDLE_CHECK_AFTER_NS)
-    return 0;
   if (beyond == c->in_len) {
+    if (c->reply_ns && svc__now_ns() - c->reply_ns < IDLE_CHECK_AFTER_NS)
+      return 0;
     int news = c->io->peek(c);
     if (news == 0)
       return 0;
@@ -688,7 +687,7 @@ int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
   /* Hot: this request came within the wait, so waiting would have caught
    * it. Only hot connections keep a thread: a burst of connections making
    * one call each must not grow the pool by one thread each. */
-  c->hot = c->idle_ns && svc__now_ns() - c->idle_ns < STAY_WAIT_US * 1000;
+  int hot = c->idle_ns && svc__now_ns() - c->idle_ns < STAY_WAIT_US * 1000;
   for (;;) {
     svc__frame f;
     long n = 0;
@@ -747,7 +746,7 @@ int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
      * epoll reports it again, after them (what is left waits in the
      * socket, not in the io layer, so the fd shows it). */
     int block = c->drained;
-    if (block && (!c->hot || !stay || !stay(ctx))) {
+    if (block && (!hot || !stay || !stay(ctx))) {
       c->idle_ns = svc__now_ns();
       return 0;
     }
