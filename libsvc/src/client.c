@@ -493,13 +493,11 @@ static int start_call(svc_client *c, const char *method, size_t mlen,
       return rc;
     }
     fail_all(c, SVC_EPEERGONE); /* the stream broke under a request */
-    if (rc == SVC__ECUT)
-      continue; /* this one never left: a new connection takes it */
     /* It may have left: the caller learns that the server is gone, not a
      * system error (the soak saw SVC_ESYS here). */
     return rc == SVC_ESYS ? SVC_EPEERGONE : rc;
   }
-  return rc == SVC__ECUT ? SVC_EPEERGONE : rc;
+  return rc;
 }
 
 /* The next call that finished, its reply handed out when it has one.

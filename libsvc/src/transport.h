@@ -69,10 +69,6 @@ typedef struct svc__result {
   size_t len;
 } svc__result;
 
-/* send's internal code (never returned by the API): the stream broke
- * under requests sent earlier; the call being sent never left. */
-#define SVC__ECUT (-1000)
-
 enum svc__send_flags {
   SVC__SEND_IDLE = 1,    /* no call is in flight */
   SVC__SEND_ALONE = 2,   /* nothing is sent before this call's reply */
@@ -111,11 +107,11 @@ struct svc__transport {
    * call's reply is received (svc_call). 0 sent; SVC_EAGAIN: not possible
    * now (shm: another large request is in flight, or the ring slot the
    * call must use is still taken), nothing sent; SVC_EPEERGONE: the
-   * connection was found closed or asked to close before anything was sent
-   * (safe to retry elsewhere); SVC_ETOOBIG: over the limit, nothing sent,
-   * the connection stays; SVC__ECUT: the connection broke under requests
-   * sent before this one, and this one was not sent. After any other error
-   * the connection is broken. */
+   * connection was found closed or asked to close before this call wholly
+   * left (safe to retry elsewhere); it takes no more calls, but recv still
+   * hands out the replies of calls in flight that arrive before the end;
+   * SVC_ETOOBIG: over the limit, nothing sent, the connection stays. After
+   * any other error the connection is broken. */
   int (*send)(svc__conn *c, uint32_t seq, const char *method, size_t method_len,
               const void *req, size_t len, int flags, int64_t deadline);
   /* Space on c for a request of up to len bytes that the caller writes in

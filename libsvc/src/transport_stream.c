@@ -385,6 +385,17 @@ static int flush_requests(stream_conn *c, int64_t deadline) {
   return rc;
 }
 
+/* A write found the stream closed, with a request (the last written) not
+ * wholly gone, so the server never ran it. The connection takes no more
+ * requests, but replies to calls already in flight may still lie unread in
+ * the socket: recv hands them out before it reports the end. SVC_EPEERGONE
+ * for the client: with nothing in flight it reconnects and sends again;
+ * with calls in flight the caller receives them first. */
+static int closed_under_write(stream_conn *c) {
+  c->goaway = 1;
+  return SVC_EPEERGONE;
+}
+
 int svc__stream_send(svc__conn *base, uint32_t seq, const char *method,
                      size_t method_len, const void *req, size_t len, int flags,
                      int64_t deadline) {
@@ -418,18 +429,18 @@ int svc__stream_send(svc__conn *base, uint32_t seq, const char *method,
     if (reply_buffered(c))
       return 0;
     rc = flush_requests(c, deadline);
-    return rc == SVC_EPEERGONE ? SVC_ESYS : rc; /* cut mid-way, this one too */
+    return rc == SVC_EPEERGONE ? closed_under_write(c) : rc;
   }
   /* Requests held back go first; if the stream breaks under them, this
    * one has not left. */
   if ((rc = flush_requests(c, deadline)) < 0)
-    return rc == SVC_EPEERGONE ? SVC__ECUT : rc;
+    return rc == SVC_EPEERGONE ? closed_under_write(c) : rc;
   uint8_t hdr[SVC__FRAME_HDR];
   svc__frame_encode_header(&f, hdr);
   struct iovec iov[3] = {
       {hdr, sizeof hdr}, {(void *)method, method_len}, {(void *)req, len}};
-  /* SVC_EPEERGONE: no whole request left, so the server never ran it. */
-  return send_frame(c, iov, len ? 3 : 2, deadline);
+  rc = send_frame(c, iov, len ? 3 : 2, deadline);
+  return rc == SVC_EPEERGONE ? closed_under_write(c) : rc;
 }
 
 /* Drops n bytes of input (an oversized reply), reading as needed. */
@@ -489,6 +500,10 @@ int svc__stream_recv(svc__conn *base, int64_t deadline, svc__result *res) {
       return 0;
     }
     int rc = flush_requests(c, deadline ? deadline : INT64_MAX);
+    if (rc == SVC_EPEERGONE) { /* read the replies that came before the end */
+      c->goaway = 1;
+      rc = 0;
+    }
     if (rc == 0)
       rc = make_room(c, want);
     if (rc < 0)

@@ -269,11 +269,12 @@ start_secs = 0
             By.CSS_SELECTOR, ".state").text == "RUNNING")
         assert not browser.find_elements(By.ID, "store-banner")
         browser.execute_script("window.svcMarker = 7;")
-        with open(disk / "junk", "wb") as junk:
+        # Unbuffered: a buffered file would retry the short write at close
+        # and raise ENOSPC a second time, out of the with statement.
+        with open(disk / "junk", "wb", buffering=0) as junk:
             try:
                 while True:
                     junk.write(b"\0" * 65536)
-                    junk.flush()
             except OSError:
                 pass  # ENOSPC: the disk is full
         banner = wait.until(lambda d: d.find_elements(By.ID, "store-banner"))
