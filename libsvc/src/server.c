@@ -456,6 +456,7 @@ int svc__server_serve_until_signal(svc_server *s, int sfd, int retire_signo) {
   int rc = svc_server_start(s);
   if (rc < 0)
     return rc;
+  svc__workers_ready(s);
   for (;;) {
     struct pollfd p[2] = {{.fd = sfd, .events = POLLIN},
                           {.fd = s->stopfd, .events = POLLIN}};

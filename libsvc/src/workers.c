@@ -95,17 +95,36 @@ void svc__workers_from_env(svc__workers *w) {
 
 #define ACCEPT_DEFER_US 200
 #define ACCEPT_DEFERS_MAX 5
-/* Until the master has forked the minimum pool, a worker leaves pending
- * connections to the others for at most this many defers (100 ms): the
- * clients that connected while the pool started would otherwise all meet
- * the first worker forked. */
+/* Until the master has forked the minimum pool and each of its workers
+ * polls, a worker leaves pending connections to the others for at most
+ * this many defers (100 ms): the clients that connected while the pool
+ * started would otherwise all meet the first worker ready. */
 #define STARTUP_DEFERS_MAX 500
+
+/* Whether the first pool is up. Once it was, workers forked later (scaling
+ * up) do not hold back accepts while they start: only start-up does. */
+static int pool_settled(svc__pool_info *info) {
+  if (atomic_load(&info->settled))
+    return 1;
+  if (!atomic_load(&info->started))
+    return 0;
+  for (int i = 0; i < SVC__WORKERS_MAX; i++)
+    if (atomic_load(&info->active[i]) && !atomic_load(&info->ready[i]))
+      return 0;
+  atomic_store(&info->settled, 1);
+  return 1;
+}
+
+void svc__workers_ready(svc_server *s) {
+  if (s->pool_info && s->pool_slot >= 0)
+    atomic_store(&s->pool_info->ready[s->pool_slot], 1);
+}
 
 int svc__workers_defer_accept(svc_server *s) {
   svc__pool_info *info = s->pool_info;
   if (!info || s->pool_slot < 0 || atomic_load(&s->retiring))
     return 0;
-  if (!atomic_load(&info->started)) {
+  if (!pool_settled(info)) {
     if (atomic_fetch_add(&s->accept_defers, 1) < STARTUP_DEFERS_MAX) {
       usleep(ACCEPT_DEFER_US);
       return 1;
@@ -245,6 +264,7 @@ static int spawn(pool *p, int sfd) {
   if (p->n == SVC__WORKERS_MAX || slot < 0)
     return SVC_EINVAL;
   atomic_store(&p->s->pool_info->conns[slot], 0);
+  atomic_store(&p->s->pool_info->ready[slot], 0);
   p->s->pool_slot = slot; /* the child's; the master never accepts */
   fflush(NULL);
   pid_t master = getpid();

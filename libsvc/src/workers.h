@@ -16,7 +16,9 @@ typedef struct svc__pool_info {
   _Atomic int pids[64];   /* their pids, 0 in unused slots */
   _Atomic int active[64]; /* by worker slot: 1 while it accepts */
   _Atomic int conns[64];  /* by worker slot: connections it holds */
+  _Atomic int ready[64];  /* by worker slot: 1 once it serves (polls) */
   _Atomic int started;    /* the master has forked the minimum pool */
+  _Atomic int settled;    /* ... and each of those workers was ready */
 } svc__pool_info;
 
 #define SVC__WORKERS_MAX 64
@@ -46,6 +48,10 @@ int svc__workers_master(svc_server *s, int sfd);
  * burst of clients spreads over the workers instead of landing on whichever
  * polled first; gives up deferring after a few tries. */
 int svc__workers_defer_accept(svc_server *s);
+
+/* In a worker, once it serves: tells the others it can take connections
+ * (start-up balancing waits for each worker of the first pool). */
+void svc__workers_ready(svc_server *s);
 
 /* Mean CPU use in percent from two tick counts over wall_ns. */
 double svc__cpu_pct(unsigned long long ticks, long long wall_ns, long hz);

@@ -186,7 +186,9 @@ TEST_P(FastPath, AThreadWaitingOnAConnectionDelaysNeitherOthersNorStop) {
   t0 = NowMs();
   server_->Kill(SIGTERM);
   int st = server_->Wait(5000);
-  EXPECT_LT(NowMs() - t0, 1000) << "stop waited on a busy connection";
+  // A bound well short of Wait's 5 s yet loose enough for TSan's exit on
+  // a loaded machine (1009 ms seen with tls; milliseconds in release).
+  EXPECT_LT(NowMs() - t0, 3000) << "stop waited on a busy connection";
   EXPECT_TRUE(WIFEXITED(st)) << "status " << st;
   done = true;
   t.join();
