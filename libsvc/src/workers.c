@@ -101,6 +101,11 @@ void svc__workers_from_env(svc__workers *w) {
  * started would otherwise all meet the first worker ready. */
 #define STARTUP_DEFERS_MAX 500
 
+/* How long after the fork the others wait for a worker of the first pool
+ * to poll: one whose init hook takes seconds must not cost every
+ * connection to its siblings a defer meanwhile. */
+#define STARTUP_READY_WAIT_NS 100000000LL /* 100 ms */
+
 /* Whether the first pool is up. Once it was, workers forked later (scaling
  * up) do not hold back accepts while they start: only start-up does. */
 static int pool_settled(svc__pool_info *info) {
@@ -108,9 +113,12 @@ static int pool_settled(svc__pool_info *info) {
     return 1;
   if (!atomic_load(&info->started))
     return 0;
-  for (int i = 0; i < SVC__WORKERS_MAX; i++)
-    if (atomic_load(&info->active[i]) && !atomic_load(&info->ready[i]))
-      return 0;
+  int all_ready = 1;
+  for (int i = 0; i < SVC__WORKERS_MAX && all_ready; i++)
+    all_ready = !atomic_load(&info->active[i]) || atomic_load(&info->ready[i]);
+  if (!all_ready &&
+      svc__now_ns() - atomic_load(&info->started_ns) < STARTUP_READY_WAIT_NS)
+    return 0;
   atomic_store(&info->settled, 1);
   return 1;
 }
@@ -432,6 +440,7 @@ int svc__workers_master(svc_server *s, int sfd) {
   p.last_sample_ns = svc__now_ns();
   int rc = 0;
   top_up(&p, sfd);
+  atomic_store(&s->pool_info->started_ns, (long long)svc__now_ns());
   atomic_store(&s->pool_info->started, 1); /* workers may accept freely */
   int64_t next = svc__now_ns() + (int64_t)cfg->interval_ms * 1000000;
   while (rc == 0) {

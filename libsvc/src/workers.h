@@ -12,13 +12,14 @@ typedef struct svc_server svc_server;
 /* What the master tells every worker (a MAP_SHARED page made before the
  * first fork), e.g. for svc.info. */
 typedef struct svc__pool_info {
-  _Atomic int nworkers;   /* active workers */
-  _Atomic int pids[64];   /* their pids, 0 in unused slots */
-  _Atomic int active[64]; /* by worker slot: 1 while it accepts */
-  _Atomic int conns[64];  /* by worker slot: connections it holds */
-  _Atomic int ready[64];  /* by worker slot: 1 once it serves (polls) */
-  _Atomic int started;    /* the master has forked the minimum pool */
-  _Atomic int settled;    /* ... and each of those workers was ready */
+  _Atomic int nworkers;         /* active workers */
+  _Atomic int pids[64];         /* their pids, 0 in unused slots */
+  _Atomic int active[64];       /* by worker slot: 1 while it accepts */
+  _Atomic int conns[64];        /* by worker slot: connections it holds */
+  _Atomic int ready[64];        /* by worker slot: 1 once it serves (polls) */
+  _Atomic int started;          /* the master has forked the minimum pool */
+  _Atomic long long started_ns; /* when (monotonic), set before started */
+  _Atomic int settled;          /* ... and each of those workers was ready */
 } svc__pool_info;
 
 #define SVC__WORKERS_MAX 64
