@@ -184,6 +184,36 @@ static int method_index(const svc_server *s, const char *name) {
   return -1;
 }
 
+static const char *method_name(const svc_server *s, int i) {
+  return i < s->nmethods ? s->methods[i].name : builtin_names[i - s->nmethods];
+}
+
+/* The method the peer's len bytes name, or -1. A connection mostly calls
+ * one method, so the last one found is compared first, against the
+ * table's own copy of its name: bytes the peer changes meanwhile can only
+ * make the comparison fail or succeed, never run anything not named. Any
+ * other name is copied out once and looked up (a NUL inside is no name:
+ * "fail\0x" must not run "fail"). */
+static int find_method(svc__item *it, const uint8_t *method, size_t len) {
+  const svc_server *s = it->server;
+  if (it->last_method >= 0 && len == it->last_method_len &&
+      memcmp(method, method_name(s, it->last_method), len) == 0)
+    return it->last_method;
+  char name[SVC_METHOD_MAX + 1];
+  if (len == 0 || len > SVC_METHOD_MAX)
+    return -1;
+  memcpy(name, method, len);
+  name[len] = '\0';
+  if (memchr(name, '\0', len))
+    return -1;
+  int i = method_index(s, name);
+  if (i >= 0) {
+    it->last_method = i;
+    it->last_method_len = (uint32_t)len;
+  }
+  return i;
+}
+
 int svc__server_stats_open(svc_server *s) {
   const char *env = getenv("SVC_STATS"); /* "off": measure without counting */
   if (s->stats || (env && (strcmp(env, "off") == 0 || strcmp(env, "0") == 0)))
@@ -205,11 +235,12 @@ static int reply_status(int rc, const svc_reply *r) {
   return rc < 0 && r->error == SVC_ENOMEM ? SVC_ENOMEM : rc;
 }
 
-int svc__server_dispatch(void *ctx, const char *name, const void *req,
-                         size_t len, svc_reply *r) {
+int svc__server_dispatch(void *ctx, const uint8_t *method, size_t method_len,
+                         const void *req, size_t len, svc_reply *r) {
   svc__item *it = ctx;
   svc_server *s = it->server;
-  int i = method_index(s, name);
+  svc__server_posted(it); /* a call whose reply was never said posted */
+  int i = find_method(it, method, method_len);
   if (i < 0) {
     svc__stats_count_unknown(s->stats);
     return SVC_ENOMETHOD;
@@ -224,9 +255,24 @@ int svc__server_dispatch(void *ctx, const char *name, const void *req,
   int rc = i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
                            : run_builtin(s, i - s->nmethods, req, len, r);
   uint64_t t1 = svc__stats_ticks(tsc);
-  svc__stats_record(s->stats, it->stats_slot, i, t1 - t0, len,
-                    rc == 0 ? r->len : 0, rc != 0);
+  /* Counted once the reply is posted: the caller does not wait for it. */
+  it->unrecorded = (svc__call_record){.method = i,
+                                      .pending = 1,
+                                      .error = rc != 0,
+                                      .ticks = t1 - t0,
+                                      .bytes_in = len,
+                                      .bytes_out = rc == 0 ? r->len : 0};
   return reply_status(rc, r);
+}
+
+void svc__server_posted(void *ctx) {
+  svc__item *it = ctx;
+  svc__call_record *u = &it->unrecorded;
+  if (!u->pending)
+    return;
+  u->pending = 0;
+  svc__stats_record(it->server->stats, it->stats_slot, u->method, u->ticks,
+                    u->bytes_in, u->bytes_out, u->error);
 }
 
 void *svc_reply_alloc(svc_reply *r, size_t len) {

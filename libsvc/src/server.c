@@ -161,6 +161,7 @@ static void conn_add(svc_server *s, svc__conn *c) {
   it->conn = c;
   it->server = s;
   it->stats_slot = svc__stats_claim(s->stats);
+  it->last_method = -1;
   if (s->pool_info && s->pool_slot >= 0)
     atomic_fetch_add(&s->pool_info->conns[s->pool_slot], 1);
   pthread_mutex_init(&it->serving, NULL);
@@ -306,9 +307,14 @@ static int may_stay(void *ctx) {
          !atomic_load_explicit(&s->retiring, memory_order_relaxed);
 }
 
+static const svc__serve_ops serve_ops = {.dispatch = svc__server_dispatch,
+                                         .posted = svc__server_posted,
+                                         .stay = may_stay};
+
 static void serve_conn(svc_server *s, svc__item *it) {
   pthread_mutex_lock(&it->serving);
-  int rc = it->conn->tp->serve(it->conn, svc__server_dispatch, may_stay, it);
+  int rc = it->conn->tp->serve(it->conn, &serve_ops, it);
+  svc__server_posted(it); /* in case a transport did not say */
   if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
     it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
   /* Re-armed before the unlock: the next thread to serve it locks after

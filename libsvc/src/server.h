@@ -20,6 +20,14 @@ typedef struct svc__method {
 
 enum item_kind { ITEM_STOP, ITEM_LISTENER, ITEM_CONN, ITEM_RESUME };
 
+/* A call's statistics, kept from its dispatch until its reply is posted. */
+typedef struct svc__call_record {
+  int method;
+  int pending; /* not recorded yet */
+  int error;
+  uint64_t ticks, bytes_in, bytes_out;
+} svc__call_record;
+
 /* What an epoll event points at. Connections are linked for shutdown. */
 typedef struct svc__item {
   enum item_kind kind;
@@ -27,6 +35,9 @@ typedef struct svc__item {
   svc__conn *conn;
   struct svc_server *server; /* connections: the server they belong to */
   int stats_slot;            /* connections: their statistics slot */
+  int last_method;           /* connections: the method last found, or -1 */
+  uint32_t last_method_len;  /* ... the length of its name */
+  svc__call_record unrecorded; /* connections: the last call, until posted */
   pthread_mutex_t serving;   /* held by the thread serving conn */
   int goaway_sent;           /* the client was asked to reconnect */
   _Atomic int paused;        /* listeners: out of fds, waiting on resume */
@@ -68,10 +79,13 @@ struct svc_server {
   int64_t started_ns;
 };
 
-/* Runs the method named name (a NUL-terminated private copy) for a
- * transport; see svc__dispatch_fn. ctx is the connection's svc__item. */
-int svc__server_dispatch(void *ctx, const char *name, const void *req,
-                         size_t len, svc_reply *r);
+/* The server's side of svc__serve_ops: runs the method named by the
+ * peer's method bytes (see svc__dispatch_fn), then counts the call in its
+ * statistics once the transport says its reply was posted. ctx is the
+ * connection's svc__item. */
+int svc__server_dispatch(void *ctx, const uint8_t *method, size_t method_len,
+                         const void *req, size_t len, svc_reply *r);
+void svc__server_posted(void *ctx);
 
 /* Maps the per-method statistics shared by all worker processes, once;
  * before forking workers and before serving (methods.c). SVC_ENOMEM. */

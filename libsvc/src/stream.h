@@ -100,8 +100,7 @@ int svc__stream_request(svc__conn *c, uint32_t seq, svc__frame *f);
 void *svc__stream_request_space(svc__conn *c, size_t len);
 void svc__stream_watch(svc__conn *c);
 int svc__stream_buffered(const svc__conn *c);
-int svc__stream_serve(svc__conn *c, svc__dispatch_fn fn, svc__stay_fn stay,
-                      void *ctx);
+int svc__stream_serve(svc__conn *c, const svc__serve_ops *ops, void *ctx);
 int svc__stream_goaway(svc__conn *c);
 void svc__stream_unlisten(svc__listener *l);
 

@@ -50,9 +50,12 @@ struct svc_reply {
 
 /* The server's method table, as a transport sees it. Returns the reply
  * status: 0, a negative SVC_E* code or a positive handler code. method is
- * a private copy (NUL-terminated); req may live in shared memory. */
-typedef int (*svc__dispatch_fn)(void *ctx, const char *method, const void *req,
-                                size_t len, svc_reply *reply);
+ * the name's method_len bytes as the peer sent them, unchecked and maybe
+ * in shared memory (the table compares them, copying them out only to
+ * look up a name it has not cached); req may live in shared memory too. */
+typedef int (*svc__dispatch_fn)(void *ctx, const uint8_t *method,
+                                size_t method_len, const void *req, size_t len,
+                                svc_reply *reply);
 
 /* Asked by serve when c has no request ready, or when one connection has
  * had a thread long enough: 1 lets the thread stay with c (wait in the
@@ -60,6 +63,17 @@ typedef int (*svc__dispatch_fn)(void *ctx, const char *method, const void *req,
  * another thread polls every other connection; 0 hands c back to the
  * poll. ctx is the dispatch ctx. */
 typedef int (*svc__stay_fn)(void *ctx);
+
+/* What serve calls back. dispatch runs a call; posted (NULL: none), right
+ * after the reply of the call just dispatched was posted (shm) or queued
+ * (stream), or failed to be, does the server's bookkeeping of that call
+ * (its statistics) where the caller no longer waits for it; stay as
+ * above (NULL: never). */
+typedef struct svc__serve_ops {
+  svc__dispatch_fn dispatch;
+  void (*posted)(void *ctx);
+  svc__stay_fn stay;
+} svc__serve_ops;
 
 /* A reply a client received; payload valid until release. */
 typedef struct svc__result {
@@ -152,13 +166,13 @@ struct svc__transport {
   /* Takes one pending connection without blocking: 0 with *out, 1 when
    * none is pending, or an error for that attempt only. */
   int (*accept)(svc__listener *l, const svc__conn_opts *o, svc__conn **out);
-  /* Serves every request that is ready on c, in order, calling fn for
-   * each; may spin a while for the next request (shm), or, while stay
-   * (NULL: never) says yes, wait for it in the kernel (unix, tcp). Returns
+  /* Serves every request that is ready on c, in order, through ops (see
+   * svc__serve_ops); may spin a while for the next request (shm), or,
+   * while ops->stay says yes, wait for it in the kernel (unix, tcp). Returns
    * 0 when c went idle (the server polls c->fd again), or a negative code
    * when c must be closed (SVC_EPEERGONE: the client left; SVC_EPROTO: it
    * sent garbage). */
-  int (*serve)(svc__conn *c, svc__dispatch_fn fn, svc__stay_fn stay, void *ctx);
+  int (*serve)(svc__conn *c, const svc__serve_ops *ops, void *ctx);
   /* Asks the client to reconnect before its next call (retiring worker).
    * Only while no thread serves c. 0 done, 1 not possible yet (handshake
    * still under way: ask again later). */
@@ -171,20 +185,20 @@ struct svc__transport {
   void (*thread_exit)(void);
 };
 
-/* Runs one request frame through fn, for both transports: the method name
- * is copied out as a C string (one with a NUL inside is SVC_ENOMETHOD:
- * "fail\0x" must not run "fail"), and a failed reply allocation becomes the
- * status. Returns the reply status; reply->len is the payload to send when
- * it is 0. */
-static inline int svc__run_request(svc__dispatch_fn fn, void *ctx,
+/* Runs one request frame through ops, for every transport: dispatch, then
+ * a failed reply allocation becomes the status. Returns the reply status;
+ * reply->len is the payload to send when it is 0. The caller calls
+ * svc__request_posted once the reply is on its way. */
+static inline int svc__run_request(const svc__serve_ops *ops, void *ctx,
                                    const svc__frame *f, svc_reply *reply) {
-  char method[SVC_METHOD_MAX + 1];
-  memcpy(method, f->method, f->method_len);
-  method[f->method_len] = '\0';
-  if (memchr(method, '\0', f->method_len))
-    return SVC_ENOMETHOD;
-  int status = fn(ctx, method, f->payload, f->payload_len, reply);
+  int status = ops->dispatch(ctx, f->method, f->method_len, f->payload,
+                             f->payload_len, reply);
   return status == 0 && reply->error ? reply->error : status;
+}
+
+static inline void svc__request_posted(const svc__serve_ops *ops, void *ctx) {
+  if (ops->posted)
+    ops->posted(ctx);
 }
 
 /* Registry: the transport for u->scheme, or NULL. */

@@ -598,7 +598,7 @@ static void *shm_reply_alloc(svc_reply *rep, size_t len) {
 }
 
 /* Takes call seq from its slot, runs it and posts the reply. */
-static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
+static int handle_request(shm_conn *c, uint32_t seq, const svc__serve_ops *ops,
                           void *ctx) {
   svc__region *r = &c->region;
   svc__region_hdr *h = svc__region_hdr_of(r);
@@ -617,7 +617,7 @@ static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
   c->reply_where = SVC__WHERE_INLINE;
   c->reply_lane = -1;
   svc_reply rep = {.alloc = shm_reply_alloc, .conn = c};
-  int status = svc__run_request(fn, ctx, &f, &rep);
+  int status = svc__run_request(ops, ctx, &f, &rep);
   uint32_t where = status == 0 ? c->reply_where : SVC__WHERE_INLINE;
   if (c->reply_lane >= 0 && where == SVC__WHERE_INLINE) /* taken, unused */
     atomic_fetch_and(&h->reply_lane_busy, ~(1u << c->reply_lane));
@@ -631,13 +631,14 @@ static int handle_request(shm_conn *c, uint32_t seq, svc__dispatch_fn fn,
           : r->base + c->reply_off + SVC__SLOT_HDR;
   svc__frame_encode_header(&out, at);
   *svc__region_info(r, c->reply_off) = SVC__INFO(where, 0);
-  return svc__wake(svc__region_seq(r, c->reply_off), seq, &h->client_sleeping,
-                   c->base.fd);
+  rc = svc__wake(svc__region_seq(r, c->reply_off), seq, &h->client_sleeping,
+                 c->base.fd);
+  svc__request_posted(ops, ctx);
+  return rc;
 }
 
-static int shm_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
-                     void *ctx) {
-  (void)stay; /* it spins for its next request instead (wait.c) */
+/* ops->stay is not asked: shm spins for its next request instead (wait.c). */
+static int shm_serve(svc__conn *base, const svc__serve_ops *ops, void *ctx) {
   shm_conn *c = (shm_conn *)base;
   if (!c->ready) {
     int rc = handshake(c);
@@ -661,7 +662,7 @@ static int shm_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
     uint32_t cur = atomic_load_explicit(req_seq, memory_order_acquire);
     if (cur == next) {
       c->seq = next;
-      if ((rc = handle_request(c, next, fn, ctx)) < 0)
+      if ((rc = handle_request(c, next, ops, ctx)) < 0)
         return rc;
       continue;
     }

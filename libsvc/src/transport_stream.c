@@ -686,16 +686,16 @@ static void *stream_reply_alloc(svc_reply *r, size_t len) {
 }
 
 static int handle_request(stream_conn *c, const svc__frame *f,
-                          svc__dispatch_fn fn, void *ctx) {
+                          const svc__serve_ops *ops, void *ctx) {
   c->reply_at = c->out_len;
   svc_reply r = {.alloc = stream_reply_alloc, .conn = c};
-  int status = svc__run_request(fn, ctx, f, &r);
+  int status = svc__run_request(ops, ctx, f, &r);
   int rc = add_reply(c, f->call_id, status, status == 0 ? r.len : 0);
+  svc__request_posted(ops, ctx);
   return rc == 0 && c->out_len >= FLUSH_AT ? flush(c) : rc;
 }
 
-int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
-                      void *ctx) {
+int svc__stream_serve(svc__conn *base, const svc__serve_ops *ops, void *ctx) {
   stream_conn *c = (stream_conn *)base;
   int reads = 0;
   c->drained = 0; /* epoll said readable: what the last read saw is old */
@@ -738,7 +738,7 @@ int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
       return (int)n;
     }
     if (n > 0) {
-      int rc = handle_request(c, &f, fn, ctx);
+      int rc = handle_request(c, &f, ops, ctx);
       if (rc < 0)
         return rc;
       consume(c, (size_t)n);
@@ -761,12 +761,12 @@ int svc__stream_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
      * epoll reports it again, after them (what is left waits in the
      * socket, not in the io layer, so the fd shows it). */
     int block = c->drained;
-    if (block && (!hot || !stay || !stay(ctx))) {
+    if (block && (!hot || !ops->stay || !ops->stay(ctx))) {
       c->idle_ns = svc__now_ns();
       return 0;
     }
     if (!block && !c->io->pending(c) && ++reads > SERVE_BUDGET_READS) {
-      if (!stay || !stay(ctx))
+      if (!ops->stay || !ops->stay(ctx))
         return 0;
       reads = 0;
     }

@@ -744,8 +744,7 @@ static int plain_client(int fd) {
 
 /* The handshake runs a step per readable event, like requests do, so a
  * slow or silent client holds no thread; then the stream serves. */
-static int tls_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
-                     void *ctx) {
+static int tls_serve(svc__conn *base, const svc__serve_ops *ops, void *ctx) {
   svc__stream *s = (svc__stream *)base;
   tls_io *t = s->io_state;
   while (!t->handshaken) {
@@ -773,7 +772,7 @@ static int tls_serve(svc__conn *base, svc__dispatch_fn fn, svc__stay_fn stay,
     if (rc < 0)
       return rc;
   }
-  return svc__stream_serve(base, fn, stay, ctx);
+  return svc__stream_serve(base, ops, ctx);
 }
 
 /* OpenSSL keeps random generators and an error queue per thread, freed by

@@ -54,6 +54,49 @@ public:
   }
 };
 
+// The server compares a request's method with the one the connection
+// called last before it looks the name up (issue 18): a name that only
+// begins or ends like the cached one, or holds it before a NUL, names
+// something else (or nothing), and switching between methods, built-ins
+// included, always runs the one named.
+TEST_P(FastPath, TheCachedMethodAnswersForItsOwnNameOnly) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  int fd = RawConnect();
+  ASSERT_GE(fd, 0);
+  struct Step {
+    std::string method, payload;
+    int32_t status;
+  } steps[] = {
+      {"echo", "a", 0},
+      {std::string("echo\0x", 6), "b", SVC_ENOMETHOD},
+      {std::string("echo\0", 5), "b", SVC_ENOMETHOD},
+      {"ech", "c", SVC_ENOMETHOD},
+      {"echoo", "d", SVC_ENOMETHOD},
+      {"echo", "e", 0},
+      {"fail", "7", 7},
+      {"fail", "8", 8},
+      {"echo", "f", 0},
+      {"svc.ping", "", 0},
+      {"ECHO", "g", SVC_ENOMETHOD},
+      {"echo", "h", 0},
+  };
+  uint32_t id = 1;
+  for (const Step &st : steps) {
+    std::string req = WireRequest(id, st.method, st.payload);
+    ASSERT_TRUE(SendAll(fd, req.data(), req.size()));
+    Reply r;
+    ASSERT_TRUE(ReadReply(fd, &r)) << "no reply to call " << id;
+    EXPECT_EQ(id, r.id);
+    EXPECT_EQ(st.status, r.status) << "call " << id << ": " << ErrName(r.status);
+    if (st.status == 0) {
+      EXPECT_EQ(st.method == "svc.ping" ? "pong" : st.payload, r.payload);
+    }
+    id++;
+  }
+  close(fd);
+  ExpectServes(url_);
+}
+
 // A request that arrives in pieces, some while the thread waits for the
 // rest in its blocking read and some after it went back to epoll (the
 // pauses straddle the wait's 2 ms).
