@@ -159,7 +159,7 @@ int svc_client_fd(svc_client *c) {
 
 /* ---- connection ---- */
 
-static int client_dial(svc_client *c, int64_t deadline) {
+SVC__COLD static int client_dial(svc_client *c, int64_t deadline) {
   uint32_t slots = svc__region_slots_for(c->window);
   if (slots != c->slots || !c->calls) {
     call_slot *p = svc__calloc(slots, sizeof *p);
@@ -231,9 +231,7 @@ static void client_drop(svc_client *c) {
 }
 
 /* Makes room for n finished calls in the queue. */
-static int reserve_done(svc_client *c, int n) {
-  if (c->done_cap >= n)
-    return 0;
+SVC__COLD static int grow_done(svc_client *c, int n) {
   int cap = c->done_cap ? c->done_cap : 16;
   while (cap < n)
     cap *= 2;
@@ -247,6 +245,10 @@ static int reserve_done(svc_client *c, int n) {
   c->done_cap = cap;
   c->done_head = 0;
   return 0;
+}
+
+static int reserve_done(svc_client *c, int n) {
+  return c->done_cap >= n ? 0 : grow_done(c, n);
 }
 
 /* Queues a finished call; room was reserved when it started. */
@@ -280,7 +282,7 @@ static int save_resend(svc_client *c, const call_slot *cs) {
 /* The connection broke: every live call finishes with rc, except that
  * calls the server provably never took are sent again (once) on a new
  * connection; then it is closed. */
-static void fail_all(svc_client *c, int rc) {
+SVC__COLD static void fail_all(svc_client *c, int rc) {
   int may_resend = rc == SVC_EPEERGONE && c->nresends == 0;
   for (uint32_t i = 0; i < c->slots; i++) {
     call_slot *cs = &c->calls[i];
@@ -306,7 +308,7 @@ static void call_sent(svc_client *c, call_slot *cs, uint64_t id,
 }
 
 /* Sends the saved calls again, on a new connection, under their ids. */
-static void resend_all(svc_client *c) {
+SVC__COLD static void resend_all(svc_client *c) {
   int64_t deadline = INT64_MAX;
   for (int i = 0; i < c->nresends; i++)
     if (c->resends[i].deadline < deadline)
@@ -357,7 +359,7 @@ static void close_if_only_abandoned(svc_client *c) {
 
 /* Calls past their deadline finish with SVC_ETIMEDOUT; their late replies
  * will be dropped. */
-static void expire(svc_client *c, int64_t now) {
+SVC__COLD static void expire(svc_client *c, int64_t now) {
   for (uint32_t i = 0; i < c->slots && c->ndeadlines; i++) {
     call_slot *cs = &c->calls[i];
     if (cs->state != CALL_LIVE || cs->deadline > now)
@@ -454,8 +456,9 @@ static int check_call_args(const svc_client *c, const char *method,
 
 /* Sends a call, reconnecting first when the connection was found closed
  * with nothing in flight. */
-static int start_call(svc_client *c, const char *method, size_t mlen,
-                      const void *req, size_t len, int flags, uint64_t *id) {
+static SVC__INLINE int start_call(svc_client *c, const char *method,
+                                  size_t mlen, const void *req, size_t len,
+                                  int flags, uint64_t *id) {
   if (c->inflight >= c->window)
     return SVC_EAGAIN;
   /* Room for every call in flight to finish unreceived, so that no
@@ -502,8 +505,9 @@ static int start_call(svc_client *c, const char *method, size_t mlen,
 
 /* The next call that finished, its reply handed out when it has one.
  * deadline: 0 look once, INT64_MAX none, else absolute. */
-static int next_finished(svc_client *c, int64_t deadline, uint64_t *id,
-                         const void **resp, size_t *resp_len) {
+static SVC__INLINE int next_finished(svc_client *c, int64_t deadline,
+                                     uint64_t *id, const void **resp,
+                                     size_t *resp_len) {
   for (;;) {
     if (c->nresends)
       resend_all(c);

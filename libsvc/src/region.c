@@ -259,46 +259,23 @@ static int lane_sync(svc__region *r, int lane, size_t bytes) {
   return rc;
 }
 
-int svc__region_read_frame(svc__region *r, size_t off, int dir,
-                           uint8_t want_type, svc__frame *f, int *lane_out) {
-  uint8_t hdr[SVC__FRAME_HDR];
-  /* A slot half inside the ring (written so that no sum can wrap). */
-  if (off < SVC__REGION_RING ||
-      off > r->ring_end - (SVC__SLOT_HDR + SVC__SLOT_FRAME_MAX) ||
-      (off - SVC__REGION_RING) % (SVC__SLOT_SIZE / 2) != 0 ||
-      (dir != SVC__LANE_REQ && dir != SVC__LANE_REP))
-    return SVC_EPROTO;
-  uint32_t where =
-      SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(r, off));
+int svc__region_read_lane_frame(svc__region *r, uint32_t where, int dir,
+                                uint8_t want_type, svc__frame *f,
+                                int *lane_out) {
   uint32_t kind = SVC__WHERE_KIND(where);
-  const uint8_t *at;
-  size_t room;
-  int rc, lane = -1;
-  if (where == SVC__WHERE_INLINE) {
-    at = r->base + off + SVC__SLOT_HDR;
-    room = SVC__SLOT_FRAME_MAX;
-  } else if (kind >= 1 && kind <= r->lanes) {
-    lane = SVC__LANE_ID(dir, (int)kind - 1);
-    size_t skip = SVC__WHERE_OFF(where); /* at most 511 */
-    if ((rc = lane_sync(r, lane, skip + SVC__FRAME_HDR)) < 0)
-      return rc;
-    at = svc__region_lane(r, lane) + skip;
-    room = r->lane_size - skip;
-  } else {
+  if ((dir != SVC__LANE_REQ && dir != SVC__LANE_REP) || kind < 1 ||
+      kind > r->lanes)
     return SVC_EPROTO;
-  }
-  memcpy(hdr, at, sizeof hdr); /* one copy; the peer may change it */
-  rc = svc__frame_decode_header(hdr, sizeof hdr, r->max_payload, f);
-  if (rc != 0 || f->type != want_type)
+  int rc, lane = SVC__LANE_ID(dir, (int)kind - 1);
+  size_t skip = SVC__WHERE_OFF(where); /* at most 511 */
+  if ((rc = lane_sync(r, lane, skip + SVC__FRAME_HDR)) < 0)
+    return rc;
+  const uint8_t *at = svc__region_lane(r, lane) + skip;
+  if (svc__region_decode_at(r, at, r->lane_size - skip, want_type, f) < 0)
     return SVC_EPROTO;
   size_t size = svc__frame_size(f->method_len, f->payload_len);
-  if (size > room)
-    return SVC_EPROTO;
-  if (where != SVC__WHERE_INLINE &&
-      (rc = lane_sync(r, lane, SVC__WHERE_OFF(where) + size)) < 0)
+  if ((rc = lane_sync(r, lane, skip + size)) < 0)
     return rc;
-  f->method = at + SVC__FRAME_HDR;
-  f->payload = f->method + f->method_len;
   if (lane_out)
     *lane_out = lane;
   return 0;

@@ -167,14 +167,54 @@ static inline uint32_t *svc__region_info(const svc__region *r, size_t off) {
 #define SVC__PREPARED_AT ((size_t)320)
 #define SVC__INFO_NEXT(info) ((info) >> 16)
 
+/* Decodes the frame header the peer wrote at at, with room bytes for the
+ * whole frame: one copy, which the peer may change as it is made (the
+ * barrier keeps the compiler from reading the header again from shared
+ * memory in place of the copy), then checked. SVC_EPROTO. */
+static inline int svc__region_decode_at(const svc__region *r, const uint8_t *at,
+                                        size_t room, uint8_t want_type,
+                                        svc__frame *f) {
+  uint8_t hdr[SVC__FRAME_HDR];
+  memcpy(hdr, at, sizeof hdr);
+  __asm__ __volatile__("" ::: "memory");
+  if (svc__frame_decode_whole_header(hdr, r->max_payload, f) != 0 ||
+      f->type != want_type ||
+      svc__frame_size(f->method_len, f->payload_len) > room)
+    return SVC_EPROTO;
+  f->method = at + SVC__FRAME_HDR;
+  f->payload = f->method + f->method_len;
+  return 0;
+}
+
+/* svc__region_read_frame for a frame in a lane: where is the slot's
+ * "where", as read once. */
+int svc__region_read_lane_frame(svc__region *r, uint32_t where, int dir,
+                                uint8_t want_type, svc__frame *f,
+                                int *lane_out);
+
 /* Reads the frame the peer put in the slot half at off: copies "where" and
  * the header once, checks type and lengths against max_payload and the
  * space (inline half, or the lane of direction dir it names, syncing the
  * lane's mapping when the peer grew it). f's pointers point into the
  * region; *lane_out (if not NULL) is the lane number, or -1 inline.
- * SVC_EPROTO. */
-int svc__region_read_frame(svc__region *r, size_t off, int dir,
-                           uint8_t want_type, svc__frame *f, int *lane_out);
+ * SVC_EPROTO. Inline: every call reads two frames. */
+static inline int svc__region_read_frame(svc__region *r, size_t off, int dir,
+                                         uint8_t want_type, svc__frame *f,
+                                         int *lane_out) {
+  /* A slot half inside the ring (written so that no sum can wrap). */
+  if (off < SVC__REGION_RING ||
+      off > r->ring_end - (SVC__SLOT_HDR + SVC__SLOT_FRAME_MAX) ||
+      (off - SVC__REGION_RING) % (SVC__SLOT_SIZE / 2) != 0)
+    return SVC_EPROTO;
+  uint32_t where =
+      SVC__INFO_WHERE(*(volatile uint32_t *)svc__region_info(r, off));
+  if (where != SVC__WHERE_INLINE)
+    return svc__region_read_lane_frame(r, where, dir, want_type, f, lane_out);
+  if (lane_out)
+    *lane_out = -1;
+  return svc__region_decode_at(r, r->base + off + SVC__SLOT_HDR,
+                               SVC__SLOT_FRAME_MAX, want_type, f);
+}
 
 void svc__region_fini(svc__region *r);
 

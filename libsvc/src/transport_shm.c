@@ -28,9 +28,10 @@
  * now, and when that should be done: the peer spins through it. A peer
  * asleep is rung now, not when the message is posted, so its wake-up
  * overlaps the copy instead of following it. */
-static void announce_copy(_Atomic uint32_t *copy_for, _Atomic uint64_t *eta_ns,
-                          uint32_t seq, size_t len,
-                          _Atomic uint32_t *peer_sleeping, int fd) {
+SVC__COLD static void announce_copy(_Atomic uint32_t *copy_for,
+                                    _Atomic uint64_t *eta_ns, uint32_t seq,
+                                    size_t len, _Atomic uint32_t *peer_sleeping,
+                                    int fd) {
   atomic_store_explicit(eta_ns,
                         (uint64_t)(svc__now_ns() + COPY_SLACK_NS) +
                             len / COPY_BYTES_PER_NS,
@@ -307,7 +308,7 @@ static int reply_arrived(const shm_conn *c, uint32_t seq) {
  * answers in order), or with full, the first of any. A full scan reads a
  * line per call in flight, lines the server is busy writing, so it is done
  * rarely: when a look must be exact, and now and then while waiting. */
-static int find_reply(shm_conn *c, uint32_t *out, int full) {
+static SVC__INLINE int find_reply(shm_conn *c, uint32_t *out, int full) {
   uint32_t mask = c->region.slots - 1;
   if (c->nlive == 0)
     return 0;

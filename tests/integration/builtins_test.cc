@@ -92,9 +92,11 @@ TEST_P(BuiltinsTest, StatsCountsAddUp) {
   // A call is counted just after its reply is posted: c2's last call may
   // not be yet when c asks, a moment later, on another connection.
   std::string st;
+  int asked = 0;
   EXPECT_TRUE(Eventually(
       [&] {
         st = MustCall(c.get(), "svc.stats");
+        asked++;
         return Field(st, "echo", "calls") == kCalls + 20;
       },
       3000));
@@ -122,9 +124,9 @@ TEST_P(BuiltinsTest, StatsCountsAddUp) {
   EXPECT_LE(p999, mx);
   EXPECT_GE(Field(st, "echo", "total_ns"), p50 * (kCalls + 20) / 2);
 
-  // The reply to svc.stats counts the earlier svc.stats call.
+  // The reply to svc.stats counts the earlier svc.stats calls.
   std::string st2 = MustCall(c.get(), "svc.stats", "histogram");
-  EXPECT_EQ(1, Field(st2, "svc.stats", "calls"));
+  EXPECT_EQ(asked, Field(st2, "svc.stats", "calls"));
   EXPECT_NE(std::string::npos, st2.find("\"histogram\":[[")) << st2;
 }
 
