@@ -1,14 +1,18 @@
 /* fuzz_stream.c — libFuzzer harness for the stream transports'
  * server side: the input is what a hostile client writes on a unix://
  * connection; the real transport (svc__transport_unix: accept, serve,
- * reply) handles it with an echo dispatcher, and the replies are read back.
+ * reply) handles it with the real method table (svc__server_dispatch, its
+ * per-connection cache of the last method included) of a server with an
+ * "echo" and a "fail" method, and the replies are read back.
  *
  * Input: byte 0 = max_payload selector; the rest is the byte stream.
  * Properties: serve ends with SVC_EPEERGONE (clean end, or a partial frame
  * at the end) or SVC_EPROTO (a malformed or non-request frame) exactly as a
  * whole-buffer decode of the input predicts; the server answers exactly
  * the requests before that point, in order, each with a well-formed reply
- * frame carrying the request's call id and the echoed payload. */
+ * frame carrying the request's call id and what its name names: echo's
+ * payload, fail's code, svc.ping's "pong", another built-in's answer, or
+ * SVC_ENOMETHOD for anything else (a NUL inside a name included). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +23,7 @@
 
 #include "frame.h"
 #include "internal.h"
+#include "server.h"
 #include "svc.h"
 #include "transport.h"
 
@@ -33,19 +38,34 @@
 
 static const size_t max_payloads[4] = {0, 64, 4096, SVC_DEFAULT_MAX_MSG};
 
-/* The method table's contract: a name with a NUL inside names nothing. */
-static int echo(void *ctx, const uint8_t *method, size_t method_len,
-                const void *req, size_t len, svc_reply *reply) {
+static int echo(void *ctx, const void *req, size_t len, svc_reply *reply) {
   (void)ctx;
-  if (memchr(method, 0, method_len))
-    return SVC_ENOMETHOD;
-  if (method_len == 4 && memcmp(method, "fail", 4) == 0)
-    return 7;
-  void *p = reply->alloc(reply, len);
-  if (!p)
-    return reply->error;
-  memcpy(p, req, len);
-  return 0;
+  return svc_reply_set(reply, req, len);
+}
+
+static int fail(void *ctx, const void *req, size_t len, svc_reply *reply) {
+  (void)ctx;
+  (void)req;
+  (void)len;
+  (void)reply;
+  return 7;
+}
+
+/* Never started: only its method table serves (no statistics mapped, so
+ * svc.stats answers SVC_ESTATE). */
+static svc_server *server(void) {
+  static svc_server *s;
+  if (s)
+    return s;
+  CHECK(svc_server_new("fuzz", &s) == 0);
+  CHECK(svc_server_method(s, "echo", echo, NULL) == 0);
+  CHECK(svc_server_method(s, "fail", fail, NULL) == 0);
+  return s;
+}
+
+static int is_name(const svc__frame *q, const char *name) {
+  return q->method_len == strlen(name) &&
+         memcmp(q->method, name, q->method_len) == 0;
 }
 
 static svc__listener *listener(void) {
@@ -117,8 +137,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(write(cl, s, n) == (ssize_t)n);
   shutdown(cl, SHUT_WR);
   int rc;
-  static const svc__serve_ops ops = {.dispatch = echo};
-  while ((rc = l->tp->serve(c, &ops, NULL)) == 0) {
+  static const svc__serve_ops ops = {.dispatch = svc__server_dispatch,
+                                     .posted = svc__server_posted};
+  svc__item it = {.kind = ITEM_CONN, .server = server(), .last_method = -1};
+  while ((rc = l->tp->serve(c, &ops, &it)) == 0) {
   }
   CHECK(rc == want_rc);
   l->tp->close(c);
@@ -146,16 +168,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       break;
     }
     CHECK(qn > 0);
-    /* a name with a NUL inside is no method at all */
-    int nul = memchr(q.method, 0, q.method_len) != NULL;
-    int fail = !nul && q.method_len == 4 && memcmp(q.method, "fail", 4) == 0;
-    if (nul) {
-      CHECK(p.status == SVC_ENOMETHOD && p.payload_len == 0);
-    } else if (fail) {
-      CHECK(p.status == 7 && p.payload_len == 0);
-    } else {
+    /* a name with a NUL inside is no method at all: is_name is false */
+    if (is_name(&q, "echo")) {
       CHECK(p.status == 0 && p.payload_len == q.payload_len);
       CHECK(memcmp(p.payload, q.payload, p.payload_len) == 0);
+    } else if (is_name(&q, "fail")) {
+      CHECK(p.status == 7 && p.payload_len == 0);
+    } else if (is_name(&q, "svc.ping")) {
+      CHECK(p.status == 0 && p.payload_len == 4);
+      CHECK(memcmp(p.payload, "pong", 4) == 0);
+    } else if (is_name(&q, "svc.stats")) {
+      CHECK(p.status == SVC_ESTATE && p.payload_len == 0);
+    } else if (is_name(&q, "svc.info") || is_name(&q, "svc.methods")) {
+      CHECK((p.status == 0 && p.payload_len > 0) ||
+            (p.status == SVC_ETOOBIG && p.payload_len == 0));
+    } else {
+      CHECK(p.status == SVC_ENOMETHOD && p.payload_len == 0);
     }
     req_off += (size_t)qn;
   }

@@ -415,6 +415,13 @@ def stream_pipelined_seeds():
         "then-oversized": bytes([1]) + req(1) + req(2) + req(3, payload=b"q" * 65),
         "then-garbage": bytes([3]) + req(1) + req(2) + b"\xff" * 30,
         "fail-among-echoes": bytes([3]) + req(1) + req(2, b"fail") + req(3),
+        # The method cache: names that only begin, end or hide the cached
+        # one, built-ins, and switching back (issue 18).
+        "method-cache": bytes([3]) + b"".join(
+            req(i, m) for i, m in enumerate(
+                [b"echo", b"echo\0x", b"ech", b"echoo", b"fail", b"echo",
+                 b"svc.ping", b"svc.methods", b"svc.stats", b"svc.nope",
+                 b"ECHO", b"echo"], 1)),
     }
 
 

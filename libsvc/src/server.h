@@ -33,14 +33,14 @@ typedef struct svc__item {
   enum item_kind kind;
   svc__listener *listener;
   svc__conn *conn;
-  struct svc_server *server; /* connections: the server they belong to */
-  int stats_slot;            /* connections: their statistics slot */
-  int last_method;           /* connections: the method last found, or -1 */
-  uint32_t last_method_len;  /* ... the length of its name */
+  struct svc_server *server;   /* connections: the server they belong to */
+  int stats_slot;              /* connections: their statistics slot */
+  int last_method;             /* connections: the method last found, or -1 */
+  uint32_t last_method_len;    /* ... the length of its name */
   svc__call_record unrecorded; /* connections: the last call, until posted */
-  pthread_mutex_t serving;   /* held by the thread serving conn */
-  int goaway_sent;           /* the client was asked to reconnect */
-  _Atomic int paused;        /* listeners: out of fds, waiting on resume */
+  pthread_mutex_t serving;     /* held by the thread serving conn */
+  int goaway_sent;             /* the client was asked to reconnect */
+  _Atomic int paused;          /* listeners: out of fds, waiting on resume */
   struct svc__item *prev, *next;
 } svc__item;
 

@@ -87,7 +87,8 @@ TEST_P(FastPath, TheCachedMethodAnswersForItsOwnNameOnly) {
     Reply r;
     ASSERT_TRUE(ReadReply(fd, &r)) << "no reply to call " << id;
     EXPECT_EQ(id, r.id);
-    EXPECT_EQ(st.status, r.status) << "call " << id << ": " << ErrName(r.status);
+    EXPECT_EQ(st.status, r.status)
+        << "call " << id << ": " << ErrName(r.status);
     if (st.status == 0) {
       EXPECT_EQ(st.method == "svc.ping" ? "pong" : st.payload, r.payload);
     }
