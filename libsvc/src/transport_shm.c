@@ -54,26 +54,31 @@ typedef struct ack_msg {
   uint64_t max_payload; /* what the server accepts */
 } ack_msg;
 
+/* A client's call in flight, at index seq % ring slots. */
+typedef struct shm_call {
+  uint32_t seq;  /* the call posted */
+  uint16_t slot; /* the ring slot it lies in */
+  uint8_t live;  /* it awaits its reply */
+  uint8_t lane;  /* 1 + the request lane it lies in, or 0 */
+} shm_call;
+
 typedef struct shm_conn {
   svc__conn base;
   svc__region region;
   svc__waiter waiter;
   /* client; calls in flight are indexed by seq % ring slots */
-  uint32_t posted;     /* the last call posted */
-  uint32_t oldest;     /* no call before this one is in flight */
-  uint32_t nlive;      /* calls in flight */
-  uint32_t *call_seq;  /* per index: the call posted */
-  uint16_t *call_slot; /* per index: the ring slot it lies in */
-  uint8_t *call_live;  /* per index: that call awaits its reply */
-  uint8_t *slot_busy;  /* per ring slot: a call in flight lies there */
-  uint32_t next_slot;  /* where the next call goes (the last one said) */
-  int held_slot;       /* the slot of the reply handed out, or -1 */
-  uint32_t scans;      /* checks while waiting, for the full scans */
-  uint8_t *call_lane;  /* per index: 1 + the request lane it lies in, or 0 */
-  uint32_t req_busy;   /* request lanes holding a request in flight (bits) */
-  int req_lent;        /* the request lane lent to the caller, or -1 */
-  int held_lane;       /* the reply lane of the reply handed out, or -1 */
-  int watched;         /* event-loop mode: keep client_sleeping armed */
+  uint32_t posted;    /* the last call posted */
+  uint32_t oldest;    /* no call before this one is in flight */
+  uint32_t nlive;     /* calls in flight */
+  shm_call *calls;    /* per index (seq % ring slots): the call posted */
+  uint8_t *slot_busy; /* per ring slot: a call in flight lies there */
+  uint32_t next_slot; /* where the next call goes (the last one said) */
+  int held_slot;      /* the slot of the reply handed out, or -1 */
+  uint32_t scans;     /* checks while waiting, for the full scans */
+  uint32_t req_busy;  /* request lanes holding a request in flight (bits) */
+  int req_lent;       /* the request lane lent to the caller, or -1 */
+  int held_lane;      /* the reply lane of the reply handed out, or -1 */
+  int watched;        /* event-loop mode: keep client_sleeping armed */
   /* server */
   uint32_t seq;                /* the last call taken */
   uint32_t next;               /* the slot the next call will be in */
@@ -107,10 +112,7 @@ static void shm_close(svc__conn *base) {
   svc__region_fini(&c->region);
   if (c->base.fd >= 0)
     close(c->base.fd);
-  free(c->call_seq);
-  free(c->call_slot);
-  free(c->call_live);
-  free(c->call_lane);
+  free(c->calls);
   free(c->slot_busy);
   free(c);
 }
@@ -155,17 +157,11 @@ static int shm_dial(const svc__url *u, const svc__conn_opts *o,
     close(fd);
     return SVC_ENOMEM;
   }
-  c->call_seq = svc__calloc(d->slots, sizeof *c->call_seq);
-  c->call_slot = svc__calloc(d->slots, sizeof *c->call_slot);
-  c->call_live = svc__calloc(d->slots, 1);
-  c->call_lane = svc__calloc(d->slots, 1);
+  c->calls = svc__calloc(d->slots, sizeof *c->calls);
   c->slot_busy = svc__calloc(d->slots, 1);
   c->oldest = 1;
   c->held_slot = -1;
-  rc = c->call_seq && c->call_slot && c->call_live && c->call_lane &&
-               c->slot_busy
-           ? 0
-           : SVC_ENOMEM;
+  rc = c->calls && c->slot_busy ? 0 : SVC_ENOMEM;
   if (rc == 0)
     rc = svc__region_create(&c->region, o->max_payload, d->slots);
   int sent = rc == 0 ? send_hello(fd, c->region.fd) : rc;
@@ -273,10 +269,8 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
     memcpy(at + SVC__FRAME_HDR + method_len, req, len);
   *svc__region_info(r, slot + SVC__SLOT_REQ) = SVC__INFO(where, follow);
   uint32_t i = seq & mask;
-  c->call_seq[i] = seq;
-  c->call_slot[i] = (uint16_t)k;
-  c->call_live[i] = 1;
-  c->call_lane[i] = (uint8_t)(lane + 1);
+  c->calls[i] = (shm_call){
+      .seq = seq, .slot = (uint16_t)k, .live = 1, .lane = (uint8_t)(lane + 1)};
   if (lane >= 0)
     c->req_busy |= 1u << lane;
   c->slot_busy[k] = 1;
@@ -295,7 +289,7 @@ static int shm_send(svc__conn *base, uint32_t seq, const char *method,
 /* The reply half of call seq's slot (seq in flight). */
 static size_t reply_half(const shm_conn *c, uint32_t seq) {
   const svc__region *r = &c->region;
-  return svc__region_slot(r, c->call_slot[seq & (r->slots - 1)]) +
+  return svc__region_slot(r, c->calls[seq & (r->slots - 1)].slot) +
          SVC__SLOT_REP;
 }
 
@@ -318,7 +312,7 @@ static SVC__INLINE int find_reply(shm_conn *c, uint32_t *out, int full) {
   }
   for (uint32_t s = c->oldest + 1; full && s != c->posted + 1; s++) {
     uint32_t i = s & mask;
-    if (c->call_live[i] && c->call_seq[i] == s && reply_arrived(c, s)) {
+    if (c->calls[i].live && c->calls[i].seq == s && reply_arrived(c, s)) {
       *out = s;
       return 1;
     }
@@ -381,16 +375,17 @@ static int shm_recv(svc__conn *base, int64_t deadline, svc__result *res) {
     return SVC_EPROTO;
   uint32_t i = s & (r->slots - 1);
   c->held_lane = lane < 0 ? -1 : SVC__LANE_INDEX(lane);
-  c->held_slot = c->call_slot[i];
-  c->slot_busy[c->call_slot[i]] = 0;
-  c->call_live[i] = 0;
+  shm_call *call = &c->calls[i];
+  c->held_slot = call->slot;
+  c->slot_busy[call->slot] = 0;
+  call->live = 0;
   c->nlive--;
   while (c->oldest != c->posted + 1 &&
-         !c->call_live[c->oldest & (r->slots - 1)])
+         !c->calls[c->oldest & (r->slots - 1)].live)
     c->oldest++;
-  if (c->call_lane[i]) /* the server is done with the request */
-    c->req_busy &= ~(1u << (c->call_lane[i] - 1));
-  c->call_lane[i] = 0;
+  if (call->lane) /* the server is done with the request */
+    c->req_busy &= ~(1u << (call->lane - 1));
+  call->lane = 0;
   res->call_id = s;
   res->status = rep.status;
   res->payload = rep.payload;
