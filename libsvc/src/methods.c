@@ -225,7 +225,9 @@ int svc__server_stats_open(svc_server *s) {
   long slots = 256L * (nproc + 1);
   if (slots > 65536)
     slots = 65536;
-  return svc__stats_new(s->nmethods + NBUILTIN, (int)slots, &s->stats);
+  int rc = svc__stats_new(s->nmethods + NBUILTIN, (int)slots, &s->stats);
+  s->stats_tsc = svc__stats_uses_tsc(s->stats);
+  return rc;
 }
 
 /* A handler passing on a failed svc_reply_alloc (with SVC_ETOOBIG, as
@@ -239,7 +241,6 @@ int svc__server_dispatch(void *ctx, const uint8_t *method, size_t method_len,
                          const void *req, size_t len, svc_reply *r) {
   svc__item *it = ctx;
   svc_server *s = it->server;
-  svc__server_posted(it); /* a call whose reply was never said posted */
   int i = find_method(it, method, method_len);
   if (i < 0) {
     svc__stats_count_unknown(s->stats);
@@ -250,7 +251,7 @@ int svc__server_dispatch(void *ctx, const uint8_t *method, size_t method_len,
                             ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
                             : run_builtin(s, i - s->nmethods, req, len, r),
                         r);
-  int tsc = svc__stats_uses_tsc(s->stats);
+  int tsc = s->stats_tsc;
   uint64_t t0 = svc__stats_ticks(tsc);
   int rc = i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
                            : run_builtin(s, i - s->nmethods, req, len, r);

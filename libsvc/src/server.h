@@ -71,6 +71,7 @@ struct svc_server {
   int pool_slot;             /* a worker's slot in pool_info, else -1 */
   _Atomic int accept_defers; /* accepts deferred in a row (workers.c) */
   struct svc__stats *stats;  /* per-method counters, shared with workers */
+  int stats_tsc;             /* ... timed in TSC ticks (svc__stats_ticks) */
   _Atomic int nthreads;      /* serving threads alive (detached) */
   pthread_cond_t threads_done; /* signalled when nthreads reaches 0 */
   _Atomic int idle;            /* threads waiting in epoll_wait */
