@@ -170,6 +170,13 @@ static int run_builtin(svc_server *s, int b, const void *req, size_t len,
   }
 }
 
+/* Runs method i of the stats table (a user method, or a built-in). */
+static int run_method(svc_server *s, int i, const void *req, size_t len,
+                      svc_reply *r) {
+  return i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
+                         : run_builtin(s, i - s->nmethods, req, len, r);
+}
+
 /* Index in the stats table: user methods, then built-ins; -1 if none. */
 static int method_index(const svc_server *s, const char *name) {
   if (strncmp(name, "svc.", 4) == 0) {
@@ -247,14 +254,10 @@ int svc__server_dispatch(void *ctx, const uint8_t *method, size_t method_len,
     return SVC_ENOMETHOD;
   }
   if (!s->stats) /* SVC_STATS=off */
-    return reply_status(i < s->nmethods
-                            ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
-                            : run_builtin(s, i - s->nmethods, req, len, r),
-                        r);
+    return reply_status(run_method(s, i, req, len, r), r);
   int tsc = s->stats_tsc;
   uint64_t t0 = svc__stats_ticks(tsc);
-  int rc = i < s->nmethods ? s->methods[i].fn(s->methods[i].ctx, req, len, r)
-                           : run_builtin(s, i - s->nmethods, req, len, r);
+  int rc = run_method(s, i, req, len, r);
   uint64_t t1 = svc__stats_ticks(tsc);
   /* Counted once the reply is posted: the caller does not wait for it. */
   it->unrecorded = (svc__call_record){.method = i,

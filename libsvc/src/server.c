@@ -314,7 +314,6 @@ static const svc__serve_ops serve_ops = {.dispatch = svc__server_dispatch,
 static void serve_conn(svc_server *s, svc__item *it) {
   pthread_mutex_lock(&it->serving);
   int rc = it->conn->tp->serve(it->conn, &serve_ops, it);
-  svc__server_posted(it); /* in case a transport did not say */
   if (rc == 0 && atomic_load(&s->retiring) && !it->goaway_sent)
     it->goaway_sent = it->conn->tp->goaway(it->conn) == 0;
   /* Re-armed before the unlock: the next thread to serve it locks after
