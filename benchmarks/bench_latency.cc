@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <functional>
+#include <utility>
+#include <vector>
 
 #include "runs.h"
 
@@ -69,6 +71,69 @@ void BM_SlowHandler(benchmark::State &state, const std::string &name) {
   LatencyRun(
       state, "slow/" + name, name, opts, req,
       [&](const void *, size_t resp_len) { return resp_len == req.size(); });
+}
+
+/* Paired rounds (issue 18). This VM's two vCPUs flip between a fast state
+ * (the spin floor's 64 B round trip about 0.26 us) and a slow one (about
+ * 0.85 us) from one process to the next and even within one, so two rows
+ * measured a minute apart may compare two states. Here name and the spin
+ * floor take turns in short windows, each from a fresh server (the spin
+ * server would take a core from the other if both ran), in the order
+ * floor, name, name, floor, ...; a round's ratio is its two neighbouring
+ * windows' p50s. Counters: ratio (the rounds' median), ratio_min and
+ * ratio_max, p50_us and floor_p50_us (medians), and per round i
+ * floor_us_rI and ratio_rI, so the report can split the rounds by state.
+ * One iteration; its time is the whole run. */
+constexpr int kPairedRounds = 8;
+
+void BM_Paired(benchmark::State &state, const std::string &name) {
+  const size_t len = (size_t)state.range(0);
+  const std::string what = "paired/" + name + "/" + std::to_string(len);
+  Watchdog watchdog(what, (unsigned)g_opts.watchdog_s);
+  auto req = MakePayload(len);
+  ReplyCheck check = [&](const void *resp, size_t resp_len) {
+    return ReplyMatches(req.data(), len, resp, resp_len);
+  };
+  uint64_t window_ms =
+      std::max<uint64_t>(1, (uint64_t)g_opts.duration_ms / (2 * kPairedRounds));
+  std::vector<double> ratios, floors, p50s;
+  std::string err;
+  for (auto _ : state) {
+    uint64_t t0 = NowNs();
+    for (int i = 0; i < kPairedRounds; i++) {
+      uint64_t floor_ns = 0, ns = 0;
+      bool floor_first = i % 2 == 0, ok;
+      if (floor_first)
+        ok =
+            LatencyWindow("spin", {}, req, check, window_ms, &floor_ns, &err) &&
+            LatencyWindow(name, {}, req, check, window_ms, &ns, &err);
+      else
+        ok = LatencyWindow(name, {}, req, check, window_ms, &ns, &err) &&
+             LatencyWindow("spin", {}, req, check, window_ms, &floor_ns, &err);
+      if (!ok) {
+        state.SkipWithError((what + ": " + err).c_str());
+        return;
+      }
+      floors.push_back((double)floor_ns / 1e3);
+      p50s.push_back((double)ns / 1e3);
+      ratios.push_back((double)ns / (double)floor_ns);
+      state.counters["floor_us_r" + std::to_string(i)] = floors.back();
+      state.counters["ratio_r" + std::to_string(i)] = ratios.back();
+    }
+    state.SetIterationTime((double)(NowNs() - t0) * 1e-9);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  state.counters["rounds"] = (double)ratios.size();
+  state.counters["ratio"] = median(ratios);
+  state.counters["ratio_min"] = *std::min_element(ratios.begin(), ratios.end());
+  state.counters["ratio_max"] = *std::max_element(ratios.begin(), ratios.end());
+  state.counters["p50_us"] = median(p50s);
+  state.counters["floor_p50_us"] = median(floors);
+  state.SetLabel(name + " vs spin");
 }
 
 /* One connection's life: open, one call of req, close, all of it timed as
@@ -169,6 +234,18 @@ int main(int argc, char **argv) {
         label.c_str(),
         [opts](benchmark::State &s) { bench::BM_Latency(s, "svc-shm", opts); });
     b->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
+  }
+  /* svc-shm against the spin floor in alternating windows (issue 18's and
+   * issue 11's targets, immune to the VM changing state between rows). */
+  for (const auto &[name, size] : std::vector<std::pair<std::string, int64_t>>{
+           {"svc-shm", 64}, {"svc-shm", 1 << 20}, {"svc-shm-prep", 1 << 20}}) {
+    benchmark::RegisterBenchmark(
+        ("paired/" + name).c_str(),
+        [name = name](benchmark::State &s) { bench::BM_Paired(s, name); })
+        ->Arg(size)
+        ->Iterations(1)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
   }
   /* What a connection costs (issue 16): tcp:// and tls:// with one 64 B
    * call each. */

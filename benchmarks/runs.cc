@@ -105,6 +105,37 @@ void LatencyRun(benchmark::State &state, const std::string &what,
   t->Stop();
 }
 
+bool LatencyWindow(const std::string &name, const ServerOptions &opts,
+                   const std::vector<unsigned char> &req,
+                   const ReplyCheck &check, uint64_t window_ms,
+                   uint64_t *p50_ns, std::string *err) {
+  auto t = MakeTransport(name, opts);
+  if (!t) {
+    *err = "unknown transport " + name;
+    return false;
+  }
+  if (!t->Start(1, req.size(), err))
+    return false;
+  auto c = t->Connect(0, err);
+  bool ok = c && warm_up(c.get(), req, err);
+  std::vector<uint64_t> ns;
+  uint64_t sink = 0, one = 0, end = NowNs() + window_ms * 1000000;
+  while (ok && (ns.size() < 3 || NowNs() < end)) {
+    if (timed_call(c.get(), req, check, &sink, &one, err) != 0)
+      ok = false;
+    else
+      ns.push_back(one);
+  }
+  benchmark::DoNotOptimize(sink);
+  c.reset(); /* close the client before the server goes */
+  t->Stop();
+  if (!ok)
+    return false;
+  std::nth_element(ns.begin(), ns.begin() + ns.size() / 2, ns.end());
+  *p50_ns = ns[ns.size() / 2];
+  return true;
+}
+
 namespace {
 
 /* Shared by the benchmark process and its client process. */

@@ -25,6 +25,14 @@ void LatencyRun(benchmark::State &state, const std::string &what,
                 const std::string &name, const ServerOptions &opts,
                 const std::vector<unsigned char> &req, const ReplyCheck &check);
 
+/* One window of a paired comparison: starts name's server, warms up,
+ * times calls of req until window_ms have passed (at least 3 calls), stops
+ * the server. true with *p50_ns; false with *err. */
+bool LatencyWindow(const std::string &name, const ServerOptions &opts,
+                   const std::vector<unsigned char> &req,
+                   const ReplyCheck &check, uint64_t window_ms,
+                   uint64_t *p50_ns, std::string *err);
+
 /* LatencyRun with the client in a forked process of its own, calling for
  * --duration_ms after its warm-up (one benchmark iteration), so that the
  * benchmark process never loads a library that does not survive fork
